@@ -1,0 +1,29 @@
+# Every target creates .venv first when it is missing; a second `make setup` does nothing.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null && python3.10 -c 'import sys' 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON310)" ]; then \
+	  echo "error: python3.10 not found (lava-nc 0.10 needs Python 3.10): install it, e.g. 'pyenv install 3.10', or set PYTHON310=/path/to/python3.10"; exit 1; fi
+	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(PY) -m ddla_neuro.train --model convnet --dataset digits --timesteps 4 --epochs 30 --seed 0 --out runs/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/train_speed.py
+
+clean:
+	rm -rf runs .pytest_cache
