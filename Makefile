@@ -2,7 +2,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null && python3.10 -c 'import sys' 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1)
+# python3.10 on the PATH, else pyenv's install (the shim may exist without 3.10 being active).
+PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.*/bin/python3.10; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { command -v "$$p"; break; }; done)
 
 .PHONY: setup demo test bench clean
 
@@ -12,7 +13,6 @@ $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON310)" ]; then \
 	  echo "error: python3.10 not found (lava-nc 0.10 needs Python 3.10): install it, e.g. 'pyenv install 3.10', or set PYTHON310=/path/to/python3.10"; exit 1; fi
 	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 

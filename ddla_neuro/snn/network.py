@@ -1,0 +1,84 @@
+"""`SpikingNetwork`: encoder + body, run all T at once or one explicit-state step at a time."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .encoders import encode
+from .layers import MULTI, SINGLE, Neuron, neurons, set_step_mode
+
+
+@dataclass
+class NetworkState:
+    """Explicit single-step state: the timestep index and every neuron population's membrane."""
+
+    t: int = 0
+    v: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class SpikingNetwork(nn.Module):
+    """A spiking body whose last layer is a non-spiking readout; the prediction is the mean over T.
+
+    `arch` holds the constructor arguments of the zoo entry that built it, so a checkpoint can
+    rebuild the same network.
+    """
+
+    def __init__(self, body: nn.Module, timesteps: int, encoding: str, arch: dict):
+        super().__init__()
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        self.body = body
+        self.timesteps = timesteps
+        self.encoding = encoding
+        self.arch = dict(arch)
+        self._mode = ""
+        for name, m in body.named_modules():
+            if isinstance(m, Neuron):
+                m.key = name
+
+    @property
+    def neurons(self) -> list[Neuron]:
+        return neurons(self.body)
+
+    def _set_mode(self, mode: str) -> None:
+        if mode != self._mode:
+            set_step_mode(self.body, mode)
+            self._mode = mode
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return encode(x, self.encoding, self.timesteps, generator)
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Multi-step: (T, B, ...) -> per-timestep logits (T, B, classes)."""
+        self._set_mode(MULTI)
+        return self.body(x_seq)
+
+    def step(self, x_t: torch.Tensor, state: NetworkState) -> tuple[torch.Tensor, NetworkState]:
+        """Single-step: input of one timestep (B, ...) and the state -> (logits (B, classes), new state)."""
+        self._set_mode(SINGLE)
+        pops = self.neurons
+        for n in pops:
+            n.v = state.v.get(n.key)
+        try:
+            out = self.body(x_t)
+            new_state = NetworkState(t=state.t + 1, v={n.key: n.v for n in pops})
+        finally:
+            for n in pops:
+                n.v = None
+        return out, new_state
+
+    def forward_steps(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Single-step execution of a whole sequence; equal to `forward` for the same input."""
+        state = NetworkState()
+        outs = []
+        for x_t in x_seq:
+            out, state = self.step(x_t, state)
+            outs.append(out)
+        return torch.stack(outs)
+
+    def run(self, x: torch.Tensor, single_step: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Encode raw input and run it: (B, ...) -> (T, B, classes)."""
+        x_seq = self.encode(x, generator)
+        return self.forward_steps(x_seq) if single_step else self(x_seq)
