@@ -50,8 +50,11 @@ class SpikingNetwork(nn.Module):
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return encode(x, self.encoding, self.timesteps, generator)
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        """Multi-step: (T, B, ...) -> per-timestep logits (T, B, classes)."""
+    def forward(self, x_seq: torch.Tensor, single_step: bool = False) -> torch.Tensor:
+        """(T, B, ...) -> per-timestep logits (T, B, classes), all T at once or step by step.
+        Both paths go through `forward` so that DistributedDataParallel sees them."""
+        if single_step:
+            return self.forward_steps(x_seq)
         self._set_mode(MULTI)
         return self.body(x_seq)
 
@@ -80,5 +83,4 @@ class SpikingNetwork(nn.Module):
 
     def run(self, x: torch.Tensor, single_step: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Encode raw input and run it: (B, ...) -> (T, B, classes)."""
-        x_seq = self.encode(x, generator)
-        return self.forward_steps(x_seq) if single_step else self(x_seq)
+        return self(self.encode(x, generator), single_step=single_step)

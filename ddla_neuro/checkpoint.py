@@ -1,0 +1,74 @@
+"""Checkpoints in a safe format: one `torch.save` file of plain containers (a state dict of
+tensors, JSON-like metadata, optionally the optimizer state) read back with
+`torch.load(weights_only=True)`, so a file from a stranger cannot run code. A `.json` copy of
+the metadata is written beside it for people and other tools."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import UserError
+from .fileio import atomic_write, atomic_write_json
+from .snn.network import SpikingNetwork
+from .zoo import rebuild
+
+FORMAT = "ddla-neuro/checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_META = ("arch", "timesteps", "encoding")
+
+
+class CheckpointError(UserError):
+    pass
+
+
+def save_checkpoint(path: str | Path, net: SpikingNetwork, meta: dict, extra: dict | None = None) -> None:
+    """Writes `path` and `path.with_suffix('.json')` atomically. `extra` holds training state
+    (optimizer, scheduler, epoch) for resuming."""
+    meta = {"arch": net.arch, "timesteps": net.timesteps, "encoding": net.encoding,
+            "package_version": __version__, **meta}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta,
+               "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+    if extra:
+        payload["extra"] = extra
+    atomic_write(path, lambda f: torch.save(payload, f))
+    atomic_write_json(Path(path).with_suffix(".json"), meta)
+
+
+def load_checkpoint_payload(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the model.pt written by ddla_neuro.train")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle refused by weights_only, random bytes ...
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable ddla-neuro checkpoint ({reason}); "
+                              f"re-create it with ddla_neuro.train") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a ddla-neuro checkpoint (no '{FORMAT}' header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {payload.get('format_version')}, "
+                              f"this ddla-neuro reads version {FORMAT_VERSION}")
+    meta = payload.get("meta")
+    if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
+        raise CheckpointError(f"{path}: metadata lacks one of {REQUIRED_META}")
+    for name, t in payload.get("state_dict", {}).items():
+        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values; the model diverged, retrain it")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> tuple[SpikingNetwork, dict, dict]:
+    """Returns (network with the stored weights, metadata, extra training state)."""
+    payload = load_checkpoint_payload(path)
+    meta = payload["meta"]
+    try:
+        net = rebuild(meta["arch"], meta["timesteps"], meta["encoding"])
+        net.load_state_dict(payload["state_dict"])
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: the weights do not fit the stored architecture ({reason})") from None
+    return net, meta, payload.get("extra", {})
+

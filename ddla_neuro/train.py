@@ -1,0 +1,285 @@
+"""python -m ddla_neuro.train: train (or evaluate) an SNN of the zoo on a dataset.
+
+Single process on CPU or one GPU; several processes (GPUs, or CPU with gloo) under
+`torchrun --nproc_per_node N -m ddla_neuro.train ...` through DistributedDataParallel.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DATASETS, DataSplit, load_dataset
+from .errors import UserError, run_cli
+from .fileio import atomic_write_json
+from .snn.encoders import ENCODINGS
+from .snn.monitor import SpikeMonitor
+from .snn.network import SpikingNetwork
+from .zoo import MODELS, build_model
+from .zoo.models import NEURONS
+
+TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
+
+
+def ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the output averaged over time."""
+    return F.cross_entropy(logits_seq.mean(0), y)
+
+
+def tet_loss(logits_seq: torch.Tensor, y: torch.Tensor, lam: float = TET_LAMBDA, phi: float = TET_PHI) -> torch.Tensor:
+    """TET: (1 - lam) * mean_t CE(O_t, y) + lam * MSE(O, phi)."""
+    t = logits_seq.shape[0]
+    per_step = F.cross_entropy(logits_seq.flatten(0, 1), y.repeat(t))
+    return (1 - lam) * per_step + lam * F.mse_loss(logits_seq, torch.full_like(logits_seq, phi))
+
+
+LOSSES = {"ce": ce_loss, "tet": tet_loss}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ddla_neuro.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="convnet", choices=sorted(MODELS))
+    p.add_argument("--dataset", default=None, choices=DATASETS, help="default: digits (or the checkpoint's with --eval)")
+    p.add_argument("--data-dir", default=None, help="local dataset directory (npz: the file); nothing is downloaded")
+    p.add_argument("--timesteps", "-T", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", default="tet", choices=sorted(LOSSES))
+    p.add_argument("--neuron", default="if", choices=NEURONS)
+    p.add_argument("--reset", default="zero", choices=("zero", "subtract"))
+    p.add_argument("--encoding", default="direct", choices=ENCODINGS[:2], help="events datasets always use 'events'")
+    p.add_argument("--step-mode", default="multi", choices=("multi", "single"),
+                   help="multi: all T at once (fast); single: one timestep at a time with explicit state")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/train", help="output directory (model.pt, model.json, summary.json)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")
+    p.add_argument("--eval", metavar="CHECKPOINT", help="only evaluate a checkpoint on the test split")
+    return p
+
+
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda given but CUDA is not available; use --device cpu or auto")
+    if name == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def init_distributed(device_name: str) -> tuple[int, int, int]:
+    """(rank, world size, local rank); starts a process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device_name != "cpu" and torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend)
+    return dist.get_rank(), world, local_rank
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop (padding 4) and horizontal flip, as in the TET CIFAR recipe."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=gen, device=gen.device) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
+    padded = F.pad(x, (4, 4, 4, 4))
+    offs = torch.randint(0, 9, (b, 2), generator=gen, device=gen.device).tolist()
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs)])
+
+
+def make_generator(device: torch.device, seed: int) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+@torch.no_grad()
+def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
+             seed: int, single_step: bool = False, monitor: bool = False) -> dict:
+    """Accuracy on (x, y); with `monitor`, spike counts per sample, layer and timestep too."""
+    net.eval()
+    gen = make_generator(device, seed)
+    correct = 0
+    mon = SpikeMonitor(net) if monitor else None
+    with mon if mon else _null():
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            out = net.run(xb, single_step=single_step, generator=gen)
+            correct += (out.mean(0).argmax(1) == yb).sum().item()
+            if mon:
+                mon.add_samples(len(xb))
+    result = {"accuracy": correct / len(x)}
+    if mon:
+        result.update(mon.summary())
+    return result
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def train_epoch(net: SpikingNetwork, model: torch.nn.Module, data: DataSplit, sampler: DistributedSampler,
+                batch_size: int, opt: torch.optim.Optimizer, loss_fn, device: torch.device, single_step: bool,
+                gen: torch.Generator, show_progress: bool, desc: str) -> tuple[float, float]:
+    net.train()
+    order = torch.tensor(list(sampler))
+    batches = order.split(batch_size)
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(batches, desc=desc, leave=False, disable=None if show_progress else True, file=sys.stderr)
+    for idx in bar:
+        xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
+        if data.augment:
+            xb = augment(xb, gen)
+        out = model(net.encode(xb, gen), single_step=single_step)
+        loss = loss_fn(out, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += (out.detach().mean(0).argmax(1) == yb).sum().item()
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return total_loss / seen, correct / seen
+
+
+def params_in_sync(net: torch.nn.Module) -> bool:
+    """True when every DDP rank holds the same weights (a checksum compared across ranks)."""
+    flat = torch.cat([p.detach().double().flatten().cpu() for p in net.parameters()])
+    checksum = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum()])
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def run_eval(args: argparse.Namespace, device: torch.device) -> int:
+    t0 = time.time()
+    net, meta, _ = load_checkpoint(args.eval)
+    dataset = args.dataset or meta.get("dataset", "digits")
+    data = load_dataset(dataset, args.data_dir, net.timesteps)
+    if data.input_shape != tuple(meta["arch"]["input_shape"]):
+        raise UserError(f"{dataset} inputs have shape {data.input_shape}, the checkpoint expects "
+                        f"{tuple(meta['arch']['input_shape'])}; pick the dataset it was trained on")
+    net.to(device)
+    res = evaluate(net, data.x_test, data.y_test, args.batch_size, device, args.seed,
+                   single_step=args.step_mode == "single", monitor=True)
+    summary = {"checkpoint": str(args.eval), "dataset": dataset, "test_accuracy": res.pop("accuracy"), **res,
+               "wall_s": time.time() - t0, "device": str(device), "seed": args.seed}
+    atomic_write_json(Path(args.out) / "summary.json", summary)
+    print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.timesteps < 1 or args.epochs < 0 or args.batch_size < 1:
+        raise UserError("--timesteps and --batch-size must be >= 1 and --epochs >= 0")
+    rank, world, local_rank = init_distributed(args.device)
+    try:
+        device = select_device(args.device, local_rank)
+        seed_everything(args.seed, device)
+        if args.eval:
+            return run_eval(args, device) if rank == 0 else 0
+        return train(args, device, rank, world)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
+    t0 = time.time()
+    start_epoch, extra, resumed = 0, {}, None
+    if args.resume:
+        resumed, meta, extra = load_checkpoint(args.resume)
+        args.dataset = args.dataset or meta.get("dataset")
+        if "optimizer" not in extra:
+            raise CheckpointError(f"{args.resume} holds no training state to resume from")
+        start_epoch = int(extra["epoch"])
+    dataset = args.dataset or "digits"
+    data = load_dataset(dataset, args.data_dir, args.timesteps)
+    encoding = "events" if data.is_events else args.encoding
+    net = resumed or build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
+                                 timesteps=args.timesteps, neuron=args.neuron, reset=args.reset, encoding=encoding)
+    if tuple(net.arch["input_shape"]) != data.input_shape:
+        raise UserError(f"the checkpoint expects inputs of shape {tuple(net.arch['input_shape'])}, "
+                        f"{dataset} has {data.input_shape}")
+    net.to(device)
+    model = DistributedDataParallel(net) if world > 1 else net
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
+    if extra:
+        opt.load_state_dict(extra["optimizer"])
+        sched.load_state_dict(extra["scheduler"])
+    sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    loss_fn = LOSSES[args.loss]
+    single = args.step_mode == "single"
+    out = Path(args.out)
+    history = list(extra.get("history", []))
+    meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
+            "method": "baseline"}
+    if rank == 0:
+        print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
+              f"{len(data.x_train)} train / {len(data.x_test)} test samples, device {device}, {world} process(es)")
+    for epoch in range(start_epoch, args.epochs):
+        te = time.time()
+        sampler.set_epoch(epoch)
+        gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
+        loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
+                                show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}")
+        sched.step()
+        if rank == 0:
+            test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, single_step=single)
+            history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": acc,
+                            "test_accuracy": test["accuracy"], "epoch_s": time.time() - te})
+            print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  train_acc {acc:.4f}  "
+                  f"test_acc {test['accuracy']:.4f}  {time.time() - te:.1f}s", flush=True)
+            save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1, "test_accuracy": test["accuracy"]},
+                            extra={"epoch": epoch + 1, "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict(), "history": history})
+        if world > 1:
+            dist.barrier()
+    in_sync = params_in_sync(net) if world > 1 else True
+    if rank != 0:
+        return 0
+    final = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, single_step=single, monitor=True)
+    summary = {
+        "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
+        "encoding": encoding, "loss": args.loss, "step_mode": args.step_mode, "epochs": args.epochs,
+        "seed": args.seed, "test_accuracy": final.pop("accuracy"), **final,
+        "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
+        "checkpoint": str(out / "model.pt"), "history": history,
+    }
+    if args.epochs == start_epoch and not (out / "model.pt").exists():
+        save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]})
+    atomic_write_json(out / "summary.json", summary)
+    print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
+          f"wall {summary['wall_s']:.1f}s  -> {out}/summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
