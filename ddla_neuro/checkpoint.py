@@ -43,8 +43,9 @@ def load_checkpoint_payload(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle refused by weights_only, random bytes ...
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable ddla-neuro checkpoint ({reason}); "
+        reason = ("it holds pickled objects other than tensors and plain containers, refused for safety"
+                  if "GLOBAL" in str(e) else "the file is truncated or not a torch checkpoint")
+        raise CheckpointError(f"{path} is not a readable ddla-neuro checkpoint: {reason}; "
                               f"re-create it with ddla_neuro.train") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ddla-neuro checkpoint (no '{FORMAT}' header)")

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="output directory (model.pt, model.json, summary.json)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")
+    p.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
+                   help="stop after this epoch of the schedule (e.g. a job slot ends); continue with --resume")
     p.add_argument("--eval", metavar="CHECKPOINT", help="only evaluate a checkpoint on the test split")
     return p
 
@@ -262,6 +264,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                                    "scheduler": sched.state_dict(), "history": history})
         if world > 1:
             dist.barrier()
+        if epoch + 1 == args.stop_after:
+            if rank == 0:
+                print(f"stopped after epoch {epoch + 1} as asked; continue with --resume {out / 'model.pt'}")
+            return 0
     in_sync = params_in_sync(net) if world > 1 else True
     if rank != 0:
         return 0

@@ -12,11 +12,15 @@ One step of the integrate-and-fire family used throughout the project (the paper
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
-from norse.torch.functional.reset import reset_subtract, reset_value
-from norse.torch.functional.threshold import threshold
+
+with warnings.catch_warnings():  # norse 1.1 calls the deprecated torch.jit.script at import
+    warnings.simplefilter("ignore", FutureWarning)
+    from norse.torch.functional.reset import reset_subtract, reset_value
+    from norse.torch.functional.threshold import threshold
 
 RESET_MODES = ("zero", "subtract")
 

@@ -1,0 +1,26 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+def run_module(module: str, *args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m module args` in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory) -> Path:
+    """A tiny MLP trained for 2 epochs on digits; its output directory."""
+    out = tmp_path_factory.mktemp("train")
+    r = run_module("ddla_neuro.train", "--model", "mlp", "--timesteps", "2", "--epochs", "2", "--seed", "3",
+                   "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
