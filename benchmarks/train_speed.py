@@ -1,0 +1,84 @@
+"""Training throughput (samples/s) of each zoo model, multi-step vs single-step execution.
+
+    python benchmarks/train_speed.py [--device auto|cpu|cuda] [--timesteps 4] [--samples N] [--json PATH]
+
+mlp and convnet train on real digits (one full epoch: 1,437 samples); vgg, resnet19 and sdt
+train on CIFAR-shaped 3x32x32 inputs (random tensors: the throughput does not depend on the
+pixel values) for `--samples` samples (default 256 on CPU, 4096 on GPU). One warm-up batch
+is excluded from the timing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from ddla_neuro.data import load_digits
+from ddla_neuro.train import select_device, tet_loss
+from ddla_neuro.zoo import build_model
+
+MODELS = {"mlp": "digits", "convnet": "digits", "vgg": "cifar", "resnet19": "cifar", "sdt": "cifar"}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batch: int, single: bool,
+               device: torch.device) -> float:
+    torch.manual_seed(0)
+    net = build_model(name, num_classes=10, input_shape=tuple(x.shape[1:]), timesteps=timesteps).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def step(xb, yb):
+        loss = tet_loss(net.run(xb, single_step=single), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    step(x[:batch].to(device), y[:batch].to(device))  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch):
+        step(x[i:i + batch].to(device), y[i:i + batch].to(device))
+    sync(device)
+    return len(x) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--timesteps", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--samples", type=int, default=0, help="CIFAR-shaped samples per model (0: 256 CPU / 4096 GPU)")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--json", help="also write the rows as JSON")
+    args = p.parse_args()
+    device = select_device(args.device)
+    n_cifar = args.samples or (4096 if device.type == "cuda" else 256)
+    digits = load_digits()
+    g = torch.Generator().manual_seed(0)
+    cifar = (torch.randn(n_cifar, 3, 32, 32, generator=g), torch.randint(0, 10, (n_cifar,), generator=g))
+    name_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name_dev}, T={args.timesteps}, batch {args.batch_size}, torch {torch.__version__}")
+    print(f"{'model':10s} {'data':>14s} {'multi-step':>12s} {'single-step':>12s} {'ratio':>6s}")
+    rows = []
+    for name in args.models.split(","):
+        x, y = (digits.x_train, digits.y_train) if MODELS[name] == "digits" else cifar
+        multi = throughput(name, x, y, args.timesteps, args.batch_size, False, device)
+        single = throughput(name, x, y, args.timesteps, args.batch_size, True, device)
+        data = f"{MODELS[name]} x{len(x)}"
+        print(f"{name:10s} {data:>14s} {multi:10.1f}/s {single:10.1f}/s {multi / single:6.2f}", flush=True)
+        rows.append({"model": name, "data": MODELS[name], "samples": len(x), "device": name_dev,
+                     "timesteps": args.timesteps, "batch_size": args.batch_size,
+                     "multi_step_samples_per_s": multi, "single_step_samples_per_s": single})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
