@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -50,11 +51,13 @@ class SpikingNetwork(nn.Module):
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return encode(x, self.encoding, self.timesteps, generator)
 
-    def forward(self, x_seq: torch.Tensor, single_step: bool = False) -> torch.Tensor:
+    def forward(self, x_seq: torch.Tensor, single_step: bool = False,
+                on_step: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
         """(T, B, ...) -> per-timestep logits (T, B, classes), all T at once or step by step.
-        Both paths go through `forward` so that DistributedDataParallel sees them."""
+        Both paths go through `forward` so that DistributedDataParallel sees them; `on_step`
+        (single-step only) is called with each step's logits."""
         if single_step:
-            return self.forward_steps(x_seq)
+            return self.forward_steps(x_seq, on_step)
         self._set_mode(MULTI)
         return self.body(x_seq)
 
@@ -72,12 +75,15 @@ class SpikingNetwork(nn.Module):
                 n.v = None
         return out, new_state
 
-    def forward_steps(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def forward_steps(self, x_seq: torch.Tensor, on_step: Callable[[torch.Tensor], None] | None = None
+                      ) -> torch.Tensor:
         """Single-step execution of a whole sequence; equal to `forward` for the same input."""
         state = NetworkState()
         outs = []
         for x_t in x_seq:
             out, state = self.step(x_t, state)
+            if on_step is not None:
+                on_step(out)
             outs.append(out)
         return torch.stack(outs)
 

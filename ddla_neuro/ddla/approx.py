@@ -1,0 +1,36 @@
+"""The DDLA approximation of one spiking layer at one step, as pure functions.
+
+At step t >= 2 the layer sends only the top-k most sensitive entries of its delta; the
+receiver holds its previous value everywhere else, so a dropped change is not lost for good
+(it stays in the next step's delta) and no error accumulates. Step 1 is sent whole.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .gsc import topk_mask
+from .tdd import delta
+
+
+@dataclass
+class ApproxStep:
+    transmitted: torch.Tensor  # F': what the receivers hold after this step
+    sent: torch.Tensor         # the deltas actually sent (zero where dropped)
+    dropped: torch.Tensor      # bool: non-zero deltas that were not sent
+    sensitivity_loss: torch.Tensor  # MSE(F', F)
+
+
+def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor | None, keep: float) -> ApproxStep:
+    """One layer, one step. `held` is the receivers' value after t-1 (None at t = 1), `scores`
+    ranks the delta entries (GSC); `keep` is the filtering ratio k."""
+    d = delta(s_t, held)
+    candidates = d != 0
+    lossless = held is None or keep >= 1.0 or scores is None
+    mask = candidates if lossless else topk_mask(scores, candidates, keep)
+    sent = torch.where(mask, d, torch.zeros_like(d))
+    # Everything sent: the receivers hold exactly s_t (no float round trip through held + d).
+    transmitted = s_t if lossless else held + sent
+    return ApproxStep(transmitted, sent, candidates & ~mask, F.mse_loss(transmitted, s_t))

@@ -1,0 +1,159 @@
+"""Runs a SpikingNetwork one timestep at a time with every neuron population's output sent as
+deltas: `baseline` (dense spikes), `tdd` (every delta: same outputs, counts deltas) or `ddla`
+(the top-k most sensitive deltas at t >= 2, the rest held at the receivers).
+
+The executor installs itself as an observer of every `Neuron`; it counts spikes, deltas,
+sent and dropped events per layer and timestep, accumulates the sensitivity loss, and keeps
+per-neuron sensitivity statistics (a running mean of |dL/dO|) that training stores in the
+checkpoint and deployment uses to choose deltas without gradients.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..snn.layers import SINGLE, Neuron
+from ..snn.network import SpikingNetwork
+from .approx import ddla_step
+from .gsc import gsc_scores
+
+METHODS = ("baseline", "tdd", "ddla")
+SENSITIVITY_SOURCES = ("step", "running", "stats")
+COUNTS = ("spikes", "deltas", "sent", "dropped")
+
+
+@dataclass
+class EventCounts:
+    """Per layer, per timestep totals over the samples seen."""
+
+    timesteps: int
+    totals: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    samples: int = 0
+
+    def add(self, key: str, t: int, **values: torch.Tensor) -> None:
+        layer = self.totals.setdefault(key, {c: torch.zeros(self.timesteps, dtype=torch.float64) for c in COUNTS})
+        for name, v in values.items():
+            layer[name][t] += float(v)
+
+    def per_sample(self, count: str) -> dict[str, list[float]]:
+        n = max(self.samples, 1)
+        return {key: (c[count] / n).tolist() for key, c in self.totals.items()}
+
+    def summary(self, method: str) -> dict:
+        """Spikes, deltas, events actually transmitted (per the method) and dropped, per sample."""
+        events_count = {"baseline": "spikes", "tdd": "deltas", "ddla": "sent"}[method]
+        out = {}
+        for count in COUNTS:
+            per_layer = self.per_sample(count)
+            per_step = [sum(v[t] for v in per_layer.values()) for t in range(self.timesteps)]
+            out[count] = {"per_sample": sum(per_step), "per_timestep": per_step, "per_layer_timestep": per_layer}
+        out["events"] = out[events_count]
+        return out
+
+
+class SensitivityStats:
+    """Per-neuron running mean of |dL/dO| (over batches; decay `momentum`), one tensor per layer
+    of the shape of one sample's output."""
+
+    def __init__(self, momentum: float = 0.9, values: dict[str, torch.Tensor] | None = None):
+        self.momentum = momentum
+        self.values: dict[str, torch.Tensor] = dict(values or {})
+
+    def update(self, key: str, grad: torch.Tensor) -> None:
+        g = grad.detach().abs().mean(0)
+        old = self.values.get(key)
+        self.values[key] = g if old is None else self.momentum * old.to(g.device) + (1 - self.momentum) * g
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.values[key]
+
+
+class DeltaExecutor:
+    def __init__(self, net: SpikingNetwork, method: str = "ddla", keep: float = 1.0, source: str = "step",
+                 stats: SensitivityStats | None = None):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if source not in SENSITIVITY_SOURCES:
+            raise ValueError(f"sensitivity source must be one of {SENSITIVITY_SOURCES}, got {source!r}")
+        if not 0.0 <= keep <= 1.0:
+            raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
+        self.net, self.method, self.source = net, method, source
+        self.keep = keep if method == "ddla" else 1.0
+        self.stats = stats if stats is not None else SensitivityStats()
+        self.counts = EventCounts(net.timesteps)
+        self._reset_sequence()
+
+    def _reset_sequence(self) -> None:
+        self.t = 0
+        self.held: dict[str, torch.Tensor] = {}       # what the receivers hold (F' of the last step)
+        self.spikes_prev: dict[str, torch.Tensor] = {}
+        self.step_grads: dict[str, torch.Tensor] = {}  # dL_{t-1}/dF'_{t-1}, the paper's scheme
+        self.transmitted: dict[str, torch.Tensor] = {}
+        self.sensitivity_losses: list[torch.Tensor] = []
+
+    def __enter__(self) -> "DeltaExecutor":
+        for n in self.net.neurons:
+            n.observers.append(self._observe)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for n in self.net.neurons:
+            n.observers.remove(self._observe)
+
+    def _scores(self, key: str, d: torch.Tensor) -> torch.Tensor | None:
+        if self.source == "step":
+            grad = self.step_grads.get(key)
+        else:
+            grad = self.stats.values.get(key)
+        if grad is None:
+            if self.source == "stats":
+                raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained with DDLA")
+            return None
+        return gsc_scores(grad, d)
+
+    def _observe(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
+        if neuron.step_mode != SINGLE:
+            raise RuntimeError("delta execution runs one timestep at a time (single-step mode)")
+        key, held = neuron.key, self.held.get(neuron.key)
+        d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
+        scores = self._scores(key, s - held) if (held is not None and self.keep < 1.0) else None
+        step = ddla_step(s, held, scores, self.keep)
+        self.counts.add(key, self.t, spikes=(s != 0).sum(), deltas=(d_lossless != 0).sum(),
+                        sent=(step.sent != 0).sum(), dropped=step.dropped.sum())
+        if held is not None and self.keep < 1.0:
+            self.sensitivity_losses.append(step.sensitivity_loss)
+        self.spikes_prev[key] = s.detach()
+        self.held[key] = step.transmitted
+        self.transmitted[key] = step.transmitted
+        if self.source == "running" and step.transmitted.requires_grad:
+            step.transmitted.register_hook(lambda g, k=key: self.stats.update(k, g))
+        return step.transmitted
+
+    def _after_step(self, out_t: torch.Tensor, y: torch.Tensor | None) -> None:
+        """The paper's scheme: the gradient of the step-t loss ranks the deltas of step t+1."""
+        if self.source == "step" and y is not None and self.t < self.net.timesteps - 1 and out_t.requires_grad:
+            keys = list(self.transmitted)
+            loss_t = F.cross_entropy(out_t, y)
+            grads = torch.autograd.grad(loss_t, [self.transmitted[k] for k in keys], retain_graph=True,
+                                        allow_unused=True)
+            self.step_grads = {k: g.detach() for k, g in zip(keys, grads) if g is not None}
+            for k, g in self.step_grads.items():
+                self.stats.update(k, g)
+        self.transmitted = {}
+        self.t += 1
+
+    def run(self, x_seq: torch.Tensor, y: torch.Tensor | None = None, model: torch.nn.Module | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Runs one batch of sequences (T, B, ...). Returns (logits (T, B, classes), sensitivity
+        loss: the sum over layers of the mean over steps t >= 2 of MSE(F', F)). `model` is the
+        module to call (a DistributedDataParallel wrapper of the network, for instance)."""
+        self._reset_sequence()
+        model = model if model is not None else self.net
+        out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y))
+        self.counts.samples += x_seq.shape[1]
+        losses = self.sensitivity_losses
+        n_layers = max(len(self.net.neurons), 1)
+        sensi = torch.stack(losses).sum() * n_layers / len(losses) if losses else out.new_zeros(())
+        return out, sensi
