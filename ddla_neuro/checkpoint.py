@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import dataclass, field
+
 import torch
 
 from . import __version__
@@ -23,15 +25,26 @@ class CheckpointError(UserError):
     pass
 
 
-def save_checkpoint(path: str | Path, net: SpikingNetwork, meta: dict, extra: dict | None = None) -> None:
+@dataclass
+class Checkpoint:
+    net: SpikingNetwork
+    meta: dict
+    extra: dict = field(default_factory=dict)  # training state for resuming
+    sensitivity: dict[str, torch.Tensor] = field(default_factory=dict)  # DDLA per-neuron statistics
+
+
+def save_checkpoint(path: str | Path, net: SpikingNetwork, meta: dict, extra: dict | None = None,
+                    sensitivity: dict[str, torch.Tensor] | None = None) -> None:
     """Writes `path` and `path.with_suffix('.json')` atomically. `extra` holds training state
-    (optimizer, scheduler, epoch) for resuming."""
+    (optimizer, scheduler, epoch) for resuming; `sensitivity` the DDLA statistics per layer."""
     meta = {"arch": net.arch, "timesteps": net.timesteps, "encoding": net.encoding,
             "package_version": __version__, **meta}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta,
                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
     if extra:
         payload["extra"] = extra
+    if sensitivity:
+        payload["sensitivity"] = {k: v.detach().cpu() for k, v in sensitivity.items()}
     atomic_write(path, lambda f: torch.save(payload, f))
     atomic_write_json(Path(path).with_suffix(".json"), meta)
 
@@ -55,14 +68,15 @@ def load_checkpoint_payload(path: str | Path) -> dict:
     meta = payload.get("meta")
     if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
         raise CheckpointError(f"{path}: metadata lacks one of {REQUIRED_META}")
-    for name, t in payload.get("state_dict", {}).items():
+    tensors = {**payload.get("state_dict", {}), **payload.get("sensitivity", {})}
+    for name, t in tensors.items():
         if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
             raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values; the model diverged, retrain it")
     return payload
 
 
-def load_checkpoint(path: str | Path) -> tuple[SpikingNetwork, dict, dict]:
-    """Returns (network with the stored weights, metadata, extra training state)."""
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """The network with the stored weights, its metadata, training state and DDLA statistics."""
     payload = load_checkpoint_payload(path)
     meta = payload["meta"]
     try:
@@ -71,5 +85,5 @@ def load_checkpoint(path: str | Path) -> tuple[SpikingNetwork, dict, dict]:
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: the weights do not fit the stored architecture ({reason})") from None
-    return net, meta, payload.get("extra", {})
+    return Checkpoint(net, meta, payload.get("extra", {}), payload.get("sensitivity", {}))
 

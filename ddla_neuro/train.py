@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataSplit, load_dataset
+from .ddla.executor import METHODS, DeltaExecutor, SensitivityStats
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
-from .snn.monitor import SpikeMonitor
 from .snn.network import SpikingNetwork
 from .zoo import MODELS, build_model
 from .zoo.models import NEURONS
@@ -61,7 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", default="zero", choices=("zero", "subtract"))
     p.add_argument("--encoding", default="direct", choices=ENCODINGS[:2], help="events datasets always use 'events'")
     p.add_argument("--step-mode", default="multi", choices=("multi", "single"),
-                   help="multi: all T at once (fast); single: one timestep at a time with explicit state")
+                   help="multi: all T at once (fast); single: one timestep at a time with explicit state "
+                        "(ddla always runs single-step)")
+    p.add_argument("--method", default=None, choices=METHODS,
+                   help="baseline (default): dense spikes; tdd: lossless deltas (same outputs, counts deltas); "
+                        "ddla: top-k sensitive deltas + sensitivity loss (--eval: the checkpoint's)")
+    p.add_argument("--keep", type=float, default=None,
+                   help="ddla filtering ratio k: share of deltas kept, (0, 1] (default 0.5; --eval: the checkpoint's)")
+    p.add_argument("--lam", type=float, default=0.5, help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
+    p.add_argument("--sensitivity", default="step", choices=("step", "running"),
+                   help="ddla ranking: the gradient of the previous step's loss (the paper), or a running "
+                        "average of past gradients (cheaper)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="output directory (model.pt, model.json, summary.json)")
@@ -118,36 +128,26 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-             seed: int, single_step: bool = False, monitor: bool = False) -> dict:
-    """Accuracy on (x, y); with `monitor`, spike counts per sample, layer and timestep too."""
+             seed: int, method: str = "baseline", keep: float = 1.0, stats: SensitivityStats | None = None) -> dict:
+    """Accuracy on (x, y) and the per-sample counts (spikes, deltas, transmitted, dropped, events)
+    per layer and timestep. DDLA chooses deltas with the stored sensitivity statistics: no labels,
+    no gradients, as on hardware."""
     net.eval()
     gen = make_generator(device, seed)
     correct = 0
-    mon = SpikeMonitor(net) if monitor else None
-    with mon if mon else _null():
+    with DeltaExecutor(net, method, keep, source="stats", stats=stats) as ex:
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out = net.run(xb, single_step=single_step, generator=gen)
+            out, _ = ex.run(net.encode(xb, gen))
             correct += (out.mean(0).argmax(1) == yb).sum().item()
-            if mon:
-                mon.add_samples(len(xb))
-    result = {"accuracy": correct / len(x)}
-    if mon:
-        result.update(mon.summary())
-    return result
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
+    return {"accuracy": correct / len(x), **ex.counts.summary(method)}
 
 
 def train_epoch(net: SpikingNetwork, model: torch.nn.Module, data: DataSplit, sampler: DistributedSampler,
                 batch_size: int, opt: torch.optim.Optimizer, loss_fn, device: torch.device, single_step: bool,
-                gen: torch.Generator, show_progress: bool, desc: str) -> tuple[float, float]:
+                gen: torch.Generator, show_progress: bool, desc: str, ddla: DeltaExecutor | None = None,
+                lam: float = 1.0) -> tuple[float, float]:
+    """One epoch. With a DDLA executor: L = lam * L_model + (1 - lam) * sum_l L_sensi_l."""
     net.train()
     order = torch.tensor(list(sampler))
     batches = order.split(batch_size)
@@ -157,8 +157,12 @@ def train_epoch(net: SpikingNetwork, model: torch.nn.Module, data: DataSplit, sa
         xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
         if data.augment:
             xb = augment(xb, gen)
-        out = model(net.encode(xb, gen), single_step=single_step)
-        loss = loss_fn(out, yb)
+        if ddla is not None:
+            out, sensitivity_loss = ddla.run(net.encode(xb, gen), yb, model)
+            loss = lam * loss_fn(out, yb) + (1 - lam) * sensitivity_loss
+        else:
+            out = model(net.encode(xb, gen), single_step=single_step)
+            loss = loss_fn(out, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -180,19 +184,27 @@ def params_in_sync(net: torch.nn.Module) -> bool:
 
 def run_eval(args: argparse.Namespace, device: torch.device) -> int:
     t0 = time.time()
-    net, meta, _ = load_checkpoint(args.eval)
+    ckpt = load_checkpoint(args.eval)
+    net, meta = ckpt.net, ckpt.meta
     dataset = args.dataset or meta.get("dataset", "digits")
     data = load_dataset(dataset, args.data_dir, net.timesteps)
     if data.input_shape != tuple(meta["arch"]["input_shape"]):
         raise UserError(f"{dataset} inputs have shape {data.input_shape}, the checkpoint expects "
                         f"{tuple(meta['arch']['input_shape'])}; pick the dataset it was trained on")
+    method = args.method or meta.get("method", "baseline")
+    keep = args.keep if args.keep is not None else meta.get("keep", 1.0)
+    if method == "ddla" and keep < 1.0 and not ckpt.sensitivity:
+        raise UserError(f"{args.eval} has no DDLA sensitivity statistics; train it with --method ddla, "
+                        f"or evaluate with --method baseline/tdd")
     net.to(device)
-    res = evaluate(net, data.x_test, data.y_test, args.batch_size, device, args.seed,
-                   single_step=args.step_mode == "single", monitor=True)
-    summary = {"checkpoint": str(args.eval), "dataset": dataset, "test_accuracy": res.pop("accuracy"), **res,
-               "wall_s": time.time() - t0, "device": str(device), "seed": args.seed}
+    res = evaluate(net, data.x_test, data.y_test, args.batch_size, device, args.seed, method, keep,
+                   SensitivityStats(values=ckpt.sensitivity))
+    summary = {"checkpoint": str(args.eval), "dataset": dataset, "method": method, "keep": keep,
+               "test_accuracy": res.pop("accuracy"), **res, "wall_s": time.time() - t0, "device": str(device),
+               "seed": args.seed}
     atomic_write_json(Path(args.out) / "summary.json", summary)
-    print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}")
+    print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
+          f"{method} events/sample {summary['events_per_sample']:.1f}")
     return 0
 
 
@@ -200,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.timesteps < 1 or args.epochs < 0 or args.batch_size < 1:
         raise UserError("--timesteps and --batch-size must be >= 1 and --epochs >= 0")
+    if args.keep is not None and not 0.0 < args.keep <= 1.0:
+        raise UserError(f"--keep must lie in (0, 1], got {args.keep}")
+    if not 0.0 <= args.lam <= 1.0:
+        raise UserError(f"--lam must lie in [0, 1], got {args.lam}")
     rank, world, local_rank = init_distributed(args.device)
     try:
         device = select_device(args.device, local_rank)
@@ -214,18 +230,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
     t0 = time.time()
-    start_epoch, extra, resumed = 0, {}, None
+    start_epoch, ckpt = 0, None
     if args.resume:
-        resumed, meta, extra = load_checkpoint(args.resume)
-        args.dataset = args.dataset or meta.get("dataset")
-        if "optimizer" not in extra:
+        ckpt = load_checkpoint(args.resume)
+        if "optimizer" not in ckpt.extra:
             raise CheckpointError(f"{args.resume} holds no training state to resume from")
-        start_epoch = int(extra["epoch"])
+        start_epoch = int(ckpt.extra["epoch"])
+        # The method is part of the run being resumed.
+        args.dataset = args.dataset or ckpt.meta.get("dataset")
+        for key in ("method", "keep", "lam", "sensitivity"):
+            if key in ckpt.meta:
+                setattr(args, key, ckpt.meta[key])
+    method, keep = args.method or "baseline", args.keep if args.keep is not None else 0.5
     dataset = args.dataset or "digits"
     data = load_dataset(dataset, args.data_dir, args.timesteps)
     encoding = "events" if data.is_events else args.encoding
-    net = resumed or build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
-                                 timesteps=args.timesteps, neuron=args.neuron, reset=args.reset, encoding=encoding)
+    net = ckpt.net if ckpt else build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
+                                            timesteps=args.timesteps, neuron=args.neuron, reset=args.reset,
+                                            encoding=encoding)
     if tuple(net.arch["input_shape"]) != data.input_shape:
         raise UserError(f"the checkpoint expects inputs of shape {tuple(net.arch['input_shape'])}, "
                         f"{dataset} has {data.input_shape}")
@@ -233,35 +255,50 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     model = DistributedDataParallel(net) if world > 1 else net
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
+    extra = ckpt.extra if ckpt else {}
     if extra:
         opt.load_state_dict(extra["optimizer"])
         sched.load_state_dict(extra["scheduler"])
+    stats = SensitivityStats(values={k: v.to(device) for k, v in (ckpt.sensitivity if ckpt else {}).items()})
+    ddla = DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats) if method == "ddla" else None
+    eval_keep = keep if method == "ddla" else 1.0
     sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loss_fn = LOSSES[args.loss]
-    single = args.step_mode == "single"
+    single = args.step_mode == "single" or method == "ddla"
     out = Path(args.out)
     history = list(extra.get("history", []))
     meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
-            "method": "baseline"}
+            "method": method, "keep": eval_keep}
+    if method == "ddla":
+        meta.update(lam=args.lam, sensitivity=args.sensitivity)
     if rank == 0:
         print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
-              f"{len(data.x_train)} train / {len(data.x_test)} test samples, device {device}, {world} process(es)")
+              f"method {method}{f' k={keep} lambda={args.lam}' if ddla else ''}, {len(data.x_train)} train / "
+              f"{len(data.x_test)} test samples, device {device}, {world} process(es)")
     for epoch in range(start_epoch, args.epochs):
         te = time.time()
         sampler.set_epoch(epoch)
         gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
-        loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
-                                show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}")
+        if ddla:
+            ddla.__enter__()
+        try:
+            loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
+                                    show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}", ddla=ddla,
+                                    lam=args.lam)
+        finally:
+            if ddla:
+                ddla.__exit__(None, None, None)
         sched.step()
         if rank == 0:
-            test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, single_step=single)
-            history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": acc,
-                            "test_accuracy": test["accuracy"], "epoch_s": time.time() - te})
+            test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)
+            history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": acc, "test_accuracy": test["accuracy"],
+                            "events_per_sample": test["events_per_sample"], "epoch_s": time.time() - te})
             print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  train_acc {acc:.4f}  "
-                  f"test_acc {test['accuracy']:.4f}  {time.time() - te:.1f}s", flush=True)
+                  f"test_acc {test['accuracy']:.4f}  events/sample {test['events_per_sample']:.0f}  "
+                  f"{time.time() - te:.1f}s", flush=True)
             save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1, "test_accuracy": test["accuracy"]},
                             extra={"epoch": epoch + 1, "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "history": history})
+                                   "scheduler": sched.state_dict(), "history": history}, sensitivity=stats.values)
         if world > 1:
             dist.barrier()
         if epoch + 1 == args.stop_after:
@@ -271,19 +308,22 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     in_sync = params_in_sync(net) if world > 1 else True
     if rank != 0:
         return 0
-    final = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, single_step=single, monitor=True)
+    final = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)
     summary = {
         "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
-        "encoding": encoding, "loss": args.loss, "step_mode": args.step_mode, "epochs": args.epochs,
-        "seed": args.seed, "test_accuracy": final.pop("accuracy"), **final,
+        "encoding": encoding, "loss": args.loss, "step_mode": "single" if single else "multi", "epochs": args.epochs,
+        "method": method, "keep": eval_keep, "lam": args.lam if ddla else None, "seed": args.seed,
+        "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
         "checkpoint": str(out / "model.pt"), "history": history,
     }
     if args.epochs == start_epoch and not (out / "model.pt").exists():
-        save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]})
+        save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]},
+                        sensitivity=stats.values)
     atomic_write_json(out / "summary.json", summary)
     print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
-          f"wall {summary['wall_s']:.1f}s  -> {out}/summary.json")
+          f"{method} events/sample {summary['events_per_sample']:.1f}  wall {summary['wall_s']:.1f}s  "
+          f"-> {out}/summary.json")
     return 0
 
 

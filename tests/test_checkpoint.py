@@ -14,7 +14,8 @@ def small_net():
 def test_round_trip_gives_identical_outputs(tmp_path):
     net = small_net()
     save_checkpoint(tmp_path / "m.pt", net, {"dataset": "digits"})
-    loaded, meta, _ = load_checkpoint(tmp_path / "m.pt")
+    ckpt = load_checkpoint(tmp_path / "m.pt")
+    loaded, meta = ckpt.net, ckpt.meta
     x = torch.rand(3, 1, 8, 8)
     assert torch.equal(loaded.eval().run(x), net.run(x))
     assert meta["dataset"] == "digits" and meta["timesteps"] == 2

@@ -21,7 +21,10 @@ from .gsc import gsc_scores
 
 METHODS = ("baseline", "tdd", "ddla")
 SENSITIVITY_SOURCES = ("step", "running", "stats")
-COUNTS = ("spikes", "deltas", "sent", "dropped")
+# spikes: the dense events; deltas: lossless changes s^t - s^{t-1}; transmitted: deltas actually
+# sent (ddla: the kept ones, measured against what the receivers hold); dropped: held back.
+COUNTS = ("spikes", "deltas", "transmitted", "dropped")
+EVENTS_OF = {"baseline": "spikes", "tdd": "deltas", "ddla": "transmitted"}
 
 
 @dataclass
@@ -42,14 +45,15 @@ class EventCounts:
         return {key: (c[count] / n).tolist() for key, c in self.totals.items()}
 
     def summary(self, method: str) -> dict:
-        """Spikes, deltas, events actually transmitted (per the method) and dropped, per sample."""
-        events_count = {"baseline": "spikes", "tdd": "deltas", "ddla": "sent"}[method]
+        """Flat per-sample figures: `{count}_per_sample`, `_per_timestep`, `_per_layer` and
+        `_per_layer_timestep` for every count, and `events_*`: what `method` transmits."""
         out = {}
-        for count in COUNTS:
-            per_layer = self.per_sample(count)
+        for count in COUNTS + ("events",):
+            per_layer = self.per_sample(EVENTS_OF[method] if count == "events" else count)
             per_step = [sum(v[t] for v in per_layer.values()) for t in range(self.timesteps)]
-            out[count] = {"per_sample": sum(per_step), "per_timestep": per_step, "per_layer_timestep": per_layer}
-        out["events"] = out[events_count]
+            out.update({f"{count}_per_sample": sum(per_step), f"{count}_per_timestep": per_step,
+                        f"{count}_per_layer": {k: sum(v) for k, v in per_layer.items()},
+                        f"{count}_per_layer_timestep": per_layer})
         return out
 
 
@@ -121,7 +125,7 @@ class DeltaExecutor:
         scores = self._scores(key, s - held) if (held is not None and self.keep < 1.0) else None
         step = ddla_step(s, held, scores, self.keep)
         self.counts.add(key, self.t, spikes=(s != 0).sum(), deltas=(d_lossless != 0).sum(),
-                        sent=(step.sent != 0).sum(), dropped=step.dropped.sum())
+                        transmitted=(step.sent != 0).sum(), dropped=step.dropped.sum())
         if held is not None and self.keep < 1.0:
             self.sensitivity_losses.append(step.sensitivity_loss)
         self.spikes_prev[key] = s.detach()

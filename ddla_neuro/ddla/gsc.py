@@ -28,7 +28,8 @@ def keep_count(n: torch.Tensor, keep: float) -> torch.Tensor:
 
 
 def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> torch.Tensor:
-    """Per sample (axis 0), keep the ceil(keep * n) highest-scoring of its n candidate entries.
+    """Per sample (axis 0), keep the ceil(keep * n) highest-scoring of its n candidate entries
+    (keep has a resolution of 1e-6).
 
     Ties go to the lower flat index (a stable sort), so the choice is deterministic.
     Returns a bool mask of the shape of `scores`.
