@@ -16,6 +16,7 @@ import time
 import torch
 
 from ddla_neuro.data import load_digits
+from ddla_neuro.ddla.executor import DeltaExecutor
 from ddla_neuro.train import select_device, tet_loss
 from ddla_neuro.zoo import build_model
 
@@ -27,14 +28,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batch: int, single: bool,
-               device: torch.device) -> float:
+EXECUTIONS = ("multi", "single", "ddla-step", "ddla-running")
+
+
+def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batch: int, execution: str,
+               device: torch.device, keep: float = 0.5, lam: float = 0.5) -> float:
+    """Training samples/s: `multi`/`single`-step baseline, or DDLA with the paper's per-step
+    sensitivity (`ddla-step`) or the running average (`ddla-running`)."""
     torch.manual_seed(0)
     net = build_model(name, num_classes=10, input_shape=tuple(x.shape[1:]), timesteps=timesteps).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    ddla = None
+    if execution.startswith("ddla"):
+        ddla = DeltaExecutor(net, "ddla", keep, source=execution.split("-")[1]).__enter__()
 
     def step(xb, yb):
-        loss = tet_loss(net.run(xb, single_step=single), yb)
+        if ddla is not None:
+            out, sensitivity_loss = ddla.run(net.encode(xb), yb)
+            loss = lam * tet_loss(out, yb) + (1 - lam) * sensitivity_loss
+        else:
+            loss = tet_loss(net.run(xb, single_step=execution == "single"), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -68,8 +81,8 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         x, y = (digits.x_train, digits.y_train) if MODELS[name] == "digits" else cifar
-        multi = throughput(name, x, y, args.timesteps, args.batch_size, False, device)
-        single = throughput(name, x, y, args.timesteps, args.batch_size, True, device)
+        multi = throughput(name, x, y, args.timesteps, args.batch_size, "multi", device)
+        single = throughput(name, x, y, args.timesteps, args.batch_size, "single", device)
         data = f"{MODELS[name]} x{len(x)}"
         print(f"{name:10s} {data:>14s} {multi:10.1f}/s {single:10.1f}/s {multi / single:6.2f}", flush=True)
         rows.append({"model": name, "data": MODELS[name], "samples": len(x), "device": name_dev,
