@@ -2,8 +2,12 @@
 T in {1, 2, 4, 6}, baseline vs TDD vs DDLA, each row a fresh training run.
 
     python benchmarks/spike_table.py [--dataset digits|mnist|fashion-mnist|cifar10 --data-dir DIR]
-                                     [--model convnet] [--timesteps 1,2,4,6] [--epochs 30]
-                                     [--keep 0.5] [--lam 0.5] [--seed 0] [--json PATH] [--plot PATH]
+                                     [--model convnet] [--timesteps 1,2,4,6] [--epochs 60]
+                                     [--keep 0.3] [--lam 0.2] [--sensitivity step] [--seed 0]
+                                     [--json PATH] [--plot PATH]
+
+--keep, --lam and --sensitivity take comma-separated lists: one DDLA row per combination
+(a sweep); the targets are checked on the first combination.
 
 baseline: dense spikes of the baseline network; tdd: the same training, every delta sent
 (identical outputs, counts deltas); ddla: trained with DDLA, evaluated with the stored
@@ -14,6 +18,7 @@ spikes, loses <= 1 point of accuracy, and its last timestep carries >= 80% fewer
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -24,19 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("baseline", "tdd", "ddla")
 
 
-def run(dataset: str, data_dir: str | None, model: str, t: int, method: str, args, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "ddla_neuro.train", "--model", model, "--dataset", dataset, "--timesteps", str(t),
-           "--epochs", str(args.epochs), "--method", method, "--seed", str(args.seed), "--out", str(out)]
-    if data_dir:
-        cmd += ["--data-dir", data_dir]
-    if method == "ddla":
-        cmd += ["--keep", str(args.keep), "--lam", str(args.lam)]
+def run(t: int, method: str, args, out: Path, ddla: tuple[str, str, str] | None = None) -> dict:
+    cmd = [sys.executable, "-m", "ddla_neuro.train", "--model", args.model, "--dataset", args.dataset,
+           "--timesteps", str(t), "--epochs", str(args.epochs), "--method", method, "--seed", str(args.seed),
+           "--out", str(out)]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    if ddla:
+        cmd += ["--keep", ddla[0], "--lam", ddla[1], "--sensitivity", ddla[2]]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"training failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
     s = json.loads((out / "summary.json").read_text())
-    return {"dataset": dataset, "model": model, "T": t, "method": method, "keep": s["keep"],
-            "lam": s["lam"], "epochs": args.epochs, "seed": args.seed,
+    return {"dataset": args.dataset, "model": args.model, "T": t, "method": method, "keep": s["keep"],
+            "lam": s["lam"], "sensitivity": ddla[2] if ddla else None, "epochs": args.epochs, "seed": args.seed,
             "events_per_sample": s["events_per_sample"], "last_step_events_per_sample": s["events_per_timestep"][-1],
             "events_per_timestep": s["events_per_timestep"], "spikes_per_sample": s["spikes_per_sample"],
             "accuracy": s["test_accuracy"], "wall_s": s["wall_s"], "command": " ".join(cmd[1:])}
@@ -60,7 +66,8 @@ def plot(rows: list[dict], path: str) -> None:
     from ddla_neuro.analyze import plot_events
 
     t = max(r["T"] for r in rows)
-    curves = {r["method"]: r["events_per_timestep"] for r in rows if r["T"] == t}
+    label = lambda r: r["method"] if r["method"] != "ddla" else f"ddla k={r['keep']} lambda={r['lam']}"  # noqa: E731
+    curves = {label(r): r["events_per_timestep"] for r in rows if r["T"] == t}
     plot_events(Path(path), curves, f"{rows[0]['model']} on {rows[0]['dataset']}, T={t}: events per timestep")
 
 
@@ -70,22 +77,27 @@ def main() -> None:
     p.add_argument("--data-dir")
     p.add_argument("--model", default="convnet")
     p.add_argument("--timesteps", default="1,2,4,6")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--keep", type=float, default=0.5)
-    p.add_argument("--lam", type=float, default=0.5)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--keep", default="0.3")
+    p.add_argument("--lam", default="0.2")
+    p.add_argument("--sensitivity", default="step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the rows as a JSON list")
     p.add_argument("--plot", help="PNG of events per timestep at the largest T")
     args = p.parse_args()
     rows = []
-    print(f"{'T':>2s} {'method':>9s} {'events/sample':>14s} {'last step':>10s} {'accuracy':>9s}")
+    combos = list(itertools.product(args.keep.split(","), args.lam.split(","), args.sensitivity.split(",")))
+    print(f"{'T':>2s} {'method':>9s} {'k':>5s} {'lambda':>6s} {'events/sample':>14s} {'last step':>10s} {'accuracy':>9s}")
     with tempfile.TemporaryDirectory() as tmp:
         for t in (int(v) for v in args.timesteps.split(",")):
-            for method in METHODS:
-                r = run(args.dataset, args.data_dir, args.model, t, method, args, Path(tmp) / f"{t}-{method}")
+            runs = [(m, None) for m in METHODS[:2]] + [("ddla", c) for c in combos]
+            for i, (method, combo) in enumerate(runs):
+                r = run(t, method, args, Path(tmp) / f"{t}-{i}", combo)
                 rows.append(r)
-                print(f"{t:2d} {method:>9s} {r['events_per_sample']:14.1f} {r['last_step_events_per_sample']:10.1f} "
-                      f"{100 * r['accuracy']:8.2f}%", flush=True)
+                k, lam = (combo[0], combo[1]) if combo else ("-", "-")
+                tag = f" ({combo[2]})" if combo and len(combos) > 1 else ""
+                print(f"{t:2d} {method:>9s} {k:>5s} {lam:>6s} {r['events_per_sample']:14.1f} "
+                      f"{r['last_step_events_per_sample']:10.1f} {100 * r['accuracy']:8.2f}%{tag}", flush=True)
     for line in check_targets(rows):
         print(line)
     if args.json:

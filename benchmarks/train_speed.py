@@ -40,7 +40,7 @@ def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batc
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     ddla = None
     if execution.startswith("ddla"):
-        ddla = DeltaExecutor(net, "ddla", keep, source=execution.split("-")[1]).__enter__()
+        ddla = DeltaExecutor(net, "ddla", keep, source=execution.split("-")[1], count_events=False).__enter__()
 
     def step(xb, yb):
         if ddla is not None:

@@ -29,6 +29,7 @@ from .zoo import MODELS, build_model
 from .zoo.models import NEURONS
 
 TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
+DDLA_KEEP, DDLA_LAM = 0.3, 0.2  # the best of a sweep on digits at T = 6 (docs/RESULTS.md)
 
 
 def ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="baseline (default): dense spikes; tdd: lossless deltas (same outputs, counts deltas); "
                         "ddla: top-k sensitive deltas + sensitivity loss (--eval: the checkpoint's)")
     p.add_argument("--keep", type=float, default=None,
-                   help="ddla filtering ratio k: share of deltas kept, (0, 1] (default 0.5; --eval: the checkpoint's)")
-    p.add_argument("--lam", type=float, default=0.5, help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
+                   help=f"ddla filtering ratio k: share of deltas kept, (0, 1] (default {DDLA_KEEP}; --eval: the checkpoint's)")
+    p.add_argument("--lam", type=float, default=DDLA_LAM, help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
     p.add_argument("--sensitivity", default="step", choices=("step", "running"),
                    help="ddla ranking: the gradient of the previous step's loss (the paper), or a running "
                         "average of past gradients (cheaper)")
@@ -241,7 +242,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         for key in ("method", "keep", "lam", "sensitivity"):
             if key in ckpt.meta:
                 setattr(args, key, ckpt.meta[key])
-    method, keep = args.method or "baseline", args.keep if args.keep is not None else 0.5
+    method, keep = args.method or "baseline", args.keep if args.keep is not None else DDLA_KEEP
     dataset = args.dataset or "digits"
     data = load_dataset(dataset, args.data_dir, args.timesteps)
     encoding = "events" if data.is_events else args.encoding
@@ -260,7 +261,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         opt.load_state_dict(extra["optimizer"])
         sched.load_state_dict(extra["scheduler"])
     stats = SensitivityStats(values={k: v.to(device) for k, v in (ckpt.sensitivity if ckpt else {}).items()})
-    ddla = DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats) if method == "ddla" else None
+    ddla = (DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats, count_events=False)
+            if method == "ddla" else None)
     eval_keep = keep if method == "ddla" else 1.0
     sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loss_fn = LOSSES[args.loss]

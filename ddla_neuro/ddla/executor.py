@@ -76,7 +76,7 @@ class SensitivityStats:
 
 class DeltaExecutor:
     def __init__(self, net: SpikingNetwork, method: str = "ddla", keep: float = 1.0, source: str = "step",
-                 stats: SensitivityStats | None = None):
+                 stats: SensitivityStats | None = None, count_events: bool = True):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if source not in SENSITIVITY_SOURCES:
@@ -87,6 +87,7 @@ class DeltaExecutor:
         self.keep = keep if method == "ddla" else 1.0
         self.stats = stats if stats is not None else SensitivityStats()
         self.counts = EventCounts(net.timesteps)
+        self.count_events = count_events  # training needs no counts; skipping them saves time
         self._reset_sequence()
 
     def _reset_sequence(self) -> None:
@@ -121,14 +122,15 @@ class DeltaExecutor:
         if neuron.step_mode != SINGLE:
             raise RuntimeError("delta execution runs one timestep at a time (single-step mode)")
         key, held = neuron.key, self.held.get(neuron.key)
-        d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
         scores = self._scores(key, s - held) if (held is not None and self.keep < 1.0) else None
         step = ddla_step(s, held, scores, self.keep)
-        self.counts.add(key, self.t, spikes=(s != 0).sum(), deltas=(d_lossless != 0).sum(),
-                        transmitted=(step.sent != 0).sum(), dropped=step.dropped.sum())
+        if self.count_events:
+            d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
+            self.counts.add(key, self.t, spikes=(s != 0).sum(), deltas=(d_lossless != 0).sum(),
+                            transmitted=(step.sent != 0).sum(), dropped=step.dropped.sum())
+            self.spikes_prev[key] = s.detach()
         if held is not None and self.keep < 1.0:
             self.sensitivity_losses.append(step.sensitivity_loss)
-        self.spikes_prev[key] = s.detach()
         self.held[key] = step.transmitted
         self.transmitted[key] = step.transmitted
         if self.source == "running" and step.transmitted.requires_grad:

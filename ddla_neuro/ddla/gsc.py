@@ -31,18 +31,27 @@ def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> to
     """Per sample (axis 0), keep the ceil(keep * n) highest-scoring of its n candidate entries
     (keep has a resolution of 1e-6).
 
-    Ties go to the lower flat index (a stable sort), so the choice is deterministic.
+    Ties go to the lower flat index, so the choice is deterministic: the limit-th largest score
+    is found with `topk` (its values are exact whatever order it returns ties in), everything
+    above it is kept, and the entries equal to it are taken in index order.
     Returns a bool mask of the shape of `scores`.
     """
     if not 0.0 <= keep <= 1.0:
         raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
-    b = scores.shape[0]
-    flat_scores, flat_cand = scores.reshape(b, -1), candidates.reshape(b, -1)
     if keep == 1.0:
         return candidates.clone()
-    ranked = torch.where(flat_cand, flat_scores.float(), torch.full_like(flat_scores, -1.0, dtype=torch.float))
-    order = torch.sort(ranked, dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order)
-    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    b = scores.shape[0]
+    flat_scores, flat_cand = scores.reshape(b, -1), candidates.reshape(b, -1)
     limit = keep_count(flat_cand.sum(1), keep)
-    return ((rank < limit[:, None]) & flat_cand).reshape(scores.shape)
+    k_max = int(limit.max()) if b else 0
+    if k_max == 0:
+        return torch.zeros_like(candidates)
+    ranked = torch.where(flat_cand, flat_scores.float(), torch.full_like(flat_scores, -1.0, dtype=torch.float))
+    top = torch.topk(ranked, k_max, dim=1).values
+    threshold = top.gather(1, (limit - 1).clamp(min=0)[:, None])
+    above = (ranked > threshold) & flat_cand
+    tied = (ranked == threshold) & flat_cand
+    room = limit[:, None] - above.sum(1, keepdim=True)
+    mask = above | (tied & (tied.cumsum(1) <= room))
+    mask &= limit[:, None] > 0
+    return mask.reshape(scores.shape)
