@@ -42,7 +42,7 @@ def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> to
         return candidates.clone()
     b = scores.shape[0]
     flat_scores, flat_cand = scores.reshape(b, -1), candidates.reshape(b, -1)
-    limit = keep_count(flat_cand.sum(1), keep)
+    limit = keep_count(torch.count_nonzero(flat_cand, dim=1), keep)
     k_max = int(limit.max()) if b else 0
     if k_max == 0:
         return torch.zeros_like(candidates)
@@ -51,7 +51,8 @@ def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> to
     threshold = top.gather(1, (limit - 1).clamp(min=0)[:, None])
     above = (ranked > threshold) & flat_cand
     tied = (ranked == threshold) & flat_cand
-    room = limit[:, None] - above.sum(1, keepdim=True)
-    mask = above | (tied & (tied.cumsum(1) <= room))
-    mask &= limit[:, None] > 0
+    room = limit[:, None] - torch.count_nonzero(above, dim=1)[:, None]
+    if bool((torch.count_nonzero(tied, dim=1)[:, None] > room).any()):  # more ties than room: lowest indices
+        tied &= tied.cumsum(1) <= room
+    mask = (above | tied) & (limit[:, None] > 0)
     return mask.reshape(scores.shape)
