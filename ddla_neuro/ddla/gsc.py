@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-KEEP_SCALE = 1_000_000  # k is handled in millionths so that ceil(k * n) is exact integer arithmetic
+from ..spec import keep_count
 
 
 def sensitivity(loss: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -19,12 +19,6 @@ def sensitivity(loss: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.T
 def gsc_scores(grad: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """zeta from a gradient already at hand: |grad * values| (broadcasting a per-neuron gradient)."""
     return (grad * values).abs()
-
-
-def keep_count(n: torch.Tensor, keep: float) -> torch.Tensor:
-    """ceil(keep * n), exactly, for integer tensors n."""
-    k = round(keep * KEEP_SCALE)
-    return (n * k + KEEP_SCALE - 1) // KEEP_SCALE
 
 
 def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> torch.Tensor:

@@ -1,0 +1,358 @@
+"""Graph IR: checkpoint -> NIR graph (BatchNorm folded) -> NetSpec, and NIR files from other
+frameworks (Norse's `to_nir`) -> NetSpec.
+
+NIR conventions used here. Our graphs carry `metadata = {"dt": 1, ...}` and are discrete-time
+with dt = 1: an `IF` node is `v += r * I`, an `LIF` node is `v += (v_leak - v + r * I) / tau`,
+so the zoo's TET LIF `v = 0.5 v + x` becomes tau = 2, r = 2. A neuron resetting by subtraction
+says so in its node metadata (`{"reset": "subtract"}`); NIR itself only knows reset to v_reset.
+Several edges into one node add up (residual sums). Population and node names are the
+checkpoint's neuron keys, so the DDLA statistics find their layer.
+"""
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import Checkpoint, load_checkpoint
+from .errors import UserError
+from .snn.fold import fold_batchnorm
+from .snn.layers import Neuron, Residual, Stateless
+from .snn.network import SpikingNetwork
+from .spec import WEIGHTED, NetSpec, Op, Population, Projection, apply_op, assign_depths
+
+POPULATION_NODES = (nir.IF, nir.LIF)
+LINEAR_NODES = (nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Scale)
+
+
+class IRError(UserError):
+    pass
+
+
+# --- checkpoint -> NIR ---------------------------------------------------------------------------
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _pair(v) -> np.ndarray:
+    """An int, a pair or a 1-/2-element array as a (rows, cols) int array."""
+    return np.broadcast_to(np.asarray(v, dtype=np.int64).ravel(), (2,)).copy()
+
+
+def _layer_node(layer: nn.Module, in_shape: tuple[int, ...], where: str) -> nir.NIRNode | None:
+    if isinstance(layer, (nn.Identity, nn.Dropout)):
+        return None
+    if isinstance(layer, nn.Conv2d):
+        if layer.groups != 1 or _pair(layer.dilation).tolist() != [1, 1] or isinstance(layer.padding, str):
+            raise IRError(f"{where}: grouped, dilated or string-padded Conv2d is not supported")
+        bias = _np(layer.bias) if layer.bias is not None else np.zeros(layer.out_channels)
+        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=_np(layer.weight), stride=_pair(layer.stride),
+                          padding=_pair(layer.padding), dilation=_pair(1), groups=1, bias=bias)
+    if isinstance(layer, nn.Linear):
+        bias = _np(layer.bias) if layer.bias is not None else np.zeros(layer.out_features)
+        return nir.Affine(weight=_np(layer.weight), bias=bias)
+    if isinstance(layer, nn.AvgPool2d):
+        if layer.ceil_mode or (layer.padding and not layer.count_include_pad):
+            raise IRError(f"{where}: AvgPool2d with ceil_mode or count_include_pad=False is not supported")
+        k = _pair(layer.kernel_size)
+        return nir.AvgPool2d(kernel_size=k, stride=_pair(layer.stride or layer.kernel_size), padding=_pair(layer.padding))
+    if isinstance(layer, nn.AdaptiveAvgPool2d) and _pair(layer.output_size).tolist() == [1, 1]:
+        k = np.array(in_shape[1:], dtype=np.int64)
+        return nir.AvgPool2d(kernel_size=k, stride=k, padding=_pair(0))
+    if isinstance(layer, nn.Flatten):
+        return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0)
+    raise IRError(f"{where}: {type(layer).__name__} cannot be deployed as a delta synapse "
+                  f"(only linear maps can: conv, linear, average/sum pooling, flatten)")
+
+
+def _neuron_node(n: Neuron, shape: tuple[int, ...]) -> nir.NIRNode:
+    p = n.params
+    full = lambda v: np.full(shape, float(v))  # noqa: E731
+    meta = {"reset": p.reset}
+    if p.decay == 1.0:
+        return nir.IF(r=full(p.gain), v_threshold=full(p.v_th), v_reset=full(0.0), metadata=meta)
+    tau = 1.0 / (1.0 - p.decay)
+    return nir.LIF(tau=full(tau), r=full(p.gain * tau), v_leak=full(0.0), v_threshold=full(p.v_th),
+                   v_reset=full(0.0), metadata=meta)
+
+
+class _GraphBuilder:
+    """Walks the module tree in execution order; `prev` is the list of nodes whose outputs sum
+    into the current module's input (more than one after a residual block)."""
+
+    def __init__(self, input_shape: tuple[int, ...]):
+        self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array(input_shape)})}
+        self.edges: list[tuple[str, str]] = []
+        self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
+
+    def add(self, name: str, node: nir.NIRNode, prev: list[str], shape: tuple[int, ...]) -> list[str]:
+        self.nodes[name] = node
+        self.edges += [(p, name) for p in prev]
+        self.shapes[name] = shape
+        return [name]
+
+    def walk(self, module: nn.Module, prefix: str, prev: list[str], shape: tuple[int, ...]
+             ) -> tuple[list[str], tuple[int, ...]]:
+        if isinstance(module, Neuron):
+            return self.add(module.key, _neuron_node(module, shape), prev, shape), shape
+        if isinstance(module, Stateless):
+            with torch.no_grad():
+                out_shape = tuple(module.layer.eval()(torch.zeros(1, *shape)).shape[1:])
+            node = _layer_node(module.layer, shape, prefix)
+            return (prev, shape) if node is None else (self.add(prefix, node, prev, out_shape), out_shape)
+        if isinstance(module, Residual):
+            main, s1 = self.walk(module.main, f"{prefix}.main", prev, shape)
+            short, s2 = self.walk(module.shortcut, f"{prefix}.shortcut", prev, shape)
+            if s1 != s2:
+                raise IRError(f"{prefix}: residual branches have shapes {s1} and {s2}")
+            return main + short, s1
+        if isinstance(module, nn.Identity):
+            return prev, shape
+        if isinstance(module, nn.Sequential):
+            for name, child in module.named_children():
+                prev, shape = self.walk(child, f"{prefix}.{name}" if prefix else name, prev, shape)
+            return prev, shape
+        raise IRError(f"{prefix or 'model'}: {type(module).__name__} cannot be deployed to delta synapses "
+                      f"(its arithmetic is not a linear map of the spikes)")
+
+
+def network_to_nir(net: SpikingNetwork) -> nir.NIRGraph:
+    """The network (BatchNorm folded, eval mode) as a NIR graph with dt = 1."""
+    body = fold_batchnorm(net.body)
+    input_shape = tuple(net.arch["input_shape"])
+    builder = _GraphBuilder(input_shape)
+    last, shape = builder.walk(body, "", ["input"], input_shape)
+    builder.add("output", nir.Output(output_type={"output": np.array(shape)}), last, shape)
+    meta = {"dt": 1.0, "timesteps": net.timesteps, "encoding": net.encoding, "producer": "ddla-neuro"}
+    return nir.NIRGraph(nodes=builder.nodes, edges=builder.edges, metadata=meta, type_check=False)
+
+
+# --- NIR -> NetSpec ------------------------------------------------------------------------------
+
+def _uniform(values, what: str, node: str) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0 or not np.all(arr == arr.flat[0]):
+        raise IRError(f"NIR node {node!r}: {what} differs between neurons; one value per layer is supported")
+    return float(arr.flat[0])
+
+
+def _neuron_params(name: str, node: nir.NIRNode, dt: float, norse_dt: float | None) -> dict:
+    """decay, input gain, threshold and reset of a discrete-time step with `dt`."""
+    reset = (node.metadata or {}).get("reset", "zero")
+    if getattr(node, "v_reset", None) is not None and _uniform(node.v_reset, "v_reset", name) != 0.0:
+        raise IRError(f"NIR node {name!r}: reset to a non-zero v_reset is not supported")
+    v_th = _uniform(node.v_threshold, "v_threshold", name)
+    r = _uniform(node.r, "r", name)
+    if isinstance(node, nir.IF):
+        return dict(kind="if", decay=1.0, gain=r if norse_dt is None else 1.0, v_th=v_th, reset=reset)
+    if _uniform(node.v_leak, "v_leak", name) != 0.0:
+        raise IRError(f"NIR node {name!r}: a non-zero v_leak is not supported")
+    tau = _uniform(node.tau, "tau", name)
+    # Norse exports tau = dt / tau_mem_inv (dt times the true tau); its step is v += dt/tau_true (...)
+    rate = (norse_dt * norse_dt / tau) if norse_dt is not None else dt / tau
+    if not 0.0 < rate <= 1.0:
+        raise IRError(f"NIR node {name!r}: tau={tau} gives a decay outside [0, 1) at dt={norse_dt or dt}")
+    return dict(kind="lif", decay=1.0 - rate, gain=rate * r, v_th=v_th, reset=reset)
+
+
+def _op_from_node(name: str, node: nir.NIRNode, in_shape: tuple[int, ...]) -> tuple[Op, float]:
+    """The bias-free op of a linear node and the scalar factor to fold into the weights."""
+    if isinstance(node, nir.Conv2d):
+        w = np.asarray(node.weight, dtype=np.float64)
+        if int(node.groups) != 1 or _pair(node.dilation).tolist() != [1, 1] or isinstance(node.padding, str):
+            raise IRError(f"NIR node {name!r}: grouped, dilated or 'same'-padded Conv2d is not supported")
+        k, s, p = w.shape[2:], _pair(node.stride), _pair(node.padding)
+        c, h, wd = in_shape
+        out = (w.shape[0], (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1)
+        return Op("conv2d", in_shape, out, w, tuple(s), tuple(p), tuple(k)), 1.0
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = np.asarray(node.weight, dtype=np.float64)
+        if int(np.prod(in_shape)) != w.shape[1]:
+            raise IRError(f"NIR node {name!r}: weight takes {w.shape[1]} inputs, it receives shape {in_shape}")
+        return Op("linear", (w.shape[1],), (w.shape[0],), w), 1.0
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+        c, h, wd = in_shape
+        out = (c, (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1)
+        factor = 1.0 / float(k[0] * k[1]) if isinstance(node, nir.AvgPool2d) else 1.0
+        return Op("sumpool2d", in_shape, out, None, tuple(s), tuple(p), tuple(k)), factor
+    if isinstance(node, nir.Flatten):
+        return Op("flatten", in_shape, (int(np.prod(in_shape)),)), 1.0
+    if isinstance(node, nir.Scale):
+        return Op("flatten", in_shape, in_shape), _uniform(node.scale, "scale", name)
+    raise IRError(f"NIR node {name!r} of type {type(node).__name__} is not supported; supported: "
+                  f"Input, Output, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, Scale, IF, LIF")
+
+
+def _bias(node: nir.NIRNode) -> np.ndarray | None:
+    if isinstance(node, nir.Affine) or isinstance(node, nir.Conv2d):
+        b = np.asarray(node.bias, dtype=np.float64)
+        return b if b.ndim else np.full(np.asarray(node.weight).shape[0], float(b))
+    return None
+
+
+def _normalise(ops: list[Op], factor: float, where: str) -> list[Op]:
+    """Fold the scalar factor into the projection's one weighted op (or add a `scale` op)."""
+    weighted = [op for op in ops if op.kind in WEIGHTED]
+    if len(weighted) > 1:
+        raise IRError(f"{where}: two weighted layers follow each other without a neuron between them")
+    if not weighted:
+        shape = ops[-1].out_shape if ops else None
+        return ops + [Op("scale", shape, shape, np.array(factor))] if shape else []
+    return [Op(op.kind, op.in_shape, op.out_shape, op.weight * factor, op.stride, op.padding, op.kernel)
+            if op.kind in WEIGHTED else op for op in ops]
+
+
+class _SpecBuilder:
+    def __init__(self, graph: nir.NIRGraph, input_shape: tuple[int, ...], norse_dt: float | None):
+        self.graph, self.norse_dt = graph, norse_dt
+        self.dt = float((graph.metadata or {}).get("dt", 1.0))
+        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+        for a, b in graph.edges:
+            if a not in graph.nodes or b not in graph.nodes:
+                raise IRError(f"NIR edge {a!r} -> {b!r} names a node that does not exist")
+            self.preds[b].append(a)
+        try:
+            self.order = list(TopologicalSorter(self.preds).static_order())
+        except CycleError:
+            raise IRError("the NIR graph has a cycle; recurrent graphs are not supported") from None
+        inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+        outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise IRError(f"the NIR graph needs one Input and one Output node, it has {len(inputs)} and {len(outputs)}")
+        self.input, self.output = inputs[0], outputs[0]
+        self.shapes = {self.input: tuple(input_shape)}
+        self.ops: dict[str, tuple[Op, float]] = {}
+        for name in self.order:
+            self._infer(name)
+
+    def _infer(self, name: str) -> None:
+        node = self.graph.nodes[name]
+        if name == self.input:
+            return
+        shapes = {self.shapes[p] for p in self.preds[name]}
+        if len(shapes) != 1:
+            raise IRError(f"NIR node {name!r} sums inputs of different shapes {sorted(shapes)} (or has none)")
+        shape = shapes.pop()
+        if isinstance(node, LINEAR_NODES):
+            self.ops[name] = _op_from_node(name, node, shape)
+            shape = self.ops[name][0].out_shape
+        elif not isinstance(node, POPULATION_NODES + (nir.Output,)):
+            _op_from_node(name, node, shape)  # raises the unsupported-node error
+        self.shapes[name] = shape
+
+    def is_source(self, name: str) -> bool:
+        return name == self.input or isinstance(self.graph.nodes[name], POPULATION_NODES)
+
+    def paths(self, name: str) -> list[tuple[str, list[Op], float]]:
+        """(source, ops in forward order, factor) of every linear path that ends at `name`."""
+        if self.is_source(name):
+            return [(name, [], 1.0)]
+        op, factor = self.ops[name]
+        return [(src, ops + [op], f * factor) for p in self.preds[name] for src, ops, f in self.paths(p)]
+
+    def zero_response(self, name: str) -> np.ndarray:
+        """The output of `name` with every source silent: the biases carried through the ops."""
+        if self.is_source(name):
+            return np.zeros(self.shapes[name])
+        op, factor = self.ops[name]
+        x = sum(self.zero_response(p).reshape(op.in_shape) for p in self.preds[name])
+        y = apply_op(op, x) * factor
+        b = _bias(self.graph.nodes[name])
+        return y if b is None else y + b.reshape((-1,) + (1,) * (y.ndim - 1))
+
+    def bias(self, name: str) -> np.ndarray:
+        return sum((self.zero_response(p).reshape(self.shapes[name]) for p in self.preds[name]),
+                   np.zeros(self.shapes[name]))
+
+    def population(self, name: str) -> Population:
+        node = self.graph.nodes[name]
+        params = (_neuron_params(name, node, self.dt, self.norse_dt) if name != self.output
+                  else dict(kind="readout", decay=1.0, gain=1.0, v_th=0.0, reset="zero"))
+        gain = params.pop("gain")
+        inputs = []
+        for p in self.preds[name]:
+            for src, ops, factor in self.paths(p):
+                if not ops:  # a population straight into another: identity synapse
+                    shape = self.shapes[src]
+                    ops = [Op("flatten", shape, shape)]
+                source = "input" if src == self.input else src
+                inputs.append(Projection(source, _normalise(ops, factor * gain, f"NIR node {name!r}")))
+        return Population(name=name, shape=self.shapes[name], bias=self.bias(name) * gain, inputs=inputs, **params)
+
+
+def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
+                encoding: str | None = None, norse_dt: float | None = None) -> NetSpec:
+    """A float NetSpec from a NIR graph. `norse_dt` (e.g. 0.001) undoes the quirks of graphs
+    from `norse.torch.to_nir`: tau scaled by dt, batch dimension in the input type."""
+    meta = dict(graph.metadata or {})
+    if input_shape is None:
+        inp = next(node for node in graph.nodes.values() if isinstance(node, nir.Input))
+        input_shape = tuple(int(v) for v in np.asarray(inp.input_type["input"]).ravel())
+        if norse_dt is not None and len(input_shape) > 1 and input_shape[0] == 1:
+            input_shape = input_shape[1:]
+    timesteps = int(timesteps or meta.get("timesteps", 0))
+    if timesteps < 1:
+        raise IRError("the NIR graph does not say how many timesteps to run; pass timesteps")
+    builder = _SpecBuilder(graph, tuple(input_shape), norse_dt)
+    names = [n for n in builder.order if isinstance(graph.nodes[n], POPULATION_NODES)] + [builder.output]
+    pops = [builder.population(n) for n in names]
+    assign_depths(pops)
+    return NetSpec(tuple(input_shape), timesteps, encoding or meta.get("encoding", "direct"), pops,
+                   meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
+
+
+def checkpoint_to_spec(ckpt: Checkpoint | str | Path) -> NetSpec:
+    """Float NetSpec of a checkpoint, with its DDLA statistics as per-population scores."""
+    ckpt = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
+    spec = nir_to_spec(network_to_nir(ckpt.net))
+    names = {p.name for p in spec.spiking}
+    spec.scores = {k: v.double().numpy().astype(np.float32) for k, v in ckpt.sensitivity.items() if k in names}
+    spec.meta.update({k: ckpt.meta[k] for k in ("dataset", "method", "keep", "lam", "seed", "test_accuracy")
+                      if k in ckpt.meta})
+    return spec
+
+
+# --- NIR files -------------------------------------------------------------------------------------
+
+def fix_norse_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Makes a graph from `norse.torch.to_nir` writable and readable: numpy params, neuron
+    params broadcast to the layer width, no batch dimension in the Input/Output types."""
+    nodes = {}
+    for name, node in graph.nodes.items():
+        fields = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else v) for k, v in vars(node).items()
+                  if not k.startswith(("input_type", "output_type"))}
+        if isinstance(node, (nir.Input, nir.Output)):
+            key = "input_type" if isinstance(node, nir.Input) else "output_type"
+            shape = np.asarray(next(iter(getattr(node, key).values()))).ravel()
+            shape = shape[1:] if len(shape) > 1 and shape[0] == 1 else shape
+            nodes[name] = type(node)(**{key: {key.split("_")[0]: shape}})
+            continue
+        nodes[name] = type(node)(**{k: v for k, v in fields.items() if k in type(node).__dataclass_fields__})
+    width: dict[str, int] = {}
+    for a, b in graph.edges:
+        w = getattr(nodes[a], "weight", None)
+        if w is not None and isinstance(nodes[b], POPULATION_NODES):
+            width[b] = int(np.asarray(w).shape[0])
+    for name, n in width.items():
+        node = nodes[name]
+        for k in ("r", "v_threshold", "tau", "v_leak", "v_reset"):
+            v = getattr(node, k, None)
+            if v is not None:
+                setattr(node, k, np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy())
+    return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=dict(graph.metadata or {}), type_check=False)
+
+
+def read_nir(path: str | Path) -> nir.NIRGraph:
+    path = Path(path)
+    if not path.is_file():
+        raise IRError(f"NIR file {path} does not exist")
+    try:
+        return nir.read(path, type_check=False)
+    except Exception as e:
+        raise IRError(f"{path} is not a readable NIR file ({type(e).__name__}: {str(e)[:120]})") from None

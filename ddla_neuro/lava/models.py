@@ -1,0 +1,236 @@
+"""Process models (`floating_pt`: float64, `fixed_pt`: int64 integer arithmetic with a 24-bit
+saturating membrane and Loihi's 12-bit leak). The behaviour per step is that of
+`ddla_neuro/spec.py`; `ddla_neuro/sim.py` implements the same in batched torch and the tests
+hold the two bit-exact.
+
+Imports are absolute: Lava's compiler executes this file as a top-level module named
+`models` when it looks for process models, and relative imports fail there.
+
+Models never raise while running (a raising model hangs Lava): everything is validated on the
+host before the network is built.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from ddla_neuro.spec import DECAY_BITS, MEMBRANE_BITS, Op, apply_ops, fanout, keep_count, synaptic_ops
+from ddla_neuro.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
+
+SATURATION = 2 ** (MEMBRANE_BITS - 1)
+
+
+class _Windowed:
+    """Sample window of a process: `step()` is the 0-based timestep within the sample being
+    processed, or None outside the run's N*T steps (before the first frame reaches this depth,
+    or while the last samples drain)."""
+
+    fixed = False
+
+    def step(self) -> int | None:
+        p = self.proc_params
+        w = self.time_step - 1 - p["depth"]
+        return w % p["timesteps"] if 0 <= w < p["timesteps"] * p["num_samples"] else None
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        return np.rint(x).astype(np.int64) if self.fixed else np.asarray(x, dtype=np.float64)
+
+    def zeros(self, n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int64 if self.fixed else np.float64)
+
+
+# --- encoder -----------------------------------------------------------------------------------
+
+class _EncoderModel(_Windowed):
+    def run_spk(self) -> None:
+        x = self.value(self.a_in.recv())
+        t = self.step()
+        if t is None:
+            self.s_out.send(self.zeros(x.size))
+            return
+        out = x if (self.proc_params["mode"] == "dense" or t == 0) else x - self.previous
+        self.previous = x
+        self.events[t] += np.count_nonzero(out)
+        self.s_out.send(out)
+
+
+@implements(proc=DeltaEncoder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDeltaEncoderFloat(_EncoderModel, PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=DeltaEncoder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
+    fixed = True
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+# --- synapse -----------------------------------------------------------------------------------
+
+class _SynapseModel(_Windowed):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        dtype = np.int64 if self.fixed else np.float64
+        self.ops = [Op(kind=o["kind"], in_shape=tuple(o["in_shape"]), out_shape=tuple(o["out_shape"]),
+                       weight=None if o["weight"] is None else np.asarray(o["weight"], dtype=dtype),
+                       stride=tuple(o["stride"]), padding=tuple(o["padding"]), kernel=tuple(o["kernel"]))
+                    for o in proc_params["ops"]]
+        self.fanouts = [fanout(op) for op in self.ops]
+        self.out_size = int(np.prod(self.ops[-1].out_shape))
+        self.queue = deque(self.zeros(self.out_size) for _ in range(proc_params["delay"]))
+        self.held = self.zeros(self.out_size)
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.queue.popleft())  # what arrived `delay` steps ago
+        d = self.value(self.s_in.recv())
+        t = self.step()
+        if t is None:
+            self.queue.append(self.zeros(self.out_size))
+            return
+        p = self.proc_params
+        self.sops[t] += synaptic_ops(self.ops, self.fanouts, d)
+        a = apply_ops(self.ops, d).reshape(-1)
+        a = a << p["shift"] if self.fixed else a
+        if p["accumulate"]:
+            self.held = a if t == 0 else self.held + a
+            a = self.held
+        self.queue.append(a.copy())
+
+
+@implements(proc=DeltaSynapse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDeltaSynapseFloat(_SynapseModel, PyLoihiProcessModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=DeltaSynapse, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDeltaSynapseFixed(_SynapseModel, PyLoihiProcessModel):
+    fixed = True
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
+    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+# --- neuron ------------------------------------------------------------------------------------
+
+class _NeuronModel(_Windowed):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        self.bias = self.value(np.asarray(p["bias"]).reshape(-1))
+        self.held = self.zeros(self.bias.size)
+        self.scores = None if p["scores"] is None else np.asarray(p["scores"], dtype=np.float32).reshape(-1)
+
+    def decay(self, v: np.ndarray) -> np.ndarray:
+        p = self.proc_params
+        if not self.fixed:
+            return v * p["decay"] if p["decay"] != 1.0 else v
+        if p["dv"] == 0:
+            return v
+        prod = v * (2 ** DECAY_BITS - p["dv"])
+        return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)
+
+    def select(self, d: np.ndarray) -> np.ndarray:
+        """DDLA: the ceil(keep * n) non-zero deltas with the highest scores (ties: lower index)."""
+        idx = np.flatnonzero(d)
+        order = np.argsort(-self.scores[idx], kind="stable")
+        kept = idx[order[: keep_count(idx.size, self.proc_params["keep"])]]
+        out = np.zeros_like(d)
+        out[kept] = d[kept]
+        return out
+
+    def run_spk(self) -> None:
+        a = self.value(self.a_in.recv())
+        t = self.step()
+        if t is None:
+            self.s_out.send(self.zeros(a.size))
+            return
+        p = self.proc_params
+        v = self.decay(self.v) if t > 0 else self.zeros(a.size)
+        v = v + a + self.bias
+        if self.fixed:
+            v = np.clip(v, -SATURATION, SATURATION - 1)
+        s = v > p["v_th"]
+        v = np.where(s, 0, v) if p["reset"] == "zero" else v - s * p["v_th"]
+        self.v = v.astype(self.v.dtype)
+        s = s.astype(v.dtype)
+        if p["mode"] == "dense":
+            out = s
+        else:
+            out = s - self.held if t > 0 else s
+            if p["mode"] == "ddla" and t > 0 and p["keep"] < 1.0:
+                out = self.select(out)
+            self.held = out if t == 0 else self.held + out
+        self.spikes[t] += np.count_nonzero(s)
+        self.events[t] += np.count_nonzero(out)
+        self.s_out.send(out)
+
+
+@implements(proc=DeltaNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDeltaNeuronFloat(_NeuronModel, PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=DeltaNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
+    fixed = True
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+# --- readout -----------------------------------------------------------------------------------
+
+class _ReadoutModel(_Windowed):
+    def run_spk(self) -> None:
+        a = self.value(self.a_in.recv())
+        t = self.step()
+        bias = self.value(np.asarray(self.proc_params["bias"]).reshape(-1))
+        self.out.send(self.zeros(a.size) if t is None else a + bias)
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyReadoutFloat(_ReadoutModel, PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+
+@implements(proc=Readout, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyReadoutFixed(_ReadoutModel, PyLoihiProcessModel):
+    fixed = True
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)

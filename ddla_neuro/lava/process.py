@@ -1,0 +1,78 @@
+"""Processes of a delta-spike network. Ports carry flat vectors (a population's values in
+torch's C-order, (C, H, W) flattened), so no layout conversion is needed anywhere; we do not
+use Lava's `Conv` process, whose (W, H, C) layout and flipped kernel therefore never come in.
+
+Every process knows its `depth` (the steps from the input frame to it), T and the number of
+samples N of the run: it is active for the N*T steps of its window and resets its per-sample
+state at the start of each sample's window (time-based, as Lava's `LIFReset` does). Outside
+its window it sends zeros and counts nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+
+TRANSMIT_MODES = ("dense", "delta", "ddla")
+
+
+class _Windowed(AbstractProcess):
+    def __init__(self, *, depth: int, timesteps: int, num_samples: int, **kwargs):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, **kwargs)
+
+
+class DeltaEncoder(_Windowed):
+    """Input frames in, sent on as the frame (dense) or its change since the last step (delta;
+    the whole frame at t = 1). Counts the non-zero values it sends per timestep."""
+
+    def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int):
+        super().__init__(depth=0, timesteps=timesteps, num_samples=num_samples, mode=mode)
+        self.a_in = InPort(shape=(size,))
+        self.s_out = OutPort(shape=(size,))
+        self.events = Var(shape=(timesteps,), init=0)
+
+
+class DeltaSynapse(_Windowed):
+    """A projection: a chain of linear ops (conv2d, linear, sum pool, flatten, scale) applied
+    to what its source sends. With a delta-coded source (`accumulate`) it adds the result to the
+    current it holds and sends that, so the target sees the same current as in dense mode.
+    `delay` steps of synaptic delay (1 as in Lava's Dense; more aligns residual paths).
+    `ops` are dicts of the spec's Op fields; `shift` scales the fixed-point result by 2**shift.
+    Counts synaptic ops (each non-zero input at each op times its fan-out) per timestep."""
+
+    def __init__(self, *, ops: list[dict], in_size: int, out_size: int, shift: int, delay: int, accumulate: bool,
+                 depth: int, timesteps: int, num_samples: int):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, shift=shift,
+                         delay=delay, accumulate=accumulate)
+        self.s_in = InPort(shape=(in_size,))
+        self.a_out = OutPort(shape=(out_size,))
+        self.sops = Var(shape=(timesteps,), init=0)
+
+
+class DeltaNeuron(_Windowed):
+    """IF/LIF neurons: sum the synaptic currents, add the bias, integrate (with leak), fire on
+    v > v_th, reset to zero or by subtraction; send s (dense), s - held (delta), or in `ddla`
+    mode from t = 2 only the ceil(keep * n) deltas with the highest `scores` (ties to the lower
+    index), the receivers holding the rest. Counts spikes and sent events per timestep."""
+
+    def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
+                 keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int):
+        if mode not in TRANSMIT_MODES:
+            raise ValueError(f"mode must be one of {TRANSMIT_MODES}, got {mode!r}")
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias, v_th=v_th,
+                         decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores)
+        self.a_in = InPort(shape=(size,))
+        self.s_out = OutPort(shape=(size,))
+        self.v = Var(shape=(size,), init=0)
+        self.spikes = Var(shape=(timesteps,), init=0)
+        self.events = Var(shape=(timesteps,), init=0)
+
+
+class Readout(_Windowed):
+    """Non-spiking output: sends its input current plus bias (the logits of the step)."""
+
+    def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias)
+        self.a_in = InPort(shape=(size,))
+        self.out = OutPort(shape=(size,))

@@ -1,0 +1,80 @@
+"""Float NetSpec -> Loihi-style fixed point.
+
+* Weights: 8-bit signed mantissas, one exponent per projection (`w ~= mant * 2**-q`).
+* Membrane: integers in units of 2**-m per population (m = `frac_bits`), saturated to 24 bit;
+  each projection's integer product is shifted left by `m - q - f_src` to land in those units
+  (f_src: fractional bits of what the source sends; 0 for spikes).
+* Threshold and bias: integers in membrane units; leak: a 12-bit decay constant dv, applied as
+  Loihi does, `v * (4096 - dv) / 4096` rounded toward zero.
+* Input: direct (analog) input is sent as `round(x * 2**8)`; spike/event input as integers.
+
+The float semantics of the spec divided by 2**m are what the integers approximate; the fast
+simulator runs the integer arithmetic in torch, so accuracy after quantization is measured there.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .spec import DECAY_BITS, MEMBRANE_BITS, WEIGHTED, NetSpec, Op, Population, Projection
+
+WEIGHT_BITS = 8
+INPUT_FRAC_BITS = 8          # direct input resolution: 1/256
+MEMBRANE_HEADROOM_BITS = 6   # the membrane may reach 64x the threshold before it saturates
+MAX_INT = 2 ** (MEMBRANE_BITS - 1) - 1
+
+
+def weight_frac_bits(w: np.ndarray) -> int:
+    """The largest q with max|w| * 2**q <= 127."""
+    peak = float(np.max(np.abs(w))) if np.size(w) else 0.0
+    return 0 if peak == 0.0 else math.floor(math.log2((2 ** (WEIGHT_BITS - 1) - 1) / peak))
+
+
+def membrane_frac_bits(pop: Population, wanted: int) -> int:
+    """The finest membrane resolution that keeps the threshold MEMBRANE_HEADROOM_BITS below saturation."""
+    scale = max(abs(pop.v_th), float(np.max(np.abs(pop.bias))) if pop.bias.size else 0.0, 1.0)
+    limit = MEMBRANE_BITS - 1 - MEMBRANE_HEADROOM_BITS - math.ceil(math.log2(scale))
+    return min(wanted, limit)
+
+
+def _quantize_projection(proj: Projection, m: int, f_src: int) -> Projection:
+    w = proj.weighted.weight
+    q = min(weight_frac_bits(w), m - f_src)
+    mant = np.clip(np.round(w * 2.0 ** q), -2 ** (WEIGHT_BITS - 1), 2 ** (WEIGHT_BITS - 1) - 1).astype(np.int64)
+    ops = [Op(op.kind, op.in_shape, op.out_shape, mant if op.kind in WEIGHTED else None, op.stride, op.padding,
+              op.kernel) for op in proj.ops]
+    return Projection(proj.source, ops, proj.delay, shift=m - q - f_src)
+
+
+def quantize(spec: NetSpec) -> NetSpec:
+    """The fixed-point NetSpec of a float one."""
+    if spec.fixed:
+        return spec
+    f_in = INPUT_FRAC_BITS if spec.encoding == "direct" else 0
+    pops = []
+    for pop in spec.populations:
+        f_src = [f_in if p.source == "input" else 0 for p in pop.inputs]
+        wanted = max(weight_frac_bits(p.weighted.weight) + f for p, f in zip(pop.inputs, f_src))
+        m = membrane_frac_bits(pop, wanted)
+        inputs = [_quantize_projection(p, m, f) for p, f in zip(pop.inputs, f_src)]
+        bias = np.clip(np.round(pop.bias * 2.0 ** m), -MAX_INT, MAX_INT).astype(np.int64)
+        v_th = max(int(round(pop.v_th * 2 ** m)), 1) if pop.kind != "readout" else 0
+        dv = int(round((1.0 - pop.decay) * 2 ** DECAY_BITS))
+        pops.append(Population(pop.name, pop.shape, pop.kind, bias, inputs, v_th, pop.decay, pop.reset, dv, m,
+                               pop.depth))
+    return NetSpec(spec.input_shape, spec.timesteps, spec.encoding, pops, True, f_in, dict(spec.scores),
+                   dict(spec.meta))
+
+
+def quantize_input(x: np.ndarray, spec: NetSpec) -> np.ndarray:
+    """Input frames as the fixed-point network receives them (float64 holding integers)."""
+    return np.round(np.asarray(x, dtype=np.float64) * 2.0 ** spec.input_frac_bits)
+
+
+def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
+    """Loihi's leak: v * (4096 - dv) / 4096, rounded toward zero (int64 in, int64 out)."""
+    if dv == 0:
+        return v
+    prod = v * (2 ** DECAY_BITS - dv)
+    return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)

@@ -1,0 +1,207 @@
+"""The fast simulator: batched torch execution of a NetSpec with the semantics of the Lava
+network (`ddla_neuro/lava/models.py`), for whole test sets.
+
+Lava adds one step of synaptic delay per synapse; here every timestep runs the populations in
+topological order, which is the Lava run with its outputs shifted back by the latency (the
+Lava runner does that shift), so the two are compared step for step.
+
+Modes: `dense` (every population sends its spikes, the input its frames), `delta` (everything
+sends the change since the last step: lossless) and `ddla` (spiking populations send only the
+top-k deltas ranked by the spec's sensitivity scores, from t = 2 on; the receivers hold the
+rest). In fixed point all arithmetic is on integers (carried exactly in float64 through conv),
+so this is also the quantized torch model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .ddla.gsc import topk_mask
+from .spec import DECAY_BITS, MEMBRANE_BITS, NetSpec, Op, Population, fanout
+
+MODES = ("dense", "delta", "ddla")
+SATURATION = 2 ** (MEMBRANE_BITS - 1)
+
+
+@dataclass
+class Counts:
+    """Totals over the samples run, per timestep (arrays of length T)."""
+
+    timesteps: int
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)   # non-zero s^t of each spiking population
+    events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each population
+    sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
+    samples: int = 0
+
+    def add(self, kind: str, key: str, t: int, value: float) -> None:
+        table = getattr(self, kind)
+        table.setdefault(key, np.zeros(self.timesteps, dtype=np.int64))[t] += int(value)
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
+                                            for k in ("spikes", "events", "sops")}}
+
+
+@dataclass
+class SimResult:
+    logits: np.ndarray   # (N, T, classes), float (fixed point: divided by 2**frac_bits)
+    counts: Counts
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.mean(axis=1).argmax(axis=1)
+
+
+def check_mode(mode: str, keep: float) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
+
+
+def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    b = x.shape[0]
+    x = x.reshape(b, *op.in_shape)
+    if op.kind == "conv2d":
+        return F.conv2d(x, w, stride=op.stride, padding=op.padding)
+    if op.kind == "linear":
+        return x @ w.T
+    if op.kind == "sumpool2d":
+        return F.avg_pool2d(x, op.kernel, op.stride, op.padding, divisor_override=1)
+    if op.kind == "scale":
+        return x * w
+    return x.reshape(b, *op.out_shape)
+
+
+class _Projection:
+    """One projection's torch ops, fan-out maps and (delta modes) held current."""
+
+    def __init__(self, proj, fixed: bool):
+        self.source, self.shift = proj.source, proj.shift
+        self.ops = proj.ops
+        self.weights = [None if op.weight is None else torch.as_tensor(np.asarray(op.weight, dtype=np.float64))
+                        for op in self.ops]
+        self.fanouts = [None if (fo := fanout(op)) is None else torch.as_tensor(fo, dtype=torch.float64)
+                        for op in self.ops]
+        self.gain = float(2 ** proj.shift) if fixed else 1.0
+        self.held: torch.Tensor | None = None
+
+    def current(self, x: torch.Tensor, accumulate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(current into the target (B, n), synaptic ops per sample (B,)) for what the source sent."""
+        sops = torch.zeros(x.shape[0], dtype=torch.float64)
+        x = x.double()
+        for op, w, fo in zip(self.ops, self.weights, self.fanouts):
+            x = x.reshape(x.shape[0], *op.in_shape)
+            if fo is not None:
+                sops += ((x != 0) * fo).flatten(1).sum(1)
+            x = _apply(op, w, x)
+        a = x.reshape(x.shape[0], -1) * self.gain
+        if accumulate:
+            self.held = a if self.held is None else self.held + a
+            a = self.held
+        return a, sops
+
+
+def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
+    if not fixed:
+        return v * pop.decay if pop.decay != 1.0 else v
+    if pop.dv == 0:
+        return v
+    prod = v * (2 ** DECAY_BITS - pop.dv)
+    return prod.sign() * (prod.abs() >> DECAY_BITS)
+
+
+class _Population:
+    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str):
+        self.pop, self.fixed = pop, spec.fixed
+        self.inputs = [_Projection(p, spec.fixed) for p in pop.inputs]
+        self.bias = torch.as_tensor(np.asarray(pop.bias).reshape(-1), dtype=torch.int64 if spec.fixed else torch.float64)
+        self.keep, self.mode = keep, mode
+        scores = spec.scores.get(pop.name)
+        if mode == "ddla" and keep < 1.0 and pop.kind != "readout" and scores is None:
+            raise ValueError(f"no sensitivity scores for population {pop.name!r}: deploy a DDLA-trained checkpoint")
+        self.scores = None if scores is None else torch.as_tensor(np.asarray(scores, dtype=np.float32).reshape(1, -1))
+        self.v: torch.Tensor | None = None
+        self.held: torch.Tensor | None = None   # what the receivers hold of this population's output
+
+    def input_current(self, sent: dict[str, torch.Tensor], counts: Counts, t: int) -> torch.Tensor:
+        total = None
+        sops = 0.0
+        for proj in self.inputs:
+            a, s = proj.current(sent[proj.source], accumulate=self.mode != "dense")
+            total = a if total is None else total + a
+            sops += float(s.sum())
+        counts.add("sops", self.pop.name, t, sops)
+        return (total.round().long() if self.fixed else total) + self.bias
+
+    def step(self, current: torch.Tensor) -> torch.Tensor:
+        """Integrate, fire, reset: the spikes s^t (B, n)."""
+        p = self.pop
+        v = current if self.v is None else _decay(self.v, p, self.fixed) + current
+        if self.fixed:
+            v = v.clamp(-SATURATION, SATURATION - 1)
+        s = v > p.v_th
+        if p.reset == "zero":
+            v = torch.where(s, torch.zeros_like(v), v)
+        else:
+            v = v - s * p.v_th
+        self.v = v
+        return s.to(v.dtype)
+
+    def send(self, s: torch.Tensor, t: int) -> torch.Tensor:
+        """What this population transmits at step t (0-based) in the current mode."""
+        if self.mode == "dense":
+            return s
+        d = s if self.held is None else s - self.held
+        if self.mode == "ddla" and t > 0 and self.keep < 1.0:
+            scores = (self.scores * d.abs().float())
+            d = torch.where(topk_mask(scores, d != 0, self.keep), d, torch.zeros_like(d))
+        self.held = d if self.held is None else self.held + d
+        return d
+
+
+def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
+             batch_size: int = 256) -> SimResult:
+    """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
+    per-step logits and the counts."""
+    check_mode(mode, keep)
+    frames = np.asarray(frames, dtype=np.float64)
+    n, t_steps = frames.shape[:2]
+    if tuple(frames.shape[2:]) != tuple(spec.input_shape) or t_steps != spec.timesteps:
+        raise ValueError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
+                         f"{', '.join(map(str, spec.input_shape))})")
+    counts = Counts(t_steps)
+    logits = []
+    with torch.no_grad():
+        for lo in range(0, n, batch_size):
+            x = torch.as_tensor(frames[lo: lo + batch_size]).flatten(2)
+            logits.append(_run_batch(spec, x, mode, keep, counts))
+    counts.samples = n
+    out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
+    if spec.fixed:
+        out = out / 2.0 ** spec.readout.frac_bits
+    return SimResult(out, counts)
+
+
+def _run_batch(spec: NetSpec, x: torch.Tensor, mode: str, keep: float, counts: Counts) -> np.ndarray:
+    pops = [_Population(p, spec, keep, mode) for p in spec.populations]
+    previous_frame = None
+    outs = []
+    for t in range(spec.timesteps):
+        frame = x[:, t]
+        sent = {"input": frame if (mode == "dense" or previous_frame is None) else frame - previous_frame}
+        previous_frame = frame
+        counts.add("events", "input", t, (sent["input"] != 0).sum())
+        for pop in pops:
+            current = pop.input_current(sent, counts, t)
+            if pop.pop.kind == "readout":
+                outs.append(current.double())
+                continue
+            s = pop.step(current)
+            sent[pop.pop.name] = pop.send(s, t)
+            counts.add("spikes", pop.pop.name, t, (s != 0).sum())
+            counts.add("events", pop.pop.name, t, (sent[pop.pop.name] != 0).sum())
+    return torch.stack(outs, 1).numpy()

@@ -1,0 +1,275 @@
+"""The deployable network: ordered populations of neurons, each fed by projections (chains of
+linear ops) from other populations or from the input. Numpy only, no torch: the Lava worker,
+the fast simulator and the cost model all read this, and `ir.py` writes it.
+
+Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 1..T:
+
+    current_P^t = sum_p  ops_p(x_src^t) * 2**shift_p  + bias_P
+    v^t         = decay(v^{t-1}) + current_P^t            (fixed point: saturated to 24 bit)
+    s^t         = v^t > v_th ;  v^t reset to 0 or by subtracting v_th where s^t = 1
+
+The readout population has no threshold: its current is the logits of the step. Every
+projection holds exactly one weighted op (conv2d, linear, or a scalar `scale`), so fixed point
+needs one 8-bit mantissa tensor and one shift per projection.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
+WEIGHTED = ("conv2d", "linear", "scale")
+NEURON_KINDS = ("if", "lif", "readout")
+MEMBRANE_BITS = 24  # Loihi's membrane register
+DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
+KEEP_SCALE = 1_000_000  # the DDLA filtering ratio k in millionths: ceil(k * n) in exact integers
+SPEC_FORMAT = "ddla-neuro/netspec"
+SPEC_VERSION = 1
+
+
+@dataclass
+class Op:
+    """A bias-free linear op on one sample: shapes exclude the batch. conv2d/sumpool2d work on
+    (C, H, W); `stride`, `padding`, `kernel` are (rows, cols)."""
+
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    weight: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    kernel: tuple[int, int] = (1, 1)
+
+
+@dataclass
+class Projection:
+    source: str          # "input" or the name of a population
+    ops: list[Op]
+    delay: int = 1       # synaptic delay in steps (Lava: 1, more to align residual paths)
+    shift: int = 0       # fixed point: left shift of the weighted op's output
+
+    @property
+    def weighted(self) -> Op:
+        return next(op for op in self.ops if op.kind in WEIGHTED)
+
+
+@dataclass
+class Population:
+    name: str
+    shape: tuple[int, ...]
+    kind: str                  # if | lif | readout
+    bias: np.ndarray           # per neuron, in membrane units
+    inputs: list[Projection]
+    v_th: float = 1.0          # fixed point: an integer in membrane units
+    decay: float = 1.0         # float: v <- decay * v ; fixed point uses dv
+    reset: str = "zero"        # zero | subtract
+    dv: int = 0                # fixed point: 12-bit decay constant
+    frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
+    depth: int = 0             # steps from the input to this population in Lava (one per synapse)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class NetSpec:
+    input_shape: tuple[int, ...]
+    timesteps: int
+    encoding: str
+    populations: list[Population]            # topological order; the last one is the readout
+    fixed: bool = False
+    input_frac_bits: int = 0                 # fixed point: the input is x * 2**input_frac_bits
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # DDLA sensitivity per population
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def readout(self) -> Population:
+        return self.populations[-1]
+
+    @property
+    def spiking(self) -> list[Population]:
+        return self.populations[:-1]
+
+    @property
+    def latency(self) -> int:
+        """Steps from an input frame to its logits in Lava (the readout's depth)."""
+        return self.readout.depth
+
+    def population(self, name: str) -> Population:
+        return next(p for p in self.populations if p.name == name)
+
+    def source_shape(self, name: str) -> tuple[int, ...]:
+        return self.input_shape if name == "input" else self.population(name).shape
+
+
+class SpecError(ValueError):
+    pass
+
+
+def assign_depths(populations: list[Population]) -> None:
+    """Depth of a population = the longest synapse path from the input; each projection's
+    delay makes all paths into a population arrive in the same step (residual shortcuts)."""
+    depth = {"input": 0}
+    for pop in populations:
+        if not pop.inputs:
+            raise SpecError(f"population {pop.name!r} has no inputs")
+        for proj in pop.inputs:
+            if proj.source not in depth:
+                raise SpecError(f"population {pop.name!r} reads {proj.source!r}, which comes later or does not exist")
+        pop.depth = max(depth[p.source] for p in pop.inputs) + 1
+        for proj in pop.inputs:
+            proj.delay = pop.depth - depth[proj.source]
+        depth[pop.name] = pop.depth
+
+
+def keep_count(n, keep: float):
+    """ceil(keep * n) exactly, for integer n (a Python int, numpy or torch integers)."""
+    k = round(keep * KEEP_SCALE)
+    return (n * k + KEEP_SCALE - 1) // KEEP_SCALE
+
+
+# --- op semantics in numpy (one sample); the torch versions in sim.py must agree ---------------
+
+def _windows(x: np.ndarray, op: Op) -> np.ndarray:
+    """(C, H, W) -> (C, Ho, Wo, kh, kw) sliding windows with zero padding."""
+    (ph, pw), (sh, sw), (kh, kw) = op.padding, op.stride, op.kernel
+    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))
+    return win[:, ::sh, ::sw][:, : op.out_shape[1], : op.out_shape[2]]
+
+
+def apply_op(op: Op, x: np.ndarray) -> np.ndarray:
+    """One op on one sample given in the op's `in_shape` (or flat)."""
+    x = x.reshape(op.in_shape)
+    if op.kind == "conv2d":
+        y = np.tensordot(op.weight, _windows(x, op), axes=([1, 2, 3], [0, 3, 4]))
+    elif op.kind == "linear":
+        y = op.weight @ x
+    elif op.kind == "sumpool2d":
+        y = _windows(x, op).sum(axis=(3, 4))
+    elif op.kind == "flatten":
+        y = x
+    elif op.kind == "scale":
+        y = op.weight * x
+    else:
+        raise SpecError(f"unknown op {op.kind!r}")
+    return y.reshape(op.out_shape)
+
+
+def apply_ops(ops: list[Op], x: np.ndarray) -> np.ndarray:
+    for op in ops:
+        x = apply_op(op, x)
+    return x
+
+
+def _axis_reach(size: int, out: int, k: int, s: int, p: int) -> np.ndarray:
+    """For each input index along one axis: how many output positions its value reaches."""
+    reach = np.zeros(size, dtype=np.int64)
+    for o in range(out):
+        lo, hi = o * s - p, o * s - p + k
+        reach[max(lo, 0): min(hi, size)] += 1
+    return reach
+
+
+def fanout(op: Op) -> np.ndarray | None:
+    """Synaptic ops caused by one non-zero input at each input position (shape `in_shape`);
+    None for ops that do no arithmetic (flatten). Conv borders, strides and padding are exact."""
+    if op.kind == "flatten":
+        return None
+    if op.kind in ("linear", "scale"):
+        n_out = op.out_shape[0] if op.kind == "linear" else 1
+        return np.full(op.in_shape, n_out, dtype=np.int64)
+    c, h, w = op.in_shape
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+    rows = _axis_reach(h, op.out_shape[1], kh, sh, ph)
+    cols = _axis_reach(w, op.out_shape[2], kw, sw, pw)
+    per_pixel = np.outer(rows, cols)
+    targets = op.out_shape[0] if op.kind == "conv2d" else 1
+    return np.broadcast_to(targets * per_pixel, (c, h, w)).copy()
+
+
+def synaptic_ops(ops: list[Op], fanouts: list[np.ndarray | None], x: np.ndarray) -> int:
+    """SOPs of one projection for input `x` (one sample): at every op, each non-zero value
+    reaching it costs its fan-out. Needs the intermediate values only after a pooling op."""
+    total = 0
+    for i, (op, fo) in enumerate(zip(ops, fanouts)):
+        x = x.reshape(op.in_shape)
+        if fo is not None:
+            total += int(fo[x != 0].sum())
+        if i + 1 < len(ops):
+            x = apply_op(op, x)
+    return total
+
+
+# --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------
+
+def _ints(v) -> list[int]:
+    return [int(x) for x in v]
+
+
+def _op_header(op: Op) -> dict:
+    return {"kind": op.kind, "in_shape": _ints(op.in_shape), "out_shape": _ints(op.out_shape),
+            "stride": _ints(op.stride), "padding": _ints(op.padding), "kernel": _ints(op.kernel)}
+
+
+def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray] = {}
+    pops = []
+    for i, pop in enumerate(spec.populations):
+        arrays[f"p{i}.bias"] = np.asarray(pop.bias)
+        inputs = []
+        for j, proj in enumerate(pop.inputs):
+            ops = []
+            for k, op in enumerate(proj.ops):
+                if op.weight is not None:
+                    arrays[f"p{i}.in{j}.op{k}"] = np.asarray(op.weight)
+                ops.append(_op_header(op))
+            inputs.append({"source": proj.source, "delay": int(proj.delay), "shift": int(proj.shift), "ops": ops})
+        pops.append({"name": pop.name, "shape": _ints(pop.shape), "kind": pop.kind, "v_th": pop.v_th,
+                     "decay": pop.decay, "reset": pop.reset, "dv": int(pop.dv), "frac_bits": int(pop.frac_bits),
+                     "depth": int(pop.depth), "inputs": inputs})
+    for name, s in spec.scores.items():
+        arrays[f"scores.{name}"] = np.asarray(s, dtype=np.float32)
+    header = {"format": SPEC_FORMAT, "version": SPEC_VERSION, "input_shape": _ints(spec.input_shape),
+              "timesteps": spec.timesteps, "encoding": spec.encoding, "fixed": spec.fixed,
+              "input_frac_bits": spec.input_frac_bits, "meta": spec.meta, "populations": pops,
+              "scores": sorted(spec.scores)}
+    return header, arrays
+
+
+def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
+    if header.get("format") != SPEC_FORMAT or header.get("version") != SPEC_VERSION:
+        raise SpecError("not a ddla-neuro network spec of this version")
+    pops = []
+    for i, p in enumerate(header["populations"]):
+        inputs = []
+        for j, proj in enumerate(p["inputs"]):
+            ops = [Op(kind=o["kind"], in_shape=tuple(o["in_shape"]), out_shape=tuple(o["out_shape"]),
+                      weight=arrays.get(f"p{i}.in{j}.op{k}"), stride=tuple(o["stride"]),
+                      padding=tuple(o["padding"]), kernel=tuple(o["kernel"])) for k, o in enumerate(proj["ops"])]
+            inputs.append(Projection(proj["source"], ops, proj["delay"], proj["shift"]))
+        pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
+                               inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
+                               frac_bits=p["frac_bits"], depth=p["depth"]))
+    return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],
+                   header["input_frac_bits"], {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"])
+
+
+def save_spec(path: str | Path, spec: NetSpec, **extra: np.ndarray) -> None:
+    """Writes the spec (and extra arrays, e.g. the input frames of a job) as one .npz."""
+    header, arrays = to_arrays(spec)
+    np.savez(path, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays, **extra)
+
+
+def load_spec(path: str | Path) -> tuple[NetSpec, dict[str, np.ndarray]]:
+    """The spec and the extra arrays saved with it."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays.pop("__header__").tobytes().decode())
+    spec = from_arrays(header, arrays)
+    own = {k for k in arrays if k.startswith(("p", "scores.")) and "." in k}
+    return spec, {k: v for k, v in arrays.items() if k not in own}
