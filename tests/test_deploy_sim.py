@@ -1,0 +1,167 @@
+"""IR, quantization and the fast simulator, without Lava: dense == delta, the float simulator
+== the torch network, SOP fan-outs by hand, NIR import errors, ResNet-19 mapping."""
+import nir
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deploy_nets import NETWORKS, convnet, inputs, random_scores, spec_of
+from ddla_neuro.ddla.executor import DeltaExecutor
+from ddla_neuro.ir import IRError, network_to_nir, nir_to_spec
+from ddla_neuro.quant import quantize, quantize_input
+from ddla_neuro.sim import simulate
+from ddla_neuro.spec import Op, fanout, load_spec, save_spec, synaptic_ops
+from ddla_neuro.zoo import build_model
+
+
+def torch_spike_counts(net, x):
+    """Spikes per population and timestep of the torch network, summed over the samples."""
+    with torch.no_grad(), DeltaExecutor(net, "baseline") as ex:
+        out, _ = ex.run(net.encode(x))
+    return out.transpose(0, 1).numpy(), {k: v["spikes"].numpy() for k, v in ex.counts.totals.items()}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_float_simulator_equals_the_torch_network(name):
+    net = NETWORKS[name]()
+    x, frames = inputs(net, 16)
+    logits, spikes = torch_spike_counts(net, x)
+    result = simulate(spec_of(net), frames, "dense")
+    np.testing.assert_array_equal(result.logits, logits)
+    assert {k: v.tolist() for k, v in result.counts.spikes.items()} == {k: v.tolist() for k, v in spikes.items()}
+    assert sum(v.sum() for v in spikes.values()) > 0
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("fixed", [False, True])
+def test_delta_equals_dense_and_keep_one_equals_delta(name, fixed):
+    net = NETWORKS[name]()
+    spec = random_scores(spec_of(net))
+    _, frames = inputs(net, 16)
+    if fixed:
+        spec = quantize(spec)
+        frames = quantize_input(frames, spec)
+    dense, delta = simulate(spec, frames, "dense"), simulate(spec, frames, "delta")
+    np.testing.assert_array_equal(dense.logits, delta.logits)
+    assert all(np.array_equal(dense.counts.spikes[k], delta.counts.spikes[k]) for k in dense.counts.spikes)
+    ddla1 = simulate(spec, frames, "ddla", keep=1.0)
+    np.testing.assert_array_equal(ddla1.logits, delta.logits)
+    assert ddla1.counts.to_dict() == delta.counts.to_dict()
+    ddla = simulate(spec, frames, "ddla", keep=0.3)
+    total = lambda r: sum(v.sum() for k, v in r.counts.events.items() if k != "input")  # noqa: E731
+    assert total(ddla) < total(delta)
+
+
+def test_fixed_point_keeps_the_float_accuracy_of_a_trained_sized_network():
+    net = convnet(seed=3)
+    _, frames = inputs(net, 64, seed=1)
+    spec = spec_of(net)
+    q = quantize(spec)
+    agree = (simulate(q, quantize_input(frames, q), "dense").predictions == simulate(spec, frames).predictions).mean()
+    assert agree >= 0.9
+    for pop in q.populations:
+        for proj in pop.inputs:
+            w = proj.weighted.weight
+            assert w.dtype == np.int64 and w.min() >= -128 and w.max() <= 127 and proj.shift >= 0
+
+
+def test_ddla_in_the_simulator_equals_the_torch_executor_with_statistics():
+    net = convnet(seed=1)
+    x, frames = inputs(net, 16)
+    spec = random_scores(spec_of(net), seed=2)
+    from ddla_neuro.ddla.executor import SensitivityStats
+    stats = SensitivityStats(values={k: torch.as_tensor(v) for k, v in spec.scores.items()})
+    with torch.no_grad(), DeltaExecutor(net, "ddla", keep=0.4, source="stats", stats=stats) as ex:
+        out, _ = ex.run(net.encode(x))
+    result = simulate(spec, frames, "ddla", keep=0.4)
+    np.testing.assert_array_equal(result.logits, out.transpose(0, 1).numpy())
+    sent = {k: v["transmitted"].numpy() for k, v in ex.counts.totals.items()}
+    assert {k: v.tolist() for k, v in sent.items()} == {k: result.counts.events[k].tolist() for k in sent}
+
+
+def test_conv_fanout_counts_borders_strides_and_padding_by_hand():
+    # 3x3 conv, stride 2, padding 1 on 5x5 -> 3x3 outputs at rows/cols -1..1, 1..3, 3..5
+    op = Op("conv2d", (1, 5, 5), (2, 3, 3), np.ones((2, 1, 3, 3)), (2, 2), (1, 1), (3, 3))
+    reach = np.array([1, 2, 1, 2, 1])  # input row i lies in the windows of how many output rows
+    np.testing.assert_array_equal(fanout(op)[0], 2 * np.outer(reach, reach))
+    x = np.zeros((1, 5, 5))
+    x[0, 0, 0], x[0, 1, 1], x[0, 2, 3] = 1, -1, 1
+    assert synaptic_ops([op], [fanout(op)], x) == 2 * (1 * 1 + 2 * 2 + 1 * 2)
+    lin = Op("linear", (4,), (3,), np.ones((3, 4)))
+    assert synaptic_ops([lin], [fanout(lin)], np.array([0, 1, 0, -1])) == 6
+    pool = Op("sumpool2d", (1, 4, 4), (1, 2, 2), None, (2, 2), (0, 0), (2, 2))
+    flat, lin2 = Op("flatten", (1, 2, 2), (4,)), Op("linear", (4,), (5,), np.ones((5, 4)))
+    x = np.zeros((1, 4, 4))
+    x[0, 0, 0] = x[0, 0, 1] = x[0, 3, 3] = 1  # 3 pooled inputs reach 2 pooled outputs
+    ops = [pool, flat, lin2]
+    assert synaptic_ops(ops, [fanout(o) for o in ops], x) == 3 * 1 + 2 * 5
+
+
+def test_spec_round_trips_through_npz(tmp_path):
+    spec = quantize(random_scores(spec_of(NETWORKS["residual"]())))
+    save_spec(tmp_path / "s.npz", spec, frames=np.zeros(3))
+    back, extra = load_spec(tmp_path / "s.npz")
+    assert list(extra) == ["frames"]
+    _, frames = inputs(NETWORKS["residual"](), 4)
+    a = simulate(spec, quantize_input(frames, spec), "ddla", 0.5)
+    b = simulate(back, quantize_input(frames, back), "ddla", 0.5)
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert [p.depth for p in back.populations] == [p.depth for p in spec.populations]
+
+
+def test_residual_paths_are_aligned_by_delays():
+    spec = spec_of(NETWORKS["residual"]())
+    for pop in spec.populations:
+        for proj in pop.inputs:
+            src_depth = 0 if proj.source == "input" else spec.population(proj.source).depth
+            assert src_depth + proj.delay == pop.depth
+    assert max(proj.delay for pop in spec.populations for proj in pop.inputs) == 2  # the shortcuts
+
+
+def test_resnet19_maps_and_simulates_like_torch():
+    torch.manual_seed(0)
+    from deploy_nets import dyadic_
+    net = dyadic_(build_model("resnet19", num_classes=10, input_shape=(3, 32, 32), timesteps=2, width=4), 0, 3.0)
+    spec = spec_of(net)
+    assert len(spec.spiking) == 1 + 2 * 8 + 1  # stem, two per basic block, the FC neuron
+    x = torch.round(torch.rand(2, 3, 32, 32) * 256) / 256
+    with torch.no_grad():
+        ref = net.run(x).transpose(0, 1).numpy()
+    np.testing.assert_array_equal(simulate(spec, net.encode(x).transpose(0, 1).numpy(), "delta").logits, ref)
+
+
+def test_sdt_attention_is_refused_with_its_name():
+    net = build_model("sdt", num_classes=10, input_shape=(3, 32, 32), timesteps=1, dim=32, depth=1)
+    with pytest.raises(IRError, match="MaxPool2d"):
+        network_to_nir(net)
+
+
+def test_unsupported_nir_node_is_named():
+    graph = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([3])}),
+                                "syn": nir.CubaLIF(tau_mem=np.ones(3), tau_syn=np.ones(3), r=np.ones(3),
+                                                   v_leak=np.zeros(3), v_threshold=np.ones(3)),
+                                "output": nir.Output({"output": np.array([3])})},
+                         edges=[("input", "syn"), ("syn", "output")], type_check=False)
+    with pytest.raises(IRError, match="'syn' of type CubaLIF"):
+        nir_to_spec(graph, timesteps=2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), width=st.integers(1, 12), depth=st.integers(1, 3),
+       t=st.integers(1, 5), fixed=st.booleans())
+def test_property_delta_equals_dense_on_random_mlps(seed, width, depth, t, fixed):
+    torch.manual_seed(seed)
+    from deploy_nets import dyadic_
+    net = dyadic_(build_model("mlp", num_classes=3, input_shape=(5,), timesteps=t, hidden=[width] * depth,
+                              encoding="poisson"), seed, 4.0)
+    spec = spec_of(net)
+    frames = net.encode(torch.rand(6, 5), torch.Generator().manual_seed(seed)).transpose(0, 1).numpy()
+    if fixed:
+        spec = quantize(spec)
+        frames = quantize_input(frames, spec)
+    dense, delta = simulate(spec, frames, "dense"), simulate(spec, frames, "delta")
+    np.testing.assert_array_equal(dense.logits, delta.logits)
+    assert dense.counts.spikes.keys() == delta.counts.spikes.keys()
+    assert all(np.array_equal(dense.counts.spikes[k], delta.counts.spikes[k]) for k in dense.counts.spikes)

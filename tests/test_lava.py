@@ -1,0 +1,196 @@
+"""Lava (lava-nc 0.10) runs of small networks: delta == dense, fixed point == the quantized
+torch model, float == the torch network, Lava == the fast simulator in all modes, Norse NIR
+import, and that failures and timeouts leave no live processes. Each Lava run takes ~0.5 s."""
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deploy_nets import NETWORKS, dyadic_, inputs, random_scores, spec_of
+from ddla_neuro.ir import fix_norse_graph, nir_to_spec, read_nir
+from ddla_neuro.lava_runner import LavaRunError, run_isolated, run_lava
+from ddla_neuro.quant import quantize, quantize_input
+from ddla_neuro.sim import simulate
+from ddla_neuro.zoo import build_model
+
+COUNTS = ("events", "spikes", "sops")
+
+
+def same_counts(a, b) -> bool:
+    return all(a.counts.to_dict()[k] == b.counts.to_dict()[k] for k in COUNTS)
+
+
+def prepared(name, fixed, n=3):
+    net = NETWORKS[name]()
+    spec = random_scores(spec_of(net))
+    x, frames = inputs(net, n)
+    if fixed:
+        spec = quantize(spec)
+        frames = quantize_input(frames, spec)
+    return net, spec, x, frames
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("fixed", [True, False])
+def test_lava_delta_equals_dense_and_matches_the_simulator(name, fixed):
+    net, spec, x, frames = prepared(name, fixed)
+    runs = {}
+    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.5)):
+        runs[mode] = run_lava(spec, frames, mode, keep)
+        sim = simulate(spec, frames, mode, keep)
+        np.testing.assert_array_equal(runs[mode].logits, sim.logits)  # Lava == fast simulator, bit-exact
+        assert same_counts(runs[mode], sim)
+    np.testing.assert_array_equal(runs["delta"].logits, runs["dense"].logits)
+    assert runs["delta"].counts.spikes.keys() == runs["dense"].counts.spikes.keys()
+    assert all(np.array_equal(runs["delta"].counts.spikes[k], v) for k, v in runs["dense"].counts.spikes.items())
+    if fixed:  # the fast simulator in fixed point is the quantized torch model
+        return
+    with torch.no_grad():
+        ref = net.run(x).transpose(0, 1).numpy()
+    np.testing.assert_array_equal(runs["dense"].logits, ref)  # Lava float == the torch network
+
+
+def test_lava_ddla_with_keep_one_equals_delta():
+    _, spec, _, frames = prepared("convnet", True)
+    a, b = run_lava(spec, frames, "ddla", 1.0), run_lava(spec, frames, "delta")
+    np.testing.assert_array_equal(a.logits, b.logits)
+    assert a.counts.to_dict() == b.counts.to_dict()
+
+
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 1000), width=st.integers(2, 10), t=st.integers(1, 4))
+def test_property_lava_delta_equals_dense(seed, width, t):
+    torch.manual_seed(seed)
+    net = dyadic_(build_model("mlp", num_classes=3, input_shape=(6,), timesteps=t, hidden=[width, width],
+                              encoding="poisson"), seed, 4.0)
+    spec = quantize(spec_of(net))
+    frames = net.encode(torch.rand(2, 6), torch.Generator().manual_seed(seed)).transpose(0, 1).numpy()
+    dense, delta = run_lava(spec, frames, "dense"), run_lava(spec, frames, "delta")
+    np.testing.assert_array_equal(dense.logits, delta.logits)
+    assert all(np.array_equal(dense.counts.spikes[k], v) for k, v in delta.counts.spikes.items())
+
+
+def test_a_norse_nir_file_deploys_and_matches_norse(tmp_path):
+    import norse.torch as norse
+    torch.manual_seed(0)
+    dt = 0.001
+    lif = norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(500.0)), dt=dt)  # dt/tau = 0.5
+    model = norse.SequentialState(torch.nn.Linear(6, 8), lif, torch.nn.Linear(8, 7), norse.IAFCell(),
+                                  torch.nn.Linear(7, 3))
+    dyadic_(model, 0, 6.0)
+    graph = fix_norse_graph(norse.to_nir(model, torch.zeros(1, 6), dt=dt))
+    nir.write(tmp_path / "norse.nir", graph)
+    spec = nir_to_spec(read_nir(tmp_path / "norse.nir"), timesteps=5, norse_dt=dt)
+    assert [p.kind for p in spec.populations] == ["lif", "if", "readout"]
+    x = torch.round(torch.rand(4, 6) * 4 * 64) / 64
+    with torch.no_grad():
+        state, outs = None, []
+        for _ in range(5):
+            out, state = model(x, state)
+            outs.append(out)
+    ref = torch.stack(outs, 1).numpy()
+    frames = x[:, None].expand(4, 5, 6).numpy()
+    result = run_lava(spec, frames, "delta")
+    np.testing.assert_array_equal(result.logits, ref)
+    assert result.counts.spikes["1"].sum() > 0 and result.counts.spikes["3"].sum() > 0
+
+
+def live_processes(marker: str) -> list[int]:
+    """PIDs of non-zombie processes whose command line contains `marker`."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state not in ("Z", "X"):
+            pids.append(int(d.name))
+    return pids
+
+
+def assert_no_live(marker: str) -> None:
+    for _ in range(50):
+        if not live_processes(marker):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"live processes left: {live_processes(marker)}")
+
+
+RAISING_NETWORK = textwrap.dedent('''
+    """A Lava network whose middle process raises at step 3: Lava itself then hangs forever."""
+    import numpy as np
+    from lava.magma.core.decorator import implements, requires, tag
+    from lava.magma.core.model.py.model import PyLoihiProcessModel
+    from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+    from lava.magma.core.model.py.type import LavaPyType
+    from lava.magma.core.process.ports.ports import InPort, OutPort
+    from lava.magma.core.process.process import AbstractProcess
+    from lava.magma.core.resources import CPU
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+
+    class Faulty(AbstractProcess):
+        def __init__(self):
+            super().__init__()
+            self.a_in, self.s_out = InPort(shape=(2,)), OutPort(shape=(2,))
+
+    @implements(proc=Faulty, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("floating_pt")
+    class PyFaulty(PyLoihiProcessModel):
+        a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+        s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+
+        def run_spk(self):
+            x = self.a_in.recv()
+            if self.time_step == 3:
+                raise RuntimeError("a model failed")
+            self.s_out.send(x)
+
+    if __name__ == "__main__":
+        src, faulty, sink = Source(data=np.ones((2, 10))), Faulty(), Sink(shape=(2,), buffer=10)
+        src.s_out.connect(faulty.a_in)
+        faulty.s_out.connect(sink.a_in)
+        print("started", flush=True)
+        src.run(condition=RunSteps(num_steps=10), run_cfg=Loihi2SimCfg(select_tag="floating_pt"))
+        src.stop()
+''')
+
+
+def test_a_raising_model_is_killed_with_all_its_processes(tmp_path):
+    script = tmp_path / "raising_network.py"
+    script.write_text(RAISING_NETWORK)
+    lines = []
+    with pytest.raises(LavaRunError, match="timed out after 15 s"):
+        run_isolated([sys.executable, str(script)], timeout=15, on_line=lines.append)
+    assert lines == ["started"]  # it did start Lava, then hung
+    assert_no_live(str(script))
+
+
+def test_a_runner_timeout_leaves_no_live_processes():
+    _, spec, _, frames = prepared("convnet", True, n=5000)  # ~20 s of Lava steps
+    with pytest.raises(LavaRunError, match="timed out after 3 s"):
+        run_lava(spec, frames, "delta", timeout=3)
+    assert_no_live("ddla_neuro.lava_worker")
+
+
+def test_a_worker_failure_is_one_clear_error():
+    _, spec, _, frames = prepared("mlp", True)
+    spec.populations[0].shape = (99,)  # its ports no longer fit the next synapse: Lava refuses to connect
+    with pytest.raises(LavaRunError, match="the Lava run failed .*incompatible"):
+        run_lava(spec, frames, "delta", timeout=60)
+    assert_no_live("ddla_neuro.lava_worker")
