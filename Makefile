@@ -5,7 +5,11 @@ STAMP := $(VENV)/.installed
 # python3.10 on the PATH, else pyenv's install (the shim may exist without 3.10 being active).
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.*/bin/python3.10; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { command -v "$$p"; break; }; done)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench models clean
+
+# The default model of `python -m ddla_neuro.deploy`: a DDLA-trained convnet on digits (~2 min on 2 cores).
+DEFAULT_MODEL := models/digits-convnet-ddla
+TRAIN_DEFAULT := -m ddla_neuro.train --model convnet --dataset digits --timesteps 6 --epochs 60 --method ddla --keep 0.3 --lam 0.2 --seed 0 --device cpu
 
 setup: $(STAMP)
 
@@ -21,6 +25,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+models: setup
+	$(PY) $(TRAIN_DEFAULT) --out $(DEFAULT_MODEL)
+	$(PY) -m ddla_neuro.modelcard $(DEFAULT_MODEL) "python $(TRAIN_DEFAULT) --out $(DEFAULT_MODEL)"
 
 bench: setup
 	$(PY) benchmarks/train_speed.py

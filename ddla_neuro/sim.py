@@ -24,6 +24,7 @@ from .spec import DECAY_BITS, MEMBRANE_BITS, NetSpec, Op, Population, fanout
 
 MODES = ("dense", "delta", "ddla")
 SATURATION = 2 ** (MEMBRANE_BITS - 1)
+FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
 
 
 @dataclass
@@ -76,15 +77,35 @@ def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, *op.out_shape)
 
 
+def _fan_in(op: Op) -> int:
+    if op.kind == "conv2d":
+        return int(np.prod(op.weight.shape[1:]))
+    if op.kind == "linear":
+        return op.weight.shape[1]
+    return int(np.prod(op.kernel)) if op.kind == "sumpool2d" else 1
+
+
+def exact_in_float32(ops: list[Op], input_peak: float) -> bool:
+    """Whether every partial sum of the integer ops stays below 2**24 in magnitude, so float32
+    (several times faster in conv) gives the same integers as float64."""
+    bound = input_peak
+    for op in ops:
+        peak = float(np.max(np.abs(op.weight))) if op.weight is not None else 1.0
+        bound *= peak * _fan_in(op)
+    return bound < FLOAT32_EXACT
+
+
 class _Projection:
     """One projection's torch ops, fan-out maps and (delta modes) held current."""
 
-    def __init__(self, proj, fixed: bool):
+    def __init__(self, proj, fixed: bool, input_peak: float):
         self.source, self.shift = proj.source, proj.shift
         self.ops = proj.ops
-        self.weights = [None if op.weight is None else torch.as_tensor(np.asarray(op.weight, dtype=np.float64))
+        # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
+        self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
+        self.weights = [None if op.weight is None else torch.as_tensor(np.asarray(op.weight), dtype=self.dtype)
                         for op in self.ops]
-        self.fanouts = [None if (fo := fanout(op)) is None else torch.as_tensor(fo, dtype=torch.float64)
+        self.fanouts = [None if (fo := fanout(op)) is None else torch.as_tensor(fo.reshape(-1), dtype=torch.float64)
                         for op in self.ops]
         self.gain = float(2 ** proj.shift) if fixed else 1.0
         self.held: torch.Tensor | None = None
@@ -92,13 +113,15 @@ class _Projection:
     def current(self, x: torch.Tensor, accumulate: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(current into the target (B, n), synaptic ops per sample (B,)) for what the source sent."""
         sops = torch.zeros(x.shape[0], dtype=torch.float64)
-        x = x.double()
+        if accumulate and self.held is not None and not bool(x.any()):
+            return self.held, sops  # nothing changed upstream (direct input after t = 1): event-driven skip
+        x = x.to(self.dtype)
         for op, w, fo in zip(self.ops, self.weights, self.fanouts):
             x = x.reshape(x.shape[0], *op.in_shape)
             if fo is not None:
-                sops += ((x != 0) * fo).flatten(1).sum(1)
+                sops += (x != 0).flatten(1).double() @ fo
             x = _apply(op, w, x)
-        a = x.reshape(x.shape[0], -1) * self.gain
+        a = x.reshape(x.shape[0], -1).double() * self.gain
         if accumulate:
             self.held = a if self.held is None else self.held + a
             a = self.held
@@ -115,9 +138,9 @@ def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
 
 
 class _Population:
-    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str):
+    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, input_peak: float):
         self.pop, self.fixed = pop, spec.fixed
-        self.inputs = [_Projection(p, spec.fixed) for p in pop.inputs]
+        self.inputs = [_Projection(p, spec.fixed, input_peak if p.source == "input" else 1.0) for p in pop.inputs]
         self.bias = torch.as_tensor(np.asarray(pop.bias).reshape(-1), dtype=torch.int64 if spec.fixed else torch.float64)
         self.keep, self.mode = keep, mode
         scores = spec.scores.get(pop.name)
@@ -145,7 +168,7 @@ class _Population:
             v = v.clamp(-SATURATION, SATURATION - 1)
         s = v > p.v_th
         if p.reset == "zero":
-            v = torch.where(s, torch.zeros_like(v), v)
+            v = v.masked_fill(s, 0)
         else:
             v = v - s * p.v_th
         self.v = v
@@ -175,10 +198,13 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
                          f"{', '.join(map(str, spec.input_shape))})")
     counts = Counts(t_steps)
     logits = []
+    # what the input sends: frames (dense) or their changes, at most twice the largest value
+    input_peak = 2.0 * float(np.max(np.abs(frames))) if frames.size else 0.0
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             x = torch.as_tensor(frames[lo: lo + batch_size]).flatten(2)
-            logits.append(_run_batch(spec, x, mode, keep, counts))
+            pops = [_Population(p, spec, keep, mode, input_peak) for p in spec.populations]
+            logits.append(_run_batch(pops, spec.timesteps, x, mode, counts))
     counts.samples = n
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
     if spec.fixed:
@@ -186,11 +212,10 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     return SimResult(out, counts)
 
 
-def _run_batch(spec: NetSpec, x: torch.Tensor, mode: str, keep: float, counts: Counts) -> np.ndarray:
-    pops = [_Population(p, spec, keep, mode) for p in spec.populations]
+def _run_batch(pops: list[_Population], timesteps: int, x: torch.Tensor, mode: str, counts: Counts) -> np.ndarray:
     previous_frame = None
     outs = []
-    for t in range(spec.timesteps):
+    for t in range(timesteps):
         frame = x[:, t]
         sent = {"input": frame if (mode == "dense" or previous_frame is None) else frame - previous_frame}
         previous_frame = frame

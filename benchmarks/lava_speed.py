@@ -1,0 +1,123 @@
+"""Speed of the Lava runner and of the fast simulator.
+
+    python benchmarks/lava_speed.py [--samples 50] [--fast-samples 2000] [--float] [--json PATH]
+
+Networks: the default digits model (`models/digits-convnet-ddla`, its test images) and a
+784-512-512-10 IF MLP with random dyadic weights on random 28x28 images (direct input).
+Runners: `lava-builtin-dense` (the same network from Lava's own Dense + LIFReset, dense
+spikes, float: the anchor), `lava-dense` and `lava-delta` (our processes, fixed point unless
+--float) and `fast` (the batched torch simulator, delta mode, the same arithmetic). Lava
+figures are the streaming phase only (one run(RunSteps(T)) per sample), without the build.
+Targets: lava-delta costs no more per step than lava-builtin-dense; fast is >= 100x faster
+per sample than lava-delta.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
+from ddla_neuro.data import load_dataset  # noqa: E402
+from ddla_neuro.ir import checkpoint_to_spec, network_to_nir, nir_to_spec  # noqa: E402
+from ddla_neuro.lava_runner import run_isolated, run_lava  # noqa: E402
+from ddla_neuro.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.sim import simulate  # noqa: E402
+from ddla_neuro.spec import NetSpec, save_spec  # noqa: E402
+from ddla_neuro.zoo import build_model  # noqa: E402
+
+DEFAULT_MODEL = ROOT / "models" / "digits-convnet-ddla" / "model.pt"
+
+
+def digits_model(n: int) -> tuple[NetSpec, np.ndarray]:
+    ckpt = load_checkpoint(DEFAULT_MODEL)
+    x = load_dataset("digits").x_test
+    x = x.repeat((n + len(x) - 1) // len(x), 1, 1, 1)[:n]
+    return checkpoint_to_spec(ckpt), ckpt.net.encode(x).transpose(0, 1).numpy()
+
+
+def mlp_784(n: int, timesteps: int = 6) -> tuple[NetSpec, np.ndarray]:
+    torch.manual_seed(0)
+    net = build_model("mlp", num_classes=10, input_shape=(1, 28, 28), timesteps=timesteps, hidden=[512, 512]).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.round(torch.randn(m.weight.shape) * 64 * 3 / m.in_features ** 0.5) / 64)
+    x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    return nir_to_spec(network_to_nir(net)), net.encode(x).transpose(0, 1).numpy()
+
+
+def anchor(spec: NetSpec, frames: np.ndarray) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.npz"
+        save_spec(job, spec, frames=frames)
+        lines: list[str] = []
+        run_isolated([sys.executable, str(ROOT / "benchmarks" / "lava_builtin_anchor.py"), str(job)], 600,
+                     lines.append)
+    return json.loads(lines[-1])
+
+
+def row(network: str, runner: str, run_s: float, steps: int, samples: int, timesteps: int, **extra) -> dict:
+    return {"network": network, "runner": runner, "ms_per_step": 1000 * run_s / steps,
+            "samples_per_s": samples / run_s, "samples": samples, "timesteps": timesteps, **extra}
+
+
+def measure(network: str, spec: NetSpec, frames: np.ndarray, n_lava: int, fixed: bool) -> list[dict]:
+    t = spec.timesteps
+    rows = []
+    a = anchor(spec, frames[:n_lava])
+    rows.append(row(network, "lava-builtin-dense", a["run_s"], a["steps"], n_lava, t, precision="float"))
+    ref = simulate(spec, frames[:n_lava], "dense").predictions
+    rows[-1]["agrees_with_sim"] = float(np.mean(np.array(a["predictions"]) == ref))
+    run_spec = quantize(spec) if fixed else spec
+    run_frames = quantize_input(frames, run_spec) if fixed else frames
+    for mode in ("dense", "delta"):
+        r = run_lava(run_spec, run_frames[:n_lava], mode)
+        rows.append(row(network, f"lava-{mode}", r.run_s, r.steps, n_lava, t,
+                        precision="fixed" if fixed else "float", build_s=r.build_s))
+    simulate(run_spec, run_frames[:64], "delta")  # warm-up
+    t0 = time.perf_counter()
+    simulate(run_spec, run_frames, "delta")
+    wall = time.perf_counter() - t0
+    rows.append(row(network, "fast", wall, len(frames) * t, len(frames), t, precision="fixed" if fixed else "float"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=50, help="samples per Lava runner")
+    ap.add_argument("--fast-samples", type=int, default=2000, help="samples for the fast simulator")
+    ap.add_argument("--float", action="store_true", help="run our Lava processes in floating_pt")
+    ap.add_argument("--json", help="write the rows as a JSON list")
+    args = ap.parse_args()
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    rows = []
+    for name, make in (("digits-convnet", digits_model), ("mlp-784-512-512-10", mlp_784)):
+        spec, frames = make(max(args.fast_samples, args.samples))
+        rows += measure(name, spec, frames, args.samples, not args.float)
+    print(f"{'network':>20} {'runner':>20} {'precision':>9} {'ms/step':>9} {'samples/s':>10}")
+    for r in rows:
+        print(f"{r['network']:>20} {r['runner']:>20} {r['precision']:>9} {r['ms_per_step']:9.3f} {r['samples_per_s']:10.1f}")
+    for name in dict.fromkeys(r["network"] for r in rows):
+        by = {r["runner"]: r for r in rows if r["network"] == name}
+        ratio = by["lava-delta"]["ms_per_step"] / by["lava-builtin-dense"]["ms_per_step"]
+        speedup = by["fast"]["samples_per_s"] / by["lava-delta"]["samples_per_s"]
+        print(f"{name}: lava-delta / lava-builtin-dense per step = {ratio:.2f} (target <= 1: "
+              f"{'met' if ratio <= 1 else 'missed'}); fast / lava-delta per sample = {speedup:.0f}x "
+              f"(target >= 100: {'met' if speedup >= 100 else 'missed'}); anchor agrees with the simulator on "
+              f"{100 * by['lava-builtin-dense']['agrees_with_sim']:.0f}% of predictions")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
