@@ -110,16 +110,16 @@ class _Projection:
         self.gain = float(2 ** proj.shift) if fixed else 1.0
         self.held: torch.Tensor | None = None
 
-    def current(self, x: torch.Tensor, accumulate: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(current into the target (B, n), synaptic ops per sample (B,)) for what the source sent."""
-        sops = torch.zeros(x.shape[0], dtype=torch.float64)
+    def current(self, x: torch.Tensor, accumulate: bool) -> tuple[torch.Tensor, int]:
+        """(current into the target (B, n), synaptic ops summed over the batch) for what the source sent."""
+        sops = 0
         if accumulate and self.held is not None and not bool(x.any()):
             return self.held, sops  # nothing changed upstream (direct input after t = 1): event-driven skip
         x = x.to(self.dtype)
         for op, w, fo in zip(self.ops, self.weights, self.fanouts):
             x = x.reshape(x.shape[0], *op.in_shape)
             if fo is not None:
-                sops += (x != 0).flatten(1).double() @ fo
+                sops += int((x != 0).sum(0).flatten().double() @ fo)
             x = _apply(op, w, x)
         a = x.reshape(x.shape[0], -1).double() * self.gain
         if accumulate:
@@ -152,11 +152,11 @@ class _Population:
 
     def input_current(self, sent: dict[str, torch.Tensor], counts: Counts, t: int) -> torch.Tensor:
         total = None
-        sops = 0.0
+        sops = 0
         for proj in self.inputs:
             a, s = proj.current(sent[proj.source], accumulate=self.mode != "dense")
             total = a if total is None else total + a
-            sops += float(s.sum())
+            sops += s
         counts.add("sops", self.pop.name, t, sops)
         return (total.round().long() if self.fixed else total) + self.bias
 
