@@ -192,17 +192,20 @@ def fanout(op: Op) -> np.ndarray | None:
     return np.broadcast_to(targets * per_pixel, (c, h, w)).copy()
 
 
-def synaptic_ops(ops: list[Op], fanouts: list[np.ndarray | None], x: np.ndarray) -> int:
-    """SOPs of one projection for input `x` (one sample): at every op, each non-zero value
-    reaching it costs its fan-out. Needs the intermediate values only after a pooling op."""
+def apply_counting(ops: list[Op], fanouts: list[np.ndarray | None], x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The ops' output for input `x` (one sample) and their synaptic ops: at every op, each
+    non-zero value reaching it costs its fan-out."""
     total = 0
-    for i, (op, fo) in enumerate(zip(ops, fanouts)):
+    for op, fo in zip(ops, fanouts):
         x = x.reshape(op.in_shape)
         if fo is not None:
             total += int(fo[x != 0].sum())
-        if i + 1 < len(ops):
-            x = apply_op(op, x)
-    return total
+        x = apply_op(op, x)
+    return x, total
+
+
+def synaptic_ops(ops: list[Op], fanouts: list[np.ndarray | None], x: np.ndarray) -> int:
+    return apply_counting(ops, fanouts, x)[1]
 
 
 # --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------

@@ -21,7 +21,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from ddla_neuro.spec import DECAY_BITS, MEMBRANE_BITS, Op, apply_ops, fanout, keep_count, synaptic_ops
+from ddla_neuro.spec import DECAY_BITS, MEMBRANE_BITS, Op, apply_counting, fanout, keep_count
 from ddla_neuro.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
 
 SATURATION = 2 ** (MEMBRANE_BITS - 1)
@@ -103,8 +103,9 @@ class _SynapseModel(_Windowed):
             self.queue.append(self.zeros(self.out_size))
             return
         p = self.proc_params
-        self.sops[t] += synaptic_ops(self.ops, self.fanouts, d)
-        a = apply_ops(self.ops, d).reshape(-1)
+        a, sops = apply_counting(self.ops, self.fanouts, d)
+        self.sops[t] += sops
+        a = a.reshape(-1)
         a = a << p["shift"] if self.fixed else a
         if p["accumulate"]:
             self.held = a if t == 0 else self.held + a
@@ -212,11 +213,13 @@ class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
 # --- readout -----------------------------------------------------------------------------------
 
 class _ReadoutModel(_Windowed):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.bias = self.value(np.asarray(proc_params["bias"]).reshape(-1))
+
     def run_spk(self) -> None:
         a = self.value(self.a_in.recv())
-        t = self.step()
-        bias = self.value(np.asarray(self.proc_params["bias"]).reshape(-1))
-        self.out.send(self.zeros(a.size) if t is None else a + bias)
+        self.out.send(self.zeros(a.size) if self.step() is None else a + self.bias)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
