@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
-from ddla_neuro.data import load_dataset  # noqa: E402
-from ddla_neuro.ir import checkpoint_to_spec  # noqa: E402
+from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
+from ddla_neuro.ir import checkpoint_to_spec, input_frames  # noqa: E402
 from ddla_neuro.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.sim import simulate  # noqa: E402
 
@@ -29,19 +29,22 @@ def main() -> None:
     ap.add_argument("--keep", type=float, default=0.3)
     args = ap.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
-    data = load_dataset(ckpt.meta.get("dataset", "digits"))
-    frames = ckpt.net.encode(data.x_test).transpose(0, 1).numpy()
+    _, data = checkpoint_dataset(ckpt)
+    frames = input_frames(ckpt.net, data.x_test)
     labels = data.y_test.numpy()
     spec = checkpoint_to_spec(ckpt)
-    print(f"{'precision':>10} {'mode':>6} {'accuracy':>9} {'events/sample (spiking layers)':>31} {'SOPs/sample':>12}")
-    for precision, s, f in (("float", spec, frames), ("fixed", quantize(spec), None)):
-        f = quantize_input(frames, s) if f is None else f
+    print(f"{'precision':>10} {'mode':>6} {'accuracy':>9} {'events/sample (spiking layers)':>31} {'SOPs/sample':>12}"
+          f" {'wall':>8}")
+    for precision, s in (("float", spec), ("fixed", quantize(spec))):
+        f = quantize_input(frames, s) if s.fixed else frames
         for mode in ("dense", "delta", "ddla"):
+            t0 = time.perf_counter()
             r = simulate(s, f, mode, args.keep if mode == "ddla" else 1.0)
+            wall = time.perf_counter() - t0
             events = sum(v.sum() for k, v in r.counts.events.items() if k != "input") / len(labels)
             sops = sum(v.sum() for v in r.counts.sops.values()) / len(labels)
             acc = float(np.mean(r.predictions == labels))
-            print(f"{precision:>10} {mode:>6} {100 * acc:8.2f}% {events:31.1f} {sops:12.0f}")
+            print(f"{precision:>10} {mode:>6} {100 * acc:8.2f}% {events:31.1f} {sops:12.0f} {wall:7.3f}s")
 
 
 if __name__ == "__main__":

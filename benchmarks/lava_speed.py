@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.data import load_dataset  # noqa: E402
-from ddla_neuro.ir import checkpoint_to_spec, network_to_nir, nir_to_spec  # noqa: E402
+from ddla_neuro.ir import checkpoint_to_spec, input_frames, network_to_nir, nir_to_spec  # noqa: E402
 from ddla_neuro.lava_runner import run_isolated, run_lava  # noqa: E402
 from ddla_neuro.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.sim import simulate  # noqa: E402
@@ -42,7 +42,7 @@ def digits_model(n: int) -> tuple[NetSpec, np.ndarray]:
     ckpt = load_checkpoint(DEFAULT_MODEL)
     x = load_dataset("digits").x_test
     x = x.repeat((n + len(x) - 1) // len(x), 1, 1, 1)[:n]
-    return checkpoint_to_spec(ckpt), ckpt.net.encode(x).transpose(0, 1).numpy()
+    return checkpoint_to_spec(ckpt), input_frames(ckpt.net, x)
 
 
 def mlp_784(n: int, timesteps: int = 6) -> tuple[NetSpec, np.ndarray]:
@@ -53,7 +53,7 @@ def mlp_784(n: int, timesteps: int = 6) -> tuple[NetSpec, np.ndarray]:
             if isinstance(m, torch.nn.Linear):
                 m.weight.copy_(torch.round(torch.randn(m.weight.shape) * 64 * 3 / m.in_features ** 0.5) / 64)
     x = torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    return nir_to_spec(network_to_nir(net)), net.encode(x).transpose(0, 1).numpy()
+    return nir_to_spec(network_to_nir(net)), input_frames(net, x)
 
 
 def anchor(spec: NetSpec, frames: np.ndarray) -> dict:
@@ -99,7 +99,6 @@ def main() -> None:
     ap.add_argument("--float", action="store_true", help="run our Lava processes in floating_pt")
     ap.add_argument("--json", help="write the rows as a JSON list")
     args = ap.parse_args()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     rows = []
     for name, make in (("digits-convnet", digits_model), ("mlp-784-512-512-10", mlp_784)):
         spec, frames = make(max(args.fast_samples, args.samples))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
 
 import torch
 
@@ -21,6 +22,36 @@ from ddla_neuro.train import select_device, tet_loss
 from ddla_neuro.zoo import build_model
 
 MODELS = {"mlp": "digits", "convnet": "digits", "vgg": "cifar", "resnet19": "cifar", "sdt": "cifar"}
+
+
+def prepare(args: argparse.Namespace) -> tuple[torch.device, str, object, tuple[torch.Tensor, torch.Tensor]]:
+    """The device, its label, digits and `--samples` random CIFAR-shaped inputs and labels
+    (0: 256 on CPU, 4096 on a GPU)."""
+    device = select_device(args.device)
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    n = args.samples or (4096 if device.type == "cuda" else 256)
+    g = torch.Generator().manual_seed(0)
+    return device, label, load_digits(), (torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+
+def add_common_args(p: argparse.ArgumentParser, timesteps: int, models: str) -> None:
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--timesteps", type=int, default=timesteps)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--samples", type=int, default=0, help="CIFAR-shaped samples per model (0: 256 CPU / 4096 GPU)")
+    p.add_argument("--models", default=models)
+    p.add_argument("--json", help="also write the rows as JSON")
+
+
+def training_data(name: str, digits, cifar: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real digits for the small models, CIFAR-shaped inputs for the others."""
+    return (digits.x_train, digits.y_train) if MODELS[name] == "digits" else cifar
+
+
+def write_rows(path: str | None, rows: list[dict]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=2)
 
 
 def sync(device: torch.device) -> None:
@@ -38,9 +69,8 @@ def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batc
     torch.manual_seed(0)
     net = build_model(name, num_classes=10, input_shape=tuple(x.shape[1:]), timesteps=timesteps).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    ddla = None
-    if execution.startswith("ddla"):
-        ddla = DeltaExecutor(net, "ddla", keep, source=execution.split("-")[1], count_events=False).__enter__()
+    ddla = (DeltaExecutor(net, "ddla", keep, source=execution.split("-")[1], count_events=False)
+            if execution.startswith("ddla") else None)
 
     def step(xb, yb):
         if ddla is not None:
@@ -52,35 +82,26 @@ def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batc
         loss.backward()
         opt.step()
 
-    step(x[:batch].to(device), y[:batch].to(device))  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    for i in range(0, len(x), batch):
-        step(x[i:i + batch].to(device), y[i:i + batch].to(device))
-    sync(device)
+    with ddla or nullcontext():
+        step(x[:batch].to(device), y[:batch].to(device))  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        for i in range(0, len(x), batch):
+            step(x[i:i + batch].to(device), y[i:i + batch].to(device))
+        sync(device)
     return len(x) / (time.perf_counter() - t0)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--timesteps", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--samples", type=int, default=0, help="CIFAR-shaped samples per model (0: 256 CPU / 4096 GPU)")
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--json", help="also write the rows as JSON")
+    add_common_args(p, timesteps=4, models=",".join(MODELS))
     args = p.parse_args()
-    device = select_device(args.device)
-    n_cifar = args.samples or (4096 if device.type == "cuda" else 256)
-    digits = load_digits()
-    g = torch.Generator().manual_seed(0)
-    cifar = (torch.randn(n_cifar, 3, 32, 32, generator=g), torch.randint(0, 10, (n_cifar,), generator=g))
-    name_dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    device, name_dev, digits, cifar = prepare(args)
     print(f"device: {name_dev}, T={args.timesteps}, batch {args.batch_size}, torch {torch.__version__}")
     print(f"{'model':10s} {'data':>14s} {'multi-step':>12s} {'single-step':>12s} {'ratio':>6s}")
     rows = []
     for name in args.models.split(","):
-        x, y = (digits.x_train, digits.y_train) if MODELS[name] == "digits" else cifar
+        x, y = training_data(name, digits, cifar)
         multi = throughput(name, x, y, args.timesteps, args.batch_size, "multi", device)
         single = throughput(name, x, y, args.timesteps, args.batch_size, "single", device)
         data = f"{MODELS[name]} x{len(x)}"
@@ -88,9 +109,7 @@ def main() -> None:
         rows.append({"model": name, "data": MODELS[name], "samples": len(x), "device": name_dev,
                      "timesteps": args.timesteps, "batch_size": args.batch_size,
                      "multi_step_samples_per_s": multi, "single_step_samples_per_s": single})
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+    write_rows(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .data import DATASETS, load_dataset
-from .ddla.executor import DeltaExecutor, SensitivityStats
+from .checkpoint import checkpoint_dataset, load_checkpoint
+from .data import DATASETS
+from .ddla.executor import SensitivityStats
 from .ddla.tdd import deltas, xor_changes
-from .errors import UserError, run_cli
+from .errors import run_cli
 from .fileio import atomic_write, atomic_write_json
 from .snn.network import SpikingNetwork
+from .train import evaluate
 
 
 @torch.no_grad()
@@ -62,15 +63,6 @@ def layer_statistics(net: SpikingNetwork, x: torch.Tensor, batch_size: int = 256
             "static_share": [p / max(s * n, 1e-12) for p, s in zip(t["persisting"].tolist(), spikes[1:])],
         }
     return stats, first_sample
-
-
-@torch.no_grad()
-def events_per_timestep(net: SpikingNetwork, x: torch.Tensor, method: str, keep: float,
-                        stats: SensitivityStats, batch_size: int = 256) -> list[float]:
-    with DeltaExecutor(net, method, keep, source="stats", stats=stats) as ex:
-        for i in range(0, len(x), batch_size):
-            ex.run(net.encode(x[i:i + batch_size]))
-    return ex.counts.summary(method)["events_per_timestep"]
 
 
 def print_table(stats: dict) -> None:
@@ -147,20 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ckpt = load_checkpoint(args.checkpoint)
     net, meta = ckpt.net, ckpt.meta
-    dataset = args.dataset or meta.get("dataset", "digits")
-    data = load_dataset(dataset, args.data_dir, net.timesteps)
-    if data.input_shape != tuple(meta["arch"]["input_shape"]):
-        raise UserError(f"{dataset} inputs have shape {data.input_shape}, the checkpoint expects "
-                        f"{tuple(meta['arch']['input_shape'])}")
-    x = data.x_test[: args.samples] if args.samples > 0 else data.x_test
+    dataset, data = checkpoint_dataset(ckpt, args.dataset, args.data_dir)
+    n = args.samples if args.samples > 0 else len(data.x_test)
+    x, y = data.x_test[:n], data.y_test[:n]
     stats, first = layer_statistics(net, x)
     print_table(stats)
     sens = SensitivityStats(values=ckpt.sensitivity)
-    curves = {"dense (spikes)": events_per_timestep(net, x, "baseline", 1.0, sens),
-              "delta (TDD)": events_per_timestep(net, x, "tdd", 1.0, sens)}
+    seed = meta.get("seed", 0)
+
+    def events(method: str, keep: float) -> list[float]:
+        return evaluate(net, x, y, 256, torch.device("cpu"), seed, method, keep, sens)["events_per_timestep"]
+
+    curves = {"dense (spikes)": events("baseline", 1.0), "delta (TDD)": events("tdd", 1.0)}
     keep = args.keep if args.keep is not None else meta.get("keep", 0.5)
     if ckpt.sensitivity and keep < 1.0:
-        curves[f"DDLA (k={keep})"] = events_per_timestep(net, x, "ddla", keep, sens)
+        curves[f"DDLA (k={keep})"] = events("ddla", keep)
     for label, ys in curves.items():
         print(f"{label:>16s}: " + "  ".join(f"{v:8.1f}" for v in ys) + f"   total {sum(ys):.1f}")
     out = Path(args.out)

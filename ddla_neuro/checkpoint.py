@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import __version__
+from .data import DataSplit, load_dataset
 from .errors import UserError
 from .fileio import atomic_write, atomic_write_json
 from .snn.network import SpikingNetwork
@@ -87,3 +88,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: the weights do not fit the stored architecture ({reason})") from None
     return Checkpoint(net, meta, payload.get("extra", {}), payload.get("sensitivity", {}))
 
+
+def checkpoint_dataset(ckpt: Checkpoint, dataset: str | None = None, data_dir: str | None = None
+                       ) -> tuple[str, DataSplit]:
+    """The dataset to evaluate a checkpoint on (default: the one it was trained on), checked
+    against the input shape the network expects."""
+    name = dataset or ckpt.meta.get("dataset", "digits")
+    data = load_dataset(name, data_dir, ckpt.net.timesteps)
+    expected = tuple(ckpt.meta["arch"]["input_shape"])
+    if data.input_shape != expected:
+        raise UserError(f"{name} inputs have shape {data.input_shape}, the checkpoint expects {expected}; "
+                        f"pick the dataset it was trained on")
+    return name, data

@@ -10,6 +10,7 @@ checkpoint's neuron keys, so the DDLA statistics find their layer.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -160,37 +161,44 @@ def _neuron_params(name: str, node: nir.NIRNode, dt: float, norse_dt: float | No
     return dict(kind="lif", decay=1.0 - rate, gain=rate * r, v_th=v_th, reset=reset)
 
 
+def _window_op(kind: str, in_shape: tuple[int, ...], channels: int, kernel, stride, padding,
+               weight: np.ndarray | None = None) -> Op:
+    """A conv2d or sum pool with its output shape."""
+    k, s, p = (tuple(int(v) for v in _pair(a)) for a in (kernel, stride, padding))
+    _, h, w = in_shape
+    out = (channels, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
+    return Op(kind, in_shape, out, weight, s, p, k)
+
+
+def _unsupported(name: str, node: nir.NIRNode) -> IRError:
+    return IRError(f"NIR node {name!r} of type {type(node).__name__} is not supported; supported: "
+                   f"Input, Output, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, Scale, IF, LIF")
+
+
 def _op_from_node(name: str, node: nir.NIRNode, in_shape: tuple[int, ...]) -> tuple[Op, float]:
     """The bias-free op of a linear node and the scalar factor to fold into the weights."""
     if isinstance(node, nir.Conv2d):
         w = np.asarray(node.weight, dtype=np.float64)
         if int(node.groups) != 1 or _pair(node.dilation).tolist() != [1, 1] or isinstance(node.padding, str):
             raise IRError(f"NIR node {name!r}: grouped, dilated or 'same'-padded Conv2d is not supported")
-        k, s, p = w.shape[2:], _pair(node.stride), _pair(node.padding)
-        c, h, wd = in_shape
-        out = (w.shape[0], (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1)
-        return Op("conv2d", in_shape, out, w, tuple(s), tuple(p), tuple(k)), 1.0
+        return _window_op("conv2d", in_shape, w.shape[0], w.shape[2:], node.stride, node.padding, w), 1.0
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = np.asarray(node.weight, dtype=np.float64)
         if int(np.prod(in_shape)) != w.shape[1]:
             raise IRError(f"NIR node {name!r}: weight takes {w.shape[1]} inputs, it receives shape {in_shape}")
         return Op("linear", (w.shape[1],), (w.shape[0],), w), 1.0
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
-        c, h, wd = in_shape
-        out = (c, (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1)
-        factor = 1.0 / float(k[0] * k[1]) if isinstance(node, nir.AvgPool2d) else 1.0
-        return Op("sumpool2d", in_shape, out, None, tuple(s), tuple(p), tuple(k)), factor
+        op = _window_op("sumpool2d", in_shape, in_shape[0], node.kernel_size, node.stride, node.padding)
+        return op, (1.0 / float(np.prod(op.kernel)) if isinstance(node, nir.AvgPool2d) else 1.0)
     if isinstance(node, nir.Flatten):
         return Op("flatten", in_shape, (int(np.prod(in_shape)),)), 1.0
     if isinstance(node, nir.Scale):
         return Op("flatten", in_shape, in_shape), _uniform(node.scale, "scale", name)
-    raise IRError(f"NIR node {name!r} of type {type(node).__name__} is not supported; supported: "
-                  f"Input, Output, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, Scale, IF, LIF")
+    raise _unsupported(name, node)
 
 
 def _bias(node: nir.NIRNode) -> np.ndarray | None:
-    if isinstance(node, nir.Affine) or isinstance(node, nir.Conv2d):
+    if isinstance(node, (nir.Affine, nir.Conv2d)):
         b = np.asarray(node.bias, dtype=np.float64)
         return b if b.ndim else np.full(np.asarray(node.weight).shape[0], float(b))
     return None
@@ -202,10 +210,9 @@ def _normalise(ops: list[Op], factor: float, where: str) -> list[Op]:
     if len(weighted) > 1:
         raise IRError(f"{where}: two weighted layers follow each other without a neuron between them")
     if not weighted:
-        shape = ops[-1].out_shape if ops else None
-        return ops + [Op("scale", shape, shape, np.array(factor))] if shape else []
-    return [Op(op.kind, op.in_shape, op.out_shape, op.weight * factor, op.stride, op.padding, op.kernel)
-            if op.kind in WEIGHTED else op for op in ops]
+        shape = ops[-1].out_shape
+        return ops + [Op("scale", shape, shape, np.array(factor))]
+    return [replace(op, weight=op.weight * factor) if op.kind in WEIGHTED else op for op in ops]
 
 
 class _SpecBuilder:
@@ -243,7 +250,7 @@ class _SpecBuilder:
             self.ops[name] = _op_from_node(name, node, shape)
             shape = self.ops[name][0].out_shape
         elif not isinstance(node, POPULATION_NODES + (nir.Output,)):
-            _op_from_node(name, node, shape)  # raises the unsupported-node error
+            raise _unsupported(name, node)
         self.shapes[name] = shape
 
     def is_source(self, name: str) -> bool:
@@ -312,10 +319,16 @@ def checkpoint_to_spec(ckpt: Checkpoint | str | Path) -> NetSpec:
     ckpt = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     spec = nir_to_spec(network_to_nir(ckpt.net))
     names = {p.name for p in spec.spiking}
-    spec.scores = {k: v.double().numpy().astype(np.float32) for k, v in ckpt.sensitivity.items() if k in names}
+    spec.scores = {k: v.detach().cpu().float().numpy() for k, v in ckpt.sensitivity.items() if k in names}
     spec.meta.update({k: ckpt.meta[k] for k in ("dataset", "method", "keep", "lam", "seed", "test_accuracy")
                       if k in ckpt.meta})
     return spec
+
+
+def input_frames(net: SpikingNetwork, x: torch.Tensor, generator: torch.Generator | None = None) -> np.ndarray:
+    """What the deployed network receives for raw inputs x (N, ...): the encoded frames (N, T, ...)."""
+    with torch.no_grad():
+        return net.encode(x, generator).transpose(0, 1).cpu().numpy()
 
 
 # --- NIR files -------------------------------------------------------------------------------------

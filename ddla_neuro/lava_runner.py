@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UserError
-from .sim import Counts, SimResult, check_mode
+from .sim import Counts, SimResult, check_run
 from .spec import NetSpec, save_spec
 
 
@@ -102,11 +102,7 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
              timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
     `spec` and returns logits (N, T, classes) and counts in the layout of `sim.simulate`."""
-    check_mode(mode, keep)
-    frames = np.asarray(frames, dtype=np.float64)
-    if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
-        raise LavaRunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
-                           f"{', '.join(map(str, spec.input_shape))})")
+    frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
     n = frames.shape[0]
 
     def progress(line: str) -> None:

@@ -25,11 +25,6 @@ from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
 from .spec import NetSpec, load_spec
 
 
-def _op_params(proj) -> list[dict]:
-    return [{"kind": op.kind, "in_shape": op.in_shape, "out_shape": op.out_shape, "weight": op.weight,
-             "stride": op.stride, "padding": op.padding, "kernel": op.kernel} for op in proj.ops]
-
-
 class LavaNetwork:
     """The processes of one NetSpec, connected: Injector -> DeltaEncoder -> (DeltaSynapse ->
     DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor."""
@@ -43,7 +38,7 @@ class LavaNetwork:
         self.encoder = DeltaEncoder(size=n_in, mode="dense" if mode == "dense" else "delta", timesteps=t,
                                     num_samples=n)
         self.injector.out_port.connect(self.encoder.a_in)
-        outputs, depth = {"input": self.encoder.s_out}, {"input": 0}
+        outputs = {"input": self.encoder.s_out}
         self.neurons: dict[str, DeltaNeuron] = {}
         self.synapses: dict[str, list[DeltaSynapse]] = {}
         for pop in spec.populations:
@@ -56,14 +51,14 @@ class LavaNetwork:
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:
-                syn = DeltaSynapse(ops=_op_params(proj), in_size=int(np.prod(proj.ops[0].in_shape)),
+                syn = DeltaSynapse(ops=list(proj.ops), in_size=int(np.prod(proj.ops[0].in_shape)),
                                    out_size=pop.size, shift=proj.shift, delay=proj.delay,
-                                   accumulate=mode != "dense", depth=depth[proj.source], timesteps=t, num_samples=n)
+                                   accumulate=mode != "dense", depth=spec.depth_of(proj.source), timesteps=t,
+                                   num_samples=n)
                 outputs[proj.source].connect(syn.s_in)
                 syn.a_out.connect(proc.a_in)
                 self.synapses[pop.name].append(syn)
             outputs[pop.name] = proc.out if pop.kind == "readout" else proc.s_out
-            depth[pop.name] = pop.depth
         self.extractor = Extractor(shape=(spec.readout.size,), buffer_size=self.buffer)
         outputs[spec.readout.name].connect(self.extractor.in_port)
 

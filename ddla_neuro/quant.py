@@ -14,15 +14,15 @@ simulator runs the integer arithmetic in torch, so accuracy after quantization i
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from .spec import DECAY_BITS, MEMBRANE_BITS, WEIGHTED, NetSpec, Op, Population, Projection
+from .spec import DECAY_BITS, MEMBRANE_BITS, SATURATION, WEIGHTED, NetSpec, Population, Projection
 
 WEIGHT_BITS = 8
 INPUT_FRAC_BITS = 8          # direct input resolution: 1/256
 MEMBRANE_HEADROOM_BITS = 6   # the membrane may reach 64x the threshold before it saturates
-MAX_INT = 2 ** (MEMBRANE_BITS - 1) - 1
 
 
 def weight_frac_bits(w: np.ndarray) -> int:
@@ -42,9 +42,8 @@ def _quantize_projection(proj: Projection, m: int, f_src: int) -> Projection:
     w = proj.weighted.weight
     q = min(weight_frac_bits(w), m - f_src)
     mant = np.clip(np.round(w * 2.0 ** q), -2 ** (WEIGHT_BITS - 1), 2 ** (WEIGHT_BITS - 1) - 1).astype(np.int64)
-    ops = [Op(op.kind, op.in_shape, op.out_shape, mant if op.kind in WEIGHTED else None, op.stride, op.padding,
-              op.kernel) for op in proj.ops]
-    return Projection(proj.source, ops, proj.delay, shift=m - q - f_src)
+    ops = [replace(op, weight=mant) if op.kind in WEIGHTED else op for op in proj.ops]
+    return replace(proj, ops=ops, shift=m - q - f_src)
 
 
 def quantize(spec: NetSpec) -> NetSpec:
@@ -58,23 +57,15 @@ def quantize(spec: NetSpec) -> NetSpec:
         wanted = max(weight_frac_bits(p.weighted.weight) + f for p, f in zip(pop.inputs, f_src))
         m = membrane_frac_bits(pop, wanted)
         inputs = [_quantize_projection(p, m, f) for p, f in zip(pop.inputs, f_src)]
-        bias = np.clip(np.round(pop.bias * 2.0 ** m), -MAX_INT, MAX_INT).astype(np.int64)
+        bias = np.clip(np.round(pop.bias * 2.0 ** m), 1 - SATURATION, SATURATION - 1).astype(np.int64)
         v_th = max(int(round(pop.v_th * 2 ** m)), 1) if pop.kind != "readout" else 0
         dv = int(round((1.0 - pop.decay) * 2 ** DECAY_BITS))
-        pops.append(Population(pop.name, pop.shape, pop.kind, bias, inputs, v_th, pop.decay, pop.reset, dv, m,
-                               pop.depth))
-    return NetSpec(spec.input_shape, spec.timesteps, spec.encoding, pops, True, f_in, dict(spec.scores),
-                   dict(spec.meta))
+        pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, frac_bits=m))
+    return replace(spec, populations=pops, fixed=True, input_frac_bits=f_in, scores=dict(spec.scores),
+                   meta=dict(spec.meta))
 
 
 def quantize_input(x: np.ndarray, spec: NetSpec) -> np.ndarray:
     """Input frames as the fixed-point network receives them (float64 holding integers)."""
     return np.round(np.asarray(x, dtype=np.float64) * 2.0 ** spec.input_frac_bits)
 
-
-def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
-    """Loihi's leak: v * (4096 - dv) / 4096, rounded toward zero (int64 in, int64 out)."""
-    if dv == 0:
-        return v
-    prod = v * (2 ** DECAY_BITS - dv)
-    return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)

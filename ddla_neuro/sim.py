@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .ddla.gsc import topk_mask
-from .spec import DECAY_BITS, MEMBRANE_BITS, NetSpec, Op, Population, fanout
+from .errors import UserError
+from .spec import DECAY_BITS, SATURATION, NetSpec, Op, Population, fanout
 
 MODES = ("dense", "delta", "ddla")
-SATURATION = 2 ** (MEMBRANE_BITS - 1)
 FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
 
 
@@ -56,11 +56,26 @@ class SimResult:
         return self.logits.mean(axis=1).argmax(axis=1)
 
 
-def check_mode(mode: str, keep: float) -> None:
+class RunError(UserError, ValueError):
+    """A run that cannot be done as asked (mode, keep, input shape, missing DDLA statistics)."""
+
+
+def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.ndarray:
+    """Validates a run on the host (the simulator and, before Lava is started, the Lava runner,
+    whose process models must never raise); returns the frames as float64."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise RunError(f"mode must be one of {MODES}, got {mode!r}")
     if not 0.0 <= keep <= 1.0:
-        raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
+        raise RunError(f"keep ratio must lie in [0, 1], got {keep}")
+    frames = np.asarray(frames, dtype=np.float64)
+    if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
+        raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
+                       f"{', '.join(map(str, spec.input_shape))})")
+    missing = [p.name for p in spec.spiking if p.name not in spec.scores]
+    if mode == "ddla" and keep < 1.0 and missing:
+        raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "
+                       f"checkpoint trained with --method ddla")
+    return frames
 
 
 def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +125,9 @@ class _Projection:
         self.gain = float(2 ** proj.shift) if fixed else 1.0
         self.held: torch.Tensor | None = None
 
+    def reset(self) -> None:
+        self.held = None
+
     def current(self, x: torch.Tensor, accumulate: bool) -> tuple[torch.Tensor, int]:
         """(current into the target (B, n), synaptic ops summed over the batch) for what the source sent."""
         sops = 0
@@ -144,11 +162,15 @@ class _Population:
         self.bias = torch.as_tensor(np.asarray(pop.bias).reshape(-1), dtype=torch.int64 if spec.fixed else torch.float64)
         self.keep, self.mode = keep, mode
         scores = spec.scores.get(pop.name)
-        if mode == "ddla" and keep < 1.0 and pop.kind != "readout" and scores is None:
-            raise ValueError(f"no sensitivity scores for population {pop.name!r}: deploy a DDLA-trained checkpoint")
         self.scores = None if scores is None else torch.as_tensor(np.asarray(scores, dtype=np.float32).reshape(1, -1))
+        self.reset()
+
+    def reset(self) -> None:
+        """A new batch of samples: membrane and held values back to nothing."""
         self.v: torch.Tensor | None = None
         self.held: torch.Tensor | None = None   # what the receivers hold of this population's output
+        for proj in self.inputs:
+            proj.reset()
 
     def input_current(self, sent: dict[str, torch.Tensor], counts: Counts, t: int) -> torch.Tensor:
         total = None
@@ -190,20 +212,18 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
              batch_size: int = 256) -> SimResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts."""
-    check_mode(mode, keep)
-    frames = np.asarray(frames, dtype=np.float64)
+    frames = check_run(spec, frames, mode, keep)
     n, t_steps = frames.shape[:2]
-    if tuple(frames.shape[2:]) != tuple(spec.input_shape) or t_steps != spec.timesteps:
-        raise ValueError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
-                         f"{', '.join(map(str, spec.input_shape))})")
     counts = Counts(t_steps)
     logits = []
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * float(np.max(np.abs(frames))) if frames.size else 0.0
+    pops = [_Population(p, spec, keep, mode, input_peak) for p in spec.populations]  # weights, fan-outs: once
     with torch.no_grad():
         for lo in range(0, n, batch_size):
+            for pop in pops:
+                pop.reset()
             x = torch.as_tensor(frames[lo: lo + batch_size]).flatten(2)
-            pops = [_Population(p, spec, keep, mode, input_peak) for p in spec.populations]
             logits.append(_run_batch(pops, spec.timesteps, x, mode, counts))
     counts.samples = n
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))

@@ -25,6 +25,7 @@ WEIGHTED = ("conv2d", "linear", "scale")
 NEURON_KINDS = ("if", "lif", "readout")
 MEMBRANE_BITS = 24  # Loihi's membrane register
 DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
+SATURATION = 2 ** (MEMBRANE_BITS - 1)  # the membrane saturates to [-SATURATION, SATURATION - 1]
 KEEP_SCALE = 1_000_000  # the DDLA filtering ratio k in millionths: ceil(k * n) in exact integers
 SPEC_FORMAT = "ddla-neuro/netspec"
 SPEC_VERSION = 1
@@ -102,8 +103,9 @@ class NetSpec:
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)
 
-    def source_shape(self, name: str) -> tuple[int, ...]:
-        return self.input_shape if name == "input" else self.population(name).shape
+    def depth_of(self, source: str) -> int:
+        """Depth of a projection's source: 0 for the input."""
+        return 0 if source == "input" else self.population(source).depth
 
 
 class SpecError(ValueError):
@@ -130,6 +132,14 @@ def keep_count(n, keep: float):
     """ceil(keep * n) exactly, for integer n (a Python int, numpy or torch integers)."""
     k = round(keep * KEEP_SCALE)
     return (n * k + KEEP_SCALE - 1) // KEEP_SCALE
+
+
+def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
+    """Loihi's leak: v * (4096 - dv) / 4096, rounded toward zero (int64 in, int64 out)."""
+    if dv == 0:
+        return v
+    prod = v * (2 ** DECAY_BITS - dv)
+    return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)
 
 
 # --- op semantics in numpy (one sample); the torch versions in sim.py must agree ---------------

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, checkpoint_dataset, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataSplit, load_dataset
 from .ddla.executor import METHODS, DeltaExecutor, SensitivityStats
 from .errors import UserError, run_cli
@@ -187,11 +188,7 @@ def run_eval(args: argparse.Namespace, device: torch.device) -> int:
     t0 = time.time()
     ckpt = load_checkpoint(args.eval)
     net, meta = ckpt.net, ckpt.meta
-    dataset = args.dataset or meta.get("dataset", "digits")
-    data = load_dataset(dataset, args.data_dir, net.timesteps)
-    if data.input_shape != tuple(meta["arch"]["input_shape"]):
-        raise UserError(f"{dataset} inputs have shape {data.input_shape}, the checkpoint expects "
-                        f"{tuple(meta['arch']['input_shape'])}; pick the dataset it was trained on")
+    dataset, data = checkpoint_dataset(ckpt, args.dataset, args.data_dir)
     method = args.method or meta.get("method", "baseline")
     keep = args.keep if args.keep is not None else meta.get("keep", 1.0)
     if method == "ddla" and keep < 1.0 and not ckpt.sensitivity:
@@ -281,15 +278,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         te = time.time()
         sampler.set_epoch(epoch)
         gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
-        if ddla:
-            ddla.__enter__()
-        try:
+        with ddla or nullcontext():  # the executor observes the neurons only while training
             loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
                                     show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}", ddla=ddla,
                                     lam=args.lam)
-        finally:
-            if ddla:
-                ddla.__exit__(None, None, None)
         sched.step()
         if rank == 0:
             test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)

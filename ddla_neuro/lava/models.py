@@ -12,6 +12,7 @@ host before the network is built.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -21,10 +22,8 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from ddla_neuro.spec import DECAY_BITS, MEMBRANE_BITS, Op, apply_counting, fanout, keep_count
 from ddla_neuro.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
-
-SATURATION = 2 ** (MEMBRANE_BITS - 1)
+from ddla_neuro.spec import SATURATION, apply_counting, decay_fixed, fanout, keep_count
 
 
 class _Windowed:
@@ -86,10 +85,8 @@ class _SynapseModel(_Windowed):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         dtype = np.int64 if self.fixed else np.float64
-        self.ops = [Op(kind=o["kind"], in_shape=tuple(o["in_shape"]), out_shape=tuple(o["out_shape"]),
-                       weight=None if o["weight"] is None else np.asarray(o["weight"], dtype=dtype),
-                       stride=tuple(o["stride"]), padding=tuple(o["padding"]), kernel=tuple(o["kernel"]))
-                    for o in proc_params["ops"]]
+        self.ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=dtype))
+                    for op in proc_params["ops"]]
         self.fanouts = [fanout(op) for op in self.ops]
         self.out_size = int(np.prod(self.ops[-1].out_shape))
         self.queue = deque(self.zeros(self.out_size) for _ in range(proc_params["delay"]))
@@ -144,12 +141,9 @@ class _NeuronModel(_Windowed):
 
     def decay(self, v: np.ndarray) -> np.ndarray:
         p = self.proc_params
-        if not self.fixed:
-            return v * p["decay"] if p["decay"] != 1.0 else v
-        if p["dv"] == 0:
-            return v
-        prod = v * (2 ** DECAY_BITS - p["dv"])
-        return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)
+        if self.fixed:
+            return decay_fixed(v, p["dv"])
+        return v * p["decay"] if p["decay"] != 1.0 else v
 
     def select(self, d: np.ndarray) -> np.ndarray:
         """DDLA: the ceil(keep * n) non-zero deltas with the highest scores (ties: lower index)."""

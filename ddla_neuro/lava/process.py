@@ -38,10 +38,10 @@ class DeltaSynapse(_Windowed):
     to what its source sends. With a delta-coded source (`accumulate`) it adds the result to the
     current it holds and sends that, so the target sees the same current as in dense mode.
     `delay` steps of synaptic delay (1 as in Lava's Dense; more aligns residual paths).
-    `ops` are dicts of the spec's Op fields; `shift` scales the fixed-point result by 2**shift.
+    `ops` are the projection's `ddla_neuro.spec.Op`s; `shift` scales the fixed-point result by 2**shift.
     Counts synaptic ops (each non-zero input at each op times its fan-out) per timestep."""
 
-    def __init__(self, *, ops: list[dict], in_size: int, out_size: int, shift: int, delay: int, accumulate: bool,
+    def __init__(self, *, ops: list, in_size: int, out_size: int, shift: int, delay: int, accumulate: bool,
                  depth: int, timesteps: int, num_samples: int):
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, shift=shift,
                          delay=delay, accumulate=accumulate)
