@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UserError
-from .sim import Counts, SimResult, check_run
+from .sim import COUNT_KINDS, Counts, SimResult, check_run
 from .spec import NetSpec, save_spec
 
 
@@ -120,7 +120,7 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     counts = Counts(spec.timesteps, samples=n)
     for key, value in out.items():
         kind, _, name = key.partition(".")
-        if kind in ("events", "spikes", "sops"):
+        if kind in COUNT_KINDS:
             getattr(counts, kind)[name] = value
     logits = out["logits"] / (2.0 ** spec.readout.frac_bits if spec.fixed else 1.0)
     build_s, run_s, steps = out["timing"]

@@ -22,7 +22,7 @@ from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
-from .spec import NetSpec, load_spec
+from .spec import NetSpec, load_spec, projection_key
 
 
 class LavaNetwork:
@@ -40,10 +40,12 @@ class LavaNetwork:
         self.injector.out_port.connect(self.encoder.a_in)
         outputs = {"input": self.encoder.s_out}
         self.neurons: dict[str, DeltaNeuron] = {}
-        self.synapses: dict[str, list[DeltaSynapse]] = {}
+        self.readout: Readout | None = None
+        self.synapses: dict[str, list[tuple[str, DeltaSynapse]]] = {}  # target -> (source, synapse)
         for pop in spec.populations:
             if pop.kind == "readout":
-                proc = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, timesteps=t, num_samples=n)
+                proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, timesteps=t,
+                                              num_samples=n)
             else:
                 proc = DeltaNeuron(size=pop.size, bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv,
                                    reset=pop.reset, mode=mode, keep=keep, scores=spec.scores.get(pop.name),
@@ -57,7 +59,7 @@ class LavaNetwork:
                                    num_samples=n)
                 outputs[proj.source].connect(syn.s_in)
                 syn.a_out.connect(proc.a_in)
-                self.synapses[pop.name].append(syn)
+                self.synapses[pop.name].append((proj.source, syn))
             outputs[pop.name] = proc.out if pop.kind == "readout" else proc.s_out
         self.extractor = Extractor(shape=(spec.readout.size,), buffer_size=self.buffer)
         outputs[spec.readout.name].connect(self.extractor.in_port)
@@ -76,12 +78,18 @@ class LavaNetwork:
         return np.stack([self.extractor.receive() for _ in frames])
 
     def counters(self) -> dict[str, np.ndarray]:
-        out = {"events.input": self.encoder.events.get()}
+        out = {"events.input": self.encoder.events.get(),
+               f"active.{self.spec.readout.name}": self.readout.active.get()}
         for name, proc in self.neurons.items():
             out[f"events.{name}"] = proc.events.get()
             out[f"spikes.{name}"] = proc.spikes.get()
+            out[f"active.{name}"] = proc.active.get()
         for name, syns in self.synapses.items():
-            out[f"sops.{name}"] = sum(s.sops.get() for s in syns)
+            out[f"sops.{name}"] = 0
+            for source, syn in syns:
+                sops = syn.sops.get()
+                out[f"sops.{name}"] = out[f"sops.{name}"] + sops
+                out[f"sops_proj.{projection_key(source, name)}"] = sops
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 

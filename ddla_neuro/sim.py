@@ -21,9 +21,10 @@ import torch.nn.functional as F
 
 from .ddla.gsc import topk_mask
 from .errors import UserError
-from .spec import DECAY_BITS, SATURATION, NetSpec, Op, Population, fanout
+from .spec import DECAY_BITS, SATURATION, NetSpec, Op, Population, fanout, projection_key
 
 MODES = ("dense", "delta", "ddla")
+COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
 FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
 
 
@@ -35,6 +36,8 @@ class Counts:
     spikes: dict[str, np.ndarray] = field(default_factory=dict)   # non-zero s^t of each spiking population
     events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each population
     sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
+    sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
+    active: dict[str, np.ndarray] = field(default_factory=dict)   # neurons whose synaptic current is non-zero
     samples: int = 0
 
     def add(self, kind: str, key: str, t: int, value: float) -> None:
@@ -43,7 +46,7 @@ class Counts:
 
     def to_dict(self) -> dict:
         return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
-                                            for k in ("spikes", "events", "sops")}}
+                                            for k in COUNT_KINDS}}
 
 
 @dataclass
@@ -179,7 +182,9 @@ class _Population:
             a, s = proj.current(sent[proj.source], accumulate=self.mode != "dense")
             total = a if total is None else total + a
             sops += s
+            counts.add("sops_proj", projection_key(proj.source, self.pop.name), t, s)
         counts.add("sops", self.pop.name, t, sops)
+        counts.add("active", self.pop.name, t, (total != 0).sum())
         return (total.round().long() if self.fixed else total) + self.bias
 
     def step(self, current: torch.Tensor) -> torch.Tensor:

@@ -128,6 +128,11 @@ def assign_depths(populations: list[Population]) -> None:
         depth[pop.name] = pop.depth
 
 
+def projection_key(source: str, target: str) -> str:
+    """The counters' name of the projection from `source` ("input" or a population) to `target`."""
+    return f"{source}>{target}"
+
+
 def keep_count(n, keep: float):
     """ceil(keep * n) exactly, for integer n (a Python int, numpy or torch integers)."""
     k = round(keep * KEEP_SCALE)

@@ -21,7 +21,7 @@ from ddla_neuro.quant import quantize, quantize_input
 from ddla_neuro.sim import simulate
 from ddla_neuro.zoo import build_model
 
-COUNTS = ("events", "spikes", "sops")
+COUNTS = ("events", "spikes", "sops", "sops_proj", "active")
 
 
 def same_counts(a, b) -> bool:
@@ -51,6 +51,10 @@ def test_lava_delta_equals_dense_and_matches_the_simulator(name, fixed):
     np.testing.assert_array_equal(runs["delta"].logits, runs["dense"].logits)
     assert runs["delta"].counts.spikes.keys() == runs["dense"].counts.spikes.keys()
     assert all(np.array_equal(runs["delta"].counts.spikes[k], v) for k, v in runs["dense"].counts.spikes.items())
+    # lossless deltas: every neuron sees the same current, so the same neurons are active
+    assert runs["delta"].counts.to_dict()["active"] == runs["dense"].counts.to_dict()["active"]
+    for r in runs.values():  # the same synaptic ops, attributed to senders or to receivers
+        assert sum(v.sum() for v in r.counts.sops_proj.values()) == sum(v.sum() for v in r.counts.sops.values())
     if fixed:  # the fast simulator in fixed point is the quantized torch model
         return
     with torch.no_grad():

@@ -178,6 +178,7 @@ class _NeuronModel(_Windowed):
             self.held = out if t == 0 else self.held + out
         self.spikes[t] += np.count_nonzero(s)
         self.events[t] += np.count_nonzero(out)
+        self.active[t] += np.count_nonzero(a)
         self.s_out.send(out)
 
 
@@ -190,6 +191,7 @@ class PyDeltaNeuronFloat(_NeuronModel, PyLoihiProcessModel):
     v: np.ndarray = LavaPyType(np.ndarray, float)
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaNeuron, protocol=LoihiProtocol)
@@ -202,6 +204,7 @@ class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 # --- readout -----------------------------------------------------------------------------------
@@ -213,7 +216,12 @@ class _ReadoutModel(_Windowed):
 
     def run_spk(self) -> None:
         a = self.value(self.a_in.recv())
-        self.out.send(self.zeros(a.size) if self.step() is None else a + self.bias)
+        t = self.step()
+        if t is None:
+            self.out.send(self.zeros(a.size))
+            return
+        self.active[t] += np.count_nonzero(a)
+        self.out.send(a + self.bias)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -222,6 +230,7 @@ class _ReadoutModel(_Windowed):
 class PyReadoutFloat(_ReadoutModel, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -231,3 +240,4 @@ class PyReadoutFixed(_ReadoutModel, PyLoihiProcessModel):
     fixed = True
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)

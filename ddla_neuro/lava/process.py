@@ -54,7 +54,8 @@ class DeltaNeuron(_Windowed):
     """IF/LIF neurons: sum the synaptic currents, add the bias, integrate (with leak), fire on
     v > v_th, reset to zero or by subtraction; send s (dense), s - held (delta), or in `ddla`
     mode from t = 2 only the ceil(keep * n) deltas with the highest `scores` (ties to the lower
-    index), the receivers holding the rest. Counts spikes and sent events per timestep."""
+    index), the receivers holding the rest. Counts spikes, sent events and active neurons (non-zero
+    synaptic current) per timestep."""
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int):
@@ -67,12 +68,15 @@ class DeltaNeuron(_Windowed):
         self.v = Var(shape=(size,), init=0)
         self.spikes = Var(shape=(timesteps,), init=0)
         self.events = Var(shape=(timesteps,), init=0)
+        self.active = Var(shape=(timesteps,), init=0)
 
 
 class Readout(_Windowed):
-    """Non-spiking output: sends its input current plus bias (the logits of the step)."""
+    """Non-spiking output: sends its input current plus bias (the logits of the step). Counts
+    active neurons (non-zero synaptic current) per timestep."""
 
     def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int):
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias)
         self.a_in = InPort(shape=(size,))
         self.out = OutPort(shape=(size,))
+        self.active = Var(shape=(timesteps,), init=0)
