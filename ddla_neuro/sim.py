@@ -38,6 +38,7 @@ class Counts:
     sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
     sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
     active: dict[str, np.ndarray] = field(default_factory=dict)   # neurons whose synaptic current is non-zero
+    neurobench: dict[str, np.ndarray] = field(default_factory=dict)  # see `neurobench_ops` (simulator only)
     samples: int = 0
 
     def add(self, kind: str, key: str, t: int, value: float) -> None:
@@ -46,7 +47,7 @@ class Counts:
 
     def to_dict(self) -> dict:
         return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
-                                            for k in COUNT_KINDS}}
+                                            for k in (*COUNT_KINDS, "neurobench")}}
 
 
 @dataclass
@@ -95,6 +96,17 @@ def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, *op.out_shape)
 
 
+def neurobench_ops(op: Op, w: torch.Tensor, fo: torch.Tensor, x: torch.Tensor, pooled: bool) -> dict[str, float]:
+    """NeuroBench's SynapticOperations for one call of a connection layer (conv2d, linear):
+    effective ops = the layer with weights `w != 0` (no bias) applied to `x != 0`, summed;
+    dense ops = every input to every connection. The call is ACs when every input is in
+    {-1, 0, 1}, else MACs. Behind a sum pool the torch model sees averages (fractions, so MACs)
+    where we see sums (the 1/k scale is folded into the weights): those count as MACs."""
+    effective = float(_apply(op, (w != 0).to(x.dtype), (x != 0).to(x.dtype)).sum())
+    binary = not pooled and bool(((x == 0) | (x.abs() == 1)).all())
+    return {"effective_acs" if binary else "effective_macs": effective, "dense": float(fo.sum()) * x.shape[0]}
+
+
 def _fan_in(op: Op) -> int:
     if op.kind == "conv2d":
         return int(np.prod(op.weight.shape[1:]))
@@ -116,8 +128,8 @@ def exact_in_float32(ops: list[Op], input_peak: float) -> bool:
 class _Projection:
     """One projection's torch ops, fan-out maps and (delta modes) held current."""
 
-    def __init__(self, proj, fixed: bool, input_peak: float):
-        self.source, self.shift = proj.source, proj.shift
+    def __init__(self, proj, fixed: bool, input_peak: float, neurobench: bool = False):
+        self.source, self.shift, self.neurobench = proj.source, proj.shift, neurobench
         self.ops = proj.ops
         # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
         self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
@@ -131,16 +143,21 @@ class _Projection:
     def reset(self) -> None:
         self.held = None
 
-    def current(self, x: torch.Tensor, accumulate: bool) -> tuple[torch.Tensor, int]:
+    def current(self, x: torch.Tensor, accumulate: bool, counts: Counts, t: int) -> tuple[torch.Tensor, int]:
         """(current into the target (B, n), synaptic ops summed over the batch) for what the source sent."""
         sops = 0
         if accumulate and self.held is not None and not bool(x.any()):
             return self.held, sops  # nothing changed upstream (direct input after t = 1): event-driven skip
         x = x.to(self.dtype)
+        pooled = False
         for op, w, fo in zip(self.ops, self.weights, self.fanouts):
             x = x.reshape(x.shape[0], *op.in_shape)
             if fo is not None:
                 sops += int((x != 0).sum(0).flatten().double() @ fo)
+            if self.neurobench and op.kind in ("conv2d", "linear"):
+                for key, value in neurobench_ops(op, w, fo, x, pooled).items():
+                    counts.add("neurobench", key, t, value)
+            pooled = pooled or op.kind in ("sumpool2d", "scale")
             x = _apply(op, w, x)
         a = x.reshape(x.shape[0], -1).double() * self.gain
         if accumulate:
@@ -159,9 +176,11 @@ def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
 
 
 class _Population:
-    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, input_peak: float):
+    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, input_peak: float,
+                 neurobench: bool = False):
         self.pop, self.fixed = pop, spec.fixed
-        self.inputs = [_Projection(p, spec.fixed, input_peak if p.source == "input" else 1.0) for p in pop.inputs]
+        self.inputs = [_Projection(p, spec.fixed, input_peak if p.source == "input" else 1.0, neurobench)
+                       for p in pop.inputs]
         self.bias = torch.as_tensor(np.asarray(pop.bias).reshape(-1), dtype=torch.int64 if spec.fixed else torch.float64)
         self.keep, self.mode = keep, mode
         scores = spec.scores.get(pop.name)
@@ -179,7 +198,7 @@ class _Population:
         total = None
         sops = 0
         for proj in self.inputs:
-            a, s = proj.current(sent[proj.source], accumulate=self.mode != "dense")
+            a, s = proj.current(sent[proj.source], self.mode != "dense", counts, t)
             total = a if total is None else total + a
             sops += s
             counts.add("sops_proj", projection_key(proj.source, self.pop.name), t, s)
@@ -214,16 +233,17 @@ class _Population:
 
 
 def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
-             batch_size: int = 256) -> SimResult:
+             batch_size: int = 256, neurobench: bool = False) -> SimResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
-    per-step logits and the counts."""
+    per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
+    (`Counts.neurobench`: effective_acs, effective_macs, dense per step)."""
     frames = check_run(spec, frames, mode, keep)
     n, t_steps = frames.shape[:2]
     counts = Counts(t_steps)
     logits = []
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * float(np.max(np.abs(frames))) if frames.size else 0.0
-    pops = [_Population(p, spec, keep, mode, input_peak) for p in spec.populations]  # weights, fan-outs: once
+    pops = [_Population(p, spec, keep, mode, input_peak, neurobench) for p in spec.populations]  # weights, fan-outs: once
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             for pop in pops:

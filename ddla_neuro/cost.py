@@ -1,0 +1,388 @@
+"""Cost model: the counts of a deployed run (`sim.Counts`) + the network (`spec.NetSpec`) + a
+hardware profile (`profiles.Profile`) -> synaptic ops, events, neuron updates, message bits,
+synaptic memory, cores, energy and latency per layer and per sample. Pure functions, no I/O.
+
+What is counted, per sample (the counts are totals over the samples run):
+
+* A *layer* is a population (spiking or the readout); the input encoder is a sending row with
+  no neurons (frames are injected by the host). Its SOPs are the synaptic ops into it.
+* Encoding of what a sender transmits: `dense` sends spikes (binary) or, for the input, the
+  analog frame (graded); `delta` sends changes, ternary for spiking layers and graded for the
+  input. On a chip with graded spikes (`spike_payload_bits_max > 0`) every non-binary event is
+  one graded message, priced at `e_synop_graded` per SOP. On a binary chip a signed delta needs
+  an on/off pair of axons: the same messages and SOPs, twice the synapses and input axons.
+* Neuron updates: every neuron of every layer updates every step (Loihi's time-multiplexed
+  cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
+  otherwise (leak only). Delta transmission does not save neuron updates: the receiver
+  integrates the current it holds. DDLA can, by holding stale values.
+* Routing: each event leaves its neuron once (`e_spike_out`) and is delivered as one message
+  to every core of each target layer (`e_msg_local` plus the mean mesh hops between the two
+  layers' cores, layers placed on consecutive cores, row-major on the tile mesh). Sending to
+  every core is an upper bound for convolutions, exact for dense layers.
+* Cores: each layer on its own cores, enough for its neurons and for the synapses of its
+  inputs (stored explicitly, convolutions unrolled, 8-bit weights: an upper bound where a chip
+  shares conv weights). Fan-in/fan-out over the core limits is reported as a mapping problem.
+* Static energy: `p_static_chip` x chips x latency, and the barrier `e_barrier` per step,
+  spread over the layers by their share of cores.
+* Latency of a step: the slowest layer's core (its share of the step's SOPs, neuron updates
+  and spikes at the profile's times) plus `t_barrier`; per sample, the sum over T steps.
+
+A quantity the profile marks unknown is left out of the total and named in `unknown_terms`;
+never priced at 0. An `all_in` profile (TrueNorth) prices SOPs only: its figure includes the
+rest.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .profiles import Profile
+from .sim import Counts
+from .spec import NetSpec, Op, fanout, projection_key
+
+ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
+WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
+TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
+INPUT_PAYLOAD_BITS = 9       # a signed 8-bit input value (ddla_neuro.quant.INPUT_FRAC_BITS)
+
+
+@dataclass
+class Terms:
+    """Looks up profile quantities, remembering which ones were needed but unknown."""
+
+    profile: Profile
+    unknown: set[str] = field(default_factory=set)
+
+    def get(self, section: str, name: str) -> float | None:
+        q = self.profile.quantity(section, name)
+        if not q.known:
+            self.unknown.add(f"{section}.{name}")
+            return None
+        return float(q.value)
+
+    def energy(self, name: str, count: float) -> float:
+        """count x the energy per event (0 counted events cost 0 even where the term is unknown)."""
+        if count == 0:
+            return 0.0
+        e = self.get("energy", name)
+        return 0.0 if e is None else e * count
+
+
+# --- mapping: synapses, cores, placement ---------------------------------------------------------
+
+def op_synapses(op: Op) -> int:
+    """Synapses an op needs when stored explicitly: the sum of its fan-out over input positions."""
+    fo = fanout(op)
+    return 0 if fo is None else int(fo.sum())
+
+
+def op_macs(op: Op) -> int:
+    """Multiply-accumulates of the op on a dense input (one timestep): the literature's FLOPs."""
+    return op_synapses(op) if op.kind in ("conv2d", "linear") else 0
+
+
+def is_graded(source: str, encoding: str, input_encoding: str) -> bool:
+    """Whether the events a sender transmits carry a value (payload) rather than a unit spike."""
+    if source == "input":
+        return input_encoding == "direct"
+    return encoding != "dense"
+
+
+def payload_bits(source: str, encoding: str, input_encoding: str) -> int:
+    if not is_graded(source, encoding, input_encoding):
+        return 0
+    return INPUT_PAYLOAD_BITS if source == "input" else TERNARY_PAYLOAD_BITS
+
+
+@dataclass
+class Mapping:
+    """Where the layers of a network sit on a chip."""
+
+    synapses: dict[str, int]        # per layer: synapses of its input projections
+    syn_bytes: dict[str, int]
+    cores: dict[str, int | None]    # None where the profile lacks the limits
+    first_core: dict[str, int]
+    problems: list[str]
+
+
+def _on_binary_chip(profile: Profile) -> bool:
+    q = profile.quantity("chip", "spike_payload_bits_max")
+    return q.known and q.value == 0
+
+
+def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mapping:
+    """Synapses, memory and cores of each layer; a signed sender on a binary chip doubles them."""
+    binary_chip = _on_binary_chip(terms.profile)
+    per_core = {k: terms.profile.quantity("chip", k) for k in
+                ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core", "fanout_axons_per_core",
+                 "weight_bits_max")}
+    weight_bits = WEIGHT_BITS
+    problems = []
+    if binary_chip and spec.encoding == "direct":
+        problems.append("the chip sends binary spikes only: the analog input needs graded messages "
+                        "(rate-code it, or compute the first layer on the host)")
+    if per_core["weight_bits_max"].known and per_core["weight_bits_max"].value < WEIGHT_BITS:
+        problems.append(f"weights have {WEIGHT_BITS} bits, the chip stores at most {per_core['weight_bits_max'].value:g}")
+    synapses, syn_bytes, cores, first = {}, {}, {}, {}
+    next_core = 0
+    for pop in spec.populations:
+        n_syn, axons = 0, 0
+        for proj in pop.inputs:
+            pair = 2 if binary_chip and _signed(proj.source, encoding, spec.encoding) else 1
+            n_syn += pair * sum(op_synapses(op) for op in proj.ops)
+            axons += pair * int(np.prod(proj.ops[0].in_shape))
+        synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * weight_bits / 8)
+        if not (per_core["neurons_per_core"].known and per_core["syn_mem_bytes_per_core"].known):
+            cores[pop.name] = None
+            continue
+        cores[pop.name] = max(math.ceil(pop.size / per_core["neurons_per_core"].value),
+                              math.ceil(syn_bytes[pop.name] / per_core["syn_mem_bytes_per_core"].value), 1)
+        first[pop.name], next_core = next_core, next_core + cores[pop.name]
+        if per_core["fanin_axons_per_core"].known and axons > per_core["fanin_axons_per_core"].value:
+            problems.append(f"layer {pop.name}: each core needs {axons} input axons, the chip allows "
+                            f"{per_core['fanin_axons_per_core'].value:g}")
+    return Mapping(synapses, syn_bytes, cores, first, problems)
+
+
+def _signed(source: str, encoding: dict[str, str], input_encoding: str) -> bool:
+    """Whether a sender's events can be negative (deltas) and so need an on/off axon pair on a binary chip."""
+    if source == "input":
+        return input_encoding == "direct" or encoding.get("input", "dense") != "dense"
+    return encoding.get(source, "dense") != "dense"
+
+
+def _tile_xy(core: np.ndarray, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+    per_tile = int(profile.quantity("chip", "cores_per_tile").value)
+    cols = int(profile.quantity("chip", "mesh_cols").value)
+    tile = core // per_tile
+    return tile % cols, tile // cols
+
+
+def mean_hops(src: range, dst: range, profile: Profile) -> tuple[float, float]:
+    """Mean east-west and north-south hops between two sets of cores (all pairs)."""
+    if not all(profile.quantity("chip", k).known for k in ("cores_per_tile", "mesh_cols")):
+        return 0.0, 0.0
+    sx, sy = _tile_xy(np.arange(src.start, src.stop), profile)
+    dx, dy = _tile_xy(np.arange(dst.start, dst.stop), profile)
+    return float(np.abs(sx[:, None] - dx[None]).mean()), float(np.abs(sy[:, None] - dy[None]).mean())
+
+
+# --- costing a run -------------------------------------------------------------------------------
+
+def _per_sample(counts: Counts, kind: str, key: str) -> np.ndarray:
+    """Per-timestep counts of one sample on average (zeros where nothing was counted)."""
+    v = getattr(counts, kind).get(key)
+    return np.zeros(counts.timesteps) if v is None else np.asarray(v, dtype=np.float64) / max(counts.samples, 1)
+
+
+def _core_range(mapping: Mapping, name: str) -> range:
+    if name == "input" or mapping.cores.get(name) is None:
+        return range(0, 1)
+    return range(mapping.first_core[name], mapping.first_core[name] + mapping.cores[name])
+
+
+def _targets(spec: NetSpec) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"input": []}
+    for pop in spec.populations:
+        out.setdefault(pop.name, [])
+        for proj in pop.inputs:
+            out[proj.source].append(pop.name)
+    return out
+
+
+def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str, str]) -> dict:
+    """Per-layer rows and per-sample totals of one run. `encoding` maps each sender ("input" and
+    the spiking populations) to "dense" or "delta" (DDLA transmits deltas)."""
+    terms = Terms(profile)
+    mapping = map_network(spec, encoding, terms)
+    targets = _targets(spec)
+    all_in = profile.scope == "all_in"
+    rows = []
+    senders = ["input"] + [p.name for p in spec.spiking]
+    for name in senders + [spec.readout.name]:
+        pop = None if name == "input" else spec.population(name)
+        rows.append(_layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_in))
+    _add_static_and_latency(spec, counts, terms, mapping, rows, all_in)
+    totals = _totals(rows, mapping)
+    totals["unknown_terms"] = sorted(terms.unknown)
+    totals["mapping_problems"] = mapping.problems
+    return {"layers": rows, "totals": totals,
+            "per_timestep": {"events": np.sum([r["events_out_per_step"] for r in rows], axis=0).tolist(),
+                             "synaptic_ops": np.sum([r["sops_per_step"] for r in rows], axis=0).tolist()}}
+
+
+def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_in) -> dict:
+    enc = encoding.get(name, "dense")
+    events = _per_sample(counts, "events", name) if pop is None or pop.kind != "readout" else np.zeros(counts.timesteps)
+    sops = np.zeros(counts.timesteps)
+    by_source: dict[str, float] = {}
+    events_in = 0.0
+    for proj in [] if pop is None else pop.inputs:
+        s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
+        sops += s
+        events_in += float(_per_sample(counts, "events", proj.source).sum())
+        graded = is_graded(proj.source, encoding.get(proj.source, "dense"), spec.encoding)
+        price = "e_synop_graded" if graded and not _on_binary_chip(terms.profile) and not all_in else "e_synop"
+        by_source[proj.source] = terms.energy(price, float(s.sum()))
+    e_syn = sum(by_source.values())
+    n = 0 if pop is None else pop.size
+    active = float(_per_sample(counts, "active", name).sum()) if pop is not None else 0.0
+    idle = n * counts.timesteps - active
+    row = {"layer": name, "kind": "input" if pop is None else pop.kind, "neurons": n,
+           "encoding": enc if pop is None or pop.kind != "readout" else "-",
+           "events_in": events_in, "events_out": float(events.sum()), "synaptic_ops": float(sops.sum()),
+           "spikes": float(_per_sample(counts, "spikes", name).sum()),
+           "neuron_updates": float(n * counts.timesteps), "active_updates": active, "idle_updates": idle,
+           "synapses": mapping.synapses.get(name, 0), "syn_mem_bytes": mapping.syn_bytes.get(name, 0),
+           "cores": 0 if pop is None else mapping.cores[name],
+           "synaptic_j_by_source": by_source,
+           "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
+    messages, hops_energy = _messages(spec, terms, mapping, targets, name, row["events_out"])
+    message_bits = terms.profile.quantity("chip", "message_bits")
+    bits = (message_bits.value if message_bits.known else 0) + payload_bits(name, enc, spec.encoding)
+    row["messages"] = messages
+    row["message_bits"] = messages * bits if message_bits.known else None
+    if all_in:  # the all-in SOP figure includes neurons, routing and leakage
+        row["energy_j"] = {"synaptic": e_syn, "neuron": 0.0, "routing": 0.0, "static": 0.0}
+        return row
+    neuron = terms.energy("e_neuron_active", active) + terms.energy("e_neuron_idle", idle)
+    routing = (0.0 if pop is None else terms.energy("e_spike_out", row["events_out"])) \
+        + terms.energy("e_msg_local", messages) + hops_energy
+    row["energy_j"] = {"synaptic": e_syn, "neuron": neuron, "routing": routing, "static": 0.0}
+    return row
+
+
+def _messages(spec, terms, mapping, targets, name, events_out) -> tuple[float, float]:
+    """Messages of a sender (one per event and target core) and their hop energy."""
+    messages, hop_energy = 0.0, 0.0
+    for target in targets[name]:
+        n_cores = mapping.cores[target] or 1
+        m = events_out * n_cores
+        messages += m
+        ew, ns = mean_hops(_core_range(mapping, name), _core_range(mapping, target), terms.profile)
+        hop_energy += terms.energy("e_hop_ew", m * ew) + terms.energy("e_hop_ns", m * ns)
+    return messages, hop_energy
+
+
+def _add_static_and_latency(spec, counts, terms, mapping, rows, all_in) -> None:
+    """Step latency from the slowest core; static power and barrier energy spread by cores."""
+    t = counts.timesteps
+    step_times = []
+    layers = [r for r in rows if r["kind"] != "input"]
+    known_cores = all(r["cores"] for r in layers)
+    for step in range(t):
+        worst = 0.0
+        for r in layers:
+            if not known_cores:
+                break
+            c = r["cores"]
+            active = float(_per_sample(counts, "active", r["layer"])[step])
+            work = [("t_synop", r["sops_per_step"][step]), ("t_neuron_active", active),
+                    ("t_neuron_idle", r["neurons"] - active), ("t_spike_out", r["events_out_per_step"][step])]
+            worst = max(worst, sum(_time(terms, k, v) for k, v in work) / c)
+        step_times.append(worst + (_time(terms, "t_barrier", 1.0) if known_cores else 0.0))
+    time_known = known_cores and not any(k.startswith("time.") for k in terms.unknown)
+    latency = float(sum(step_times)) if time_known else None
+    total_cores = sum(r["cores"] for r in layers) if known_cores else None
+    chips = _chips(terms.profile, total_cores)
+    static = 0.0
+    if not all_in:
+        if latency is not None and chips is not None:
+            static += terms.energy("p_static_chip", chips * latency)
+        static += terms.energy("e_barrier", t)
+    for r in layers:
+        share = r["cores"] / total_cores if total_cores else 1.0 / len(layers)
+        r["energy_j"]["static"] = static * share
+    for r in rows:
+        r["energy_total_j"] = sum(r["energy_j"].values())
+    rows[0]["_latency_s"], rows[0]["_step_s"], rows[0]["_chips"] = latency, step_times if time_known else None, chips
+
+
+def _time(terms: Terms, name: str, count: float) -> float:
+    if count == 0:
+        return 0.0
+    v = terms.get("time", name)
+    return 0.0 if v is None else v * count
+
+
+def _chips(profile: Profile, cores: int | None) -> int | None:
+    q = profile.quantity("chip", "cores")
+    return None if cores is None or not q.known else max(math.ceil(cores / q.value), 1)
+
+
+def _totals(rows: list[dict], mapping: Mapping) -> dict:
+    head = rows[0]
+    latency, step_s, chips = head.pop("_latency_s"), head.pop("_step_s"), head.pop("_chips")
+    parts = {k: sum(r["energy_j"][k] for r in rows) for k in ENERGY_PARTS}
+    cores = [r["cores"] for r in rows if r["kind"] != "input"]
+    return {"synaptic_ops": sum(r["synaptic_ops"] for r in rows),
+            "events": sum(r["events_out"] for r in rows),
+            "spikes": sum(r["spikes"] for r in rows),
+            "messages": sum(r["messages"] for r in rows),
+            "message_bits": None if any(r["message_bits"] is None for r in rows) else
+            sum(r["message_bits"] for r in rows),
+            "neuron_updates": sum(r["neuron_updates"] for r in rows),
+            "active_updates": sum(r["active_updates"] for r in rows),
+            "synapses": sum(r["synapses"] for r in rows),
+            "syn_mem_bytes": sum(r["syn_mem_bytes"] for r in rows),
+            "cores": None if any(c is None for c in cores) else sum(cores),
+            "chips": chips, "latency_s": latency, "step_latency_s": step_s,
+            "energy_j": sum(parts.values()), "dynamic_energy_j": sum(parts.values()) - parts["static"],
+            "energy_parts_j": parts}
+
+
+# --- comparisons -----------------------------------------------------------------------------------
+
+def sender_costs(report: dict) -> dict[str, float]:
+    """Per sender (input, spiking layers): the energy its transmission causes, i.e. the routing
+    of its events plus the synaptic ops they cause in its targets."""
+    cost = {r["layer"]: r["energy_j"]["routing"] for r in report["layers"] if r["kind"] not in ("readout",)}
+    for r in report["layers"]:
+        for source, e in r["synaptic_j_by_source"].items():
+            cost[source] += e
+    return cost
+
+
+def cheaper_plan(dense: dict, delta: dict) -> dict[str, str]:
+    """Per sender, the transmission (dense or delta) that costs less energy; ties go to dense."""
+    a, b = sender_costs(dense), sender_costs(delta)
+    return {s: "delta" if b[s] < a[s] else "dense" for s in a}
+
+
+def mix_counts(dense: Counts, delta: Counts, plan: dict[str, str]) -> Counts:
+    """The counts of a run in which each sender transmits as `plan` says. Exact without running it:
+    lossless deltas leave every neuron's current and spikes as in the dense run, so a sender's
+    choice changes only its own events and the SOPs of its projections."""
+    mixed = Counts(dense.timesteps, samples=dense.samples)
+    mixed.spikes, mixed.active = dict(dense.spikes), dict(dense.active)
+    for sender, enc in plan.items():
+        src = dense if enc == "dense" else delta
+        mixed.events[sender] = src.events[sender]
+        mixed.sops_proj.update({k: v for k, v in src.sops_proj.items() if k.split(">", 1)[0] == sender})
+    for key, v in mixed.sops_proj.items():
+        target = key.split(">", 1)[1]
+        mixed.sops[target] = mixed.sops.get(target, 0) + v
+    return mixed
+
+
+# --- compatibility modes -------------------------------------------------------------------------
+
+def literature_energy(spec: NetSpec, dense: Counts, e_mac: float, e_ac: float) -> dict:
+    """The SNN papers' estimate (Spike-driven Transformer appendix, syops):
+    E = E_MAC * FLOPs(first layer) + E_AC * sum_l fr_l * T * FLOPs_l, where fr_l is the firing
+    rate of layer l's input spikes and FLOPs the MACs of the ANN layer for one timestep. The
+    first layer reads the analog input once (as printed); with spike input it is an AC layer."""
+    first_flops, sops = 0.0, 0.0
+    for pop in spec.populations:
+        for proj in pop.inputs:
+            flops = float(sum(op_macs(op) for op in proj.ops))
+            if proj.source == "input" and spec.encoding == "direct":
+                first_flops += flops
+                continue
+            size = int(np.prod(proj.ops[0].in_shape))
+            rate_times_t = float(np.sum(_per_sample(dense, "events", proj.source))) / size
+            sops += rate_times_t * flops
+    return {"first_layer_flops": first_flops, "synaptic_ops": sops, "e_mac_j": e_mac, "e_ac_j": e_ac,
+            "energy_j": e_mac * first_flops + e_ac * sops}

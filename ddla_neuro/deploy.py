@@ -1,0 +1,248 @@
+"""python -m ddla_neuro.deploy --profile loihi2
+
+Deploys a trained model (default: the one shipped in `models/`) to the Lava delta-spike network,
+runs the test split in dense, delta and DDLA mode (and a DDLA keep-ratio sweep), checks the
+runs against each other, costs them on a hardware profile and writes report.json, report.md
+and plots. Prints the per-layer table and the totals.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import checkpoint_dataset, load_checkpoint
+from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
+from .data import load_dataset
+from .errors import UserError, run_cli
+from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
+from .lava_runner import run_lava
+from .profiles import list_profiles, load_profile
+from .quant import quantize, quantize_input
+from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
+from .sim import MODES, simulate
+from .spec import NetSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CHECKPOINT = ROOT / "models" / "digits-convnet-ddla" / "model.pt"
+SWEEP_KEEPS = (1.0, 0.7, 0.5)  # added to the checkpoint's own keep ratio when --keep is not given
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m ddla_neuro.deploy", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", required=True,
+                    help=f"hardware profile: a shipped name ({', '.join(list_profiles())}) or a .toml path")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help=f"model.pt from ddla_neuro.train (default: {DEFAULT_CHECKPOINT.relative_to(ROOT)})")
+    src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
+    ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
+    ap.add_argument("--dataset", help="dataset to run (default: the checkpoint's)")
+    ap.add_argument("--data-dir", help="directory of a dataset that is not bundled")
+    ap.add_argument("--samples", type=int, help="run the first N test samples (default: all)")
+    ap.add_argument("--mode", default=None,
+                    help="comma-separated modes from dense,delta,ddla (default: all the model supports)")
+    ap.add_argument("--keep", default=None,
+                    help="DDLA keep ratio k, or a comma-separated sweep such as 1,0.7,0.5,0.3; the first is the "
+                         "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5)")
+    ap.add_argument("--backend", choices=("lava", "fast"), default="lava",
+                    help="lava: Lava's CPU simulator; fast: the bit-exact batched simulator, for full test sets")
+    prec = ap.add_mutually_exclusive_group()
+    prec.add_argument("--fixed", dest="fixed", action="store_true", default=True, help="Loihi fixed point (default)")
+    prec.add_argument("--float", dest="fixed", action="store_false", help="floating point")
+    ap.add_argument("--out", default="runs/deploy", help="output directory (default: runs/deploy)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the input encoding (Poisson)")
+    ap.add_argument("--timeout", type=float, help="seconds before a Lava run is killed (default: generous)")
+    return ap
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{what} must be numbers separated by commas, got {text!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise UserError(f"{what} must lie in [0, 1], got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
+    """The float spec, the test frames (N, T, ...), the labels and the model's description."""
+    if args.nir:
+        if not args.dataset:
+            raise UserError("--nir needs --dataset (and --data-dir if it is not bundled): the graph names no data")
+        spec = nir_to_spec(read_nir(args.nir), timesteps=args.timesteps)
+        if spec.encoding != "direct":
+            raise UserError(f"--nir graphs with {spec.encoding!r} input encoding are not supported; "
+                            f"deploy a checkpoint instead, which carries its encoder")
+        data = load_dataset(args.dataset, args.data_dir, spec.timesteps)
+        if data.input_shape != spec.input_shape:
+            raise UserError(f"{args.dataset} inputs have shape {data.input_shape}, the NIR graph takes "
+                            f"{spec.input_shape}; pick a matching dataset")
+        x = data.x_test.numpy()
+        frames = np.repeat(x[:, None], spec.timesteps, axis=1)
+        model = {"source": str(args.nir), "arch": "nir", "dataset": args.dataset, "method": None, "trained_keep": None}
+    else:
+        path = args.checkpoint or DEFAULT_CHECKPOINT
+        ckpt = load_checkpoint(path)
+        name, data = checkpoint_dataset(ckpt, args.dataset, args.data_dir)
+        spec = checkpoint_to_spec(ckpt)
+        frames = input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(args.seed))
+        model = {"source": str(path), "arch": ckpt.meta["arch"]["name"], "dataset": name,
+                 "method": ckpt.meta.get("method"), "trained_keep": ckpt.meta.get("keep")}
+    model.update(timesteps=spec.timesteps, encoding=spec.encoding, precision="fixed" if args.fixed else "float")
+    return spec, frames, data.y_test.numpy(), model
+
+
+def pick_runs(args: argparse.Namespace, spec: NetSpec, model: dict) -> tuple[list[str], list[float]]:
+    has_scores = all(p.name in spec.scores for p in spec.spiking)
+    if args.mode:
+        modes = [m.strip() for m in args.mode.split(",") if m.strip()]
+        bad = [m for m in modes if m not in MODES]
+        if bad or not modes:
+            raise UserError(f"--mode takes modes from {','.join(MODES)}, got {args.mode!r}")
+    else:
+        modes = [m for m in MODES if m != "ddla" or has_scores]
+    trained = model.get("trained_keep") or 0.3
+    keeps = _floats(args.keep, "--keep") if args.keep else list(dict.fromkeys([trained, *SWEEP_KEEPS]))
+    return modes, keeps
+
+
+class Runner:
+    """Runs one mode on the chosen backend, with a progress bar, and cross-checks Lava against
+    the bit-exact simulator."""
+
+    def __init__(self, args, spec: NetSpec, frames: np.ndarray, total_runs: int):
+        self.args, self.spec, self.frames = args, spec, frames
+        self.bar = tqdm(total=total_runs * len(frames), unit="sample", desc=f"deploy ({args.backend})",
+                        file=sys.stderr, disable=None)
+        self.lava_matches_sim = True
+
+    def __call__(self, mode: str, keep: float):
+        if self.args.backend == "fast":
+            result = simulate(self.spec, self.frames, mode, keep)
+            self.bar.update(len(self.frames))
+            return result
+        start = self.bar.n
+        result = run_lava(self.spec, self.frames, mode, keep, timeout=self.args.timeout,
+                          on_progress=lambda done, total: self.bar.update(start + done - self.bar.n))
+        sim = simulate(self.spec, self.frames, mode, keep)
+        self.lava_matches_sim &= bool(np.array_equal(result.logits, sim.logits)
+                                      and result.counts.to_dict() == {**sim.counts.to_dict(), "neurobench": {}})
+        return result
+
+
+def _encoding(spec: NetSpec, mode: str) -> dict[str, str]:
+    enc = "dense" if mode == "dense" else "delta"
+    return {"input": enc, **{p.name: enc for p in spec.spiking}}
+
+
+def deploy(args: argparse.Namespace) -> dict:
+    profile = load_profile(args.profile)  # first: a bad profile fails before any work
+    if args.samples is not None and args.samples < 1:
+        raise UserError(f"--samples must be at least 1, got {args.samples}")
+    spec, frames, labels, model = load_model(args)
+    modes, keeps = pick_runs(args, spec, model)
+    frames, labels = frames[: args.samples], labels[: args.samples]
+    if args.fixed:
+        spec = quantize(spec)
+        frames = quantize_input(frames, spec)
+    ddla_keeps = [k for k in keeps if "ddla" in modes and not (k == 1.0 and "delta" in modes)]
+    runner = Runner(args, spec, frames, len([m for m in modes if m != "ddla"]) + len(ddla_keeps))
+    results, sweep_results = {}, {}
+    for mode in modes:
+        if mode != "ddla":
+            results[mode] = runner(mode, 1.0)
+    for k in ddla_keeps:
+        sweep_results[k] = runner("ddla", k)
+    if "ddla" in modes:
+        sweep_results.setdefault(1.0, results.get("delta"))  # DDLA with k = 1 is delta (tested)
+        results["ddla"] = sweep_results[keeps[0]]
+    runner.bar.close()
+    accuracy = {m: float(np.mean(r.predictions == labels)) for m, r in results.items()}
+    report_modes = {}
+    for mode, r in results.items():
+        report_modes[mode] = {"keep": keeps[0] if mode == "ddla" else 1.0,
+                              **cost_run(spec, r.counts, profile, _encoding(spec, mode))}
+        report_modes[mode]["totals"]["accuracy"] = accuracy[mode]
+    report = {"schema_version": SCHEMA_VERSION, "tool": f"ddla-neuro {__version__}", "profile": profile.to_dict(),
+              "model": model, "run": {"backend": args.backend, "samples": int(len(frames)), "seed": args.seed,
+                                      "keeps": keeps if "ddla" in modes else []},
+              "checks": _checks(spec, results, runner), "modes": report_modes}
+    if "dense" in results and "delta" in results:
+        _add_mixed(report, spec, results, profile, accuracy["dense"])
+    if "ddla" in modes:
+        report["sweep"] = [_sweep_point(spec, profile, k, r, labels) for k, r in sorted(sweep_results.items(), reverse=True)]
+    if "dense" in results:
+        _add_compat(report, spec, frames)
+    return report
+
+
+def _checks(spec: NetSpec, results: dict, runner: Runner) -> dict[str, bool]:
+    checks = {}
+    if "dense" in results and "delta" in results:
+        same = np.array_equal if spec.fixed else np.allclose
+        checks["delta logits == dense logits" + (" (bit-exact)" if spec.fixed else "")] = bool(
+            same(results["delta"].logits, results["dense"].logits))
+    if runner.args.backend == "lava":
+        checks["Lava == fast simulator (logits and counters, every run)"] = runner.lava_matches_sim
+    return checks
+
+
+def _add_mixed(report: dict, spec: NetSpec, results: dict, profile, accuracy: float) -> None:
+    dense, delta = report["modes"]["dense"], report["modes"]["delta"]
+    plan = cheaper_plan(dense, delta)
+    costs_dense, costs_delta = sender_costs(dense), sender_costs(delta)
+    report["cheaper"] = [{"layer": s, "dense_j": costs_dense[s], "delta_j": costs_delta[s], "cheaper": plan[s]}
+                         for s in plan]
+    mixed = mix_counts(results["dense"].counts, results["delta"].counts, plan)
+    report["modes"]["mixed"] = {"keep": 1.0, "plan": plan, **cost_run(spec, mixed, profile, plan)}
+    report["modes"]["mixed"]["totals"]["accuracy"] = accuracy  # lossless: the dense run's outputs
+
+
+def _sweep_point(spec: NetSpec, profile, keep: float, result, labels: np.ndarray) -> dict:
+    totals = cost_run(spec, result.counts, profile, _encoding(spec, "ddla"))["totals"]
+    return {"keep": keep, "accuracy": float(np.mean(result.predictions == labels)),
+            **{k: totals[k] for k in ("synaptic_ops", "events", "energy_j")}}
+
+
+def _add_compat(report: dict, spec: NetSpec, frames: np.ndarray) -> None:
+    dense = simulate(spec, frames, "dense", neurobench=True).counts
+    report["neurobench"] = {k: float(dense.neurobench.get(k, np.zeros(1)).sum()) / dense.samples
+                            for k in ("effective_acs", "effective_macs", "dense")}
+    generic = load_profile("generic-45nm")
+    e_mac, e_ac = (float(generic.quantity("energy", k).value) for k in ("e_mac", "e_ac"))
+    report["literature"] = literature_energy(spec, dense, e_mac, e_ac)
+
+
+def print_report(report: dict, paths: list[Path]) -> None:
+    m = report["model"]
+    print(f"{m['source']}: {m['arch']} on {m['dataset']} ({report['run']['samples']} test samples, T={m['timesteps']}, "
+          f"{m['precision']} point) on {report['profile']['name']}, {report['run']['backend']} backend\n")
+    for mode in report["modes"]:
+        print(f"{mode}:")
+        print("\n".join(layer_table(report, mode)) + "\n")
+    print("\n".join(totals_table(report)) + "\n")
+    unknown = sorted({t for md in report["modes"].values() for t in md["totals"]["unknown_terms"]})
+    if unknown:
+        print(f"unknown in this profile (left out of energy/latency): {', '.join(unknown)}")
+    for name, ok in report["checks"].items():
+        print(f"check: {name}: {'yes' if ok else 'NO'}")
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = deploy(args)
+    paths = write_report(report, args.out)
+    print_report(report, paths)
+    return 0 if all(report["checks"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

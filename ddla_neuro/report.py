@@ -1,0 +1,187 @@
+"""The deploy report: `report.json` (schema below), `report.md` and PNG plots, written
+atomically, plus the text table printed on the terminal.
+
+report.json, schema_version 1:
+
+    schema_version, tool, profile (the profile with every quantity's value/unit/kind/source),
+    model {source, arch, dataset, timesteps, encoding, precision, method, trained_keep},
+    run {backend, samples, seed, keeps},
+    checks {name: bool}                      # delta == dense, Lava == simulator, ...
+    modes {dense|delta|ddla|mixed: {
+        keep, plan (mixed only: sender -> dense|delta),
+        totals {accuracy (0-1), synaptic_ops, events, spikes, messages, message_bits, neuron_updates,
+                active_updates, synapses, syn_mem_bytes, cores, chips, latency_s, step_latency_s,
+                energy_j, dynamic_energy_j, energy_parts_j {synaptic, neuron, routing, static}, unknown_terms,
+                mapping_problems},                                   # all per inference (one sample)
+        layers [{layer, kind, neurons, encoding, events_in, events_out, synaptic_ops, spikes,
+                 neuron_updates, active_updates, idle_updates, synapses, syn_mem_bytes, cores,
+                 messages, message_bits, energy_j {parts}, energy_total_j, synaptic_j_by_source,
+                 events_out_per_step, sops_per_step}],
+        per_timestep {events, synaptic_ops}}},
+    cheaper [{layer, dense_j, delta_j, cheaper}]                     # per sender
+    sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios
+    neurobench {effective_acs, effective_macs, dense}                # SynapticOperations, per sample
+    literature {first_layer_flops, synaptic_ops, e_mac_j, e_ac_j, energy_j}
+
+Energies in joules, times in seconds, counts per inference; null where the profile lacks a term.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .fileio import atomic_write, atomic_write_json, atomic_write_text
+
+SCHEMA_VERSION = 1
+MODE_ORDER = ("dense", "delta", "ddla", "mixed")
+
+
+def _fmt(v, unit: str = "") -> str:
+    if v is None:
+        return "unknown"
+    if isinstance(v, float) and unit == "J":
+        return _si(v, "J")
+    if isinstance(v, float) and unit == "s":
+        return _si(v, "s")
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _si(v: float, unit: str) -> str:
+    for scale, prefix in ((1, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
+        if abs(v) >= scale or scale == 1e-12:
+            return f"{v / scale:.3g} {prefix}{unit}"
+    return f"{v} {unit}"
+
+
+def _modes(report: dict) -> list[str]:
+    return [m for m in MODE_ORDER if m in report["modes"]]
+
+
+def totals_table(report: dict) -> list[str]:
+    rows = [("accuracy", "accuracy", "%"), ("synaptic ops", "synaptic_ops", ""), ("events", "events", ""),
+            ("active neuron updates", "active_updates", ""), ("energy / inference", "energy_j", "J"),
+            ("  dynamic (no static)", "dynamic_energy_j", "J"),
+            ("cores", "cores", ""), ("latency / inference", "latency_s", "s")]
+    modes = _modes(report)
+    lines = ["| per inference | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
+    for label, key, unit in rows:
+        cells = []
+        for m in modes:
+            v = report["modes"][m]["totals"].get(key)
+            cells.append("-" if v is None and key == "accuracy" else
+                         f"{100 * v:.2f}%" if unit == "%" else _fmt(v, unit))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def layer_table(report: dict, mode: str) -> list[str]:
+    cols = ("layer", "neurons", "encoding", "events_out", "synaptic_ops", "active_updates", "cores",
+            "energy_total_j")
+    lines = ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
+    for r in report["modes"][mode]["layers"]:
+        lines.append("| " + " | ".join(_fmt(r[c], "J" if c.endswith("_j") else "") for c in cols) + " |")
+    return lines
+
+
+def markdown(report: dict) -> str:
+    m, p = report["model"], report["profile"]
+    out = [f"# Deploy report: {m['source']} on {p['name']}", "",
+           f"{m['arch']} on {m['dataset']}, T = {m['timesteps']}, {m['encoding']} input, {m['precision']} "
+           f"precision; {report['run']['samples']} samples on the {report['run']['backend']} backend, "
+           f"seed {report['run']['seed']}. Profile: {p['description']} (scope {p['scope']}).", "",
+           "## Totals", "", *totals_table(report), ""]
+    unknown = sorted({t for mode in report["modes"].values() for t in mode["totals"]["unknown_terms"]})
+    if unknown:
+        out += [f"Unknown in this profile, left out of the energy and latency: {', '.join(unknown)}.", ""]
+    problems = sorted({t for mode in report["modes"].values() for t in mode["totals"]["mapping_problems"]})
+    out += [f"Mapping problem: {p}." for p in problems] + ([""] if problems else [])
+    out += ["## Checks", ""] + [f"- {k}: {'yes' if v else 'NO'}" for k, v in report["checks"].items()] + [""]
+    for mode in _modes(report):
+        out += [f"## Layers, {mode}", "", *layer_table(report, mode), ""]
+    if report.get("cheaper"):
+        out += ["## Dense or delta, per sender (routing + the synaptic ops its events cause)", "",
+                "| sender | dense | delta | cheaper |", "|---|---:|---:|---|"]
+        out += [f"| {c['layer']} | {_si(c['dense_j'], 'J')} | {_si(c['delta_j'], 'J')} | {c['cheaper']} |"
+                for c in report["cheaper"]] + [""]
+    if report.get("sweep"):
+        out += ["## DDLA keep ratio sweep", "", "| keep | accuracy | synaptic ops | events | energy |",
+                "|---:|---:|---:|---:|---:|"]
+        out += [f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} | {s['events']:,.1f} | "
+                f"{_fmt(s['energy_j'], 'J')} |" for s in report["sweep"]] + [""]
+    nb, lit = report.get("neurobench"), report.get("literature")
+    if nb and lit:
+        out += ["## Compatibility modes (dense run, per sample)", "",
+                f"- NeuroBench SynapticOperations: Effective_ACs {nb['effective_acs']:,.0f}, Effective_MACs "
+                f"{nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}",
+                f"- Literature estimate E = E_MAC x FLOPs(first layer) + E_AC x SOPs: {lit['first_layer_flops']:,.0f} "
+                f"FLOPs, {lit['synaptic_ops']:,.0f} SOPs, {_si(lit['energy_j'], 'J')} "
+                f"(E_MAC {_si(lit['e_mac_j'], 'J')}, E_AC {_si(lit['e_ac_j'], 'J')})", ""]
+    return "\n".join(out)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plots(report: dict) -> dict[str, bytes]:
+    """PNG files by name: SOPs per layer, events per timestep, energy breakdown, keep frontier."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = _modes(report)
+    figs = {}
+    layers = [r["layer"] for r in report["modes"][modes[0]]["layers"] if r["kind"] != "input"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(modes)
+    for i, m in enumerate(modes):
+        sops = [r["synaptic_ops"] for r in report["modes"][m]["layers"] if r["kind"] != "input"]
+        ax.bar([j + i * width for j in range(len(layers))], sops, width, label=m)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layers))], layers)
+    ax.set(xlabel="layer", ylabel="synaptic ops / inference", title="Synaptic ops per layer")
+    ax.legend()
+    figs["sops_per_layer.png"] = fig
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for m in modes:
+        ev = report["modes"][m]["per_timestep"]["events"]
+        ax.plot(range(1, len(ev) + 1), ev, marker="o", label=m)
+    ax.set(xlabel="timestep", ylabel="events / inference", title="Events per timestep (all senders)")
+    ax.legend()
+    figs["events_per_timestep.png"] = fig
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bottom = [0.0] * len(modes)
+    for part in ("synaptic", "neuron", "routing", "static"):
+        vals = [report["modes"][m]["totals"]["energy_parts_j"][part] * 1e9 for m in modes]
+        ax.bar(modes, vals, bottom=bottom, label=part)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set(ylabel="nJ / inference", title=f"Energy breakdown on {report['profile']['name']}")
+    ax.legend()
+    figs["energy_breakdown.png"] = fig
+    sweep = report.get("sweep") or []
+    if len(sweep) >= 2:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot([s["energy_j"] * 1e9 for s in sweep], [100 * s["accuracy"] for s in sweep], marker="o")
+        for s in sweep:
+            ax.annotate(f"k={s['keep']:g}", (s["energy_j"] * 1e9, 100 * s["accuracy"]), fontsize=8)
+        ax.set(xlabel="nJ / inference", ylabel="accuracy (%)", title="DDLA: accuracy vs energy")
+        figs["keep_frontier.png"] = fig
+    out = {name: _png(f) for name, f in figs.items()}
+    for f in figs.values():
+        plt.close(f)
+    return out
+
+
+def write_report(report: dict, out_dir: str | Path) -> list[Path]:
+    """Renders everything first, then writes each file atomically: a failure writes nothing."""
+    out_dir = Path(out_dir)
+    files = {"report.md": markdown(report).encode(), **plots(report)}
+    paths = []
+    for name, data in files.items():
+        atomic_write(out_dir / name, lambda f, d=data: f.write(d))
+        paths.append(out_dir / name)
+    atomic_write_json(out_dir / "report.json", report)
+    return [out_dir / "report.json", *paths]
