@@ -7,10 +7,12 @@ What is counted, per sample (the counts are totals over the samples run):
 * A *layer* is a population (spiking or the readout); the input encoder is a sending row with
   no neurons (frames are injected by the host). Its SOPs are the synaptic ops into it.
 * Encoding of what a sender transmits: `dense` sends spikes (binary) or, for the input, the
-  analog frame (graded); `delta` sends changes, ternary for spiking layers and graded for the
-  input. On a chip with graded spikes (`spike_payload_bits_max > 0`) every non-binary event is
-  one graded message, priced at `e_synop_graded` per SOP. On a binary chip a signed delta needs
-  an on/off pair of axons: the same messages and SOPs, twice the synapses and input axons.
+  analog frame; `delta` sends changes: ternary (+-1) for spiking layers, multi-bit for the
+  input. A +-1 event costs `e_synop` per SOP (the sign picks add or subtract); a multi-bit
+  value (analog input) costs `e_synop_graded` (a multiply). Signed events travel as graded
+  messages (2-bit payload) on a chip with graded spikes (`spike_payload_bits_max > 0`); on a
+  binary chip they need an on/off pair of axons: the same messages and SOPs, twice the
+  synapses and input axons.
 * Neuron updates: every neuron of every layer updates every step (Loihi's time-multiplexed
   cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
   otherwise (leak only). Delta transmission does not save neuron updates: the receiver
@@ -83,17 +85,16 @@ def op_macs(op: Op) -> int:
     return op_synapses(op) if op.kind in ("conv2d", "linear") else 0
 
 
-def is_graded(source: str, encoding: str, input_encoding: str) -> bool:
-    """Whether the events a sender transmits carry a value (payload) rather than a unit spike."""
-    if source == "input":
-        return input_encoding == "direct"
-    return encoding != "dense"
+def is_multibit(source: str, input_encoding: str) -> bool:
+    """Whether a sender's events carry multi-bit values (analog input) rather than +-1."""
+    return source == "input" and input_encoding == "direct"
 
 
-def payload_bits(source: str, encoding: str, input_encoding: str) -> int:
-    if not is_graded(source, encoding, input_encoding):
-        return 0
-    return INPUT_PAYLOAD_BITS if source == "input" else TERNARY_PAYLOAD_BITS
+def payload_bits(source: str, encoding: dict[str, str], input_encoding: str) -> int:
+    """Payload bits of one of a sender's messages: none for a binary spike."""
+    if is_multibit(source, input_encoding):
+        return INPUT_PAYLOAD_BITS
+    return TERNARY_PAYLOAD_BITS if _signed(source, encoding, input_encoding) else 0
 
 
 @dataclass
@@ -223,8 +224,7 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
         s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
         sops += s
         events_in += float(_per_sample(counts, "events", proj.source).sum())
-        graded = is_graded(proj.source, encoding.get(proj.source, "dense"), spec.encoding)
-        price = "e_synop_graded" if graded and not _on_binary_chip(terms.profile) and not all_in else "e_synop"
+        price = "e_synop_graded" if is_multibit(proj.source, spec.encoding) and not all_in else "e_synop"
         by_source[proj.source] = terms.energy(price, float(s.sum()))
     e_syn = sum(by_source.values())
     n = 0 if pop is None else pop.size
@@ -239,9 +239,9 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
            "cores": 0 if pop is None else mapping.cores[name],
            "synaptic_j_by_source": by_source,
            "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
-    messages, hops_energy = _messages(spec, terms, mapping, targets, name, row["events_out"])
+    messages, hops_energy = _messages(terms, mapping, targets, name, row["events_out"], all_in)
     message_bits = terms.profile.quantity("chip", "message_bits")
-    bits = (message_bits.value if message_bits.known else 0) + payload_bits(name, enc, spec.encoding)
+    bits = (message_bits.value if message_bits.known else 0) + payload_bits(name, encoding, spec.encoding)
     row["messages"] = messages
     row["message_bits"] = messages * bits if message_bits.known else None
     if all_in:  # the all-in SOP figure includes neurons, routing and leakage
@@ -254,13 +254,16 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
     return row
 
 
-def _messages(spec, terms, mapping, targets, name, events_out) -> tuple[float, float]:
-    """Messages of a sender (one per event and target core) and their hop energy."""
+def _messages(terms, mapping, targets, name, events_out, all_in) -> tuple[float, float]:
+    """Messages of a sender (one per event and target core) and their hop energy (none where
+    an all-in figure already includes routing)."""
     messages, hop_energy = 0.0, 0.0
     for target in targets[name]:
         n_cores = mapping.cores[target] or 1
         m = events_out * n_cores
         messages += m
+        if all_in:
+            continue
         ew, ns = mean_hops(_core_range(mapping, name), _core_range(mapping, target), terms.profile)
         hop_energy += terms.energy("e_hop_ew", m * ew) + terms.energy("e_hop_ns", m * ns)
     return messages, hop_energy

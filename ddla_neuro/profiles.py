@@ -1,0 +1,191 @@
+"""Hardware profiles (`hw_profiles/*.toml`): per-event energies, times and mapping limits of one
+target. Every number carries a unit, an evidence `kind` and a `source`, so a cost report can say
+how much of its total rests on silicon. A term with no published figure is `kind = "unknown"` with
+no value, never a silent 0, so the cost model flags it instead of under-counting. `scope = "all_in"`
+(TrueNorth's 26 pJ/SOP = total power / event rate) already contains every other energy term.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import tomli
+
+from ddla_neuro.errors import UserError
+
+KINDS = ("measured", "simulated", "vendor", "derived", "estimate", "unknown", "arch")
+SCOPES = ("per_term", "all_in")
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "hw_profiles"
+HEADER = ("name", "description", "scope")
+ATTRS = ("value", "unit", "kind", "source")
+REQUIRED: dict[str, dict[str, str]] = {
+    "chip": {"cores": "count", "cores_per_tile": "count", "mesh_cols": "count", "mesh_rows": "count",
+             "neurons_per_core": "count", "syn_mem_bytes_per_core": "bytes", "weight_bits_max": "bits",
+             "spike_payload_bits_max": "bits", "message_bits": "bits", "fanin_axons_per_core": "count",
+             "fanout_axons_per_core": "count"},
+    "energy": {"e_synop": "J", "e_synop_graded": "J", "e_neuron_active": "J", "e_neuron_idle": "J", "e_spike_out": "J",
+               "e_msg_local": "J", "e_hop_ew": "J", "e_hop_ns": "J", "e_barrier": "J", "p_static_chip": "W"},
+    "time": {"t_synop": "s", "t_neuron_active": "s", "t_neuron_idle": "s", "t_spike_out": "s", "t_hop_ew": "s",
+             "t_hop_ns": "s", "t_barrier": "s"},
+}
+OPTIONAL: dict[str, dict[str, str]] = {"energy": {"e_mac": "J", "e_ac": "J"}}
+ZERO_OK = ("spike_payload_bits_max",)  # 0 = binary spikes; every other chip limit must be >= 1
+FORM = '{field} = {{ value = ..., unit = "{unit}", kind = "...", source = "..." }}'
+
+
+class ProfileError(UserError):
+    """A hardware profile is missing, malformed or inconsistent; the message names file and field."""
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One number with its unit and evidence; value is None when nothing is published."""
+
+    value: float | None
+    unit: str
+    kind: str
+    source: str
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    scope: str
+    path: str
+    chip: dict[str, Quantity]
+    energy: dict[str, Quantity]
+    time: dict[str, Quantity]
+
+    def quantity(self, section: str, field: str) -> Quantity:
+        """One field; an absent one (e_mac outside generic-45nm) is a one-line ProfileError, not a KeyError."""
+        table = getattr(self, section) if section in REQUIRED else {}
+        if field not in table:
+            raise ProfileError(f"{self.path}: [{section}] {field} is not defined in profile {self.name!r}: "
+                               f"add it to the file or pick a profile that defines it (sections: chip, energy, time)")
+        return table[field]
+
+    def to_dict(self) -> dict:
+        """JSON-able form for report.json (unknown values become null)."""
+        head = {"name": self.name, "description": self.description, "scope": self.scope, "path": self.path}
+        return {**head, **{s: {f: asdict(q) for f, q in getattr(self, s).items()} for s in REQUIRED}}
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A shipped profile by name ("loihi2") or any .toml file by path, fully validated."""
+    path = _resolve(name_or_path)
+    try:
+        with path.open("rb") as f:
+            doc = tomli.load(f)
+    except (tomli.TOMLDecodeError, OSError, UnicodeDecodeError) as e:
+        what = "is not valid TOML" if isinstance(e, tomli.TOMLDecodeError) else "cannot be read"
+        raise ProfileError(f"{path}: {what} ({e}): fix the file") from None
+    extra = sorted(set(doc) - {"profile", *REQUIRED})
+    if extra:
+        raise _err(path, f"[{extra[0]}]", "is not a known section", f"allowed: profile, {', '.join(REQUIRED)}")
+    head = _header(doc.get("profile"), path)
+    sections = {s: _section(doc.get(s), s, path) for s in REQUIRED}
+    # An all-in e_synop already contains every other energy term: summing them would double count.
+    summed = [f for f, q in sections["energy"].items() if q.known and f != "e_synop"]
+    if head["scope"] == "all_in" and (summed or not sections["energy"]["e_synop"].known):
+        raise _err(path, f"[energy] {summed[0] if summed else 'e_synop'}", 'breaks scope = "all_in" (only '
+                   'e_synop has a value, it includes every other term)',
+                   'make the others kind = "unknown" or use scope = "per_term"')
+    return Profile(**head, path=str(path), **sections)
+
+
+def _err(path: Path | str, where: str, problem: str, fix: str) -> ProfileError:
+    return ProfileError(f"{path}: {where} {problem}: {fix}")
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    """A bare name picks a shipped profile; anything that looks like a path is a file."""
+    text = str(name_or_path)
+    names = ", ".join(list_profiles())
+    if isinstance(name_or_path, Path) or text.endswith(".toml") or "/" in text or "\\" in text:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ProfileError(f"{text}: profile file not found: pass an existing .toml file or one of {names}")
+        return path.resolve()
+    if not (PROFILE_DIR / f"{text}.toml").is_file():
+        raise ProfileError(f"unknown profile {text!r}: pick one of {names}, or pass a path to a .toml file")
+    return PROFILE_DIR / f"{text}.toml"
+
+
+def _header(head: object, path: Path) -> dict[str, str]:
+    if not isinstance(head, dict):
+        raise _err(path, "[profile]", "is missing or not a table", "add [profile] with name, description, scope")
+    _no_extra(head, HEADER, path, "[profile]")
+    for key in HEADER:
+        if not isinstance(head.get(key), str) or not head[key].strip():
+            raise _err(path, f"[profile] {key}", "is missing or not a non-empty string", f'add {key} = "..."')
+    if head["scope"] not in SCOPES:
+        raise _err(path, "[profile] scope", f"is {head['scope']!r}", f"use one of {', '.join(SCOPES)}")
+    return {key: head[key] for key in HEADER}
+
+
+def _no_extra(table: dict, allowed: Iterable[str], path: Path, where: str) -> None:
+    """Typo protection: a misspelt field would otherwise be ignored (or reported as missing)."""
+    extra = sorted(set(table) - set(allowed))
+    if extra:
+        raise _err(path, f"{where} {extra[0]}", "is not a known field", f"allowed: {', '.join(allowed)}")
+
+
+def _section(table: object, section: str, path: Path) -> dict[str, Quantity]:
+    if not isinstance(table, dict):
+        raise _err(path, f"[{section}]", "is missing or not a table",
+                   f"add [{section}] with {', '.join(REQUIRED[section])}")
+    allowed = {**REQUIRED[section], **OPTIONAL.get(section, {})}
+    _no_extra(table, allowed, path, f"[{section}]")
+    missing = [f for f in REQUIRED[section] if f not in table]
+    if missing:
+        form = FORM.format(field=missing[0], unit=allowed[missing[0]])
+        raise _err(path, f"[{section}] {missing[0]}", "is missing",
+                   f'add {form} (kind = "unknown" and no value if nothing is published)')
+    return {f: _quantity(table[f], section, f, allowed[f], path) for f in allowed if f in table}
+
+
+def _quantity(raw: object, section: str, field: str, unit: str, path: Path) -> Quantity:
+    where = f"[{section}] {field}"
+    if not isinstance(raw, dict):
+        raise _err(path, where, "is not an inline table", "write " + FORM.format(field=field, unit=unit))
+    _no_extra(raw, ATTRS, path, where)
+    for key in ATTRS[1:]:
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise _err(path, where, f"has no {key} (a non-empty string)", f'add {key} = "..."')
+    kind, source = raw["kind"], raw["source"]
+    if kind not in KINDS:
+        raise _err(path, where, f"has unknown kind {kind!r}", f"use one of {', '.join(KINDS)}")
+    if raw["unit"] != unit:
+        raise _err(path, where, f"has unit {raw['unit']!r}", f'this field is in "{unit}"')
+    if "value" not in raw:
+        if kind != "unknown":
+            raise _err(path, where, f"has no value but kind {kind!r}", 'add the value, or set kind = "unknown" '
+                       "and say in source why none is published")
+        return Quantity(None, unit, kind, source)
+    if kind == "unknown":
+        raise _err(path, where, "has a value but kind 'unknown'", "drop the value or give its real kind")
+    return Quantity(_number(raw["value"], field, where, path, chip=section == "chip"), unit, kind, source)
+
+
+def _number(value: object, field: str, where: str, path: Path, chip: bool) -> float | int:
+    """Costs are finite and >= 0; chip limits are whole counts, >= 1 except a 0-bit payload."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _err(path, where, f"value {value!r} is not a finite number", "write a number such as 23.6e-12")
+    if value < 0:
+        raise _err(path, where, f"value {value!r} is negative", "costs and limits are >= 0")
+    if not chip:
+        return float(value)
+    if value != int(value) or (value == 0 and field not in ZERO_OK):
+        raise _err(path, where, f"value {value!r} is not a positive integer", "chip limits are whole counts >= 1")
+    return int(value)

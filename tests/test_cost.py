@@ -1,0 +1,151 @@
+"""Cost model: hand-counted SOPs, neuron updates and energies on a network small enough to
+count by hand, the dense-vs-delta plan, binary-chip mapping, unknown and all-in terms, the
+literature estimate."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddla_neuro.cost import cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs, Terms
+from ddla_neuro.profiles import load_profile
+from ddla_neuro.sim import simulate
+from ddla_neuro.spec import NetSpec, Op, Population, Projection, assign_depths
+
+T = 6
+
+
+def flipping_net() -> NetSpec:
+    """input (1 analog value) -> IF neuron 'a' (w 0.6, v_th 1: spikes at t = 2, 4, 6, so its
+    delta flips sign every step) -> readout of 2 (weights 1)."""
+    a = Population("a", (1,), "if", np.zeros(1), [Projection("input", [Op("linear", (1,), (1,), np.array([[0.6]]))])])
+    out = Population("out", (2,), "readout", np.zeros(2), [Projection("a", [Op("linear", (1,), (2,), np.ones((2, 1)))])])
+    assign_depths([a, out])
+    return NetSpec((1,), T, "direct", [a, out])
+
+
+def run(mode: str, samples: int = 2):
+    return simulate(flipping_net(), np.ones((samples, T, 1)), mode)
+
+
+def rows(report: dict) -> dict[str, dict]:
+    return {r["layer"]: r for r in report["layers"]}
+
+
+def enc(mode: str) -> dict[str, str]:
+    return {"input": mode, "a": mode}
+
+
+def test_hand_counted_sops_updates_and_energy_on_loihi2():
+    p = load_profile("loihi2")
+    e = {k: p.quantity("energy", k).value for k in ("e_synop", "e_synop_graded", "e_neuron_active", "e_neuron_idle")}
+    dense = cost_run(flipping_net(), run("dense").counts, p, enc("dense"))
+    r = rows(dense)
+    assert r["a"]["spikes"] == 3 and r["a"]["events_out"] == 3          # t = 2, 4, 6
+    assert r["input"]["events_out"] == 6                                   # the analog frame every step
+    assert r["a"]["synaptic_ops"] == 6 and r["out"]["synaptic_ops"] == 3 * 2
+    assert r["a"]["active_updates"] == 6 and r["a"]["idle_updates"] == 0   # current 0.6 every step
+    assert r["out"]["active_updates"] == 3 * 2 and r["out"]["idle_updates"] == 3 * 2
+    assert r["a"]["energy_j"]["synaptic"] == pytest.approx(6 * e["e_synop_graded"])  # analog input: multi-bit
+    assert r["out"]["energy_j"]["synaptic"] == pytest.approx(6 * e["e_synop"])
+    assert r["out"]["energy_j"]["neuron"] == pytest.approx(6 * e["e_neuron_active"] + 6 * e["e_neuron_idle"])
+    delta = rows(cost_run(flipping_net(), run("delta").counts, p, enc("delta")))
+    assert delta["a"]["events_out"] == 5 and delta["out"]["synaptic_ops"] == 10  # +1 -1 +1 -1 +1
+    assert delta["input"]["events_out"] == 1                                     # the frame, then nothing
+
+
+def test_energy_totals_are_the_sum_of_their_parts():
+    for name in ("loihi", "loihi2", "generic-45nm", "truenorth"):
+        report = cost_run(flipping_net(), run("delta").counts, load_profile(name), enc("delta"))
+        tot = report["totals"]
+        assert tot["energy_j"] == pytest.approx(sum(tot["energy_parts_j"].values()))
+        assert tot["energy_j"] == pytest.approx(sum(r["energy_total_j"] for r in report["layers"]))
+        for part, value in tot["energy_parts_j"].items():
+            assert value == pytest.approx(sum(r["energy_j"][part] for r in report["layers"]))
+        assert tot["energy_j"] > 0
+
+
+def test_delta_that_flips_costs_more_and_the_mixed_plan_keeps_it_dense():
+    p = load_profile("loihi2")
+    d_counts, x_counts = run("dense").counts, run("delta").counts
+    dense, delta = cost_run(flipping_net(), d_counts, p, enc("dense")), cost_run(flipping_net(), x_counts, p, enc("delta"))
+    assert sender_costs(delta)["a"] > sender_costs(dense)["a"]
+    plan = cheaper_plan(dense, delta)
+    assert plan == {"input": "delta", "a": "dense"}
+    mixed = cost_run(flipping_net(), mix_counts(d_counts, x_counts, plan), p, plan)
+    assert rows(mixed)["a"]["events_out"] == 3 and rows(mixed)["input"]["events_out"] == 1
+    assert rows(mixed)["out"]["synaptic_ops"] == 6
+    dyn = lambda r: r["totals"]["dynamic_energy_j"]  # noqa: E731
+    assert dyn(mixed) < min(dyn(dense), dyn(delta))
+
+
+def test_mixed_counts_equal_a_run_of_that_plan_where_the_plan_is_uniform():
+    d, x = run("dense").counts, run("delta").counts
+    assert mix_counts(d, x, enc("dense")).to_dict() == {**d.to_dict(), "neurobench": {}}
+    assert mix_counts(d, x, enc("delta")).to_dict() == {**x.to_dict(), "neurobench": {}}
+
+
+def test_signed_events_need_axon_pairs_on_a_binary_chip():
+    spec = flipping_net()
+    for name, factor in (("loihi", 2), ("loihi2", 1)):
+        p = load_profile(name)
+        dense = map_network(spec, enc("dense"), Terms(p))
+        delta = map_network(spec, enc("delta"), Terms(p))
+        assert delta.synapses["out"] == factor * dense.synapses["out"] == factor * 2
+    assert any("binary spikes only" in m for m in map_network(spec, enc("dense"), Terms(load_profile("loihi"))).problems)
+
+
+def test_unknown_terms_are_named_and_left_out_never_priced():
+    p = load_profile("generic-45nm")
+    report = cost_run(flipping_net(), run("dense").counts, p, enc("dense"))
+    tot = report["totals"]
+    assert "energy.e_spike_out" in tot["unknown_terms"] and "energy.e_msg_local" in tot["unknown_terms"]
+    assert tot["cores"] is None and tot["latency_s"] is None
+    e = lambda k: p.quantity("energy", k).value  # noqa: E731
+    by_hand = 6 * e("e_synop_graded") + 6 * e("e_synop") + (6 + 6) * e("e_neuron_active") + 6 * e("e_neuron_idle")
+    assert tot["energy_j"] == pytest.approx(by_hand)
+
+
+def test_all_in_profile_prices_synaptic_ops_only():
+    p = load_profile("truenorth")
+    report = cost_run(flipping_net(), run("dense").counts, p, enc("dense"))
+    assert report["totals"]["energy_j"] == pytest.approx(12 * p.quantity("energy", "e_synop").value)
+    assert report["totals"]["unknown_terms"] == [] or all(t.startswith("time.") for t in report["totals"]["unknown_terms"])
+
+
+def test_latency_is_the_slowest_core_plus_the_barrier_per_step():
+    p = load_profile("loihi2")
+    report = cost_run(flipping_net(), run("dense", samples=1).counts, p, enc("dense"))
+    t = lambda k: p.quantity("time", k).value  # noqa: E731
+    # step 1: 'a' has 1 SOP and 1 active update, 'out' 2 idle updates; 'a' is slower iff its work is
+    a_work = t("t_synop") + t("t_neuron_active")
+    out_work = 2 * t("t_neuron_idle")
+    assert report["totals"]["step_latency_s"][0] == pytest.approx(max(a_work, out_work) + t("t_barrier"))
+    assert report["totals"]["latency_s"] == pytest.approx(sum(report["totals"]["step_latency_s"]))
+
+
+def test_literature_estimate_by_hand():
+    lit = literature_energy(flipping_net(), run("dense").counts, 4.6e-12, 0.9e-12)
+    # first layer: 1 MAC once; then 'a' fires 3 times in T steps into 2 synapses: fr * T * FLOPs = 3 * 2
+    assert lit["first_layer_flops"] == 1 and lit["synaptic_ops"] == 6
+    assert lit["energy_j"] == pytest.approx(4.6e-12 + 6 * 0.9e-12)
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "residual"])
+def test_dense_counts_equal_neurobench_synaptic_operations(name):
+    """Our dense-mode count in NeuroBench's compatibility mode == NeuroBench's SynapticOperations
+    rule (tests/neurobench_synops.py, checked against neurobench 2.3.0) on the same torch model
+    (BatchNorm unfolded) and input."""
+    import torch
+    from deploy_nets import NETWORKS, inputs, spec_of
+    from neurobench_synops import neurobench_synops
+
+    net = NETWORKS[name]()
+    x, frames = inputs(net, 5)
+    ours = simulate(spec_of(net), frames, "dense", neurobench=True).counts
+    seq = torch.as_tensor(frames).transpose(0, 1)  # the network's forward takes (T, B, ...) frames
+    ref = neurobench_synops(torch.nn.Sequential(net), [seq], samples=5, dtype=torch.float64)
+    got = {k: float(ours.neurobench.get(k, np.zeros(1)).sum()) / ours.samples
+           for k in ("effective_acs", "effective_macs", "dense")}
+    assert got == {"effective_acs": ref["Effective_ACs"], "effective_macs": ref["Effective_MACs"], "dense": ref["Dense"]}
+    assert got["effective_macs"] > 0  # the analog input, and pooled spikes in the convnet
+    assert (got["effective_acs"] > 0) == (name != "convnet")  # spikes straight into a layer

@@ -1,0 +1,141 @@
+"""Hardware profiles: the shipped files load and hold the published values; every malformed file
+fails with a one-line ProfileError that names the offending field."""
+import json
+import re
+
+import pytest
+
+from ddla_neuro.errors import UserError
+from ddla_neuro.profiles import (KINDS, OPTIONAL, PROFILE_DIR, REQUIRED, Profile, ProfileError, Quantity,
+                                 list_profiles, load_profile)
+
+SHIPPED = ["generic-45nm", "loihi", "loihi2", "truenorth"]
+
+
+def test_list_profiles():
+    assert list_profiles() == SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profile_is_complete(name):
+    p = load_profile(name)
+    assert isinstance(p, Profile) and p.name == name and p.description and "\n" not in p.description
+    for section, fields in REQUIRED.items():
+        for field, unit in fields.items():
+            q = p.quantity(section, field)
+            assert isinstance(q, Quantity) and q.unit == unit and q.kind in KINDS and q.source.strip()
+            assert q.known == (q.kind != "unknown")
+
+
+def test_shipped_values():
+    loihi, loihi2, tn, generic = (load_profile(n) for n in ("loihi", "loihi2", "truenorth", "generic-45nm"))
+    assert loihi2.energy["e_synop"].value == 23.6e-12 and loihi2.energy["e_synop"].kind == "estimate"
+    assert "6.8 pJ" in loihi2.energy["e_synop"].source and "67 fJ" in loihi2.energy["e_synop"].source
+    assert loihi.energy["e_synop"].value == 23.6e-12 and loihi.energy["e_synop"].kind == "simulated"
+    assert loihi.chip["spike_payload_bits_max"].value == 0 and loihi2.chip["spike_payload_bits_max"].value == 32
+    assert loihi.scope == loihi2.scope == generic.scope == "per_term" and tn.scope == "all_in"
+    assert tn.energy["e_synop"].value == 26e-12 and tn.time["t_barrier"].value == 1e-3
+    assert not loihi.energy["e_barrier"].known and not loihi2.energy["e_barrier"].known
+    assert loihi2.energy["p_static_chip"].value == 0.255 and loihi2.energy["p_static_chip"].unit == "W"
+    assert generic.energy["e_mac"].value == 4.6e-12 and generic.energy["e_ac"].value == 0.9e-12
+    assert all(not q.known for q in generic.chip.values())
+    assert isinstance(loihi.chip["cores"].value, int) and loihi.chip["cores"].value == 128
+
+
+def test_optional_fields():
+    assert set(load_profile("generic-45nm").energy) == set(REQUIRED["energy"]) | set(OPTIONAL["energy"])
+    with pytest.raises(ProfileError, match="e_mac"):
+        load_profile("loihi").quantity("energy", "e_mac")
+    with pytest.raises(ProfileError, match="watts"):
+        load_profile("loihi").quantity("watts", "cores")
+
+
+def test_load_by_path_and_to_dict(tmp_path):
+    p = load_profile(str(PROFILE_DIR / "loihi2.toml"))
+    assert p.name == "loihi2" and p.path == str((PROFILE_DIR / "loihi2.toml").resolve())
+    copy = tmp_path / "mine.toml"
+    copy.write_text((PROFILE_DIR / "loihi2.toml").read_text())
+    assert load_profile(copy).energy == p.energy
+    d = json.loads(json.dumps(load_profile("generic-45nm").to_dict()))
+    assert set(d) == {"name", "description", "scope", "path", "chip", "energy", "time"}
+    assert d["energy"]["e_mac"] == {"value": 4.6e-12, "unit": "J", "kind": "derived",
+                                    "source": load_profile("generic-45nm").energy["e_mac"].source}
+    assert d["chip"]["cores"]["value"] is None
+    assert json.loads(json.dumps(p.to_dict())) == p.to_dict()
+
+
+def test_unknown_name():
+    with pytest.raises(ProfileError) as e:
+        load_profile("loihi9")
+    assert str(e.value) == ("unknown profile 'loihi9': pick one of generic-45nm, loihi, loihi2, truenorth, "
+                            "or pass a path to a .toml file")
+    assert isinstance(e.value, UserError)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ProfileError, match="nope.toml.*not found"):
+        load_profile(str(tmp_path / "nope.toml"))
+
+
+LOIHI = (PROFILE_DIR / "loihi.toml").read_text()
+BARRIER = next(l for l in LOIHI.split("\n") if l.startswith("e_barrier ="))
+
+
+def _sub(old: str, new: str, text: str = LOIHI) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+BAD = {  # case -> (edited text, what the message must name)
+    "toml syntax": (_sub("[chip]", "[chip"), r"line \d+, column \d+"),
+    "no [profile]": (LOIHI[:LOIHI.index("[profile]")] + LOIHI[LOIHI.index("[chip]"):], r"\[profile\] is missing"),
+    "misspelt [profile]": (_sub("[profile]", "[profil]"), r"\[profil\] is not a known section"),
+    "no name": (_sub('name = "loihi"\n', ""), r"\[profile\] name"),
+    "no scope": (_sub('scope = "per_term"\n', ""), r"\[profile\] scope"),
+    "bad scope": (_sub('scope = "per_term"', 'scope = "everything"'), r"\[profile\] scope.*per_term, all_in"),
+    "no section": (LOIHI[:LOIHI.index("[time]")], r"\[time\]"),
+    "missing field": (_sub(BARRIER + "\n", ""), r"\[energy\] e_barrier is missing"),
+    "not inline table": (_sub(BARRIER, "e_barrier = 0.0"), r"\[energy\] e_barrier is not an inline table"),
+    "no unit": (_sub('e_barrier = { unit = "J", ', "e_barrier = { "), r"\[energy\] e_barrier has no unit"),
+    "no kind": (_sub('unit = "J", kind = "unknown", ', 'unit = "J", '), r"\[energy\] e_barrier has no kind"),
+    "no source": (_sub(BARRIER, 'e_barrier = { unit = "J", kind = "unknown" }'), r"\[energy\] e_barrier has no source"),
+    "bad kind": (_sub('kind = "simulated"', 'kind = "guess"'), r"\[energy\] e_synop has unknown kind 'guess'"),
+    "wrong unit": (_sub('23.6e-12, unit = "J"', '23.6e-12, unit = "pJ"'), r"\[energy\] e_synop has unit 'pJ'"),
+    "wrong chip unit": (_sub('value = 128, unit = "count"', 'value = 128, unit = "bits"'), r"\[chip\] cores has unit"),
+    "not a number": (_sub("value = 23.6e-12", 'value = "23.6 pJ"'), r"\[energy\] e_synop value '23.6 pJ' is not a"),
+    "bool": (_sub("value = 23.6e-12", "value = true"), r"\[energy\] e_synop value True is not a finite"),
+    "nan": (_sub("value = 23.6e-12", "value = nan"), r"\[energy\] e_synop value nan is not a finite"),
+    "inf": (_sub("value = 23.6e-12", "value = inf"), r"\[energy\] e_synop value inf is not a finite"),
+    "negative": (_sub("value = 23.6e-12", "value = -23.6e-12"), r"\[energy\] e_synop value -2.36e-11 is negative"),
+    "value with unknown": (_sub('e_barrier = { unit = "J", kind = "unknown"', 'e_barrier = { value = 0, unit = "J", '
+                                'kind = "unknown"'), r"\[energy\] e_barrier has a value but kind 'unknown'"),
+    "unknown without value": (_sub("value = 23.6e-12, ", ""), r"\[energy\] e_synop has no value but kind 'simulated'"),
+    "extra field": (_sub("e_hop_ew =", "e_hop_we = { value = 1.0, unit = \"J\", kind = \"estimate\", source = \"x\" }"
+                         "\ne_hop_ew ="), r"\[energy\] e_hop_we is not a known field: allowed: e_synop"),
+    "optional elsewhere": (LOIHI + 'e_mac = { value = 1.0, unit = "J", kind = "estimate", source = "x" }\n',
+                           r"\[time\] e_mac is not a known field"),
+    "extra attr": (_sub("value = 23.6e-12,", "value = 23.6e-12, note = 1,"), r"\[energy\] e_synop note is not"),
+    "extra section": (LOIHI + "\n[energi]\n", r"\[energi\] is not a known section"),
+    "fractional count": (_sub("value = 128,", "value = 128.5,"), r"\[chip\] cores value 128.5 is not a positive int"),
+    "zero count": (_sub("value = 128,", "value = 0,"), r"\[chip\] cores value 0 is not a positive integer"),
+    "all_in with terms": (_sub('scope = "per_term"', 'scope = "all_in"'), r"\[energy\] e_synop_graded breaks scope"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_profile(tmp_path, case):
+    text, pattern = BAD[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as e:
+        load_profile(str(path))
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(str(path.resolve())), message
+    assert re.search(pattern, message), message
+
+
+def test_zero_payload_and_zero_energy_allowed(tmp_path):
+    path = tmp_path / "ok.toml"
+    path.write_text(_sub("value = 1.7e-12", "value = 0"))  # a measured 0 is a value, not "unknown"
+    p = load_profile(path)
+    assert p.energy["e_msg_local"].value == 0.0 and p.chip["spike_payload_bits_max"].value == 0
