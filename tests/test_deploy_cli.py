@@ -1,0 +1,126 @@
+"""python -m ddla_neuro.deploy: end to end on the shipped model, report schema, determinism,
+and one clear line (no traceback, no files) for every kind of bad input."""
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_module
+from ddla_neuro.deploy import DEFAULT_CHECKPOINT, main
+from ddla_neuro.errors import run_cli
+from ddla_neuro.report import SCHEMA_VERSION
+
+TOTALS = ("accuracy", "synaptic_ops", "events", "energy_j", "cores", "latency_s", "energy_parts_j", "unknown_terms")
+PLOTS = ("sops_per_layer.png", "events_per_timestep.png", "energy_breakdown.png", "keep_frontier.png")
+
+
+def deploy(tmp_path, *args: str, name: str = "out") -> dict:
+    out = tmp_path / name
+    assert run_cli(main, ["--profile", "loihi2", "--out", str(out), *args]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
+def test_fast_backend_end_to_end_with_a_keep_sweep(tmp_path):
+    report = deploy(tmp_path, "--backend", "fast", "--samples", "60", "--keep", "0.3,0.5,1")
+    assert report["schema_version"] == SCHEMA_VERSION and report["profile"]["name"] == "loihi2"
+    assert set(report["modes"]) == {"dense", "delta", "ddla", "mixed"}
+    for mode in report["modes"].values():
+        assert all(k in mode["totals"] for k in TOTALS) and 0.0 <= mode["totals"]["accuracy"] <= 1.0
+        assert [r["layer"] for r in mode["layers"]] == ["input", "2", "6", "output"]
+    dense, delta, ddla = (report["modes"][m]["totals"] for m in ("dense", "delta", "ddla"))
+    assert dense["accuracy"] == delta["accuracy"] and all(report["checks"].values())
+    assert ddla["synaptic_ops"] < delta["synaptic_ops"] < dense["synaptic_ops"]
+    assert [s["keep"] for s in report["sweep"]] == [1.0, 0.5, 0.3]
+    assert report["sweep"][0]["synaptic_ops"] == delta["synaptic_ops"]  # k = 1 is delta
+    assert report["modes"]["ddla"]["keep"] == 0.3
+    assert report["neurobench"]["dense"] > 0 and report["literature"]["energy_j"] > 0
+    out = tmp_path / "out"
+    assert all((out / p).stat().st_size > 0 for p in PLOTS)
+    assert "| per inference | dense | delta | ddla | mixed |" in (out / "report.md").read_text()
+
+
+def test_lava_backend_gives_the_report_of_the_fast_simulator(tmp_path):
+    args = ("--samples", "12", "--keep", "0.3")
+    lava = deploy(tmp_path, *args, name="lava")
+    fast = deploy(tmp_path, "--backend", "fast", *args, name="fast")
+    assert lava["checks"]["Lava == fast simulator (logits and counters, every run)"]
+    assert lava["modes"] == fast["modes"] and lava["sweep"] == fast["sweep"]
+
+
+def test_the_same_seed_gives_the_same_report(tmp_path):
+    a = deploy(tmp_path, "--backend", "fast", "--samples", "30", "--profile", "loihi", name="a")
+    b = deploy(tmp_path, "--backend", "fast", "--samples", "30", "--profile", "loihi", name="b")
+    assert a == b
+    assert (tmp_path / "a" / "report.md").read_text() == (tmp_path / "b" / "report.md").read_text()
+
+
+def test_float_precision_and_a_single_mode(tmp_path):
+    report = deploy(tmp_path, "--backend", "fast", "--samples", "20", "--float", "--mode", "dense")
+    assert set(report["modes"]) == {"dense"} and report["model"]["precision"] == "float"
+
+
+def test_command_line_error_is_one_line_without_traceback(tmp_path):
+    r = run_module("ddla_neuro.deploy", "--profile", "loihi9", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "unknown profile 'loihi9'" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def _nan_checkpoint(tmp_path):
+    payload = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
+    key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][key] = payload["state_dict"][key].clone().fill_(float("nan"))
+    torch.save(payload, tmp_path / "nan.pt")
+    return ["--checkpoint", str(tmp_path / "nan.pt")]
+
+
+def _unsupported_nir(tmp_path):
+    graph = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([64])}),
+                                "cell": nir.CubaLIF(tau_mem=np.ones(64), tau_syn=np.ones(64), r=np.ones(64),
+                                                    v_leak=np.zeros(64), v_threshold=np.ones(64)),
+                                "output": nir.Output({"output": np.array([64])})},
+                         edges=[("input", "cell"), ("cell", "output")], metadata={"timesteps": 2}, type_check=False)
+    nir.write(tmp_path / "g.nir", graph)
+    return ["--nir", str(tmp_path / "g.nir"), "--dataset", "digits"]
+
+
+def _wrong_shape(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "small.npz", images=rng.integers(0, 255, (20, 4, 4)), labels=np.arange(20) % 2)
+    return ["--dataset", "npz", "--data-dir", str(tmp_path / "small.npz")]
+
+
+BAD = {
+    "unknown profile": (lambda p: ["--profile", "loihi9"], "unknown profile"),
+    "malformed TOML": (lambda p: (p / "bad.toml").write_text("[profile\nname = 1\n") and
+                       ["--profile", str(p / "bad.toml")], "bad.toml"),
+    "missing checkpoint": (lambda p: ["--checkpoint", str(p / "none.pt")], "does not exist"),
+    "corrupt checkpoint": (lambda p: (p / "c.pt").write_bytes(b"\x00garbage" * 10) and
+                           ["--checkpoint", str(p / "c.pt")], "not a readable ddla-neuro checkpoint"),
+    "NaN weights": (_nan_checkpoint, "NaN"),
+    "unsupported NIR node": (_unsupported_nir, "CubaLIF"),
+    "wrong input shape": (_wrong_shape, "shape"),
+    "missing data dir": (lambda p: ["--dataset", "mnist", "--data-dir", str(p / "nowhere")], "mnist"),
+    "bad keep": (lambda p: ["--keep", "0.3,2"], "--keep"),
+    "bad mode": (lambda p: ["--mode", "sparse"], "--mode"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_clear_line_and_writes_nothing(case, tmp_path, capsys):
+    make_args, needle = BAD[case]
+    args = make_args(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--profile", "loihi2", "--backend", "fast", "--samples", "5", "--out", str(out), *args]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err, err
+    assert not out.exists()
+
+
+def test_default_checkpoint_is_shipped():
+    assert DEFAULT_CHECKPOINT.is_file() and DEFAULT_CHECKPOINT.is_relative_to(ROOT / "models")
