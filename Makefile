@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# The main job: deploy the shipped default model to Lava on the digits test split, cost it on Loihi 2.
 demo: setup
-	$(PY) -m ddla_neuro.train --model convnet --dataset digits --timesteps 4 --epochs 30 --seed 0 --out runs/demo
+	$(PY) -m ddla_neuro.deploy --profile loihi2 --out runs/deploy
 
 test: setup
 	$(PY) -m pytest -q
@@ -32,6 +33,7 @@ models: setup
 
 bench: setup
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/deploy_profiles.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -46,7 +46,9 @@ def test_multi_step_equals_single_step(name):
     with torch.no_grad():
         a = net.run(x)
         b = net.run(x, single_step=True)
-    assert torch.equal(a, b)
+    # float32 GEMMs over T*B rows vs B rows may round differently (torch does not promise
+    # batch-invariant results; torch 2.14 differs by one ulp): outputs agree to rounding, spikes exactly
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     single = torch.cat([z.flatten() for z in spikes["single"]])
     multi_by_step = torch.cat([z.flatten() for z in spikes["multi"]])
     assert single.sum() > 0 and single.sum() == multi_by_step.sum()

@@ -1,0 +1,69 @@
+"""The deploy tables of docs/RESULTS.md: the shipped model on every shipped hardware profile
+(dense, delta, DDLA, mixed), the DDLA keep sweep, and the compatibility modes.
+
+    python benchmarks/deploy_profiles.py [--backend fast|lava] [--samples N] [--keep 0.3,0.5,0.7,1]
+
+Default: the fast simulator (bit-exact with Lava, checked by the deploy tests and by every
+Lava deploy) on the whole digits test split, fixed point, seed 0.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ddla_neuro.deploy import build_parser, deploy  # noqa: E402
+from ddla_neuro.profiles import list_profiles  # noqa: E402
+from ddla_neuro.report import _si  # noqa: E402
+
+
+def _cell(v, unit: str) -> str:
+    return "unknown" if v is None else _si(v, unit)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="fast", choices=("fast", "lava"))
+    ap.add_argument("--samples", type=int)
+    ap.add_argument("--keep", default="0.3,0.5,0.7,1")
+    args = ap.parse_args()
+    print("| profile | mode | accuracy | SOPs | events | energy | dynamic | cores | latency | unknown terms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    reports = {}
+    t0 = time.perf_counter()
+    for profile in list_profiles():
+        argv = ["--profile", profile, "--backend", args.backend, "--keep", args.keep]
+        argv += ["--samples", str(args.samples)] if args.samples else []
+        reports[profile] = r = deploy(build_parser().parse_args(argv))
+        for mode, m in r["modes"].items():
+            t = m["totals"]
+            print(f"| {profile} | {mode} | {100 * t['accuracy']:.2f}% | {t['synaptic_ops']:,.0f} | {t['events']:,.0f} | "
+                  f"{_cell(t['energy_j'], 'J')} | {_cell(t['dynamic_energy_j'], 'J')} | {t['cores'] or 'unknown'} | "
+                  f"{_cell(t['latency_s'], 's')} | {', '.join(t['unknown_terms']) or '-'} |")
+    r = reports["loihi2"]
+    print(f"\nDDLA keep sweep on loihi2 ({r['run']['samples']} samples):\n")
+    print("| keep | accuracy | SOPs | events | energy |\n|---:|---:|---:|---:|---:|")
+    for s in r["sweep"]:
+        print(f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} | {s['events']:,.0f} | "
+              f"{_si(s['energy_j'], 'J')} |")
+    nb, lit = r["neurobench"], r["literature"]
+    dense, delta, ddla = (r["modes"][m]["totals"] for m in ("dense", "delta", "ddla"))
+    print(f"\nNeuroBench SynapticOperations (dense): Effective_ACs {nb['effective_acs']:,.0f}, "
+          f"Effective_MACs {nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}")
+    print(f"Literature estimate (45 nm, dense): {lit['first_layer_flops']:,.0f} first-layer FLOPs, "
+          f"{lit['synaptic_ops']:,.0f} SOPs, {_si(lit['energy_j'], 'J')}")
+    for name, t in (("delta", delta), ("ddla", ddla)):
+        steps = r["modes"][name]["per_timestep"]["events"]
+        dense_steps = r["modes"]["dense"]["per_timestep"]["events"]
+        print(f"{name}: events {100 * (1 - t['events'] / dense['events']):.1f}% fewer than dense in total, "
+              f"{100 * (1 - steps[-1] / dense_steps[-1]):.1f}% fewer at the last step; SOPs "
+              f"{100 * (1 - t['synaptic_ops'] / dense['synaptic_ops']):.1f}% fewer")
+    print(f"\nwall time: {time.perf_counter() - t0:.1f} s ({args.backend} backend)")
+
+
+if __name__ == "__main__":
+    main()
