@@ -119,7 +119,6 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     per_core = {k: terms.profile.quantity("chip", k) for k in
                 ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core", "fanout_axons_per_core",
                  "weight_bits_max")}
-    weight_bits = WEIGHT_BITS
     problems = []
     if binary_chip and spec.encoding == "direct":
         problems.append("the chip sends binary spikes only: the analog input needs graded messages "
@@ -134,7 +133,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
             pair = 2 if binary_chip and _signed(proj.source, encoding, spec.encoding) else 1
             n_syn += pair * sum(op_synapses(op) for op in proj.ops)
             axons += pair * int(np.prod(proj.ops[0].in_shape))
-        synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * weight_bits / 8)
+        synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
         if not (per_core["neurons_per_core"].known and per_core["syn_mem_bytes_per_core"].known):
             cores[pop.name] = None
             continue
@@ -144,6 +143,13 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
         if per_core["fanin_axons_per_core"].known and axons > per_core["fanin_axons_per_core"].value:
             problems.append(f"layer {pop.name}: each core needs {axons} input axons, the chip allows "
                             f"{per_core['fanin_axons_per_core'].value:g}")
+    fanout_limit = per_core["fanout_axons_per_core"]
+    if fanout_limit.known and all(c is not None for c in cores.values()):
+        for sender, targets in _targets(spec).items():
+            edges = sum(cores[t] for t in targets)  # each core of the sender reaches every target core
+            if edges > fanout_limit.value:
+                problems.append(f"layer {sender}: each core sends to {edges} cores, the chip allows "
+                                f"{fanout_limit.value:g}")
     return Mapping(synapses, syn_bytes, cores, first, problems)
 
 

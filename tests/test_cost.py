@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ddla_neuro.cost import cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs, Terms
-from ddla_neuro.profiles import load_profile
+from ddla_neuro.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
 from ddla_neuro.sim import simulate
 from ddla_neuro.spec import NetSpec, Op, Population, Projection, assign_depths
 
@@ -149,3 +149,22 @@ def test_dense_counts_equal_neurobench_synaptic_operations(name):
     assert got == {"effective_acs": ref["Effective_ACs"], "effective_macs": ref["Effective_MACs"], "dense": ref["Dense"]}
     assert got["effective_macs"] > 0  # the analog input, and pooled spikes in the convnet
     assert (got["effective_acs"] > 0) == (name != "convnet")  # spikes straight into a layer
+
+
+def test_fan_in_and_fan_out_limits_are_reported(tmp_path):
+    """A 5000-wide linear layer needs 5000 input axons per core (Loihi 2 allows 4096), and a
+    sender feeding more than 4 cores breaks a fan-out limit of 4 core-to-core edges. (Weights
+    are broadcast views: the mapping reads only shapes.)"""
+    text = (ROOT_PROFILES / "loihi2.toml").read_text()
+    lines = [ln if not ln.startswith("fanout_axons_per_core") else ln.replace("value = 4096", "value = 4")
+             for ln in text.splitlines()]
+    (tmp_path / "tiny.toml").write_text("\n".join(lines) + "\n")
+    wide = Population("a", (20_000,), "if", np.zeros(20_000),
+                      [Projection("input", [Op("linear", (5000,), (20_000,), np.broadcast_to(1.0, (20_000, 5000)))])])
+    out = Population("out", (2,), "readout", np.zeros(2),
+                     [Projection("a", [Op("linear", (20_000,), (2,), np.broadcast_to(1.0, (2, 20_000)))])])
+    assign_depths([wide, out])
+    spec = NetSpec((5000,), 1, "direct", [wide, out])
+    problems = map_network(spec, {"input": "dense", "a": "dense"}, Terms(load_profile(tmp_path / "tiny.toml"))).problems
+    assert any("layer a: each core needs 5000 input axons" in p for p in problems)
+    assert any(p.startswith("layer input: each core sends to") for p in problems)
