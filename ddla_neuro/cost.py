@@ -90,11 +90,12 @@ def is_multibit(source: str, input_encoding: str) -> bool:
     return source == "input" and input_encoding == "direct"
 
 
-def payload_bits(source: str, encoding: dict[str, str], input_encoding: str) -> int:
-    """Payload bits of one of a sender's messages: none for a binary spike."""
+def payload_bits(source: str, encoding: dict[str, str], input_encoding: str, binary_chip: bool) -> int:
+    """Payload bits of one of a sender's messages: none for a binary spike, nor for a signed
+    one on a binary chip (the sign picks one of an on/off axon pair)."""
     if is_multibit(source, input_encoding):
         return INPUT_PAYLOAD_BITS
-    return TERNARY_PAYLOAD_BITS if _signed(source, encoding, input_encoding) else 0
+    return TERNARY_PAYLOAD_BITS if _signed(source, encoding, input_encoding) and not binary_chip else 0
 
 
 @dataclass
@@ -247,7 +248,8 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
            "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
     messages, hops_energy = _messages(terms, mapping, targets, name, row["events_out"], all_in)
     message_bits = terms.profile.quantity("chip", "message_bits")
-    bits = (message_bits.value if message_bits.known else 0) + payload_bits(name, encoding, spec.encoding)
+    bits = (message_bits.value if message_bits.known else 0) + payload_bits(name, encoding, spec.encoding,
+                                                                     _on_binary_chip(terms.profile))
     row["messages"] = messages
     row["message_bits"] = messages * bits if message_bits.known else None
     if all_in:  # the all-in SOP figure includes neurons, routing and leakage

@@ -143,7 +143,9 @@ def _encoding(spec: NetSpec, mode: str) -> dict[str, str]:
 
 
 def deploy(args: argparse.Namespace) -> dict:
-    profile = load_profile(args.profile)  # first: a bad profile fails before any work
+    profile = load_profile(args.profile)  # first: a bad profile or output path fails before any work
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file; name a directory for the report")
     if args.samples is not None and args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     spec, frames, labels, model = load_model(args)
@@ -161,7 +163,8 @@ def deploy(args: argparse.Namespace) -> dict:
     for k in ddla_keeps:
         sweep_results[k] = runner("ddla", k)
     if "ddla" in modes:
-        sweep_results.setdefault(1.0, results.get("delta"))  # DDLA with k = 1 is delta (tested)
+        if "delta" in results:
+            sweep_results.setdefault(1.0, results["delta"])  # DDLA with k = 1 is delta (tested)
         results["ddla"] = sweep_results[keeps[0]]
     runner.bar.close()
     accuracy = {m: float(np.mean(r.predictions == labels)) for m, r in results.items()}

@@ -30,7 +30,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .fileio import atomic_write, atomic_write_json, atomic_write_text
+from .errors import UserError
+from .fileio import atomic_write, atomic_write_json
 
 SCHEMA_VERSION = 1
 MODE_ORDER = ("dense", "delta", "ddla", "mixed")
@@ -175,13 +176,21 @@ def plots(report: dict) -> dict[str, bytes]:
     return out
 
 
+PLOT_FILES = ("sops_per_layer.png", "events_per_timestep.png", "energy_breakdown.png", "keep_frontier.png")
+
+
 def write_report(report: dict, out_dir: str | Path) -> list[Path]:
-    """Renders everything first, then writes each file atomically: a failure writes nothing."""
+    """Renders everything first, then writes each file atomically (report.json last), and
+    removes a plot of an earlier run that this report does not have (no sweep: no frontier)."""
     out_dir = Path(out_dir)
     files = {"report.md": markdown(report).encode(), **plots(report)}
-    paths = []
-    for name, data in files.items():
-        atomic_write(out_dir / name, lambda f, d=data: f.write(d))
-        paths.append(out_dir / name)
-    atomic_write_json(out_dir / "report.json", report)
-    return [out_dir / "report.json", *paths]
+    try:
+        for name in PLOT_FILES:
+            if name not in files:
+                (out_dir / name).unlink(missing_ok=True)
+        for name, data in files.items():
+            atomic_write(out_dir / name, lambda f, d=data: f.write(d))
+        atomic_write_json(out_dir / "report.json", report)
+    except OSError as e:
+        raise UserError(f"cannot write the report to {out_dir}: {e.strerror or e}; pick another --out") from None
+    return [out_dir / "report.json", *(out_dir / name for name in files)]

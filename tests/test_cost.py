@@ -168,3 +168,12 @@ def test_fan_in_and_fan_out_limits_are_reported(tmp_path):
     problems = map_network(spec, {"input": "dense", "a": "dense"}, Terms(load_profile(tmp_path / "tiny.toml"))).problems
     assert any("layer a: each core needs 5000 input axons" in p for p in problems)
     assert any(p.startswith("layer input: each core sends to") for p in problems)
+
+
+def test_message_bits_by_hand():
+    """'a' sends 5 signed deltas to the one core of 'out': on Loihi 2 each is a 32-bit message
+    with a 2-bit payload; on TrueNorth (binary) a 30-bit spike on one of an on/off axon pair."""
+    counts = run("delta").counts
+    for name, bits in (("loihi2", 32 + 2), ("truenorth", 30)):
+        a = rows(cost_run(flipping_net(), counts, load_profile(name), enc("delta")))["a"]
+        assert a["messages"] == 5 and a["message_bits"] == 5 * bits

@@ -124,3 +124,15 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(case, tmp_path, capsys):
 
 def test_default_checkpoint_is_shipped():
     assert DEFAULT_CHECKPOINT.is_file() and DEFAULT_CHECKPOINT.is_relative_to(ROOT / "models")
+
+
+def test_ddla_alone_without_k_one_runs(tmp_path):
+    report = deploy(tmp_path, "--backend", "fast", "--samples", "10", "--mode", "ddla", "--keep", "0.5")
+    assert set(report["modes"]) == {"ddla"} and [s["keep"] for s in report["sweep"]] == [0.5]
+
+
+def test_out_naming_a_file_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "taken").write_text("mine")
+    argv = ["--profile", "loihi2", "--backend", "fast", "--samples", "5", "--out", str(tmp_path / "taken")]
+    assert run_cli(main, argv) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "taken").read_text() == "mine"
