@@ -109,23 +109,21 @@ class Mapping:
     problems: list[str]
 
 
-def _on_binary_chip(profile: Profile) -> bool:
-    q = profile.quantity("chip", "spike_payload_bits_max")
-    return q.known and q.value == 0
+def _on_binary_chip(terms: Terms) -> bool:
+    return terms.get("chip", "spike_payload_bits_max") == 0
 
 
 def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mapping:
     """Synapses, memory and cores of each layer; a signed sender on a binary chip doubles them."""
-    binary_chip = _on_binary_chip(terms.profile)
-    per_core = {k: terms.profile.quantity("chip", k) for k in
-                ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core", "fanout_axons_per_core",
-                 "weight_bits_max")}
+    binary_chip = _on_binary_chip(terms)
+    limit = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core",
+                                               "fanout_axons_per_core", "weight_bits_max")}
     problems = []
     if binary_chip and spec.encoding == "direct":
         problems.append("the chip sends binary spikes only: the analog input needs graded messages "
                         "(rate-code it, or compute the first layer on the host)")
-    if per_core["weight_bits_max"].known and per_core["weight_bits_max"].value < WEIGHT_BITS:
-        problems.append(f"weights have {WEIGHT_BITS} bits, the chip stores at most {per_core['weight_bits_max'].value:g}")
+    if limit["weight_bits_max"] is not None and limit["weight_bits_max"] < WEIGHT_BITS:
+        problems.append(f"weights have {WEIGHT_BITS} bits, the chip stores at most {limit['weight_bits_max']:g}")
     synapses, syn_bytes, cores, first = {}, {}, {}, {}
     next_core = 0
     for pop in spec.populations:
@@ -135,22 +133,21 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
             n_syn += pair * sum(op_synapses(op) for op in proj.ops)
             axons += pair * int(np.prod(proj.ops[0].in_shape))
         synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
-        if not (per_core["neurons_per_core"].known and per_core["syn_mem_bytes_per_core"].known):
+        if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:
             cores[pop.name] = None
             continue
-        cores[pop.name] = max(math.ceil(pop.size / per_core["neurons_per_core"].value),
-                              math.ceil(syn_bytes[pop.name] / per_core["syn_mem_bytes_per_core"].value), 1)
+        cores[pop.name] = max(math.ceil(pop.size / limit["neurons_per_core"]),
+                              math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"]), 1)
         first[pop.name], next_core = next_core, next_core + cores[pop.name]
-        if per_core["fanin_axons_per_core"].known and axons > per_core["fanin_axons_per_core"].value:
+        if limit["fanin_axons_per_core"] is not None and axons > limit["fanin_axons_per_core"]:
             problems.append(f"layer {pop.name}: each core needs {axons} input axons, the chip allows "
-                            f"{per_core['fanin_axons_per_core'].value:g}")
-    fanout_limit = per_core["fanout_axons_per_core"]
-    if fanout_limit.known and all(c is not None for c in cores.values()):
+                            f"{limit['fanin_axons_per_core']:g}")
+    if limit["fanout_axons_per_core"] is not None and all(c is not None for c in cores.values()):
         for sender, targets in _targets(spec).items():
             edges = sum(cores[t] for t in targets)  # each core of the sender reaches every target core
-            if edges > fanout_limit.value:
+            if edges > limit["fanout_axons_per_core"]:
                 problems.append(f"layer {sender}: each core sends to {edges} cores, the chip allows "
-                                f"{fanout_limit.value:g}")
+                                f"{limit['fanout_axons_per_core']:g}")
     return Mapping(synapses, syn_bytes, cores, first, problems)
 
 
@@ -161,19 +158,19 @@ def _signed(source: str, encoding: dict[str, str], input_encoding: str) -> bool:
     return encoding.get(source, "dense") != "dense"
 
 
-def _tile_xy(core: np.ndarray, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
-    per_tile = int(profile.quantity("chip", "cores_per_tile").value)
-    cols = int(profile.quantity("chip", "mesh_cols").value)
+def _tile_xy(core: np.ndarray, per_tile: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     tile = core // per_tile
     return tile % cols, tile // cols
 
 
-def mean_hops(src: range, dst: range, profile: Profile) -> tuple[float, float]:
-    """Mean east-west and north-south hops between two sets of cores (all pairs)."""
-    if not all(profile.quantity("chip", k).known for k in ("cores_per_tile", "mesh_cols")):
+def mean_hops(src: range, dst: range, terms: Terms) -> tuple[float, float]:
+    """Mean east-west and north-south hops between two sets of cores (all pairs); 0 where the
+    mesh is unknown (then named in the unknown terms)."""
+    per_tile, cols = terms.get("chip", "cores_per_tile"), terms.get("chip", "mesh_cols")
+    if per_tile is None or cols is None:
         return 0.0, 0.0
-    sx, sy = _tile_xy(np.arange(src.start, src.stop), profile)
-    dx, dy = _tile_xy(np.arange(dst.start, dst.stop), profile)
+    sx, sy = _tile_xy(np.arange(src.start, src.stop), int(per_tile), int(cols))
+    dx, dy = _tile_xy(np.arange(dst.start, dst.stop), int(per_tile), int(cols))
     return float(np.abs(sx[:, None] - dx[None]).mean()), float(np.abs(sy[:, None] - dy[None]).mean())
 
 
@@ -247,11 +244,10 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
            "synaptic_j_by_source": by_source,
            "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
     messages, hops_energy = _messages(terms, mapping, targets, name, row["events_out"], all_in)
-    message_bits = terms.profile.quantity("chip", "message_bits")
-    bits = (message_bits.value if message_bits.known else 0) + payload_bits(name, encoding, spec.encoding,
-                                                                     _on_binary_chip(terms.profile))
+    header = terms.get("chip", "message_bits")
     row["messages"] = messages
-    row["message_bits"] = messages * bits if message_bits.known else None
+    row["message_bits"] = None if header is None else \
+        messages * (header + payload_bits(name, encoding, spec.encoding, _on_binary_chip(terms)))
     if all_in:  # the all-in SOP figure includes neurons, routing and leakage
         row["energy_j"] = {"synaptic": e_syn, "neuron": 0.0, "routing": 0.0, "static": 0.0}
         return row
@@ -272,7 +268,7 @@ def _messages(terms, mapping, targets, name, events_out, all_in) -> tuple[float,
         messages += m
         if all_in:
             continue
-        ew, ns = mean_hops(_core_range(mapping, name), _core_range(mapping, target), terms.profile)
+        ew, ns = mean_hops(_core_range(mapping, name), _core_range(mapping, target), terms)
         hop_energy += terms.energy("e_hop_ew", m * ew) + terms.energy("e_hop_ns", m * ns)
     return messages, hop_energy
 
@@ -297,7 +293,7 @@ def _add_static_and_latency(spec, counts, terms, mapping, rows, all_in) -> None:
     time_known = known_cores and not any(k.startswith("time.") for k in terms.unknown)
     latency = float(sum(step_times)) if time_known else None
     total_cores = sum(r["cores"] for r in layers) if known_cores else None
-    chips = _chips(terms.profile, total_cores)
+    chips = _chips(terms, total_cores)
     static = 0.0
     if not all_in:
         if latency is not None and chips is not None:
@@ -318,9 +314,9 @@ def _time(terms: Terms, name: str, count: float) -> float:
     return 0.0 if v is None else v * count
 
 
-def _chips(profile: Profile, cores: int | None) -> int | None:
-    q = profile.quantity("chip", "cores")
-    return None if cores is None or not q.known else max(math.ceil(cores / q.value), 1)
+def _chips(terms: Terms, cores: int | None) -> int | None:
+    per_chip = terms.get("chip", "cores") if cores is not None else None
+    return None if per_chip is None else max(math.ceil(cores / per_chip), 1)
 
 
 def _totals(rows: list[dict], mapping: Mapping) -> dict:

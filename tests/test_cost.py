@@ -177,3 +177,17 @@ def test_message_bits_by_hand():
     for name, bits in (("loihi2", 32 + 2), ("truenorth", 30)):
         a = rows(cost_run(flipping_net(), counts, load_profile(name), enc("delta")))["a"]
         assert a["messages"] == 5 and a["message_bits"] == 5 * bits
+
+
+def test_an_unknown_chip_term_is_named_not_dropped(tmp_path):
+    """Without neurons per core there are no cores, so no chips, latency or static energy:
+    the report must say which term is missing (a reviewer found it silently dropped)."""
+    text = (ROOT_PROFILES / "loihi2.toml").read_text().splitlines()
+    text = [ln if not ln.startswith("neurons_per_core") else
+            'neurons_per_core = { unit = "count", kind = "unknown", source = "test: withheld" }' for ln in text]
+    (tmp_path / "nocores.toml").write_text("\n".join(text) + "\n")
+    tot = cost_run(flipping_net(), run("dense").counts, load_profile(tmp_path / "nocores.toml"), enc("dense"))["totals"]
+    assert "chip.neurons_per_core" in tot["unknown_terms"]
+    assert tot["cores"] is None and tot["latency_s"] is None and tot["energy_parts_j"]["static"] == 0.0
+    known = cost_run(flipping_net(), run("dense").counts, load_profile("loihi2"), enc("dense"))["totals"]
+    assert "chip.neurons_per_core" not in known["unknown_terms"] and known["energy_parts_j"]["static"] > 0
