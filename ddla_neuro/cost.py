@@ -42,7 +42,7 @@ import numpy as np
 
 from .profiles import Profile
 from .sim import Counts
-from .spec import NetSpec, Op, fanout, projection_key
+from .spec import NetSpec, Op, fanout, projection_fanout, projection_key
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
 WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
@@ -74,15 +74,9 @@ class Terms:
 
 # --- mapping: synapses, cores, placement ---------------------------------------------------------
 
-def op_synapses(op: Op) -> int:
-    """Synapses an op needs when stored explicitly: the sum of its fan-out over input positions."""
-    fo = fanout(op)
-    return 0 if fo is None else int(fo.sum())
-
-
 def op_macs(op: Op) -> int:
     """Multiply-accumulates of the op on a dense input (one timestep): the literature's FLOPs."""
-    return op_synapses(op) if op.kind in ("conv2d", "linear") else 0
+    return int(fanout(op).sum()) if op.kind in ("conv2d", "linear") else 0
 
 
 def is_multibit(source: str, input_encoding: str) -> bool:
@@ -130,7 +124,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
         n_syn, axons = 0, 0
         for proj in pop.inputs:
             pair = 2 if binary_chip and _signed(proj.source, encoding, spec.encoding) else 1
-            n_syn += pair * sum(op_synapses(op) for op in proj.ops)
+            n_syn += pair * int(projection_fanout(proj.ops).sum())  # the composed matrix, stored explicitly
             axons += pair * int(np.prod(proj.ops[0].in_shape))
         synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
         if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:

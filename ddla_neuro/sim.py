@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .ddla.gsc import topk_mask
 from .errors import UserError
-from .spec import DECAY_BITS, SATURATION, NetSpec, Op, Population, fanout, projection_key
+from .spec import DECAY_BITS, SATURATION, NetSpec, Op, Population, fanout, projection_fanout, projection_key
 
 MODES = ("dense", "delta", "ddla")
 COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
@@ -96,7 +96,7 @@ def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return x.reshape(b, *op.out_shape)
 
 
-def neurobench_ops(op: Op, w: torch.Tensor, fo: torch.Tensor, x: torch.Tensor, pooled: bool) -> dict[str, float]:
+def neurobench_ops(op: Op, w: torch.Tensor, connections: float, x: torch.Tensor, pooled: bool) -> dict[str, float]:
     """NeuroBench's SynapticOperations for one call of a connection layer (conv2d, linear):
     effective ops = the layer with weights `w != 0` (no bias) applied to `x != 0`, summed;
     dense ops = every input to every connection. The call is ACs when every input is in
@@ -104,7 +104,7 @@ def neurobench_ops(op: Op, w: torch.Tensor, fo: torch.Tensor, x: torch.Tensor, p
     where we see sums (the 1/k scale is folded into the weights): those count as MACs."""
     effective = float(_apply(op, (w != 0).to(x.dtype), (x != 0).to(x.dtype)).sum())
     binary = not pooled and bool(((x == 0) | (x.abs() == 1)).all())
-    return {"effective_acs" if binary else "effective_macs": effective, "dense": float(fo.sum()) * x.shape[0]}
+    return {"effective_acs" if binary else "effective_macs": effective, "dense": connections * x.shape[0]}
 
 
 def _fan_in(op: Op) -> int:
@@ -135,8 +135,9 @@ class _Projection:
         self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
         self.weights = [None if op.weight is None else torch.as_tensor(np.asarray(op.weight), dtype=self.dtype)
                         for op in self.ops]
-        self.fanouts = [None if (fo := fanout(op)) is None else torch.as_tensor(fo.reshape(-1), dtype=torch.float64)
-                        for op in self.ops]
+        self.fanout = torch.as_tensor(projection_fanout(self.ops).reshape(-1), dtype=torch.float64)
+        # NeuroBench's dense count of each connection layer: every input to every connection
+        self.connections = [0.0 if (fo := fanout(op)) is None else float(fo.sum()) for op in self.ops]
         self.gain = float(2 ** proj.shift) if fixed else 1.0
         self.held: torch.Tensor | None = None
 
@@ -149,13 +150,12 @@ class _Projection:
         if accumulate and self.held is not None and not bool(x.any()):
             return self.held, sops  # nothing changed upstream (direct input after t = 1): event-driven skip
         x = x.to(self.dtype)
+        sops = int((x != 0).sum(0).flatten().double() @ self.fanout)
         pooled = False
-        for op, w, fo in zip(self.ops, self.weights, self.fanouts):
+        for op, w, connections in zip(self.ops, self.weights, self.connections):
             x = x.reshape(x.shape[0], *op.in_shape)
-            if fo is not None:
-                sops += int((x != 0).sum(0).flatten().double() @ fo)
             if self.neurobench and op.kind in ("conv2d", "linear"):
-                for key, value in neurobench_ops(op, w, fo, x, pooled).items():
+                for key, value in neurobench_ops(op, w, connections, x, pooled).items():
                     counts.add("neurobench", key, t, value)
             pooled = pooled or op.kind in ("sumpool2d", "scale")
             x = _apply(op, w, x)

@@ -207,20 +207,47 @@ def fanout(op: Op) -> np.ndarray | None:
     return np.broadcast_to(targets * per_pixel, (c, h, w)).copy()
 
 
-def apply_counting(ops: list[Op], fanouts: list[np.ndarray | None], x: np.ndarray) -> tuple[np.ndarray, int]:
-    """The ops' output for input `x` (one sample) and their synaptic ops: at every op, each
-    non-zero value reaching it costs its fan-out."""
-    total = 0
-    for op, fo in zip(ops, fanouts):
-        x = x.reshape(op.in_shape)
-        if fo is not None:
-            total += int(fo[x != 0].sum())
-        x = apply_op(op, x)
-    return x, total
+def _reach_back(op: Op, reach: np.ndarray) -> np.ndarray:
+    """For each input position of `op`: the sum of `reach` over the outputs it connects to."""
+    if op.kind == "flatten":
+        return reach.reshape(op.in_shape)
+    if op.kind == "scale":
+        return reach.reshape(op.in_shape)
+    if op.kind == "linear":
+        return np.full(op.in_shape, reach.sum())
+    per_output = reach.sum(axis=0, keepdims=True) if op.kind == "conv2d" else reach  # conv: every channel
+    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
+    _, h, w = op.in_shape
+    back = np.zeros((per_output.shape[0], h, w))
+    for ho in range(op.out_shape[1]):
+        for wo in range(op.out_shape[2]):
+            r0, c0 = ho * sh - ph, wo * sw - pw
+            back[:, max(r0, 0): min(r0 + kh, h), max(c0, 0): min(c0 + kw, w)] += per_output[:, ho: ho + 1, wo: wo + 1]
+    return np.broadcast_to(back, op.in_shape).copy()
 
 
-def synaptic_ops(ops: list[Op], fanouts: list[np.ndarray | None], x: np.ndarray) -> int:
-    return apply_counting(ops, fanouts, x)[1]
+def projection_fanout(ops: list[Op]) -> np.ndarray:
+    """Synaptic ops caused by one non-zero value at each input position of a projection (shape
+    `ops[0].in_shape`): the targets it reaches through the whole chain. A chip stores a chain
+    (say sum pool then conv) as one composed synapse matrix, so an event costs its composed
+    fan-out, whatever the intermediate values. Where paths meet at one target (overlapping
+    pool windows) each path counts: an upper bound there, exact otherwise. For a single op it
+    is `fanout(op)`."""
+    reach = np.ones(ops[-1].out_shape)
+    for op in reversed(ops):
+        reach = _reach_back(op, reach)
+    return reach.astype(np.int64)
+
+
+def apply_counting(ops: list[Op], fan: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The ops' output for input `x` (one sample) and their synaptic ops: each non-zero input
+    value costs its composed fan-out `fan` (`projection_fanout(ops)`)."""
+    total = int(fan[np.asarray(x).reshape(fan.shape) != 0].sum())
+    return apply_ops(ops, x), total
+
+
+def synaptic_ops(ops: list[Op], fan: np.ndarray, x: np.ndarray) -> int:
+    return apply_counting(ops, fan, x)[1]
 
 
 # --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------

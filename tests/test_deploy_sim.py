@@ -12,7 +12,7 @@ from ddla_neuro.ddla.executor import DeltaExecutor
 from ddla_neuro.ir import IRError, network_to_nir, nir_to_spec
 from ddla_neuro.quant import quantize, quantize_input
 from ddla_neuro.sim import simulate
-from ddla_neuro.spec import Op, fanout, load_spec, save_spec, synaptic_ops
+from ddla_neuro.spec import Op, fanout, load_spec, projection_fanout, save_spec, synaptic_ops
 from ddla_neuro.zoo import build_model
 
 
@@ -88,15 +88,22 @@ def test_conv_fanout_counts_borders_strides_and_padding_by_hand():
     np.testing.assert_array_equal(fanout(op)[0], 2 * np.outer(reach, reach))
     x = np.zeros((1, 5, 5))
     x[0, 0, 0], x[0, 1, 1], x[0, 2, 3] = 1, -1, 1
-    assert synaptic_ops([op], [fanout(op)], x) == 2 * (1 * 1 + 2 * 2 + 1 * 2)
+    assert synaptic_ops([op], projection_fanout([op]), x) == 2 * (1 * 1 + 2 * 2 + 1 * 2)
     lin = Op("linear", (4,), (3,), np.ones((3, 4)))
-    assert synaptic_ops([lin], [fanout(lin)], np.array([0, 1, 0, -1])) == 6
+    assert synaptic_ops([lin], projection_fanout([lin]), np.array([0, 1, 0, -1])) == 6
     pool = Op("sumpool2d", (1, 4, 4), (1, 2, 2), None, (2, 2), (0, 0), (2, 2))
     flat, lin2 = Op("flatten", (1, 2, 2), (4,)), Op("linear", (4,), (5,), np.ones((5, 4)))
     x = np.zeros((1, 4, 4))
-    x[0, 0, 0] = x[0, 0, 1] = x[0, 3, 3] = 1  # 3 pooled inputs reach 2 pooled outputs
+    x[0, 0, 0] = x[0, 0, 1] = x[0, 3, 3] = 1  # each reaches one pooled value, which reaches 5 targets
     ops = [pool, flat, lin2]
-    assert synaptic_ops(ops, [fanout(o) for o in ops], x) == 3 * 1 + 2 * 5
+    assert synaptic_ops(ops, projection_fanout(ops), x) == 3 * 5  # the composed matrix: 5 synapses per input
+    x[0, 1, 0] = -1  # cancels x[0, 0, 0] inside the pooling window: a chip still does its 5 SOPs
+    assert synaptic_ops(ops, projection_fanout(ops), x) == 4 * 5
+    for single in (op, lin, pool):  # one op: the composed fan-out is the op's own
+        np.testing.assert_array_equal(projection_fanout([single]), fanout(single))
+    overlapping = Op("sumpool2d", (1, 3, 3), (1, 2, 2), None, (1, 1), (0, 0), (2, 2))
+    np.testing.assert_array_equal(projection_fanout([overlapping, Op("flatten", (1, 2, 2), (4,))])[0],
+                                  [[1, 2, 1], [2, 4, 2], [1, 2, 1]])  # paths through overlapping windows
 
 
 def test_spec_round_trips_through_npz(tmp_path):

@@ -23,7 +23,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ddla_neuro.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
-from ddla_neuro.spec import SATURATION, apply_counting, decay_fixed, fanout, keep_count
+from ddla_neuro.spec import SATURATION, apply_counting, decay_fixed, keep_count, projection_fanout
 
 
 class _Windowed:
@@ -87,7 +87,7 @@ class _SynapseModel(_Windowed):
         dtype = np.int64 if self.fixed else np.float64
         self.ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=dtype))
                     for op in proc_params["ops"]]
-        self.fanouts = [fanout(op) for op in self.ops]
+        self.fanout = projection_fanout(self.ops)
         self.out_size = int(np.prod(self.ops[-1].out_shape))
         self.queue = deque(self.zeros(self.out_size) for _ in range(proc_params["delay"]))
         self.held = self.zeros(self.out_size)
@@ -100,7 +100,7 @@ class _SynapseModel(_Windowed):
             self.queue.append(self.zeros(self.out_size))
             return
         p = self.proc_params
-        a, sops = apply_counting(self.ops, self.fanouts, d)
+        a, sops = apply_counting(self.ops, self.fanout, d)
         self.sops[t] += sops
         a = a.reshape(-1)
         a = a << p["shift"] if self.fixed else a
