@@ -21,6 +21,8 @@ What is counted, per sample (the counts are totals over the samples run):
   to every core of each target layer (`e_msg_local` plus the mean mesh hops between the two
   layers' cores, layers placed on consecutive cores, row-major on the tile mesh). Sending to
   every core is an upper bound for convolutions, exact for dense layers.
+* Synaptic ops and synapses of a projection use its composed fan-out (`spec.projection_fanout`):
+  a pool-then-conv chain is one synapse matrix on a chip.
 * Cores: each layer on its own cores, enough for its neurons and for the synapses of its
   inputs (stored explicitly, convolutions unrolled, 8-bit weights: an upper bound where a chip
   shares conv weights). Fan-in/fan-out over the core limits is reported as a mapping problem.
@@ -28,6 +30,8 @@ What is counted, per sample (the counts are totals over the samples run):
   spread over the layers by their share of cores.
 * Latency of a step: the slowest layer's core (its share of the step's SOPs, neuron updates
   and spikes at the profile's times) plus `t_barrier`; per sample, the sum over T steps.
+  Mesh transit (`t_hop_*`) is not modelled in it yet: a lower bound where messages cross
+  many tiles (the shipped model sits on one or two tiles).
 
 A quantity the profile marks unknown is left out of the total and named in `unknown_terms`;
 never priced at 0. An `all_in` profile (TrueNorth) prices SOPs only: its figure includes the
