@@ -18,11 +18,11 @@ sys.path.insert(0, str(ROOT))
 
 from ddla_neuro.deploy import build_parser, deploy  # noqa: E402
 from ddla_neuro.profiles import list_profiles  # noqa: E402
-from ddla_neuro.report import _si  # noqa: E402
+from ddla_neuro.report import si  # noqa: E402
 
 
 def _cell(v, unit: str) -> str:
-    return "unknown" if v is None else _si(v, unit)
+    return "unknown" if v is None else si(v, unit)
 
 
 def main() -> None:
@@ -49,13 +49,13 @@ def main() -> None:
     print("| keep | accuracy | SOPs | events | energy |\n|---:|---:|---:|---:|---:|")
     for s in r["sweep"]:
         print(f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} | {s['events']:,.0f} | "
-              f"{_si(s['energy_j'], 'J')} |")
+              f"{si(s['energy_j'], 'J')} |")
     nb, lit = r["neurobench"], r["literature"]
     dense, delta, ddla = (r["modes"][m]["totals"] for m in ("dense", "delta", "ddla"))
     print(f"\nNeuroBench SynapticOperations (dense): Effective_ACs {nb['effective_acs']:,.0f}, "
           f"Effective_MACs {nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}")
     print(f"Literature estimate (45 nm, dense): {lit['first_layer_flops']:,.0f} first-layer FLOPs, "
-          f"{lit['synaptic_ops']:,.0f} SOPs, {_si(lit['energy_j'], 'J')}")
+          f"{lit['synaptic_ops']:,.0f} SOPs, {si(lit['energy_j'], 'J')}")
     for name, t in (("delta", delta), ("ddla", ddla)):
         steps = r["modes"][name]["per_timestep"]["events"]
         dense_steps = r["modes"]["dense"]["per_timestep"]["events"]

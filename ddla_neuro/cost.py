@@ -46,7 +46,7 @@ import numpy as np
 
 from .profiles import Profile
 from .sim import Counts
-from .spec import NetSpec, Op, fanout, projection_fanout, projection_key
+from .spec import NetSpec, Op, fanout, projection_ends, projection_fanout, projection_key
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
 WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
@@ -207,8 +207,8 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str
     for name in senders + [spec.readout.name]:
         pop = None if name == "input" else spec.population(name)
         rows.append(_layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_in))
-    _add_static_and_latency(spec, counts, terms, mapping, rows, all_in)
-    totals = _totals(rows, mapping)
+    latency, step_s, chips = _add_static_and_latency(counts, terms, rows, all_in)
+    totals = {**_totals(rows), "chips": chips, "latency_s": latency, "step_latency_s": step_s}
     totals["unknown_terms"] = sorted(terms.unknown)
     totals["mapping_problems"] = mapping.problems
     return {"layers": rows, "totals": totals,
@@ -227,7 +227,7 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
         sops += s
         events_in += float(_per_sample(counts, "events", proj.source).sum())
         price = "e_synop_graded" if is_multibit(proj.source, spec.encoding) and not all_in else "e_synop"
-        by_source[proj.source] = terms.energy(price, float(s.sum()))
+        by_source[proj.source] = by_source.get(proj.source, 0.0) + terms.energy(price, float(s.sum()))
     e_syn = sum(by_source.values())
     n = 0 if pop is None else pop.size
     active = float(_per_sample(counts, "active", name).sum()) if pop is not None else 0.0
@@ -271,23 +271,30 @@ def _messages(terms, mapping, targets, name, events_out, all_in) -> tuple[float,
     return messages, hop_energy
 
 
-def _add_static_and_latency(spec, counts, terms, mapping, rows, all_in) -> None:
-    """Step latency from the slowest core; static power and barrier energy spread by cores."""
-    t = counts.timesteps
-    step_times = []
-    layers = [r for r in rows if r["kind"] != "input"]
-    known_cores = all(r["cores"] for r in layers)
-    for step in range(t):
+def _step_times(counts: Counts, terms: Terms, layers: list[dict]) -> list[float]:
+    """Per step: the slowest core's work (its share of its layer's SOPs, neuron updates and
+    spikes) plus the barrier."""
+    active = {r["layer"]: _per_sample(counts, "active", r["layer"]) for r in layers}
+    times = []
+    for step in range(counts.timesteps):
         worst = 0.0
         for r in layers:
-            if not known_cores:
-                break
-            c = r["cores"]
-            active = float(_per_sample(counts, "active", r["layer"])[step])
-            work = [("t_synop", r["sops_per_step"][step]), ("t_neuron_active", active),
-                    ("t_neuron_idle", r["neurons"] - active), ("t_spike_out", r["events_out_per_step"][step])]
-            worst = max(worst, sum(_time(terms, k, v) for k, v in work) / c)
-        step_times.append(worst + (_time(terms, "t_barrier", 1.0) if known_cores else 0.0))
+            a = float(active[r["layer"]][step])
+            work = [("t_synop", r["sops_per_step"][step]), ("t_neuron_active", a),
+                    ("t_neuron_idle", r["neurons"] - a), ("t_spike_out", r["events_out_per_step"][step])]
+            worst = max(worst, sum(_time(terms, k, v) for k, v in work) / r["cores"])
+        times.append(worst + _time(terms, "t_barrier", 1.0))
+    return times
+
+
+def _add_static_and_latency(counts: Counts, terms: Terms, rows: list[dict], all_in: bool
+                            ) -> tuple[float | None, list[float] | None, int | None]:
+    """Fills each layer's static energy (static power and barrier, spread by cores) and returns
+    (latency per sample, latency per step, chips); None where the profile cannot say."""
+    t = counts.timesteps
+    layers = [r for r in rows if r["kind"] != "input"]
+    known_cores = all(r["cores"] for r in layers)
+    step_times = _step_times(counts, terms, layers) if known_cores else None
     time_known = known_cores and not any(k.startswith("time.") for k in terms.unknown)
     latency = float(sum(step_times)) if time_known else None
     total_cores = sum(r["cores"] for r in layers) if known_cores else None
@@ -302,7 +309,7 @@ def _add_static_and_latency(spec, counts, terms, mapping, rows, all_in) -> None:
         r["energy_j"]["static"] = static * share
     for r in rows:
         r["energy_total_j"] = sum(r["energy_j"].values())
-    rows[0]["_latency_s"], rows[0]["_step_s"], rows[0]["_chips"] = latency, step_times if time_known else None, chips
+    return latency, step_times if time_known else None, chips
 
 
 def _time(terms: Terms, name: str, count: float) -> float:
@@ -317,9 +324,7 @@ def _chips(terms: Terms, cores: int | None) -> int | None:
     return None if per_chip is None else max(math.ceil(cores / per_chip), 1)
 
 
-def _totals(rows: list[dict], mapping: Mapping) -> dict:
-    head = rows[0]
-    latency, step_s, chips = head.pop("_latency_s"), head.pop("_step_s"), head.pop("_chips")
+def _totals(rows: list[dict]) -> dict:
     parts = {k: sum(r["energy_j"][k] for r in rows) for k in ENERGY_PARTS}
     cores = [r["cores"] for r in rows if r["kind"] != "input"]
     return {"synaptic_ops": sum(r["synaptic_ops"] for r in rows),
@@ -333,7 +338,6 @@ def _totals(rows: list[dict], mapping: Mapping) -> dict:
             "synapses": sum(r["synapses"] for r in rows),
             "syn_mem_bytes": sum(r["syn_mem_bytes"] for r in rows),
             "cores": None if any(c is None for c in cores) else sum(cores),
-            "chips": chips, "latency_s": latency, "step_latency_s": step_s,
             "energy_j": sum(parts.values()), "dynamic_energy_j": sum(parts.values()) - parts["static"],
             "energy_parts_j": parts}
 
@@ -343,7 +347,7 @@ def _totals(rows: list[dict], mapping: Mapping) -> dict:
 def sender_costs(report: dict) -> dict[str, float]:
     """Per sender (input, spiking layers): the energy its transmission causes, i.e. the routing
     of its events plus the synaptic ops they cause in its targets."""
-    cost = {r["layer"]: r["energy_j"]["routing"] for r in report["layers"] if r["kind"] not in ("readout",)}
+    cost = {r["layer"]: r["energy_j"]["routing"] for r in report["layers"] if r["kind"] != "readout"}
     for r in report["layers"]:
         for source, e in r["synaptic_j_by_source"].items():
             cost[source] += e
@@ -365,9 +369,9 @@ def mix_counts(dense: Counts, delta: Counts, plan: dict[str, str]) -> Counts:
     for sender, enc in plan.items():
         src = dense if enc == "dense" else delta
         mixed.events[sender] = src.events[sender]
-        mixed.sops_proj.update({k: v for k, v in src.sops_proj.items() if k.split(">", 1)[0] == sender})
+        mixed.sops_proj.update({k: v for k, v in src.sops_proj.items() if projection_ends(k)[0] == sender})
     for key, v in mixed.sops_proj.items():
-        target = key.split(">", 1)[1]
+        target = projection_ends(key)[1]
         mixed.sops[target] = mixed.sops.get(target, 0) + v
     return mixed
 

@@ -85,11 +85,11 @@ class LavaNetwork:
             out[f"spikes.{name}"] = proc.spikes.get()
             out[f"active.{name}"] = proc.active.get()
         for name, syns in self.synapses.items():
-            out[f"sops.{name}"] = 0
-            for source, syn in syns:
-                sops = syn.sops.get()
-                out[f"sops.{name}"] = out[f"sops.{name}"] + sops
-                out[f"sops_proj.{projection_key(source, name)}"] = sops
+            sops = [syn.sops.get() for _, syn in syns]
+            out[f"sops.{name}"] = sum(sops)
+            for (source, _), value in zip(syns, sops):  # two paths from one source add up, as in sim.py
+                key = f"sops_proj.{projection_key(source, name)}"
+                out[key] = out.get(key, 0) + value
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 

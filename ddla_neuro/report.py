@@ -40,16 +40,15 @@ MODE_ORDER = ("dense", "delta", "ddla", "mixed")
 def _fmt(v, unit: str = "") -> str:
     if v is None:
         return "unknown"
-    if isinstance(v, float) and unit == "J":
-        return _si(v, "J")
-    if isinstance(v, float) and unit == "s":
-        return _si(v, "s")
+    if isinstance(v, float) and unit in ("J", "s"):
+        return si(v, unit)
     if isinstance(v, float):
         return f"{v:,.1f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _si(v: float, unit: str) -> str:
+def si(v: float, unit: str) -> str:
+    """A value with an SI prefix, 3 significant digits: si(2.3e-6, 'J') == '2.3 uJ'."""
     for scale, prefix in ((1, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
         if abs(v) >= scale or scale == 1e-12:
             return f"{v / scale:.3g} {prefix}{unit}"
@@ -104,7 +103,7 @@ def markdown(report: dict) -> str:
     if report.get("cheaper"):
         out += ["## Dense or delta, per sender (routing + the synaptic ops its events cause)", "",
                 "| sender | dense | delta | cheaper |", "|---|---:|---:|---|"]
-        out += [f"| {c['layer']} | {_si(c['dense_j'], 'J')} | {_si(c['delta_j'], 'J')} | {c['cheaper']} |"
+        out += [f"| {c['layer']} | {si(c['dense_j'], 'J')} | {si(c['delta_j'], 'J')} | {c['cheaper']} |"
                 for c in report["cheaper"]] + [""]
     if report.get("sweep"):
         out += ["## DDLA keep ratio sweep", "", "| keep | accuracy | synaptic ops | events | energy |",
@@ -117,8 +116,8 @@ def markdown(report: dict) -> str:
                 f"- NeuroBench SynapticOperations: Effective_ACs {nb['effective_acs']:,.0f}, Effective_MACs "
                 f"{nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}",
                 f"- Literature estimate E = E_MAC x FLOPs(first layer) + E_AC x SOPs: {lit['first_layer_flops']:,.0f} "
-                f"FLOPs, {lit['synaptic_ops']:,.0f} SOPs, {_si(lit['energy_j'], 'J')} "
-                f"(E_MAC {_si(lit['e_mac_j'], 'J')}, E_AC {_si(lit['e_ac_j'], 'J')})", ""]
+                f"FLOPs, {lit['synaptic_ops']:,.0f} SOPs, {si(lit['energy_j'], 'J')} "
+                f"(E_MAC {si(lit['e_mac_j'], 'J')}, E_AC {si(lit['e_ac_j'], 'J')})", ""]
     return "\n".join(out)
 
 

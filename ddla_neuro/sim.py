@@ -46,8 +46,9 @@ class Counts:
         table.setdefault(key, np.zeros(self.timesteps, dtype=np.int64))[t] += int(value)
 
     def to_dict(self) -> dict:
+        """The counters Lava and the simulator share (not the simulator-only `neurobench`)."""
         return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
-                                            for k in (*COUNT_KINDS, "neurobench")}}
+                                            for k in COUNT_KINDS}}
 
 
 @dataclass

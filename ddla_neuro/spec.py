@@ -133,6 +133,12 @@ def projection_key(source: str, target: str) -> str:
     return f"{source}>{target}"
 
 
+def projection_ends(key: str) -> tuple[str, str]:
+    """(source, target) of a `projection_key`."""
+    source, target = key.split(">", 1)
+    return source, target
+
+
 def keep_count(n, keep: float):
     """ceil(keep * n) exactly, for integer n (a Python int, numpy or torch integers)."""
     k = round(keep * KEEP_SCALE)
@@ -181,37 +187,16 @@ def apply_ops(ops: list[Op], x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _axis_reach(size: int, out: int, k: int, s: int, p: int) -> np.ndarray:
-    """For each input index along one axis: how many output positions its value reaches."""
-    reach = np.zeros(size, dtype=np.int64)
-    for o in range(out):
-        lo, hi = o * s - p, o * s - p + k
-        reach[max(lo, 0): min(hi, size)] += 1
-    return reach
-
-
 def fanout(op: Op) -> np.ndarray | None:
-    """Synaptic ops caused by one non-zero input at each input position (shape `in_shape`);
-    None for ops that do no arithmetic (flatten). Conv borders, strides and padding are exact."""
-    if op.kind == "flatten":
-        return None
-    if op.kind in ("linear", "scale"):
-        n_out = op.out_shape[0] if op.kind == "linear" else 1
-        return np.full(op.in_shape, n_out, dtype=np.int64)
-    c, h, w = op.in_shape
-    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
-    rows = _axis_reach(h, op.out_shape[1], kh, sh, ph)
-    cols = _axis_reach(w, op.out_shape[2], kw, sw, pw)
-    per_pixel = np.outer(rows, cols)
-    targets = op.out_shape[0] if op.kind == "conv2d" else 1
-    return np.broadcast_to(targets * per_pixel, (c, h, w)).copy()
+    """Synaptic ops caused by one non-zero input at each input position of one op (shape
+    `in_shape`); None for ops that do no arithmetic (flatten). Conv borders, strides and padding
+    are exact."""
+    return None if op.kind == "flatten" else projection_fanout([op])
 
 
 def _reach_back(op: Op, reach: np.ndarray) -> np.ndarray:
     """For each input position of `op`: the sum of `reach` over the outputs it connects to."""
-    if op.kind == "flatten":
-        return reach.reshape(op.in_shape)
-    if op.kind == "scale":
+    if op.kind in ("flatten", "scale"):  # one target per input
         return reach.reshape(op.in_shape)
     if op.kind == "linear":
         return np.full(op.in_shape, reach.sum())
@@ -231,8 +216,7 @@ def projection_fanout(ops: list[Op]) -> np.ndarray:
     `ops[0].in_shape`): the targets it reaches through the whole chain. A chip stores a chain
     (say sum pool then conv) as one composed synapse matrix, so an event costs its composed
     fan-out, whatever the intermediate values. Where paths meet at one target (overlapping
-    pool windows) each path counts: an upper bound there, exact otherwise. For a single op it
-    is `fanout(op)`."""
+    pool windows) each path counts: an upper bound there, exact otherwise."""
     reach = np.ones(ops[-1].out_shape)
     for op in reversed(ops):
         reach = _reach_back(op, reach)
