@@ -4,15 +4,19 @@ synaptic memory, cores, energy and latency per layer and per sample. Pure functi
 
 What is counted, per sample (the counts are totals over the samples run):
 
-* A *layer* is a population (spiking or the readout); the input encoder is a sending row with
+* A *layer* is a population (spiking, compute or the readout); the input encoder is a sending row with
   no neurons (frames are injected by the host). Its SOPs are the synaptic ops into it.
 * Encoding of what a sender transmits: `dense` sends spikes (binary) or, for the input, the
   analog frame; `delta` sends changes: ternary (+-1) for spiking layers, multi-bit for the
   input. A +-1 event costs `e_synop` per SOP (the sign picks add or subtract); a multi-bit
-  value (analog input) costs `e_synop_graded` (a multiply). Signed events travel as graded
+  value (analog input, graded output) costs `e_synop_graded` (a multiply). Signed events travel as graded
   messages (2-bit payload) on a chip with graded spikes (`spike_payload_bits_max > 0`); on a
   binary chip they need an on/off pair of axons: the same messages and SOPs, twice the
   synapses and input axons.
+* Compute populations (max pool, product: the Spike-driven Transformer) have no Loihi model.
+  Their units are priced as neuron updates and each is named in the mapping problems. A max pool
+  of currents sends graded values (multi-bit, `e_synop_graded`, 24-bit payloads); a max pool or
+  product of spikes sends spikes (`spec.sends_binary`).
 * Neuron updates: every neuron of every layer updates every step (Loihi's time-multiplexed
   cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
   otherwise (leak only). Delta transmission does not save neuron updates: the receiver
@@ -46,12 +50,14 @@ import numpy as np
 
 from .profiles import Profile
 from .sim import Counts
-from .spec import NetSpec, Op, fanout, projection_ends, projection_fanout, projection_key
+from .spec import (MEMBRANE_BITS, NetSpec, Op, fanout, projection_ends, projection_fanout, projection_key,
+                   repeated_layer_uses, sends_binary)
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
 WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
 TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
 INPUT_PAYLOAD_BITS = 9       # a signed 8-bit input value (ddla_neuro.quant.INPUT_FRAC_BITS)
+GRADED_PAYLOAD_BITS = MEMBRANE_BITS  # a compute population's graded output, in membrane units
 
 
 @dataclass
@@ -83,17 +89,18 @@ def op_macs(op: Op) -> int:
     return int(fanout(op).sum()) if op.kind in ("conv2d", "linear") else 0
 
 
-def is_multibit(source: str, input_encoding: str) -> bool:
-    """Whether a sender's events carry multi-bit values (analog input) rather than +-1."""
-    return source == "input" and input_encoding == "direct"
+def is_multibit(spec: NetSpec, source: str) -> bool:
+    """Whether a sender's events carry multi-bit values (the analog input, a max pool of currents)
+    rather than +-1."""
+    return not sends_binary(spec, source)
 
 
-def payload_bits(source: str, encoding: dict[str, str], input_encoding: str, binary_chip: bool) -> int:
+def payload_bits(spec: NetSpec, source: str, encoding: dict[str, str], binary_chip: bool) -> int:
     """Payload bits of one of a sender's messages: none for a binary spike, nor for a signed
     one on a binary chip (the sign picks one of an on/off axon pair)."""
-    if is_multibit(source, input_encoding):
-        return INPUT_PAYLOAD_BITS
-    return TERNARY_PAYLOAD_BITS if _signed(source, encoding, input_encoding) and not binary_chip else 0
+    if is_multibit(spec, source):
+        return INPUT_PAYLOAD_BITS if source == "input" else GRADED_PAYLOAD_BITS
+    return TERNARY_PAYLOAD_BITS if _signed(spec, source, encoding) and not binary_chip else 0
 
 
 @dataclass
@@ -120,6 +127,10 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     if binary_chip and spec.encoding == "direct":
         problems.append("the chip sends binary spikes only: the analog input needs graded messages "
                         "(rate-code it, or compute the first layer on the host)")
+    for pop in spec.compute:
+        problems.append(f"layer {pop.name} is a {'max pool' if pop.kind == 'maxpool' else 'product of two inputs'}: "
+                        f"no Loihi synapse or neuron model computes it (priced as neuron updates, an estimate"
+                        f"{'; its graded output needs graded messages' if is_multibit(spec, pop.name) else ''})")
     if limit["weight_bits_max"] is not None and limit["weight_bits_max"] < WEIGHT_BITS:
         problems.append(f"weights have {WEIGHT_BITS} bits, the chip stores at most {limit['weight_bits_max']:g}")
     synapses, syn_bytes, cores, first = {}, {}, {}, {}
@@ -127,7 +138,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     for pop in spec.populations:
         n_syn, axons = 0, 0
         for proj in pop.inputs:
-            pair = 2 if binary_chip and _signed(proj.source, encoding, spec.encoding) else 1
+            pair = 2 if binary_chip and _signed(spec, proj.source, encoding) else 1
             n_syn += pair * int(projection_fanout(proj.ops).sum())  # the composed matrix, stored explicitly
             axons += pair * int(np.prod(proj.ops[0].in_shape))
         synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
@@ -149,11 +160,10 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     return Mapping(synapses, syn_bytes, cores, first, problems)
 
 
-def _signed(source: str, encoding: dict[str, str], input_encoding: str) -> bool:
-    """Whether a sender's events can be negative (deltas) and so need an on/off axon pair on a binary chip."""
-    if source == "input":
-        return input_encoding == "direct" or encoding.get("input", "dense") != "dense"
-    return encoding.get(source, "dense") != "dense"
+def _signed(spec: NetSpec, source: str, encoding: dict[str, str]) -> bool:
+    """Whether a sender's events can be negative (graded values, deltas) and so need an on/off
+    axon pair on a binary chip."""
+    return is_multibit(spec, source) or encoding.get(source, "dense") != "dense"
 
 
 def _tile_xy(core: np.ndarray, per_tile: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -197,13 +207,13 @@ def _targets(spec: NetSpec) -> dict[str, list[str]]:
 
 def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str, str]) -> dict:
     """Per-layer rows and per-sample totals of one run. `encoding` maps each sender ("input" and
-    the spiking populations) to "dense" or "delta" (DDLA transmits deltas)."""
+    every population but the readout) to "dense" or "delta" (DDLA transmits deltas)."""
     terms = Terms(profile)
     mapping = map_network(spec, encoding, terms)
     targets = _targets(spec)
     all_in = profile.scope == "all_in"
     rows = []
-    senders = ["input"] + [p.name for p in spec.spiking]
+    senders = ["input"] + [p.name for p in spec.senders]
     for name in senders + [spec.readout.name]:
         pop = None if name == "input" else spec.population(name)
         rows.append(_layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_in))
@@ -226,7 +236,7 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
         s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
         sops += s
         events_in += float(_per_sample(counts, "events", proj.source).sum())
-        price = "e_synop_graded" if is_multibit(proj.source, spec.encoding) and not all_in else "e_synop"
+        price = "e_synop_graded" if is_multibit(spec, proj.source) and not all_in else "e_synop"
         by_source[proj.source] = by_source.get(proj.source, 0.0) + terms.energy(price, float(s.sum()))
     e_syn = sum(by_source.values())
     n = 0 if pop is None else pop.size
@@ -245,7 +255,7 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
     header = terms.get("chip", "message_bits")
     row["messages"] = messages
     row["message_bits"] = None if header is None else \
-        messages * (header + payload_bits(name, encoding, spec.encoding, _on_binary_chip(terms)))
+        messages * (header + payload_bits(spec, name, encoding, _on_binary_chip(terms)))
     if all_in:  # the all-in SOP figure includes neurons, routing and leakage
         row["energy_j"] = {"synaptic": e_syn, "neuron": 0.0, "routing": 0.0, "static": 0.0}
         return row
@@ -345,7 +355,7 @@ def _totals(rows: list[dict]) -> dict:
 # --- comparisons -----------------------------------------------------------------------------------
 
 def sender_costs(report: dict) -> dict[str, float]:
-    """Per sender (input, spiking layers): the energy its transmission causes, i.e. the routing
+    """Per sender (input, every population but the readout): the energy its transmission causes, i.e. the routing
     of its events plus the synaptic ops they cause in its targets."""
     cost = {r["layer"]: r["energy_j"]["routing"] for r in report["layers"] if r["kind"] != "readout"}
     for r in report["layers"]:
@@ -384,9 +394,10 @@ def literature_energy(spec: NetSpec, dense: Counts, e_mac: float, e_ac: float) -
     rate of layer l's input spikes and FLOPs the MACs of the ANN layer for one timestep. The
     first layer reads the analog input once (as printed); with spike input it is an AC layer."""
     first_flops, sops = 0.0, 0.0
+    repeats = repeated_layer_uses(spec)  # a layer reached through unrolled residual paths counts once
     for pop in spec.populations:
-        for proj in pop.inputs:
-            flops = float(sum(op_macs(op) for op in proj.ops))
+        for j, proj in enumerate(pop.inputs):
+            flops = float(sum(op_macs(op) for k, op in enumerate(proj.ops) if (pop.name, j, k) not in repeats))
             if proj.source == "input" and spec.encoding == "direct":
                 first_flops += flops
                 continue

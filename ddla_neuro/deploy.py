@@ -21,7 +21,7 @@ from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_
 from .data import load_dataset
 from .errors import UserError, run_cli
 from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
-from .lava_runner import run_lava
+from .lava_runner import check_lava_mappable, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
 from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
@@ -141,7 +141,7 @@ class Runner:
 
 def _encoding(spec: NetSpec, mode: str) -> dict[str, str]:
     enc = "dense" if mode == "dense" else "delta"
-    return {"input": enc, **{p.name: enc for p in spec.spiking}}
+    return {"input": enc, **{p.name: enc for p in spec.senders}}
 
 
 def deploy(args: argparse.Namespace) -> dict:
@@ -151,6 +151,8 @@ def deploy(args: argparse.Namespace) -> dict:
     if args.samples is not None and args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     spec, frames, labels, model = load_model(args)
+    if args.backend == "lava":
+        check_lava_mappable(spec)
     modes, keeps = pick_runs(args, spec, model)
     frames, labels = frames[: args.samples], labels[: args.samples]
     if args.fixed:

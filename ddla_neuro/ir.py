@@ -7,6 +7,12 @@ so the zoo's TET LIF `v = 0.5 v + x` becomes tau = 2, r = 2. A neuron resetting 
 says so in its node metadata (`{"reset": "subtract"}`); NIR itself only knows reset to v_reset.
 Several edges into one node add up (residual sums). Population and node names are the
 checkpoint's neuron keys, so the DDLA statistics find their layer.
+
+NIR 1.0 has no max pooling and no product of two spike maps, which the Spike-driven
+Transformer needs (patch splitting; Q*K*V attention). Two node types of our own, `MaxPool2d`
+and `Product` (its two edges are factors, not terms), carry them in the in-memory graph; they
+become compute populations of the NetSpec (see `spec.py`). A graph holding them cannot be
+written as a NIR file that other tools read.
 """
 from __future__ import annotations
 
@@ -19,14 +25,42 @@ import numpy as np
 import torch
 from torch import nn
 
+from dataclasses import dataclass
+
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import UserError
 from .snn.fold import fold_batchnorm
 from .snn.layers import Neuron, Residual, Stateless
 from .snn.network import SpikingNetwork
 from .spec import WEIGHTED, NetSpec, Op, Population, Projection, apply_op, assign_depths
+from .zoo.models import SpikeDrivenSelfAttention
 
-POPULATION_NODES = (nir.IF, nir.LIF)
+
+@dataclass(eq=False)
+class MaxPool2d(nir.NIRNode):
+    """ddla-neuro's extension node: 2-d max pooling (padding counts as -inf, as in torch)."""
+
+    kernel_size: np.ndarray  # (rows, cols)
+    stride: np.ndarray
+    padding: np.ndarray
+
+    def __post_init__(self):
+        self.input_type = {"input": None}
+        self.output_type = {"output": None}
+
+
+@dataclass(eq=False)
+class Product(nir.NIRNode):
+    """ddla-neuro's extension node: the element-wise product of its two inputs (broadcast),
+    e.g. the Q * K and Q * KV gates of spike-driven self-attention."""
+
+    def __post_init__(self):
+        self.input_type = {"input": None}
+        self.output_type = {"output": None}
+
+
+NEURON_NODES = (nir.IF, nir.LIF)
+POPULATION_NODES = NEURON_NODES + (MaxPool2d, Product)
 LINEAR_NODES = (nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d, nir.AvgPool2d, nir.Flatten, nir.Scale)
 
 
@@ -67,8 +101,13 @@ def _layer_node(layer: nn.Module, in_shape: tuple[int, ...], where: str) -> nir.
         return nir.AvgPool2d(kernel_size=k, stride=k, padding=_pair(0))
     if isinstance(layer, nn.Flatten):
         return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0)
+    if isinstance(layer, nn.MaxPool2d):
+        if layer.ceil_mode or layer.return_indices or _pair(layer.dilation).tolist() != [1, 1]:
+            raise IRError(f"{where}: MaxPool2d with ceil_mode, return_indices or dilation is not supported")
+        return MaxPool2d(kernel_size=_pair(layer.kernel_size), stride=_pair(layer.stride or layer.kernel_size),
+                         padding=_pair(layer.padding))
     raise IRError(f"{where}: {type(layer).__name__} cannot be deployed as a delta synapse "
-                  f"(only linear maps can: conv, linear, average/sum pooling, flatten)")
+                  f"(only linear maps can: conv, linear, average/sum pooling, flatten; and max pooling)")
 
 
 def _neuron_node(n: Neuron, shape: tuple[int, ...]) -> nir.NIRNode:
@@ -114,12 +153,28 @@ class _GraphBuilder:
             return main + short, s1
         if isinstance(module, nn.Identity):
             return prev, shape
+        if isinstance(module, SpikeDrivenSelfAttention):
+            return self.attention(module, prefix, prev, shape)
         if isinstance(module, nn.Sequential):
             for name, child in module.named_children():
                 prev, shape = self.walk(child, f"{prefix}.{name}" if prefix else name, prev, shape)
             return prev, shape
         raise IRError(f"{prefix or 'model'}: {type(module).__name__} cannot be deployed to delta synapses "
                       f"(its arithmetic is not a linear map of the spikes)")
+
+
+    def attention(self, module: SpikeDrivenSelfAttention, prefix: str, prev: list[str], shape: tuple[int, ...]
+                  ) -> tuple[list[str], tuple[int, ...]]:
+        """proj(Q * LIF(sum over tokens of K * V)): two products, a sum pool over all tokens."""
+        q, k, v = (self.walk(getattr(module, n), f"{prefix}.{n}", prev, shape)[0] for n in ("q", "k", "v"))
+        kv = self.add(f"{prefix}.kv", Product(), k + v, shape)
+        tokens = _pair(shape[1:])
+        per_channel = (shape[0], 1, 1)
+        kv = self.add(f"{prefix}.kv_sum", nir.SumPool2d(kernel_size=tokens, stride=tokens, padding=_pair(0)), kv,
+                      per_channel)
+        kv, _ = self.walk(module.kv_neuron, f"{prefix}.kv_neuron", kv, per_channel)
+        gated = self.add(f"{prefix}.qkv", Product(), q + kv, shape)
+        return self.walk(module.proj, f"{prefix}.proj", gated, shape)
 
 
 def network_to_nir(net: SpikingNetwork) -> nir.NIRGraph:
@@ -172,7 +227,8 @@ def _window_op(kind: str, in_shape: tuple[int, ...], channels: int, kernel, stri
 
 def _unsupported(name: str, node: nir.NIRNode) -> IRError:
     return IRError(f"NIR node {name!r} of type {type(node).__name__} is not supported; supported: "
-                   f"Input, Output, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, Scale, IF, LIF")
+                   f"Input, Output, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, Scale, IF, LIF "
+                   f"(and ddla-neuro's MaxPool2d and Product)")
 
 
 def _op_from_node(name: str, node: nir.NIRNode, in_shape: tuple[int, ...]) -> tuple[Op, float]:
@@ -235,6 +291,7 @@ class _SpecBuilder:
         self.input, self.output = inputs[0], outputs[0]
         self.shapes = {self.input: tuple(input_shape)}
         self.ops: dict[str, tuple[Op, float]] = {}
+        self.pools: dict[str, Op] = {}
         for name in self.order:
             self._infer(name)
 
@@ -242,16 +299,34 @@ class _SpecBuilder:
         node = self.graph.nodes[name]
         if name == self.input:
             return
-        shapes = {self.shapes[p] for p in self.preds[name]}
-        if len(shapes) != 1:
-            raise IRError(f"NIR node {name!r} sums inputs of different shapes {sorted(shapes)} (or has none)")
-        shape = shapes.pop()
+        shapes = [self.shapes[p] for p in self.preds[name]]
+        if isinstance(node, Product):
+            self._check_factors(name)
+            self.shapes[name] = tuple(np.broadcast_shapes(*shapes))
+            return
+        if len(set(shapes)) != 1:
+            raise IRError(f"NIR node {name!r} sums inputs of different shapes {sorted(set(shapes))} (or has none)")
+        shape = shapes[0]
         if isinstance(node, LINEAR_NODES):
-            self.ops[name] = _op_from_node(name, node, shape)
-            shape = self.ops[name][0].out_shape
-        elif not isinstance(node, POPULATION_NODES + (nir.Output,)):
+            op, factor = _op_from_node(name, node, shape)
+            self.ops[name] = (replace(op, layer=name), factor)
+            shape = op.out_shape
+        elif isinstance(node, MaxPool2d):
+            self.pools[name] = _window_op("maxpool2d", shape, shape[0], node.kernel_size, node.stride, node.padding)
+            shape = self.pools[name].out_shape
+        elif not isinstance(node, NEURON_NODES + (nir.Output,)):
             raise _unsupported(name, node)
         self.shapes[name] = shape
+
+    def _check_factors(self, name: str) -> None:
+        factors = self.preds[name]
+        if len(factors) != 2 or not all(self.is_source(f) for f in factors):
+            raise IRError(f"Product node {name!r} needs two inputs straight from neurons, pools or products, "
+                          f"it has {factors}")
+
+    def current_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of what sums into `name` (a max pool's input, else its own shape)."""
+        return self.pools[name].in_shape if name in self.pools else self.shapes[name]
 
     def is_source(self, name: str) -> bool:
         return name == self.input or isinstance(self.graph.nodes[name], POPULATION_NODES)
@@ -274,13 +349,20 @@ class _SpecBuilder:
         return y if b is None else y + b.reshape((-1,) + (1,) * (y.ndim - 1))
 
     def bias(self, name: str) -> np.ndarray:
-        return sum((self.zero_response(p).reshape(self.shapes[name]) for p in self.preds[name]),
-                   np.zeros(self.shapes[name]))
+        shape = self.current_shape(name)
+        if isinstance(self.graph.nodes[name], Product):  # factors come straight from populations
+            return np.zeros(shape)
+        return sum((self.zero_response(p).reshape(shape) for p in self.preds[name]), np.zeros(shape))
+
+    def _params(self, name: str) -> dict:
+        node = self.graph.nodes[name]
+        if isinstance(node, NEURON_NODES):
+            return _neuron_params(name, node, self.dt, self.norse_dt)
+        kind = "maxpool" if isinstance(node, MaxPool2d) else "product" if isinstance(node, Product) else "readout"
+        return dict(kind=kind, decay=1.0, gain=1.0, v_th=0.0, reset="zero", pool=self.pools.get(name))
 
     def population(self, name: str) -> Population:
-        node = self.graph.nodes[name]
-        params = (_neuron_params(name, node, self.dt, self.norse_dt) if name != self.output
-                  else dict(kind="readout", decay=1.0, gain=1.0, v_th=0.0, reset="zero"))
+        params = self._params(name)
         gain = params.pop("gain")
         inputs = []
         for p in self.preds[name]:
@@ -350,7 +432,7 @@ def fix_norse_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
     width: dict[str, int] = {}
     for a, b in graph.edges:
         w = getattr(nodes[a], "weight", None)
-        if w is not None and isinstance(nodes[b], POPULATION_NODES):
+        if w is not None and isinstance(nodes[b], NEURON_NODES):
             width[b] = int(np.asarray(w).shape[0])
     for name, n in width.items():
         node = nodes[name]

@@ -98,11 +98,21 @@ def _reason(stderr: str) -> str:
     return lines[-1][:300] if lines else "no message"
 
 
+def check_lava_mappable(spec: NetSpec) -> None:
+    """Max pools and spike products (the Spike-driven Transformer) have no Loihi synapse or neuron
+    model, so they stay in the fast simulator rather than in a Lava process that would pretend."""
+    if spec.compute:
+        names = ", ".join(f"{p.name} ({p.kind})" for p in spec.compute)
+        raise LavaRunError(f"the network has max-pool/product populations, which are not mapped to Lava: {names}; "
+                           f"run it with the fast simulator (--backend fast)")
+
+
 def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
              timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
     `spec` and returns logits (N, T, classes) and counts in the layout of `sim.simulate`."""
     frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
+    check_lava_mappable(spec)
     n = frames.shape[0]
 
     def progress(line: str) -> None:

@@ -7,6 +7,8 @@
 * Threshold and bias: integers in membrane units; leak: a 12-bit decay constant dv, applied as
   Loihi does, `v * (4096 - dv) / 4096` rounded toward zero.
 * Input: direct (analog) input is sent as `round(x * 2**8)`; spike/event input as integers.
+* Compute populations (max pool, product) send values in their own membrane units, so a
+  projection from one has f_src = that population's `frac_bits`.
 
 The float semantics of the spec divided by 2**m are what the integers approximate; the fast
 simulator runs the integer arithmetic in torch, so accuracy after quantization is measured there.
@@ -18,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .spec import DECAY_BITS, MEMBRANE_BITS, SATURATION, WEIGHTED, NetSpec, Population, Projection
+from .spec import DECAY_BITS, MEMBRANE_BITS, NEURON_KINDS, SATURATION, WEIGHTED, NetSpec, Population, Projection
 
 WEIGHT_BITS = 8
 INPUT_FRAC_BITS = 8          # direct input resolution: 1/256
@@ -50,18 +52,19 @@ def quantize(spec: NetSpec) -> NetSpec:
     """The fixed-point NetSpec of a float one."""
     if spec.fixed:
         return spec
-    f_in = INPUT_FRAC_BITS if spec.encoding == "direct" else 0
+    sent_frac = {"input": INPUT_FRAC_BITS if spec.encoding == "direct" else 0}  # what each sender's values carry
     pops = []
     for pop in spec.populations:
-        f_src = [f_in if p.source == "input" else 0 for p in pop.inputs]
+        f_src = [sent_frac[p.source] for p in pop.inputs]
         wanted = max(weight_frac_bits(p.weighted.weight) + f for p, f in zip(pop.inputs, f_src))
         m = membrane_frac_bits(pop, wanted)
         inputs = [_quantize_projection(p, m, f) for p, f in zip(pop.inputs, f_src)]
         bias = np.clip(np.round(pop.bias * 2.0 ** m), 1 - SATURATION, SATURATION - 1).astype(np.int64)
-        v_th = max(int(round(pop.v_th * 2 ** m)), 1) if pop.kind != "readout" else 0
+        v_th = max(int(round(pop.v_th * 2 ** m)), 1) if pop.kind in NEURON_KINDS else 0
         dv = int(round((1.0 - pop.decay) * 2 ** DECAY_BITS))
         pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, frac_bits=m))
-    return replace(spec, populations=pops, fixed=True, input_frac_bits=f_in, scores=dict(spec.scores),
+        sent_frac[pop.name] = 0 if pop.kind in NEURON_KINDS else m
+    return replace(spec, populations=pops, fixed=True, input_frac_bits=sent_frac["input"], scores=dict(spec.scores),
                    meta=dict(spec.meta))
 
 

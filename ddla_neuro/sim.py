@@ -8,7 +8,7 @@ Lava runner does that shift), so the two are compared step for step.
 Modes: `dense` (every population sends its spikes, the input its frames), `delta` (everything
 sends the change since the last step: lossless) and `ddla` (spiking populations send only the
 top-k deltas ranked by the spec's sensitivity scores, from t = 2 on; the receivers hold the
-rest). In fixed point all arithmetic is on integers (carried exactly in float64 through conv),
+rest; compute populations, max pool and product, send their changes losslessly). In fixed point all arithmetic is on integers (carried exactly in float64 through conv),
 so this is also the quantized torch model.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from .ddla.gsc import topk_mask
 from .errors import UserError
-from .spec import DECAY_BITS, SATURATION, NetSpec, Op, Population, fanout, projection_fanout, projection_key
+from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, fanout,
+                   projection_fanout, projection_key, repeated_layer_uses, sends_binary)
 
 MODES = ("dense", "delta", "ddla")
 COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
@@ -34,10 +35,11 @@ class Counts:
 
     timesteps: int
     spikes: dict[str, np.ndarray] = field(default_factory=dict)   # non-zero s^t of each spiking population
-    events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each population
+    events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each sender
     sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
     sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
-    active: dict[str, np.ndarray] = field(default_factory=dict)   # neurons whose synaptic current is non-zero
+    active: dict[str, np.ndarray] = field(default_factory=dict)   # units whose synaptic current is non-zero
+                                                                  # (a product: both factors non-zero)
     neurobench: dict[str, np.ndarray] = field(default_factory=dict)  # see `neurobench_ops` (simulator only)
     samples: int = 0
 
@@ -129,8 +131,10 @@ def exact_in_float32(ops: list[Op], input_peak: float) -> bool:
 class _Projection:
     """One projection's torch ops, fan-out maps and (delta modes) held current."""
 
-    def __init__(self, proj, fixed: bool, input_peak: float, neurobench: bool = False):
-        self.source, self.shift, self.neurobench = proj.source, proj.shift, neurobench
+    def __init__(self, proj, fixed: bool, input_peak: float, counted: list[bool], unit: float = 1.0):
+        """`counted`: which ops NeuroBench counts (connection layers, first use of a layer);
+        `unit`: the value of a 1 from the source (fixed point: 2**frac_bits of a compute population)."""
+        self.source, self.shift, self.counted, self.unit = proj.source, proj.shift, counted, unit
         self.ops = proj.ops
         # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
         self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
@@ -153,10 +157,10 @@ class _Projection:
         x = x.to(self.dtype)
         sops = int((x != 0).sum(0).flatten().double() @ self.fanout)
         pooled = False
-        for op, w, connections in zip(self.ops, self.weights, self.connections):
+        for op, w, connections, counted in zip(self.ops, self.weights, self.connections, self.counted):
             x = x.reshape(x.shape[0], *op.in_shape)
-            if self.neurobench and op.kind in ("conv2d", "linear"):
-                for key, value in neurobench_ops(op, w, connections, x, pooled).items():
+            if counted:
+                for key, value in neurobench_ops(op, w, connections, x / self.unit, pooled).items():
                     counts.add("neurobench", key, t, value)
             pooled = pooled or op.kind in ("sumpool2d", "scale")
             x = _apply(op, w, x)
@@ -176,14 +180,33 @@ def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
     return prod.sign() * (prod.abs() >> DECAY_BITS)
 
 
+def _sender_peak(spec: NetSpec, source: str, input_peak: float) -> float:
+    """The largest magnitude a sender transmits (a bound; inf where none is known)."""
+    if source == "input":
+        return input_peak
+    pop = spec.population(source)
+    if not sends_binary(spec, source):
+        return float("inf")
+    return 1.0 if pop.kind in NEURON_KINDS or not spec.fixed else float(2 ** pop.frac_bits)
+
+
+def _unit(spec: NetSpec, source: str) -> float:
+    pop = None if source == "input" else spec.population(source)
+    return float(2 ** pop.frac_bits) if spec.fixed and pop is not None and pop.kind in COMPUTE_KINDS else 1.0
+
+
 class _Population:
     def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, input_peak: float,
-                 neurobench: bool = False):
+                 neurobench: set[tuple[str, int, int]] | None = None):
+        """`neurobench`: None, or the ops NeuroBench does not count (`spec.repeated_layer_uses`)."""
         self.pop, self.fixed = pop, spec.fixed
-        self.inputs = [_Projection(p, spec.fixed, input_peak if p.source == "input" else 1.0, neurobench)
-                       for p in pop.inputs]
+        counted = lambda j, proj: [neurobench is not None and op.kind in ("conv2d", "linear")  # noqa: E731
+                                   and (pop.name, j, k) not in neurobench for k, op in enumerate(proj.ops)]
+        self.inputs = [_Projection(p, spec.fixed, _sender_peak(spec, p.source, input_peak), counted(j, p),
+                                   _unit(spec, p.source)) for j, p in enumerate(pop.inputs)]
         self.bias = torch.as_tensor(np.asarray(pop.bias).reshape(-1), dtype=torch.int64 if spec.fixed else torch.float64)
         self.keep, self.mode = keep, mode
+        self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
         scores = spec.scores.get(pop.name)
         self.scores = None if scores is None else torch.as_tensor(np.asarray(scores, dtype=np.float32).reshape(1, -1))
         self.reset()
@@ -195,17 +218,31 @@ class _Population:
         for proj in self.inputs:
             proj.reset()
 
-    def input_current(self, sent: dict[str, torch.Tensor], counts: Counts, t: int) -> torch.Tensor:
-        total = None
-        sops = 0
+    def input_currents(self, sent: dict[str, torch.Tensor], counts: Counts, t: int) -> list[torch.Tensor]:
+        """The current of each projection (B, n), in membrane units (fixed point: integers)."""
+        currents, sops = [], 0
         for proj in self.inputs:
             a, s = proj.current(sent[proj.source], self.mode != "dense", counts, t)
-            total = a if total is None else total + a
+            currents.append(a.round().long() if self.fixed else a)
             sops += s
             counts.add("sops_proj", projection_key(proj.source, self.pop.name), t, s)
         counts.add("sops", self.pop.name, t, sops)
-        counts.add("active", self.pop.name, t, (total != 0).sum())
-        return (total.round().long() if self.fixed else total) + self.bias
+        return currents
+
+    def output(self, currents: list[torch.Tensor], counts: Counts, t: int) -> torch.Tensor:
+        """What the population computes at this step: spikes, logits, a max pool or a product."""
+        if self.pop.kind == "product":
+            a, b = (c.reshape(c.shape[0], *proj.ops[-1].out_shape) for c, proj in zip(currents, self.pop.inputs))
+            counts.add("active", self.pop.name, t, ((a != 0) & (b != 0)).sum())
+            return _product(a, b, self.pop.frac_bits if self.fixed else None).flatten(1)
+        synaptic = sum(currents[1:], currents[0])
+        counts.add("active", self.pop.name, t, (synaptic != 0).sum())
+        total = synaptic + self.bias
+        if self.pop.kind == "readout":
+            return total
+        if self.pop.kind == "maxpool":
+            return _max_pool(total, self.pop.pool)
+        return self.step(total)
 
     def step(self, current: torch.Tensor) -> torch.Tensor:
         """Integrate, fire, reset: the spikes s^t (B, n)."""
@@ -226,11 +263,23 @@ class _Population:
         if self.mode == "dense":
             return s
         d = s if self.held is None else s - self.held
-        if self.mode == "ddla" and t > 0 and self.keep < 1.0:
+        if self.filtered and t > 0:
             scores = (self.scores * d.abs().float())
             d = torch.where(topk_mask(scores, d != 0, self.keep), d, torch.zeros_like(d))
         self.held = d if self.held is None else self.held + d
         return d
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, frac_bits: int | None) -> torch.Tensor:
+    """a * b broadcast; in fixed point (`frac_bits` given) shifted back to membrane units, toward zero."""
+    prod = a * b
+    return prod if frac_bits is None else prod.sign() * (prod.abs() >> frac_bits)
+
+
+def _max_pool(current: torch.Tensor, pool: Op) -> torch.Tensor:
+    x = current.reshape(current.shape[0], *pool.in_shape)
+    y = F.max_pool2d(x.double(), pool.kernel, pool.stride, pool.padding)  # integers stay exact in float64
+    return y.to(current.dtype).flatten(1)
 
 
 def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
@@ -244,7 +293,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     logits = []
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * float(np.max(np.abs(frames))) if frames.size else 0.0
-    pops = [_Population(p, spec, keep, mode, input_peak, neurobench) for p in spec.populations]  # weights, fan-outs: once
+    skip = repeated_layer_uses(spec) if neurobench else None
+    pops = [_Population(p, spec, keep, mode, input_peak, skip) for p in spec.populations]  # weights, fan-outs: once
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             for pop in pops:
@@ -267,12 +317,12 @@ def _run_batch(pops: list[_Population], timesteps: int, x: torch.Tensor, mode: s
         previous_frame = frame
         counts.add("events", "input", t, (sent["input"] != 0).sum())
         for pop in pops:
-            current = pop.input_current(sent, counts, t)
+            s = pop.output(pop.input_currents(sent, counts, t), counts, t)
             if pop.pop.kind == "readout":
-                outs.append(current.double())
+                outs.append(s.double())
                 continue
-            s = pop.step(current)
             sent[pop.pop.name] = pop.send(s, t)
-            counts.add("spikes", pop.pop.name, t, (s != 0).sum())
+            if pop.pop.kind in NEURON_KINDS:
+                counts.add("spikes", pop.pop.name, t, (s != 0).sum())
             counts.add("events", pop.pop.name, t, (sent[pop.pop.name] != 0).sum())
     return torch.stack(outs, 1).numpy()

@@ -11,6 +11,18 @@ Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 
 The readout population has no threshold: its current is the logits of the step. Every
 projection holds exactly one weighted op (conv2d, linear, or a scalar `scale`), so fixed point
 needs one 8-bit mantissa tensor and one shift per projection.
+
+Two stateless *compute* populations carry what is not a linear map of the spikes (the
+Spike-driven Transformer's max pooling and attention products). Each rebuilds its inputs from
+what it received (in delta modes: the held sum of the deltas, exact because the projections are
+linear), computes its output and sends it like any population (in delta modes: its change):
+
+    maxpool:  out^t = maxpool(current^t)                  (window `pool`; graded, or binary on spikes)
+    product:  out^t = current_0^t * current_1^t            (two projections, broadcast; fixed point:
+                                                            the product >> frac_bits, toward zero)
+
+No Loihi synapse or neuron model computes them, so the Lava builder refuses them (the fast
+simulator runs them) and the cost model names them as mapping problems.
 """
 from __future__ import annotations
 
@@ -22,7 +34,9 @@ import numpy as np
 
 OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
 WEIGHTED = ("conv2d", "linear", "scale")
-NEURON_KINDS = ("if", "lif", "readout")
+NEURON_KINDS = ("if", "lif")
+COMPUTE_KINDS = ("maxpool", "product")
+POPULATION_KINDS = NEURON_KINDS + COMPUTE_KINDS + ("readout",)
 MEMBRANE_BITS = 24  # Loihi's membrane register
 DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
 SATURATION = 2 ** (MEMBRANE_BITS - 1)  # the membrane saturates to [-SATURATION, SATURATION - 1]
@@ -34,7 +48,9 @@ SPEC_VERSION = 1
 @dataclass
 class Op:
     """A bias-free linear op on one sample: shapes exclude the batch. conv2d/sumpool2d work on
-    (C, H, W); `stride`, `padding`, `kernel` are (rows, cols)."""
+    (C, H, W); `stride`, `padding`, `kernel` are (rows, cols). `layer` names the graph node the op
+    comes from: residual paths unrolled into several projections share it (one layer of the
+    source model, e.g. for NeuroBench's count)."""
 
     kind: str
     in_shape: tuple[int, ...]
@@ -43,6 +59,7 @@ class Op:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     kernel: tuple[int, int] = (1, 1)
+    layer: str = ""
 
 
 @dataclass
@@ -61,8 +78,8 @@ class Projection:
 class Population:
     name: str
     shape: tuple[int, ...]
-    kind: str                  # if | lif | readout
-    bias: np.ndarray           # per neuron, in membrane units
+    kind: str                  # if | lif | maxpool | product | readout
+    bias: np.ndarray           # per unit (shape `current_shape`), in membrane units
     inputs: list[Projection]
     v_th: float = 1.0          # fixed point: an integer in membrane units
     decay: float = 1.0         # float: v <- decay * v ; fixed point uses dv
@@ -70,9 +87,20 @@ class Population:
     dv: int = 0                # fixed point: 12-bit decay constant
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)
+    pool: Op | None = None     # maxpool: the window ("maxpool2d", from `current_shape` to `shape`)
+
+    @property
+    def current_shape(self) -> tuple[int, ...]:
+        """Shape of the summed current: `shape`, or the max pool's input."""
+        return tuple(self.pool.in_shape) if self.pool is not None else tuple(self.shape)
 
     @property
     def size(self) -> int:
+        """Units that integrate a current (neurons; for a max pool, its input positions)."""
+        return int(np.prod(self.current_shape))
+
+    @property
+    def output_size(self) -> int:
         return int(np.prod(self.shape))
 
 
@@ -92,8 +120,19 @@ class NetSpec:
         return self.populations[-1]
 
     @property
-    def spiking(self) -> list[Population]:
+    def senders(self) -> list[Population]:
+        """Every population that transmits (all but the readout)."""
         return self.populations[:-1]
+
+    @property
+    def spiking(self) -> list[Population]:
+        """The spiking neuron populations (those DDLA filters)."""
+        return [p for p in self.populations if p.kind in NEURON_KINDS]
+
+    @property
+    def compute(self) -> list[Population]:
+        """The max-pool and product populations (no Loihi mapping)."""
+        return [p for p in self.populations if p.kind in COMPUTE_KINDS]
 
     @property
     def latency(self) -> int:
@@ -137,6 +176,34 @@ def projection_ends(key: str) -> tuple[str, str]:
     """(source, target) of a `projection_key`."""
     source, target = key.split(">", 1)
     return source, target
+
+
+def repeated_layer_uses(spec: NetSpec) -> set[tuple[str, int, int]]:
+    """(target, projection index, op index) of each op that repeats a layer (same source, same
+    `layer`) an earlier projection applies already: a residual sum unrolled into several
+    projections. A count of the source model's layers (NeuroBench, the papers' estimate) skips them."""
+    seen, repeats = set(), set()
+    for pop in spec.populations:
+        for j, proj in enumerate(pop.inputs):
+            for k, op in enumerate(proj.ops):
+                key = (proj.source, op.layer)
+                if op.layer and key in seen:
+                    repeats.add((pop.name, j, k))
+                seen.add(key)
+    return repeats
+
+
+def sends_binary(spec: NetSpec, name: str) -> bool:
+    """Whether a sender's values are 0/1: spikes, or a max pool or product of binary senders
+    through unit synapses and no bias. The analog input and other compute outputs are multi-bit."""
+    if name == "input":
+        return spec.encoding != "direct"
+    pop = spec.population(name)
+    if pop.kind in NEURON_KINDS or pop.kind == "readout":
+        return pop.kind != "readout"
+    unit = lambda proj: (all(op.kind in ("flatten", "scale") for op in proj.ops)  # noqa: E731
+                         and float(proj.weighted.weight) * 2.0 ** proj.shift == 2.0 ** pop.frac_bits)
+    return not np.any(pop.bias) and all(unit(p) and sends_binary(spec, p.source) for p in pop.inputs)
 
 
 def keep_count(n, keep: float):
@@ -242,7 +309,12 @@ def _ints(v) -> list[int]:
 
 def _op_header(op: Op) -> dict:
     return {"kind": op.kind, "in_shape": _ints(op.in_shape), "out_shape": _ints(op.out_shape),
-            "stride": _ints(op.stride), "padding": _ints(op.padding), "kernel": _ints(op.kernel)}
+            "stride": _ints(op.stride), "padding": _ints(op.padding), "kernel": _ints(op.kernel), "layer": op.layer}
+
+
+def _op_from_header(o: dict, weight: np.ndarray | None = None) -> Op:
+    return Op(kind=o["kind"], in_shape=tuple(o["in_shape"]), out_shape=tuple(o["out_shape"]), weight=weight,
+              stride=tuple(o["stride"]), padding=tuple(o["padding"]), kernel=tuple(o["kernel"]), layer=o.get("layer", ""))
 
 
 def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
@@ -260,7 +332,8 @@ def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
             inputs.append({"source": proj.source, "delay": int(proj.delay), "shift": int(proj.shift), "ops": ops})
         pops.append({"name": pop.name, "shape": _ints(pop.shape), "kind": pop.kind, "v_th": pop.v_th,
                      "decay": pop.decay, "reset": pop.reset, "dv": int(pop.dv), "frac_bits": int(pop.frac_bits),
-                     "depth": int(pop.depth), "inputs": inputs})
+                     "depth": int(pop.depth), "inputs": inputs,
+                     "pool": None if pop.pool is None else _op_header(pop.pool)})
     for name, s in spec.scores.items():
         arrays[f"scores.{name}"] = np.asarray(s, dtype=np.float32)
     header = {"format": SPEC_FORMAT, "version": SPEC_VERSION, "input_shape": _ints(spec.input_shape),
@@ -275,15 +348,17 @@ def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
         raise SpecError("not a ddla-neuro network spec of this version")
     pops = []
     for i, p in enumerate(header["populations"]):
+        if p["kind"] not in POPULATION_KINDS:
+            raise SpecError(f"population {p['name']!r} has unknown kind {p['kind']!r}")
         inputs = []
         for j, proj in enumerate(p["inputs"]):
-            ops = [Op(kind=o["kind"], in_shape=tuple(o["in_shape"]), out_shape=tuple(o["out_shape"]),
-                      weight=arrays.get(f"p{i}.in{j}.op{k}"), stride=tuple(o["stride"]),
-                      padding=tuple(o["padding"]), kernel=tuple(o["kernel"])) for k, o in enumerate(proj["ops"])]
+            ops = [_op_from_header(o, arrays.get(f"p{i}.in{j}.op{k}")) for k, o in enumerate(proj["ops"])]
             inputs.append(Projection(proj["source"], ops, proj["delay"], proj["shift"]))
+        pool = p.get("pool")
+        pool = None if pool is None else _op_from_header(pool)
         pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
                                inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
-                               frac_bits=p["frac_bits"], depth=p["depth"]))
+                               frac_bits=p["frac_bits"], depth=p["depth"], pool=pool))
     return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],
                    header["input_frac_bits"], {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"])
 

@@ -61,7 +61,16 @@ def residual(seed: int = 0, timesteps: int = 4) -> SpikingNetwork:
     return dyadic_(net, seed, 3.0)
 
 
-NETWORKS = {"mlp": mlp, "convnet": convnet, "residual": residual}
+def sdt(seed: int = 0, timesteps: int = 4) -> SpikingNetwork:
+    """A small Spike-driven Transformer (dim 8, one block, 16x16 input: 4x4 tokens): max pools,
+    membrane shortcuts and the two attention products."""
+    torch.manual_seed(seed)
+    net = build_model("sdt", num_classes=3, input_shape=(3, 16, 16), timesteps=timesteps, dim=8, depth=1)
+    return dyadic_(net, seed, 3.0)
+
+
+LAVA_NETWORKS = {"mlp": mlp, "convnet": convnet, "residual": residual}
+NETWORKS = {**LAVA_NETWORKS, "sdt": sdt}  # Lava refuses the SDT's max pools and products
 
 
 def spec_of(net: SpikingNetwork) -> NetSpec:

@@ -130,7 +130,7 @@ def test_literature_estimate_by_hand():
     assert lit["energy_j"] == pytest.approx(4.6e-12 + 6 * 0.9e-12)
 
 
-@pytest.mark.parametrize("name", ["mlp", "convnet", "residual"])
+@pytest.mark.parametrize("name", ["mlp", "convnet", "residual", "sdt"])
 def test_dense_counts_equal_neurobench_synaptic_operations(name):
     """Our dense-mode count in NeuroBench's compatibility mode == NeuroBench's SynapticOperations
     rule (tests/neurobench_synops.py, checked against neurobench 2.3.0) on the same torch model
@@ -149,6 +149,7 @@ def test_dense_counts_equal_neurobench_synaptic_operations(name):
     assert got == {"effective_acs": ref["Effective_ACs"], "effective_macs": ref["Effective_MACs"], "dense": ref["Dense"]}
     assert got["effective_macs"] > 0  # the analog input, and pooled spikes in the convnet
     assert (got["effective_acs"] > 0) == (name != "convnet")  # spikes straight into a layer
+    assert ref["Dense"] > 0
 
 
 def test_fan_in_and_fan_out_limits_are_reported(tmp_path):
@@ -191,3 +192,30 @@ def test_an_unknown_chip_term_is_named_not_dropped(tmp_path):
     assert tot["cores"] is None and tot["latency_s"] is None and tot["energy_parts_j"]["static"] == 0.0
     known = cost_run(flipping_net(), run("dense").counts, load_profile("loihi2"), enc("dense"))["totals"]
     assert "chip.neurons_per_core" not in known["unknown_terms"] and known["energy_parts_j"]["static"] > 0
+
+
+def test_compute_layers_are_mapping_problems_and_graded_senders_cost_multibit_ops():
+    """The small Spike-driven Transformer: its first max pool (of spikes) and both products send
+    spikes; its second max pool (of conv currents) sends graded values, priced e_synop_graded
+    per SOP with 24-bit payloads."""
+    from deploy_nets import inputs, sdt, spec_of
+    from ddla_neuro.spec import sends_binary
+    net = sdt()
+    spec = spec_of(net)
+    pools = [p.name for p in spec.compute if p.kind == "maxpool"]
+    assert [sends_binary(spec, n) for n in pools] == [True, False]
+    assert all(sends_binary(spec, p.name) for p in spec.compute if p.kind == "product")
+    profile = load_profile("loihi2")
+    counts = simulate(spec, inputs(net, 4)[1], "delta").counts
+    report = cost_run(spec, counts, profile, {"input": "delta", **{p.name: "delta" for p in spec.senders}})
+    graded = pools[1]
+    e_graded = profile.quantity("energy", "e_synop_graded").value
+    reads = [r for r in report["layers"] if graded in r["synaptic_j_by_source"]]
+    assert len(reads) >= 2  # the membrane shortcut reaches every later neuron of the stream
+    for r in reads:
+        sops = counts.sops_proj[f"{graded}>{r['layer']}"].sum() / counts.samples
+        assert sops > 0 and r["synaptic_j_by_source"][graded] == pytest.approx(sops * e_graded)
+    g = rows(report)[graded]
+    assert g["message_bits"] == g["messages"] * (32 + 24) and g["messages"] > 0
+    problems = report["totals"]["mapping_problems"]
+    assert [p.split()[1] for p in problems] == [p.name for p in spec.compute]

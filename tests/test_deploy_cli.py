@@ -136,3 +136,32 @@ def test_out_naming_a_file_is_one_clear_line(tmp_path, capsys):
     argv = ["--profile", "loihi2", "--backend", "fast", "--samples", "5", "--out", str(tmp_path / "taken")]
     assert run_cli(main, argv) == 2
     assert "is a file" in capsys.readouterr().err and (tmp_path / "taken").read_text() == "mine"
+
+
+def _sdt_checkpoint(tmp_path) -> str:
+    """An untrained Spike-driven Transformer for digits (1x8x8: 2x2 tokens after the max pools),
+    with weights large enough that every layer spikes."""
+    from deploy_nets import dyadic_
+    from ddla_neuro.checkpoint import save_checkpoint
+    from ddla_neuro.zoo import build_model
+    torch.manual_seed(0)
+    net = dyadic_(build_model("sdt", num_classes=10, input_shape=(1, 8, 8), timesteps=2, dim=16, depth=1), 0, 3.0)
+    save_checkpoint(tmp_path / "sdt.pt", net, {"dataset": "digits"})
+    return str(tmp_path / "sdt.pt")
+
+
+def test_sdt_deploys_on_the_fast_simulator_and_lava_refuses_it_in_one_line(tmp_path, capsys):
+    ckpt = _sdt_checkpoint(tmp_path)
+    report = deploy(tmp_path, "--checkpoint", ckpt, "--backend", "fast", "--samples", "8")
+    rows = {r["layer"]: r for r in report["modes"]["delta"]["layers"]}
+    assert {r["kind"] for r in rows.values()} >= {"maxpool", "product"}
+    assert all(r["events_out"] > 0 for r in rows.values() if r["kind"] in ("maxpool", "product"))
+    assert all(report["checks"].values())
+    problems = report["modes"]["delta"]["totals"]["mapping_problems"]
+    assert sum("no Loihi synapse or neuron model" in p for p in problems) == 4  # two max pools, two products
+    out = tmp_path / "lava"
+    argv = ["--profile", "loihi2", "--checkpoint", ckpt, "--samples", "8", "--out", str(out)]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not mapped to Lava" in err and "--backend fast" in err and "\n" not in err
+    assert not out.exists()

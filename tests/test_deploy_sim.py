@@ -12,7 +12,9 @@ from ddla_neuro.ddla.executor import DeltaExecutor
 from ddla_neuro.ir import IRError, network_to_nir, nir_to_spec
 from ddla_neuro.quant import quantize, quantize_input
 from ddla_neuro.sim import simulate
-from ddla_neuro.spec import Op, fanout, load_spec, projection_fanout, save_spec, synaptic_ops
+from ddla_neuro.lava_runner import LavaRunError, run_lava
+from ddla_neuro.spec import (NetSpec, Op, Population, Projection, assign_depths, fanout, load_spec, projection_fanout,
+                             save_spec, synaptic_ops)
 from ddla_neuro.zoo import build_model
 
 
@@ -54,8 +56,9 @@ def test_delta_equals_dense_and_keep_one_equals_delta(name, fixed):
     assert total(ddla) < total(delta)
 
 
-def test_fixed_point_keeps_the_float_accuracy_of_a_trained_sized_network():
-    net = convnet(seed=3)
+@pytest.mark.parametrize("name", ["convnet", "sdt"])
+def test_fixed_point_keeps_the_float_accuracy_of_a_trained_sized_network(name):
+    net = NETWORKS[name](seed=3)
     _, frames = inputs(net, 64, seed=1)
     spec = spec_of(net)
     q = quantize(spec)
@@ -106,12 +109,13 @@ def test_conv_fanout_counts_borders_strides_and_padding_by_hand():
                                   [[1, 2, 1], [2, 4, 2], [1, 2, 1]])  # paths through overlapping windows
 
 
-def test_spec_round_trips_through_npz(tmp_path):
-    spec = quantize(random_scores(spec_of(NETWORKS["residual"]())))
+@pytest.mark.parametrize("name", ["residual", "sdt"])
+def test_spec_round_trips_through_npz(tmp_path, name):
+    spec = quantize(random_scores(spec_of(NETWORKS[name]())))
     save_spec(tmp_path / "s.npz", spec, frames=np.zeros(3))
     back, extra = load_spec(tmp_path / "s.npz")
     assert list(extra) == ["frames"]
-    _, frames = inputs(NETWORKS["residual"](), 4)
+    _, frames = inputs(NETWORKS[name](), 4)
     a = simulate(spec, quantize_input(frames, spec), "ddla", 0.5)
     b = simulate(back, quantize_input(frames, back), "ddla", 0.5)
     np.testing.assert_array_equal(a.logits, b.logits)
@@ -139,10 +143,45 @@ def test_resnet19_maps_and_simulates_like_torch():
     np.testing.assert_array_equal(simulate(spec, net.encode(x).transpose(0, 1).numpy(), "delta").logits, ref)
 
 
-def test_sdt_attention_is_refused_with_its_name():
+def test_sdt_maps_to_compute_populations_that_lava_refuses():
     net = build_model("sdt", num_classes=10, input_shape=(3, 32, 32), timesteps=1, dim=32, depth=1)
-    with pytest.raises(IRError, match="MaxPool2d"):
-        network_to_nir(net)
+    spec = spec_of(net)
+    kinds = [p.kind for p in spec.compute]
+    assert kinds == ["maxpool", "maxpool", "product", "product"]
+    kv = next(p for p in spec.populations if p.name.endswith(".kv_neuron"))
+    assert kv.shape == (32, 1, 1) and kv.v_th == 0.5  # one LIF per channel over the token sum
+    assert spec.compute[0].pool.kernel == (3, 3) and spec.compute[0].pool.stride == (2, 2)
+    with pytest.raises(LavaRunError, match=r"not mapped to Lava: .*\(maxpool\).*--backend fast"):
+        run_lava(spec, np.zeros((1, 1, 3, 32, 32)))
+
+
+def test_compute_populations_by_hand():
+    """A max pool over a graded current and a product of two spike maps, in float and fixed point."""
+    x = np.array([[0.5, -1.0, 0.25, 2.0], [1.5, 0.0, -0.75, 0.25]]).reshape(1, 1, 2, 4)  # (N, C, H, W)
+    ident = lambda shape: [Op("flatten", shape, shape), Op("scale", shape, shape, np.array(1.0))]  # noqa: E731
+    pool = Op("maxpool2d", (1, 2, 4), (1, 1, 2), None, (2, 2), (0, 0), (2, 2))
+    spec = NetSpec((1, 2, 4), 2, "direct", [
+        Population("pool", (1, 1, 2), "maxpool", np.full((1, 2, 4), 0.25), [Projection("input", ident((1, 2, 4)))],
+                   v_th=0.0, pool=pool),
+        Population("spk", (1, 2, 4), "if", np.zeros((1, 2, 4)), [Projection("input", ident((1, 2, 4)))], v_th=0.4),
+        Population("prod", (1, 2, 4), "product", np.zeros((1, 2, 4)),
+                   [Projection("spk", ident((1, 2, 4))), Projection("spk", ident((1, 2, 4)))], v_th=0.0),
+        Population("out", (3,), "readout", np.zeros(3),
+                   [Projection("pool", [Op("flatten", (1, 1, 2), (2,)), Op("linear", (2,), (3,), np.eye(3, 2))]),
+                    Projection("prod", [Op("flatten", (1, 2, 4), (8,)), Op("linear", (8,), (3,), np.ones((3, 8)))])]),
+    ])
+    assign_depths(spec.populations)
+    frames = np.repeat(x[:, None], 2, axis=1)
+    # t=1: pool = max(0.5,-1,1.5,0)+0.25, max(0.25,2,-0.75,0.25)+0.25; spk = x > 0.4: 3 spikes,
+    # whose squares (3 ones) reach every output
+    want_t1 = [1.75 + 3, 2.25 + 3, 3.0]
+    for s in (spec, quantize(spec)):
+        f = quantize_input(frames, s) if s.fixed else frames
+        dense, delta = simulate(s, f, "dense"), simulate(s, f, "delta")
+        np.testing.assert_array_equal(dense.logits[0, 0], want_t1)
+        np.testing.assert_array_equal(delta.logits, dense.logits)
+        assert delta.counts.events["pool"].tolist() == [2, 0]  # unchanged graded output: no event at t=2
+        assert "pool" not in delta.counts.spikes  # spikes count neurons only
 
 
 def test_unsupported_nir_node_is_named():

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy_nets import NETWORKS, dyadic_, inputs, random_scores, spec_of
+from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
 from ddla_neuro.ir import fix_norse_graph, nir_to_spec, read_nir
 from ddla_neuro.lava_runner import LavaRunError, run_isolated, run_lava
 from ddla_neuro.quant import quantize, quantize_input
@@ -29,7 +29,7 @@ def same_counts(a, b) -> bool:
 
 
 def prepared(name, fixed, n=3):
-    net = NETWORKS[name]()
+    net = LAVA_NETWORKS[name]()
     spec = random_scores(spec_of(net))
     x, frames = inputs(net, n)
     if fixed:
@@ -38,7 +38,7 @@ def prepared(name, fixed, n=3):
     return net, spec, x, frames
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", sorted(LAVA_NETWORKS))
 @pytest.mark.parametrize("fixed", [True, False])
 def test_lava_delta_equals_dense_and_matches_the_simulator(name, fixed):
     net, spec, x, frames = prepared(name, fixed)
