@@ -100,9 +100,12 @@ class _SynapseModel(_Windowed):
             self.queue.append(self.zeros(self.out_size))
             return
         p = self.proc_params
-        a, sops = apply_counting(self.ops, self.fanout, d)
-        self.sops[t] += sops
-        a = a.reshape(-1)
+        if d.any():
+            a, sops = apply_counting(self.ops, self.fanout, d)
+            self.sops[t] += sops
+            a = a.reshape(-1)
+        else:  # event-driven: no event, no synaptic work (a delta-coded input after t = 1)
+            a = self.zeros(self.out_size)
         a = a << p["shift"] if self.fixed else a
         if p["accumulate"]:
             self.held = a if t == 0 else self.held + a
