@@ -16,7 +16,7 @@ written as a NIR file that other tools read.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -24,8 +24,6 @@ import nir
 import numpy as np
 import torch
 from torch import nn
-
-from dataclasses import dataclass
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import UserError
@@ -161,7 +159,6 @@ class _GraphBuilder:
             return prev, shape
         raise IRError(f"{prefix or 'model'}: {type(module).__name__} cannot be deployed to delta synapses "
                       f"(its arithmetic is not a linear map of the spikes)")
-
 
     def attention(self, module: SpikeDrivenSelfAttention, prefix: str, prev: list[str], shape: tuple[int, ...]
                   ) -> tuple[list[str], tuple[int, ...]]:

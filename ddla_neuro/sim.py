@@ -133,21 +133,24 @@ def _norm(op: Op) -> float:
     return float(np.prod(op.kernel)) if op.kind == "sumpool2d" else 1.0
 
 
+def _output_bound(ops: list[Op], input_peak: float) -> float:
+    """A bound on every output, and every partial sum of one, of the ops for inputs of
+    magnitude <= `input_peak`: a partial sum adds some of an output's terms, so it is at most
+    the sum of their magnitudes, the input peak times the ops' infinity norms."""
+    return input_peak * float(np.prod([_norm(op) for op in ops]))
+
+
 def current_bound(pop: Population, peaks: list[float]) -> float:
     """A bound on |synaptic current + bias| of a fixed-point population whose sources send
     values of magnitude <= `peaks` (one per projection)."""
     bound = float(np.max(np.abs(pop.bias))) if np.size(pop.bias) else 0.0
-    for proj, peak in zip(pop.inputs, peaks):
-        bound += peak * float(np.prod([_norm(op) for op in proj.ops])) * 2.0 ** proj.shift
-    return bound
+    return bound + sum(_output_bound(proj.ops, peak) * 2.0 ** proj.shift for proj, peak in zip(pop.inputs, peaks))
 
 
 def exact_in_float32(ops: list[Op], input_peak: float) -> bool:
-    """Whether every partial sum of the integer ops stays below 2**24 in magnitude, so float32
-    (several times faster in conv) gives the same integers as float64. A partial sum of an
-    output adds some of its terms, so it is at most the sum of their magnitudes: the input peak
-    times the ops' infinity norms."""
-    return input_peak * float(np.prod([_norm(op) for op in ops])) < FLOAT32_EXACT
+    """Whether the integer ops stay below 2**24 in magnitude, so float32 (several times faster
+    in conv) gives the same integers as float64."""
+    return _output_bound(ops, input_peak) < FLOAT32_EXACT
 
 
 class _Projection:
@@ -207,19 +210,18 @@ def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
     return torch.trunc(prod / 2 ** DECAY_BITS).to(v.dtype)  # Loihi: toward zero
 
 
+def _unit(spec: NetSpec, source: str) -> float:
+    """The value of a 1 from a sender: 2**frac_bits for a fixed-point compute population (it
+    sends in its membrane units), else 1."""
+    pop = None if source == "input" else spec.population(source)
+    return float(2 ** pop.frac_bits) if spec.fixed and pop is not None and pop.kind in COMPUTE_KINDS else 1.0
+
+
 def _sender_peak(spec: NetSpec, source: str, input_peak: float) -> float:
     """The largest magnitude a sender transmits (a bound; inf where none is known)."""
     if source == "input":
         return input_peak
-    pop = spec.population(source)
-    if not sends_binary(spec, source):
-        return float("inf")
-    return 1.0 if pop.kind in NEURON_KINDS or not spec.fixed else float(2 ** pop.frac_bits)
-
-
-def _unit(spec: NetSpec, source: str) -> float:
-    pop = None if source == "input" else spec.population(source)
-    return float(2 ** pop.frac_bits) if spec.fixed and pop is not None and pop.kind in COMPUTE_KINDS else 1.0
+    return _unit(spec, source) if sends_binary(spec, source) else float("inf")
 
 
 def _changes(x: torch.Tensor) -> torch.Tensor:
@@ -241,9 +243,9 @@ class _Population:
         self.pop, self.fixed = pop, spec.fixed
         counted = lambda j, proj: [neurobench is not None and op.kind in ("conv2d", "linear")  # noqa: E731
                                    and (pop.name, j, k) not in neurobench for k, op in enumerate(proj.ops)]
-        self.inputs = [_Projection(p, spec.fixed, _sender_peak(spec, p.source, input_peak), counted(j, p),
-                                   _unit(spec, p.source)) for j, p in enumerate(pop.inputs)]
         peaks = [_sender_peak(spec, p.source, input_peak) for p in pop.inputs]
+        self.inputs = [_Projection(p, spec.fixed, peak, counted(j, p), _unit(spec, p.source))
+                       for j, (p, peak) in enumerate(zip(pop.inputs, peaks))]
         # fixed point: float32 where |membrane| <= 2**23 (saturation) plus |current| < 2**23 stays exact
         small = spec.fixed and pop.kind not in COMPUTE_KINDS and current_bound(pop, peaks) < SATURATION
         self.dtype = torch.float32 if small else torch.float64

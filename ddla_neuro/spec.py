@@ -99,10 +99,6 @@ class Population:
         """Units that integrate a current (neurons; for a max pool, its input positions)."""
         return int(np.prod(self.current_shape))
 
-    @property
-    def output_size(self) -> int:
-        return int(np.prod(self.shape))
-
 
 @dataclass
 class NetSpec:
@@ -199,8 +195,8 @@ def sends_binary(spec: NetSpec, name: str) -> bool:
     if name == "input":
         return spec.encoding != "direct"
     pop = spec.population(name)
-    if pop.kind in NEURON_KINDS or pop.kind == "readout":
-        return pop.kind != "readout"
+    if pop.kind not in COMPUTE_KINDS:
+        return pop.kind in NEURON_KINDS  # spikes; the readout's logits are graded
     unit = lambda proj: (all(op.kind in ("flatten", "scale") for op in proj.ops)  # noqa: E731
                          and float(proj.weighted.weight) * 2.0 ** proj.shift == 2.0 ** pop.frac_bits)
     return not np.any(pop.bias) and all(unit(p) and sends_binary(spec, p.source) for p in pop.inputs)
