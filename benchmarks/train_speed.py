@@ -59,22 +59,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-EXECUTIONS = ("multi", "single", "ddla-step", "ddla-running")
+EXECUTIONS = ("multi", "single", "ddla-stats", "ddla-label-gradient")
 
 
 def throughput(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batch: int, execution: str,
                device: torch.device, keep: float = 0.5, lam: float = 0.5) -> float:
-    """Training samples/s: `multi`/`single`-step baseline, or DDLA with the paper's per-step
-    sensitivity (`ddla-step`) or the running average (`ddla-running`)."""
+    """Training samples/s: `multi`/`single`-step baseline, or DDLA ranked by the learnt statistics
+    (`ddla-stats`, the default) or by the paper's per-sample label gradient (`ddla-label-gradient`)."""
     torch.manual_seed(0)
     net = build_model(name, num_classes=10, input_shape=tuple(x.shape[1:]), timesteps=timesteps).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    ddla = (DeltaExecutor(net, "ddla", keep, source=execution.split("-")[1], count_events=False)
+    source = execution.removeprefix("ddla-")
+    ddla = (DeltaExecutor(net, "ddla", keep, source=source, count_events=False, learn=True)
             if execution.startswith("ddla") else None)
 
     def step(xb, yb):
         if ddla is not None:
-            out, sensitivity_loss = ddla.run(net.encode(xb), yb)
+            out, sensitivity_loss = ddla.run(net.encode(xb), yb if source == "label-gradient" else None)
             loss = lam * tet_loss(out, yb) + (1 - lam) * sensitivity_loss
         else:
             loss = tet_loss(net.run(xb, single_step=execution == "single"), yb)

@@ -63,6 +63,7 @@ class Counts:
 class SimResult:
     logits: np.ndarray   # (N, T, classes), float (fixed point: divided by 2**frac_bits)
     counts: Counts
+    sent: dict[str, np.ndarray] = field(default_factory=dict)  # with `record`: what each sender sent (N, T, n)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -330,14 +331,16 @@ def _max_pool(current: torch.Tensor, pool: Op) -> torch.Tensor:
 
 
 def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
-             batch_size: int = 256, neurobench: bool = False) -> SimResult:
+             batch_size: int = 256, neurobench: bool = False, record: bool = False) -> SimResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
-    (`Counts.neurobench`: effective_acs, effective_macs, dense per step)."""
+    (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
+    every sender sent (`SimResult.sent`, in its own units: the DDLA selection is where it is
+    non-zero)."""
     frames = check_run(spec, frames, mode, keep)
     n, t_steps = frames.shape[:2]
     counts = Counts(t_steps)
-    logits = []
+    logits, sent = [], {}
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
@@ -345,22 +348,26 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             x = torch.as_tensor(frames[lo: lo + batch_size]).flatten(2).transpose(0, 1).contiguous()
-            logits.append(_run_batch(pops, x, mode, counts).transpose(1, 0, 2))
+            logits.append(_run_batch(pops, x, mode, counts, sent if record else None).transpose(1, 0, 2))
     counts.samples = n
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
     if spec.fixed:
         out = out / 2.0 ** spec.readout.frac_bits
-    return SimResult(out, counts)
+    return SimResult(out, counts, {k: np.concatenate(v, axis=1).transpose(1, 0, 2) for k, v in sent.items()})
 
 
-def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts) -> np.ndarray:
-    """One batch (T, B, n_in), population by population over all timesteps; the logits (T, B, classes)."""
+def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts,
+               record: dict[str, list[np.ndarray]] | None = None) -> np.ndarray:
+    """One batch (T, B, n_in), population by population over all timesteps; the logits (T, B, classes).
+    `record` collects what each sender sent (T, B, n) per batch."""
     sent = {"input": _sending(x if mode == "dense" else _changes(x), "input", counts)}
     for pop in pops:
         out, values = pop.output(pop.input_currents(sent, counts), counts)
         if pop.pop.kind == "readout":
             return out.double().numpy()
         sent[pop.pop.name] = _sending(values, pop.pop.name, counts)
+        if record is not None:
+            record.setdefault(pop.pop.name, []).append(values.numpy())
     raise AssertionError("a NetSpec ends with its readout")
 
 

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, checkpoint_dataset, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataSplit, load_dataset
-from .ddla.executor import METHODS, DeltaExecutor, SensitivityStats
+from .ddla.approx import annealed_keep
+from .ddla.executor import LEGACY_SOURCES, METHODS, SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
@@ -71,9 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=float, default=None,
                    help=f"ddla filtering ratio k: share of deltas kept, (0, 1] (default {DDLA_KEEP}; --eval: the checkpoint's)")
     p.add_argument("--lam", type=float, default=DDLA_LAM, help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
-    p.add_argument("--sensitivity", default="step", choices=("step", "running"),
-                   help="ddla ranking: the gradient of the previous step's loss (the paper), or a running "
-                        "average of past gradients (cheaper)")
+    p.add_argument("--sensitivity", default="stats", choices=SENSITIVITY_SOURCES,
+                   help="ddla ranking of the deltas. stats (default): per-neuron statistics (running mean of "
+                        "|dL/dO| from past training batches) times |delta|, exactly what evaluation and deployment "
+                        "use. label-gradient: the paper's scheme, each sample's gradient of the previous step's "
+                        "loss; it uses the sample's LABEL to choose which deltas pass, which inference cannot do, "
+                        "so the network can learn to read the label from the selection and its training accuracy "
+                        "does not carry over to the test set or the chip")
+    p.add_argument("--stats-momentum", type=float, default=0.9, metavar="M",
+                   help="ddla: decay of the running mean of |dL/dO| per training batch (default 0.9)")
+    p.add_argument("--warmup-epochs", type=int, default=0, metavar="N",
+                   help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="output directory (model.pt, model.json, summary.json)")
@@ -130,19 +139,22 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-             seed: int, method: str = "baseline", keep: float = 1.0, stats: SensitivityStats | None = None) -> dict:
+             seed: int, method: str = "baseline", keep: float = 1.0, stats: SensitivityStats | None = None,
+             loss_fn=None) -> dict:
     """Accuracy on (x, y) and the per-sample counts (spikes, deltas, transmitted, dropped, events)
-    per layer and timestep. DDLA chooses deltas with the stored sensitivity statistics: no labels,
-    no gradients, as on hardware."""
+    per layer and timestep; with `loss_fn`, also its mean as `loss`. DDLA chooses deltas with the
+    stored sensitivity statistics: no labels, no gradients, as on hardware."""
     net.eval()
     gen = make_generator(device, seed)
-    correct = 0
+    correct, loss = 0, 0.0
     with DeltaExecutor(net, method, keep, source="stats", stats=stats) as ex:
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             out, _ = ex.run(net.encode(xb, gen))
             correct += (out.mean(0).argmax(1) == yb).sum().item()
-    return {"accuracy": correct / len(x), **ex.counts.summary(method)}
+            if loss_fn is not None:
+                loss += loss_fn(out, yb).item() * len(yb)
+    return {"accuracy": correct / len(x), **({"loss": loss / len(x)} if loss_fn else {}), **ex.counts.summary(method)}
 
 
 def train_epoch(net: SpikingNetwork, model: torch.nn.Module, data: DataSplit, sampler: DistributedSampler,
@@ -160,7 +172,8 @@ def train_epoch(net: SpikingNetwork, model: torch.nn.Module, data: DataSplit, sa
         if data.augment:
             xb = augment(xb, gen)
         if ddla is not None:
-            out, sensitivity_loss = ddla.run(net.encode(xb, gen), yb, model)
+            labels = yb if ddla.source == "label-gradient" else None  # stats: ranked without labels, as deployed
+            out, sensitivity_loss = ddla.run(net.encode(xb, gen), labels, model)
             loss = lam * loss_fn(out, yb) + (1 - lam) * sensitivity_loss
         else:
             out = model(net.encode(xb, gen), single_step=single_step)
@@ -212,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--timesteps and --batch-size must be >= 1 and --epochs >= 0")
     if args.keep is not None and not 0.0 < args.keep <= 1.0:
         raise UserError(f"--keep must lie in (0, 1], got {args.keep}")
+    if not 0.0 <= args.stats_momentum < 1.0:
+        raise UserError(f"--stats-momentum must lie in [0, 1), got {args.stats_momentum}")
+    if args.warmup_epochs < 0:
+        raise UserError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
     if not 0.0 <= args.lam <= 1.0:
         raise UserError(f"--lam must lie in [0, 1], got {args.lam}")
     rank, world, local_rank = init_distributed(args.device)
@@ -236,9 +253,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         start_epoch = int(ckpt.extra["epoch"])
         # The method is part of the run being resumed.
         args.dataset = args.dataset or ckpt.meta.get("dataset")
-        for key in ("method", "keep", "lam", "sensitivity"):
+        for key in ("method", "keep", "lam", "sensitivity", "warmup_epochs", "stats_momentum"):
             if key in ckpt.meta:
                 setattr(args, key, ckpt.meta[key])
+        args.sensitivity = LEGACY_SOURCES.get(args.sensitivity, args.sensitivity)
     method, keep = args.method or "baseline", args.keep if args.keep is not None else DDLA_KEEP
     dataset = args.dataset or "digits"
     data = load_dataset(dataset, args.data_dir, args.timesteps)
@@ -257,9 +275,11 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     if extra:
         opt.load_state_dict(extra["optimizer"])
         sched.load_state_dict(extra["scheduler"])
-    stats = SensitivityStats(values={k: v.to(device) for k, v in (ckpt.sensitivity if ckpt else {}).items()})
-    ddla = (DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats, count_events=False)
+    stats = SensitivityStats(args.stats_momentum,
+                             {k: v.to(device) for k, v in (ckpt.sensitivity if ckpt else {}).items()})
+    ddla = (DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats, count_events=False, learn=True)
             if method == "ddla" else None)
+    label_ranked = ddla is not None and args.sensitivity == "label-gradient"
     eval_keep = keep if method == "ddla" else 1.0
     sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loss_fn = LOSSES[args.loss]
@@ -269,7 +289,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
             "method": method, "keep": eval_keep}
     if method == "ddla":
-        meta.update(lam=args.lam, sensitivity=args.sensitivity)
+        meta.update(lam=args.lam, sensitivity=args.sensitivity, warmup_epochs=args.warmup_epochs,
+                    stats_momentum=args.stats_momentum)
     if rank == 0:
         print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
               f"method {method}{f' k={keep} lambda={args.lam}' if ddla else ''}, {len(data.x_train)} train / "
@@ -278,6 +299,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         te = time.time()
         sampler.set_epoch(epoch)
         gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
+        if ddla is not None:
+            ddla.keep = annealed_keep(keep, epoch, args.warmup_epochs)
         with ddla or nullcontext():  # the executor observes the neurons only while training
             loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
                                     show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}", ddla=ddla,
@@ -285,9 +308,21 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         sched.step()
         if rank == 0:
             test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)
-            history.append({"epoch": epoch + 1, "loss": loss, "train_accuracy": acc, "test_accuracy": test["accuracy"],
-                            "events_per_sample": test["events_per_sample"], "epoch_s": time.time() - te})
-            print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  train_acc {acc:.4f}  "
+            row = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc}
+            train_acc = f"train_acc {acc:.4f}"
+            if label_ranked:  # the running accuracy saw label-chosen deltas: measure the inference one
+                honest = evaluate(net, data.x_train, data.y_train, 256, device, args.seed, method, ddla.keep, stats,
+                                  loss_fn)
+                row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
+                           train_model_loss=honest["loss"])
+                train_acc = f"train_acc {honest['accuracy']:.4f} (label-ranked {acc:.4f})"
+                net.train()
+            if ddla is not None:
+                row["keep"] = ddla.keep
+            row.update(test_accuracy=test["accuracy"], events_per_sample=test["events_per_sample"],
+                       epoch_s=time.time() - te)
+            history.append(row)
+            print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  {train_acc}  "
                   f"test_acc {test['accuracy']:.4f}  events/sample {test['events_per_sample']:.0f}  "
                   f"{time.time() - te:.1f}s", flush=True)
             save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1, "test_accuracy": test["accuracy"]},
@@ -306,7 +341,9 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     summary = {
         "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
         "encoding": encoding, "loss": args.loss, "step_mode": "single" if single else "multi", "epochs": args.epochs,
-        "method": method, "keep": eval_keep, "lam": args.lam if ddla else None, "seed": args.seed,
+        "method": method, "keep": eval_keep, "lam": args.lam if ddla else None,
+        "sensitivity": args.sensitivity if ddla else None, "warmup_epochs": args.warmup_epochs if ddla else None,
+        "seed": args.seed,
         "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
         "checkpoint": str(out / "model.pt"), "history": history,

@@ -19,14 +19,14 @@ def convnet(timesteps=4):
     return build_model("convnet", num_classes=10, input_shape=(1, 8, 8), timesteps=timesteps)
 
 
-@pytest.mark.parametrize("source", ["step", "running"])
+@pytest.mark.parametrize("source", ["stats", "label-gradient"])
 def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
     net = convnet()
     x, y = torch.rand(6, 1, 8, 8) * 2, torch.randint(0, 10, (6,))
     seq = net.encode(x)
     ref = net(seq, single_step=True)
     for method in ("baseline", "tdd", "ddla"):
-        with DeltaExecutor(net, method, keep=1.0, source=source) as ex:
+        with DeltaExecutor(net, method, keep=1.0, source=source, learn=True) as ex:
             out, sensi = ex.run(seq, y)
         assert torch.equal(out, ref)
         assert sensi.item() == 0.0
@@ -35,7 +35,7 @@ def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
 def test_T1_ddla_equals_the_baseline():
     net = convnet(timesteps=1).eval()
     seq = net.encode(torch.rand(4, 1, 8, 8))
-    with DeltaExecutor(net, "ddla", keep=0.2, source="step") as ex:
+    with DeltaExecutor(net, "ddla", keep=0.2, source="label-gradient", learn=True) as ex:
         out, sensi = ex.run(seq, torch.zeros(4, dtype=torch.long))
     assert torch.equal(out, net(seq)) and sensi.item() == 0.0
 
@@ -104,7 +104,7 @@ def test_ddla_training_stores_statistics_and_eval_reproduces(tmp_path):
 def test_running_sensitivity_updates_statistics():
     net = convnet()
     x, y = torch.rand(4, 1, 8, 8) * 2, torch.randint(0, 10, (4,))
-    with DeltaExecutor(net, "ddla", keep=0.5, source="running") as ex:
+    with DeltaExecutor(net, "ddla", keep=0.5, source="stats", learn=True) as ex:
         out, sensi = ex.run(net.encode(x), y)
         (torch.nn.functional.cross_entropy(out.mean(0), y) + sensi).backward()
     assert {n.key for n in net.neurons} == set(ex.stats.values)

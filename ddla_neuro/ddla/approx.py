@@ -34,3 +34,12 @@ def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor
     # Everything sent: the receivers hold exactly s_t (no float round trip through held + d).
     transmitted = s_t if lossless else held + sent
     return ApproxStep(transmitted, sent, candidates & ~mask, F.mse_loss(transmitted, s_t))
+
+
+def annealed_keep(target: float, epoch: int, warmup_epochs: int) -> float:
+    """The filtering ratio of training epoch `epoch` (0-based) when k is annealed linearly from 1
+    (every delta sent, the baseline's function) to `target` over the first `warmup_epochs`
+    epochs; from epoch `warmup_epochs` on it is `target`. Rounded to keep's 1e-6 resolution."""
+    if warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return target
+    return round(1.0 - (1.0 - target) * epoch / warmup_epochs, 6)

@@ -6,6 +6,15 @@ The executor installs itself as an observer of every `Neuron`; it counts spikes,
 sent and dropped events per layer and timestep, accumulates the sensitivity loss, and keeps
 per-neuron sensitivity statistics (a running mean of |dL/dO|) that training stores in the
 checkpoint and deployment uses to choose deltas without gradients.
+
+Two rankings of the deltas (`source`):
+- `stats` (the default, also in training): `statistics * |delta|`, the statistics learnt from
+  the gradients of past training batches. It needs no label and no gradient of the current
+  input, so training, evaluation and deployment select the same deltas for the same input.
+- `label-gradient` (the paper's scheme): the deltas of step t+1 are ranked by each sample's
+  own gradient of the step-t loss, which depends on that sample's label. Inference has no
+  label, so it ranks by the statistics instead: a network trained this way can learn to read
+  the label from which deltas get through, and its training accuracy does not carry over.
 """
 from __future__ import annotations
 
@@ -20,7 +29,10 @@ from .approx import ddla_step
 from .gsc import gsc_scores
 
 METHODS = ("baseline", "tdd", "ddla")
-SENSITIVITY_SOURCES = ("step", "running", "stats")
+SENSITIVITY_SOURCES = ("stats", "label-gradient")
+# Names written into checkpoints before the sources were renamed (`running` ranked by the
+# statistics as `stats` does now; `step` was the paper's per-sample scheme).
+LEGACY_SOURCES = {"running": "stats", "step": "label-gradient"}
 # spikes: the dense events; deltas: lossless changes s^t - s^{t-1}; transmitted: deltas actually
 # sent (ddla: the kept ones, measured against what the receivers hold); dropped: held back.
 COUNTS = ("spikes", "deltas", "transmitted", "dropped")
@@ -75,15 +87,20 @@ class SensitivityStats:
 
 
 class DeltaExecutor:
-    def __init__(self, net: SpikingNetwork, method: str = "ddla", keep: float = 1.0, source: str = "step",
-                 stats: SensitivityStats | None = None, count_events: bool = True):
+    def __init__(self, net: SpikingNetwork, method: str = "ddla", keep: float = 1.0, source: str = "stats",
+                 stats: SensitivityStats | None = None, count_events: bool = True, learn: bool = False):
+        """`learn`: update the statistics from the gradients of training (`stats`: the gradient of
+        the total loss that reaches each layer's transmitted output, read in the backward pass;
+        `label-gradient`: each step's per-sample gradients). Without `learn` the `stats` ranking
+        needs statistics for every layer; while learning, a layer without statistics yet (the
+        first batch) sends all its deltas."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if source not in SENSITIVITY_SOURCES:
             raise ValueError(f"sensitivity source must be one of {SENSITIVITY_SOURCES}, got {source!r}")
         if not 0.0 <= keep <= 1.0:
             raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
-        self.net, self.method, self.source = net, method, source
+        self.net, self.method, self.source, self.learn = net, method, source, learn
         self.keep = keep if method == "ddla" else 1.0
         self.stats = stats if stats is not None else SensitivityStats()
         self.counts = EventCounts(net.timesteps)
@@ -94,9 +111,10 @@ class DeltaExecutor:
         self.t = 0
         self.held: dict[str, torch.Tensor] = {}       # what the receivers hold (F' of the last step)
         self.spikes_prev: dict[str, torch.Tensor] = {}
-        self.step_grads: dict[str, torch.Tensor] = {}  # dL_{t-1}/dF'_{t-1}, the paper's scheme
+        self.step_grads: dict[str, torch.Tensor] = {}  # label-gradient: dL_{t-1}/dF'_{t-1} per sample
         self.transmitted: dict[str, torch.Tensor] = {}
         self.sensitivity_losses: list[torch.Tensor] = []
+        self.sent: dict[str, list[torch.Tensor]] = {}  # per layer, the deltas sent at each step
 
     def __enter__(self) -> "DeltaExecutor":
         for n in self.net.neurons:
@@ -108,14 +126,14 @@ class DeltaExecutor:
             n.observers.remove(self._observe)
 
     def _scores(self, key: str, d: torch.Tensor) -> torch.Tensor | None:
-        if self.source == "step":
-            grad = self.step_grads.get(key)
-        else:
-            grad = self.stats.values.get(key)
+        """GSC scores of the delta entries, or None to send them all."""
+        if self.source == "label-gradient":
+            return gsc_scores(self.step_grads[key], d) if key in self.step_grads else None
+        grad = self.stats.values.get(key)
         if grad is None:
-            if self.source == "stats":
-                raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained with DDLA")
-            return None
+            if self.learn:
+                return None
+            raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained with DDLA")
         return gsc_scores(grad, d)
 
     def _observe(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
@@ -129,32 +147,38 @@ class DeltaExecutor:
             self.counts.add(key, self.t, spikes=(s != 0).sum(), deltas=(d_lossless != 0).sum(),
                             transmitted=(step.sent != 0).sum(), dropped=step.dropped.sum())
             self.spikes_prev[key] = s.detach()
+            self.sent.setdefault(key, []).append(step.sent.detach())
         if held is not None and self.keep < 1.0:
             self.sensitivity_losses.append(step.sensitivity_loss)
         self.held[key] = step.transmitted
         self.transmitted[key] = step.transmitted
-        if self.source == "running" and step.transmitted.requires_grad:
+        if self.learn and self.source == "stats" and step.transmitted.requires_grad:
             step.transmitted.register_hook(lambda g, k=key: self.stats.update(k, g))
         return step.transmitted
 
     def _after_step(self, out_t: torch.Tensor, y: torch.Tensor | None) -> None:
-        """The paper's scheme: the gradient of the step-t loss ranks the deltas of step t+1."""
-        if self.source == "step" and y is not None and self.t < self.net.timesteps - 1 and out_t.requires_grad:
+        """label-gradient: the gradient of the step-t loss ranks the deltas of step t+1."""
+        if self.source == "label-gradient" and self.keep < 1.0 and self.t < self.net.timesteps - 1:
+            if y is None or not out_t.requires_grad:
+                raise ValueError("the label-gradient ranking needs labels and gradients (training); "
+                                 "evaluate with the statistics ranking")
             keys = list(self.transmitted)
             loss_t = F.cross_entropy(out_t, y)
             grads = torch.autograd.grad(loss_t, [self.transmitted[k] for k in keys], retain_graph=True,
                                         allow_unused=True)
             self.step_grads = {k: g.detach() for k, g in zip(keys, grads) if g is not None}
-            for k, g in self.step_grads.items():
-                self.stats.update(k, g)
+            if self.learn:
+                for k, g in self.step_grads.items():
+                    self.stats.update(k, g)
         self.transmitted = {}
         self.t += 1
 
     def run(self, x_seq: torch.Tensor, y: torch.Tensor | None = None, model: torch.nn.Module | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Runs one batch of sequences (T, B, ...). Returns (logits (T, B, classes), sensitivity
-        loss: the sum over layers of the mean over steps t >= 2 of MSE(F', F)). `model` is the
-        module to call (a DistributedDataParallel wrapper of the network, for instance)."""
+        loss: the sum over layers of the mean over steps t >= 2 of MSE(F', F)). `y`, the labels,
+        only serves the label-gradient ranking. `model` is the module to call (a
+        DistributedDataParallel wrapper of the network, for instance)."""
         self._reset_sequence()
         model = model if model is not None else self.net
         out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y))
@@ -163,3 +187,7 @@ class DeltaExecutor:
         n_layers = max(len(self.net.neurons), 1)
         sensi = torch.stack(losses).sum() * n_layers / len(losses) if losses else out.new_zeros(())
         return out, sensi
+
+    def sent_deltas(self) -> dict[str, torch.Tensor]:
+        """Per layer, the deltas sent in the last `run` (T, B, ...): zero where nothing was sent."""
+        return {k: torch.stack(v) for k, v in self.sent.items()}
