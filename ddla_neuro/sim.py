@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ddla.gsc import topk_mask
+from .ddla.gsc import priority_mask, priority_order
 from .errors import UserError
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, fanout,
                    projection_fanout, projection_key, repeated_layer_uses, sends_binary)
@@ -254,7 +254,8 @@ class _Population:
         self.keep, self.mode = keep, mode
         self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
         scores = spec.scores.get(pop.name)
-        self.scores = None if scores is None else torch.as_tensor(np.asarray(scores, dtype=np.float32).reshape(1, -1))
+        # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
+        self.order = None if scores is None else priority_order(torch.as_tensor(np.asarray(scores, dtype=np.float32)))
 
     def input_currents(self, sent: dict[str, tuple[torch.Tensor, torch.Tensor]], counts: Counts
                        ) -> list[torch.Tensor]:
@@ -311,7 +312,7 @@ class _Population:
                 s = s.to(v.dtype)
                 d = s if held is None else s - held
                 if t > 0:
-                    d = torch.where(topk_mask(self.scores * d.abs().float(), d != 0, self.keep), d, torch.zeros_like(d))
+                    d = torch.where(priority_mask(self.order, d != 0, self.keep), d, torch.zeros_like(d))
                 held = d if held is None else held + d
                 sent[t] = d
         counts.add("spikes", p.name, fired)

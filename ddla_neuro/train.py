@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")
     p.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
                    help="stop after this epoch of the schedule (e.g. a job slot ends); continue with --resume")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from this checkpoint's network and weights with a new optimizer, schedule and "
+                        "method (e.g. a baseline, then DDLA fine-tuning)")
     p.add_argument("--eval", metavar="CHECKPOINT", help="only evaluate a checkpoint on the test split")
     return p
 
@@ -227,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--keep must lie in (0, 1], got {args.keep}")
     if not 0.0 <= args.stats_momentum < 1.0:
         raise UserError(f"--stats-momentum must lie in [0, 1), got {args.stats_momentum}")
+    if args.init and args.resume:
+        raise UserError("--init starts a new run from a checkpoint's weights, --resume continues one: give one")
     if args.warmup_epochs < 0:
         raise UserError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
     if not 0.0 <= args.lam <= 1.0:
@@ -257,11 +262,17 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
             if key in ckpt.meta:
                 setattr(args, key, ckpt.meta[key])
         args.sensitivity = LEGACY_SOURCES.get(args.sensitivity, args.sensitivity)
+    init = load_checkpoint(args.init) if args.init else None
+    if init:  # its network (architecture, T, neuron) and weights; optimizer, schedule and method are new
+        args.dataset = args.dataset or init.meta.get("dataset")
+        args.model, args.timesteps = init.meta["arch"]["name"], init.net.timesteps
+        args.neuron, args.reset = init.meta.get("neuron", args.neuron), init.meta.get("reset", args.reset)
     method, keep = args.method or "baseline", args.keep if args.keep is not None else DDLA_KEEP
     dataset = args.dataset or "digits"
     data = load_dataset(dataset, args.data_dir, args.timesteps)
     encoding = "events" if data.is_events else args.encoding
-    net = ckpt.net if ckpt else build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
+    start = ckpt or init
+    net = start.net if start else build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
                                             timesteps=args.timesteps, neuron=args.neuron, reset=args.reset,
                                             encoding=encoding)
     if tuple(net.arch["input_shape"]) != data.input_shape:
@@ -288,6 +299,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     history = list(extra.get("history", []))
     meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
             "method": method, "keep": eval_keep}
+    if init:
+        meta["init"] = str(args.init)
     if method == "ddla":
         meta.update(lam=args.lam, sensitivity=args.sensitivity, warmup_epochs=args.warmup_epochs,
                     stats_momentum=args.stats_momentum)
@@ -346,7 +359,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         "seed": args.seed,
         "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
-        "checkpoint": str(out / "model.pt"), "history": history,
+        "init": args.init, "checkpoint": str(out / "model.pt"), "history": history,
     }
     if args.epochs == start_epoch and not (out / "model.pt").exists():
         save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]},

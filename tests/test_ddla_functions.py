@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from ddla_neuro.ddla.approx import ddla_step
-from ddla_neuro.ddla.gsc import keep_count, sensitivity, topk_mask
+from ddla_neuro.ddla.gsc import keep_count, priority_mask, priority_order, sensitivity, topk_mask
 from ddla_neuro.ddla.tdd import deltas, overlap_ratio, reconstruct, static_dynamic, static_share, xor_changes
 
 binary_seqs = st.builds(
@@ -91,6 +91,18 @@ def test_keep_count_is_exact():
     assert keep_count(torch.tensor(10), 0.7).item() == 7  # float 0.7 * 10 = 7.000000000000001
     assert keep_count(torch.tensor(3), 0.5).item() == 2
     assert keep_count(torch.tensor(0), 0.5).item() == 0
+
+
+@given(st.integers(1, 60), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 5))
+@settings(max_examples=80, deadline=None)
+def test_priority_mask_selects_as_topk_on_unit_deltas(n, keep_millionths, seed, levels):
+    # per-neuron statistics with many ties (few levels, zeros included), deltas of +-1
+    keep = keep_millionths / 10**6
+    g = torch.Generator().manual_seed(seed)
+    stats = torch.randint(0, levels, (n,), generator=g).float() / levels
+    d = torch.randint(-1, 2, (4, n), generator=g).float()
+    expected = topk_mask(stats * d.abs(), d != 0, keep)
+    assert torch.equal(priority_mask(priority_order(stats), d != 0, keep), expected)
 
 
 def test_topk_breaks_ties_by_lower_index():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .gsc import topk_mask
+from .gsc import priority_mask, topk_mask
 from .tdd import delta
 
 
@@ -23,13 +23,22 @@ class ApproxStep:
     sensitivity_loss: torch.Tensor  # MSE(F', F)
 
 
-def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor | None, keep: float) -> ApproxStep:
+def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor | None, keep: float,
+              order: torch.Tensor | None = None) -> ApproxStep:
     """One layer, one step. `held` is the receivers' value after t-1 (None at t = 1), `scores`
-    ranks the delta entries (GSC); `keep` is the filtering ratio k."""
+    ranks the delta entries (GSC); `keep` is the filtering ratio k. `order` (optional): the
+    entries by a fixed priority (`priority_order`) that ranks exactly as `scores` do, which holds
+    for per-neuron statistics times |delta| when every delta is +-1; the selection is then the
+    same, computed without a top-k."""
     d = delta(s_t, held)
     candidates = d != 0
-    lossless = held is None or keep >= 1.0 or scores is None
-    mask = candidates if lossless else topk_mask(scores, candidates, keep)
+    lossless = held is None or keep >= 1.0 or (scores is None and order is None)
+    if lossless:
+        mask = candidates
+    elif order is not None:
+        mask = priority_mask(order, candidates, keep)
+    else:
+        mask = topk_mask(scores, candidates, keep)
     sent = torch.where(mask, d, torch.zeros_like(d))
     # Everything sent: the receivers hold exactly s_t (no float round trip through held + d).
     transmitted = s_t if lossless else held + sent

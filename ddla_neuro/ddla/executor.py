@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..snn.layers import SINGLE, Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
-from .gsc import gsc_scores
+from .gsc import gsc_scores, priority_order
 
 METHODS = ("baseline", "tdd", "ddla")
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
@@ -115,6 +115,9 @@ class DeltaExecutor:
         self.transmitted: dict[str, torch.Tensor] = {}
         self.sensitivity_losses: list[torch.Tensor] = []
         self.sent: dict[str, list[torch.Tensor]] = {}  # per layer, the deltas sent at each step
+        # stats ranking of binary layers: the statistics order the neurons once per run (they
+        # change only in the backward pass), None for a layer whose outputs are not all 0/1
+        self.orders: dict[str, torch.Tensor | None] = {}
 
     def __enter__(self) -> "DeltaExecutor":
         for n in self.net.neurons:
@@ -125,23 +128,28 @@ class DeltaExecutor:
         for n in self.net.neurons:
             n.observers.remove(self._observe)
 
-    def _scores(self, key: str, d: torch.Tensor) -> torch.Tensor | None:
-        """GSC scores of the delta entries, or None to send them all."""
+    def _ranking(self, key: str, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(GSC scores of the delta entries, or the priority order that ranks them the same);
+        both None: send them all."""
         if self.source == "label-gradient":
-            return gsc_scores(self.step_grads[key], d) if key in self.step_grads else None
+            return (gsc_scores(self.step_grads[key], d) if key in self.step_grads else None), None
         grad = self.stats.values.get(key)
         if grad is None:
             if self.learn:
-                return None
+                return None, None
             raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained with DDLA")
-        return gsc_scores(grad, d)
+        if key not in self.orders:  # binary outputs: every delta is +-1, its score the neuron's statistic
+            binary = bool(((s == 0) | (s == 1)).all())
+            self.orders[key] = priority_order(grad) if binary else None
+        order = self.orders[key]
+        return (None, order) if order is not None else (gsc_scores(grad, d), None)
 
     def _observe(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
         if neuron.step_mode != SINGLE:
             raise RuntimeError("delta execution runs one timestep at a time (single-step mode)")
         key, held = neuron.key, self.held.get(neuron.key)
-        scores = self._scores(key, s - held) if (held is not None and self.keep < 1.0) else None
-        step = ddla_step(s, held, scores, self.keep)
+        scores, order = self._ranking(key, s, s - held) if (held is not None and self.keep < 1.0) else (None, None)
+        step = ddla_step(s, held, scores, self.keep, order)
         if self.count_events:
             d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
             self.counts.add(key, self.t, spikes=(s != 0).sum(), deltas=(d_lossless != 0).sum(),

@@ -50,3 +50,25 @@ def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> to
         tied &= tied.cumsum(1) <= room
     mask = (above | tied) & (limit[:, None] > 0)
     return mask.reshape(scores.shape)
+
+
+def priority_order(priority: torch.Tensor) -> torch.Tensor:
+    """The flat entry indices of a per-entry priority, highest first, equal priorities in index
+    order (the tie rule of `topk_mask`)."""
+    return torch.argsort(priority.reshape(-1), descending=True, stable=True)
+
+
+def priority_mask(order: torch.Tensor, candidates: torch.Tensor, keep: float) -> torch.Tensor:
+    """`topk_mask(priority * |delta|, candidates, keep)` for deltas of magnitude 1 (binary spikes),
+    where the scores of the candidates are the priorities themselves: per sample, the first
+    ceil(keep * n) candidates in `order` (`priority_order(priority)`). One gather, a running count
+    and a scatter instead of a top-k: O(n)."""
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
+    b = candidates.shape[0]
+    flat = candidates.reshape(b, -1)
+    limit = keep_count(torch.count_nonzero(flat, dim=1), keep)
+    ranked = flat.index_select(1, order)
+    kept = ranked & (ranked.cumsum(1) <= limit[:, None])
+    back = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
+    return kept.index_select(1, back).reshape(candidates.shape)
