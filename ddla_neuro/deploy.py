@@ -30,7 +30,7 @@ from .spec import NetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "models" / "digits-convnet-ddla" / "model.pt"
-SWEEP_KEEPS = (1.0, 0.7, 0.5)  # added to the checkpoint's own keep ratio when --keep is not given
+SWEEP_KEEPS = (1.0, 0.7, 0.5, 0.3)  # added to the checkpoint's own keep ratio when --keep is not given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated modes from dense,delta,ddla (default: all the model supports)")
     ap.add_argument("--keep", default=None,
                     help="DDLA keep ratio k, or a comma-separated sweep such as 1,0.7,0.5,0.3; the first is the "
-                         "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5)")
+                         "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3)")
     ap.add_argument("--backend", choices=("lava", "fast"), default="lava",
                     help="lava: Lava's CPU simulator; fast: the bit-exact batched simulator, for full test sets")
     prec = ap.add_mutually_exclusive_group()

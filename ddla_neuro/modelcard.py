@@ -9,17 +9,18 @@ from pathlib import Path
 from .errors import UserError, run_cli
 from .fileio import atomic_write_text
 
-FIELDS = ("model", "dataset", "timesteps", "neuron", "encoding", "loss", "epochs", "method", "keep", "lam",
-          "sensitivity", "seed")
+FIELDS = ("model", "dataset", "timesteps", "neuron", "encoding", "loss", "init", "epochs", "method", "keep", "lam",
+          "sensitivity", "warmup_epochs", "seed")
 
 
 def model_card(summary: dict, command: str) -> str:
-    rows = "\n".join(f"| {k} | {summary[k]} |" for k in FIELDS if k in summary)
+    rows = "\n".join(f"| {k} | {summary[k]} |" for k in FIELDS if summary.get(k) is not None)
+    commands = "\n".join(f"    {line}" for line in command.splitlines())
     return f"""# {summary['model']} on {summary['dataset']}, trained with {summary.get('method', 'baseline')}
 
 Made by `make models`, i.e.
 
-    {command}
+{commands}
 
 | field | value |
 |---|---|
