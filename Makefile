@@ -12,7 +12,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10.*/bin/pytho
 DEFAULT_MODEL := models/digits-convnet-ddla
 BASE_MODEL := runs/models/digits-convnet-baseline
 TRAIN_BASE := -m ddla_neuro.train --model convnet --dataset digits --timesteps 6 --epochs 60 --method baseline --seed 0 --device cpu --out $(BASE_MODEL)
-TRAIN_DEFAULT := -m ddla_neuro.train --init $(BASE_MODEL)/model.pt --epochs 20 --method ddla --keep 0.5 --lam 0.2 --seed 0 --device cpu --out $(DEFAULT_MODEL)
+TRAIN_DEFAULT := -m ddla_neuro.train --init $(BASE_MODEL)/model.pt --epochs 20 --method ddla --keep 0.5 --lam 0.5 --seed 0 --device cpu --out $(DEFAULT_MODEL)
 
 setup: $(STAMP)
 

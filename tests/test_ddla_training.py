@@ -121,3 +121,18 @@ def test_warmup_is_recorded_per_epoch(tmp_path):
     s = json.loads((tmp_path / "summary.json").read_text())
     assert [h["keep"] for h in s["history"]] == [1.0, 0.75, 0.5]
     assert s["keep"] == 0.5 and s["warmup_epochs"] == 2 and s["sensitivity"] == "stats"
+
+
+def test_init_fine_tunes_a_baseline_with_ddla(trained_digits, tmp_path):
+    r = run_module("ddla_neuro.train", "--init", str(trained_digits / "model.pt"), "--method", "ddla", "--epochs", "1",
+                   "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    base, tuned = load_checkpoint(trained_digits / "model.pt"), load_checkpoint(tmp_path / "model.pt")
+    assert tuned.meta["init"] == str(trained_digits / "model.pt") and tuned.meta["method"] == "ddla"
+    assert tuned.meta["arch"] == base.meta["arch"] and tuned.net.timesteps == base.net.timesteps
+    assert set(tuned.sensitivity) == {n.key for n in tuned.net.neurons}
+    base_w, tuned_w = base.net.state_dict(), tuned.net.state_dict()
+    assert any(not torch.equal(base_w[k], tuned_w[k]) for k in base_w)
+    r = run_module("ddla_neuro.train", "--init", str(trained_digits / "model.pt"), "--resume",
+                   str(trained_digits / "model.pt"), "--out", str(tmp_path / "both"))
+    assert r.returncode != 0 and "give one" in r.stderr and "Traceback" not in r.stderr
