@@ -1,7 +1,7 @@
 """Accuracy and events of a checkpoint after deployment, in the fast simulator (bit-exact with
 Lava), float spec vs Loihi fixed point, dense / delta / DDLA.
 
-    python benchmarks/deploy_accuracy.py [CHECKPOINT] [--keep 0.3]
+    python benchmarks/deploy_accuracy.py [CHECKPOINT] [--keep K]
 
 Default: the shipped model on the digits test split.
 """
@@ -26,9 +26,10 @@ from ddla_neuro.sim import simulate  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="?", default=str(ROOT / "models" / "digits-convnet-ddla" / "model.pt"))
-    ap.add_argument("--keep", type=float, default=0.3)
+    ap.add_argument("--keep", type=float, help="DDLA keep ratio (default: the checkpoint's)")
     args = ap.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
+    keep = args.keep if args.keep is not None else ckpt.meta.get("keep", 1.0)
     _, data = checkpoint_dataset(ckpt)
     frames = input_frames(ckpt.net, data.x_test)
     labels = data.y_test.numpy()
@@ -39,7 +40,7 @@ def main() -> None:
         f = quantize_input(frames, s) if s.fixed else frames
         for mode in ("dense", "delta", "ddla"):
             t0 = time.perf_counter()
-            r = simulate(s, f, mode, args.keep if mode == "ddla" else 1.0)
+            r = simulate(s, f, mode, keep if mode == "ddla" else 1.0)
             wall = time.perf_counter() - t0
             events = sum(v.sum() for k, v in r.counts.events.items() if k != "input") / len(labels)
             sops = sum(v.sum() for v in r.counts.sops.values()) / len(labels)
