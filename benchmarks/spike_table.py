@@ -14,13 +14,13 @@ run whose summary.json is already there is not run again (restart after an inter
 train the runs in parallel with the commands printed in the JSON and assemble the table after).
 
 Per T: baseline (a training run; dense spikes), baseline-ft (with --finetune-epochs: the
-baseline trained N epochs more without the filter, the control for the extra training), tdd (the same baseline network with every
-delta sent: lossless, so the same accuracy) and ddla (a training run with DDLA, from scratch or,
-with --finetune-epochs N, N epochs starting from that T's baseline; evaluated with the stored
-sensitivity statistics: no labels, no gradients). `accuracy` and `events` (over all
-spiking layers) are the trainer's evaluation on the test split (torch, float). The deployed
-columns come from the fast simulator (bit-exact with Lava) on the Loihi fixed-point network of
-each checkpoint: the baseline in dense mode, tdd in delta mode, ddla in ddla mode at its k;
+baseline trained N epochs more without the filter, the control for the extra training), tdd
+(the same baseline network with every delta sent: lossless, so the same accuracy) and ddla (a
+training run with DDLA, from scratch or, with --finetune-epochs N, N epochs starting from that
+T's baseline; evaluated with the stored sensitivity statistics: no labels, no gradients).
+`accuracy` and `events` (over all spiking layers) are the trainer's evaluation on the test
+split (torch, float). The deployed columns come from the fast simulator (bit-exact with Lava)
+on the Loihi fixed-point network of each checkpoint: the baseline in dense mode, tdd in delta mode, ddla in ddla mode at its k;
 `SOPs` counts every synaptic op, the input layer's included.
 At the largest T it checks the goal of issue 11: DDLA sends >= 60% fewer events and does >= 60%
 fewer synaptic ops than the baseline's dense run (deployed), losing <= 0.5 points of accuracy.
@@ -104,7 +104,8 @@ def mean_rows(rows: list[dict]) -> list[dict]:
     """One row per (T, method, DDLA setting): the mean of each measure over the seeds."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["T"], r["method"], r["keep"], r["lam"], r["sensitivity"], r["warmup_epochs"]), []).append(r)
+        key = (r["T"], r["method"], r["keep"], r["lam"], r["sensitivity"], r["warmup_epochs"])
+        groups.setdefault(key, []).append(r)
     return [{**g[0], "seed": "mean", "seeds": [r["seed"] for r in g],
              **{m: float(np.mean([r[m] for r in g])) for m in MEASURES}} for g in groups.values()]
 
@@ -125,7 +126,8 @@ def check_targets(rows: list[dict]) -> list[str]:
     return [f"T={t}{over}: DDLA sends {100 * events:.1f}% fewer events than the baseline's dense run "
             f"(target >= 60%: {ok(events >= 0.6)})",
             f"T={t}: DDLA does {100 * sops:.1f}% fewer synaptic ops (target >= 60%: {ok(sops >= 0.6)})",
-            f"T={t}: deployed accuracy {100 * ddla['deployed_accuracy']:.2f}% vs {100 * base['deployed_accuracy']:.2f}%, "
+            f"T={t}: deployed accuracy {100 * ddla['deployed_accuracy']:.2f}% vs "
+            f"{100 * base['deployed_accuracy']:.2f}%, "
             f"{-drop:+.2f} points (target: at most 0.5 lost: {ok(drop <= 0.5)}); in training's float evaluation "
             f"{100 * ddla['accuracy']:.2f}% vs {100 * base['accuracy']:.2f}%, {-drop_float:+.2f}",
             f"T={t}: last timestep {100 * last:.1f}% fewer events"] + [

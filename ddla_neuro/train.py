@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "so the network can learn to read the label from the selection and its training accuracy "
                         "does not carry over to the test set or the chip")
     p.add_argument("--stats-momentum", type=float, default=0.9, metavar="M",
-                   help="ddla: decay of the running mean of |dL/dO| per training batch (default 0.9)")
+                   help="ddla: decay of the running mean of |dL/dO|, applied once per timestep of each training "
+                        "batch (default 0.9)")
     p.add_argument("--warmup-epochs", type=int, default=0, metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

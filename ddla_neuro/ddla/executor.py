@@ -70,8 +70,8 @@ class EventCounts:
 
 
 class SensitivityStats:
-    """Per-neuron running mean of |dL/dO| (over batches; decay `momentum`), one tensor per layer
-    of the shape of one sample's output."""
+    """Per-neuron running mean of |dL/dO| (one update per timestep of each training batch, decay
+    `momentum`), one tensor per layer of the shape of one sample's output."""
 
     def __init__(self, momentum: float = 0.9, values: dict[str, torch.Tensor] | None = None):
         self.momentum = momentum
