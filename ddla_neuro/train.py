@@ -330,7 +330,6 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
                            train_model_loss=honest["loss"])
                 train_acc = f"train_acc {honest['accuracy']:.4f} (label-ranked {acc:.4f})"
-                net.train()
             if ddla is not None:
                 row["keep"] = ddla.keep
             row.update(test_accuracy=test["accuracy"], events_per_sample=test["events_per_sample"],
