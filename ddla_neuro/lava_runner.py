@@ -134,4 +134,4 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
             getattr(counts, kind)[name] = value
     logits = out["logits"] / (2.0 ** spec.readout.frac_bits if spec.fixed else 1.0)
     build_s, run_s, steps = out["timing"]
-    return LavaResult(logits, counts, float(build_s), float(run_s), int(steps))
+    return LavaResult(logits, counts, build_s=float(build_s), run_s=float(run_s), steps=int(steps))

@@ -67,6 +67,8 @@ def test_lava_ddla_with_keep_one_equals_delta():
     a, b = run_lava(spec, frames, "ddla", 1.0), run_lava(spec, frames, "delta")
     np.testing.assert_array_equal(a.logits, b.logits)
     assert a.counts.to_dict() == b.counts.to_dict()
+    # the timing the speed benchmark reads: every sample's T steps plus the pipeline drain
+    assert a.steps == len(frames) * spec.timesteps + spec.latency and a.run_s > 0 and a.build_s > 0
 
 
 @settings(max_examples=3, deadline=None)
