@@ -61,8 +61,8 @@ def priority_order(priority: torch.Tensor) -> torch.Tensor:
 def priority_mask(order: torch.Tensor, candidates: torch.Tensor, keep: float) -> torch.Tensor:
     """`topk_mask(priority * |delta|, candidates, keep)` for deltas of magnitude 1 (binary spikes),
     where the scores of the candidates are the priorities themselves: per sample, the first
-    ceil(keep * n) candidates in `order` (`priority_order(priority)`). One gather, a running count
-    and a scatter instead of a top-k: O(n)."""
+    ceil(keep * n) candidates in `order` (`priority_order(priority)`). A gather into priority
+    order, a running count and a gather back instead of a top-k: O(n)."""
     if not 0.0 <= keep <= 1.0:
         raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
     b = candidates.shape[0]
