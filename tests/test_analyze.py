@@ -5,6 +5,8 @@ import pytest
 
 from conftest import run_module
 
+pytestmark = pytest.mark.slow  # trains a network in a subprocess
+
 
 @pytest.fixture(scope="module")
 def ddla_checkpoint(tmp_path_factory):

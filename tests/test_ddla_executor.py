@@ -82,6 +82,7 @@ def test_stats_source_without_statistics_is_an_error():
         ex.run(net.encode(torch.rand(2, 1, 8, 8) * 3))
 
 
+@pytest.mark.slow
 def test_ddla_training_stores_statistics_and_eval_reproduces(tmp_path):
     out = tmp_path / "ddla"
     r = run_module("ddla_neuro.train", "--method", "ddla", "--keep", "0.5", "--lam", "0.5", "--timesteps", "3",

@@ -27,6 +27,7 @@ def ddla_checkpoint(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_training_forward_and_deployment_select_the_same_deltas(ddla_checkpoint):
     ckpt = load_checkpoint(ddla_checkpoint / "model.pt")
     assert ckpt.meta["sensitivity"] == "stats"
@@ -114,6 +115,7 @@ def test_keep_annealing_schedule():
     assert annealed_keep(0.3, 0, 0) == 0.3
 
 
+@pytest.mark.slow
 def test_warmup_is_recorded_per_epoch(tmp_path):
     r = run_module("ddla_neuro.train", "--model", "mlp", "--method", "ddla", "--keep", "0.5", "--warmup-epochs", "2",
                    "--timesteps", "2", "--epochs", "3", "--out", str(tmp_path))
@@ -123,6 +125,7 @@ def test_warmup_is_recorded_per_epoch(tmp_path):
     assert s["keep"] == 0.5 and s["warmup_epochs"] == 2 and s["sensitivity"] == "stats"
 
 
+@pytest.mark.slow
 def test_init_fine_tunes_a_baseline_with_ddla(trained_digits, tmp_path):
     r = run_module("ddla_neuro.train", "--init", str(trained_digits / "model.pt"), "--method", "ddla", "--epochs", "1",
                    "--out", str(tmp_path))

@@ -43,6 +43,7 @@ def test_fast_backend_end_to_end_with_a_keep_sweep(tmp_path):
     assert "| per inference | dense | delta | ddla | mixed |" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_lava_backend_gives_the_report_of_the_fast_simulator(tmp_path):
     args = ("--samples", "12", "--keep", "0.3")
     lava = deploy(tmp_path, *args, name="lava")
@@ -63,6 +64,7 @@ def test_float_precision_and_a_single_mode(tmp_path):
     assert set(report["modes"]) == {"dense"} and report["model"]["precision"] == "float"
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line_without_traceback(tmp_path):
     r = run_module("ddla_neuro.deploy", "--profile", "loihi9", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr

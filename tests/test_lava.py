@@ -38,6 +38,7 @@ def prepared(name, fixed, n=3):
     return net, spec, x, frames
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LAVA_NETWORKS))
 @pytest.mark.parametrize("fixed", [True, False])
 def test_lava_delta_equals_dense_and_matches_the_simulator(name, fixed):
@@ -71,6 +72,7 @@ def test_lava_ddla_with_keep_one_equals_delta():
     assert a.steps == len(frames) * spec.timesteps + spec.latency and a.run_s > 0 and a.build_s > 0
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None)
 @given(seed=st.integers(0, 1000), width=st.integers(2, 10), t=st.integers(1, 4))
 def test_property_lava_delta_equals_dense(seed, width, t):
@@ -177,6 +179,7 @@ RAISING_NETWORK = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_raising_model_is_killed_with_all_its_processes(tmp_path):
     script = tmp_path / "raising_network.py"
     script.write_text(RAISING_NETWORK)
@@ -187,6 +190,7 @@ def test_a_raising_model_is_killed_with_all_its_processes(tmp_path):
     assert_no_live(str(script))
 
 
+@pytest.mark.slow
 def test_a_runner_timeout_leaves_no_live_processes():
     _, spec, _, frames = prepared("convnet", True, n=5000)  # ~20 s of Lava steps
     with pytest.raises(LavaRunError, match="timed out after 3 s"):

@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ROOT, run_module
+
+pytestmark = pytest.mark.slow  # trains networks in subprocesses
 
 SUMMARY_KEYS = {"test_accuracy", "spikes_per_sample", "spikes_per_layer", "spikes_per_timestep", "wall_s", "device"}
 
