@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,8 @@ from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
 from .sim import MODES, Counts, simulate
 from .spec import NetSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = ROOT / "models" / "digits-convnet-ddla" / "model.pt"
+# models/ at the top of the repository, shipped in the wheel as package data
+DEFAULT_CHECKPOINT = Path(str(files("ddla_neuro.models"))) / "digits-convnet-ddla" / "model.pt"
 SWEEP_KEEPS = (1.0, 0.7, 0.5, 0.3)  # added to the checkpoint's own keep ratio when --keep is not given
 
 
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", required=True,
                     help=f"hardware profile: a shipped name ({', '.join(list_profiles())}) or a .toml path")
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help=f"model.pt from ddla_neuro.train (default: {DEFAULT_CHECKPOINT.relative_to(ROOT)})")
+    src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
     ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
     ap.add_argument("--dataset", help="dataset to run (default: the checkpoint's)")

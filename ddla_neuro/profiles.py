@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import tomli
@@ -17,7 +18,8 @@ from ddla_neuro.errors import UserError
 
 KINDS = ("measured", "simulated", "vendor", "derived", "estimate", "unknown", "arch")
 SCOPES = ("per_term", "all_in")
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "hw_profiles"
+# hw_profiles/ at the top of the repository, shipped in the wheel as package data
+PROFILE_DIR = Path(str(files("ddla_neuro.hw_profiles")))
 HEADER = ("name", "description", "scope")
 ATTRS = ("value", "unit", "kind", "source")
 REQUIRED: dict[str, dict[str, str]] = {

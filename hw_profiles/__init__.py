@@ -1,0 +1,1 @@
+"""Shipped hardware profiles (TOML); read through ddla_neuro.profiles."""

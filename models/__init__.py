@@ -1,0 +1,1 @@
+"""Shipped trained models (checkpoint, metadata, model card per folder)."""
