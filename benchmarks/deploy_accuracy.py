@@ -42,8 +42,8 @@ def main() -> None:
             t0 = time.perf_counter()
             r = simulate(s, f, mode, keep if mode == "ddla" else 1.0)
             wall = time.perf_counter() - t0
-            events = sum(v.sum() for k, v in r.counts.events.items() if k != "input") / len(labels)
-            sops = sum(v.sum() for v in r.counts.sops.values()) / len(labels)
+            events = r.counts.total("events", skip=("input",)) / len(labels)
+            sops = r.counts.total("sops") / len(labels)
             acc = float(np.mean(r.predictions == labels))
             print(f"{precision:>10} {mode:>6} {100 * acc:8.2f}% {events:31.1f} {sops:12.0f} {wall:7.3f}s")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-ROOT = Path(__file__).resolve().parents[1]
+from spike_table import call
+
 RUNS = {"baseline": ["--method", "baseline"],
         "ddla (stats)": ["--method", "ddla", "--sensitivity", "stats"],
         "ddla (label-gradient)": ["--method", "ddla", "--sensitivity", "label-gradient"]}
@@ -46,9 +46,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "ddla_neuro.train", "--model", "convnet", "--dataset", "npz", "--data-dir",
                    str(data), "--timesteps", str(args.timesteps), "--epochs", str(args.epochs), "--seed",
                    str(args.seed), "--out", str(out), *extra] + (["--keep", args.keep] if "ddla" in name else [])
-            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            if r.returncode != 0:
-                sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+            call(cmd)
             last = json.loads((out / "summary.json").read_text())["history"][-1]
             as_trained = last.get("train_accuracy_label_ranked", last["train_accuracy"])
             rows.append({"run": name, "train_accuracy_as_trained": as_trained,

@@ -65,6 +65,7 @@ def train_cmd(t: int, seed: int, method: str, args, out: Path, ddla: tuple[str, 
 
 
 def call(cmd: list[str]) -> None:
+    """Runs a command in the repository, or exits with its command line and the end of its stderr."""
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
@@ -78,8 +79,8 @@ def deployed(checkpoint: Path, method: str, keep: float) -> dict:
     r = simulate(spec, quantize_input(input_frames(ckpt.net, data.x_test), spec), DEPLOY_MODE[method], keep)
     n = len(data.y_test)
     return {"deployed_accuracy": float(np.mean(r.predictions == data.y_test.numpy())),
-            "deployed_events_per_sample": sum(v.sum() for k, v in r.counts.events.items() if k != "input") / n,
-            "deployed_sops_per_sample": sum(v.sum() for v in r.counts.sops.values()) / n}
+            "deployed_events_per_sample": r.counts.total("events", skip=("input",)) / n,
+            "deployed_sops_per_sample": r.counts.total("sops") / n}
 
 
 def row(t: int, seed: int, method: str, args, out: Path, cmd: list[str], ddla: tuple[str, ...] | None) -> dict:

@@ -53,6 +53,10 @@ class Counts:
         values = np.rint(np.asarray(per_step, dtype=np.float64)).astype(np.int64)
         table.setdefault(key, np.zeros(self.timesteps, dtype=np.int64))[:] += values
 
+    def total(self, kind: str, skip: tuple[str, ...] = ()) -> int:
+        """One counter summed over its keys (but `skip`) and the timesteps."""
+        return int(sum(v.sum() for k, v in getattr(self, kind).items() if k not in skip))
+
     def to_dict(self) -> dict:
         """The counters Lava and the simulator share (not the simulator-only `neurobench`)."""
         return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
@@ -63,7 +67,7 @@ class Counts:
 class SimResult:
     logits: np.ndarray   # (N, T, classes), float (fixed point: divided by 2**frac_bits)
     counts: Counts
-    sent: dict[str, np.ndarray] = field(default_factory=dict)  # with `record`: what each sender sent (N, T, n)
+    sent: dict[str, np.ndarray] = field(default_factory=dict)  # with `record`: what each population sent (N, T, n)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -253,9 +257,9 @@ class _Population:
         self.bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1), dtype=self.dtype)
         self.keep, self.mode = keep, mode
         self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
-        scores = spec.scores.get(pop.name)
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
-        self.order = None if scores is None else priority_order(torch.as_tensor(np.asarray(scores, dtype=np.float32)))
+        self.order = (priority_order(torch.as_tensor(np.asarray(spec.scores[pop.name], dtype=np.float32)))
+                      if self.filtered else None)
 
     def input_currents(self, sent: dict[str, tuple[torch.Tensor, torch.Tensor]], counts: Counts
                        ) -> list[torch.Tensor]:
@@ -336,7 +340,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
     (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
-    every sender sent (`SimResult.sent`, in its own units: the DDLA selection is where it is
+    each population sent (`SimResult.sent`, in its own units: the DDLA selection is where it is
     non-zero)."""
     frames = check_run(spec, frames, mode, keep)
     n, t_steps = frames.shape[:2]

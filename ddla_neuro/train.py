@@ -32,6 +32,7 @@ from .zoo.models import NEURONS
 
 TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
 DDLA_KEEP, DDLA_LAM = 0.5, 0.5  # chosen by a sweep on digits at T = 6, 3 seeds (docs/RESULTS.md)
+DDLA_SETTINGS = ("lam", "sensitivity", "warmup_epochs", "stats_momentum")  # recorded by a DDLA run, resumed with it
 
 
 def ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -259,7 +260,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         start_epoch = int(ckpt.extra["epoch"])
         # The method is part of the run being resumed.
         args.dataset = args.dataset or ckpt.meta.get("dataset")
-        for key in ("method", "keep", "lam", "sensitivity", "warmup_epochs", "stats_momentum"):
+        for key in ("method", "keep", *DDLA_SETTINGS):
             if key in ckpt.meta:
                 setattr(args, key, ckpt.meta[key])
         args.sensitivity = LEGACY_SOURCES.get(args.sensitivity, args.sensitivity)
@@ -302,9 +303,9 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
             "method": method, "keep": eval_keep}
     if init:
         meta["init"] = str(args.init)
-    if method == "ddla":
-        meta.update(lam=args.lam, sensitivity=args.sensitivity, warmup_epochs=args.warmup_epochs,
-                    stats_momentum=args.stats_momentum)
+    ddla_settings = {k: getattr(args, k) if ddla else None for k in DDLA_SETTINGS}
+    if ddla:
+        meta.update(ddla_settings)
     if rank == 0:
         print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
               f"method {method}{f' k={keep} lambda={args.lam}' if ddla else ''}, {len(data.x_train)} train / "
@@ -354,9 +355,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     summary = {
         "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
         "encoding": encoding, "loss": args.loss, "step_mode": "single" if single else "multi", "epochs": args.epochs,
-        "method": method, "keep": eval_keep, "lam": args.lam if ddla else None,
-        "sensitivity": args.sensitivity if ddla else None, "warmup_epochs": args.warmup_epochs if ddla else None,
-        "seed": args.seed,
+        "method": method, "keep": eval_keep, **ddla_settings, "seed": args.seed,
         "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
         "init": args.init, "checkpoint": str(out / "model.pt"), "history": history,
