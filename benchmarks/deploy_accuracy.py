@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
-from ddla_neuro.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.quant import quantize, quantize_input  # noqa: E402
-from ddla_neuro.sim import simulate  # noqa: E402
+from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
+from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.sim import simulate  # noqa: E402
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.deploy import build_parser, deploy  # noqa: E402
-from ddla_neuro.profiles import list_profiles  # noqa: E402
-from ddla_neuro.report import si  # noqa: E402
+from ddla_neuro.deploy.cli import build_parser, deploy  # noqa: E402
+from ddla_neuro.deploy.profiles import list_profiles  # noqa: E402
+from ddla_neuro.deploy.report import si  # noqa: E402
 
 
 def _cell(v, unit: str) -> str:

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.data import load_dataset  # noqa: E402
-from ddla_neuro.ir import checkpoint_to_spec, input_frames, network_to_nir, nir_to_spec  # noqa: E402
-from ddla_neuro.lava_runner import run_isolated, run_lava  # noqa: E402
-from ddla_neuro.quant import quantize, quantize_input  # noqa: E402
-from ddla_neuro.sim import simulate  # noqa: E402
-from ddla_neuro.spec import NetSpec, save_spec  # noqa: E402
+from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames, network_to_nir, nir_to_spec  # noqa: E402
+from ddla_neuro.deploy.lava_run import run_isolated, run_lava  # noqa: E402
+from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.sim import simulate  # noqa: E402
+from ddla_neuro.deploy.spec import NetSpec, save_spec  # noqa: E402
 from ddla_neuro.zoo import build_model  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "models" / "digits-convnet-ddla" / "model.pt"

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddla_neuro.ir import network_to_nir, nir_to_spec
+from ddla_neuro.deploy.ir import network_to_nir, nir_to_spec
 from ddla_neuro.snn.functional import if_parameters, lif_parameters
 from ddla_neuro.snn.layers import Neuron, Residual, Sequential, Stateless, conv_bn
 from ddla_neuro.snn.network import SpikingNetwork
-from ddla_neuro.spec import NetSpec
+from ddla_neuro.deploy.spec import NetSpec
 from ddla_neuro.zoo import build_model
 
 

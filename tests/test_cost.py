@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddla_neuro.cost import cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs, Terms
-from ddla_neuro.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
-from ddla_neuro.sim import simulate
-from ddla_neuro.spec import NetSpec, Op, Population, Projection, assign_depths
+from ddla_neuro.deploy.cost import cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs, Terms
+from ddla_neuro.deploy.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
+from ddla_neuro.deploy.sim import simulate
+from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, assign_depths
 
 T = 6
 
@@ -199,7 +199,7 @@ def test_compute_layers_are_mapping_problems_and_graded_senders_cost_multibit_op
     spikes; its second max pool (of conv currents) sends graded values, priced e_synop_graded
     per SOP with 24-bit payloads."""
     from deploy_nets import inputs, sdt, spec_of
-    from ddla_neuro.spec import sends_binary
+    from ddla_neuro.deploy.spec import sends_binary
     net = sdt()
     spec = spec_of(net)
     pools = [p.name for p in spec.compute if p.kind == "maxpool"]

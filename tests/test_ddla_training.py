@@ -12,8 +12,8 @@ from conftest import run_module
 from ddla_neuro.checkpoint import load_checkpoint
 from ddla_neuro.ddla.approx import annealed_keep, ddla_step
 from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats
-from ddla_neuro.ir import checkpoint_to_spec, input_frames
-from ddla_neuro.sim import simulate
+from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames
+from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.zoo import build_model
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import ROOT, run_module
-from ddla_neuro.deploy import DEFAULT_CHECKPOINT, main
+from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
 from ddla_neuro.errors import run_cli
-from ddla_neuro.report import SCHEMA_VERSION
+from ddla_neuro.deploy.report import SCHEMA_VERSION
 
 TOTALS = ("accuracy", "synaptic_ops", "events", "energy_j", "cores", "latency_s", "energy_parts_j", "unknown_terms")
 PLOTS = ("sops_per_layer.png", "events_per_timestep.png", "energy_breakdown.png", "keep_frontier.png")

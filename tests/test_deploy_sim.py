@@ -9,11 +9,11 @@ from hypothesis import strategies as st
 
 from deploy_nets import NETWORKS, convnet, inputs, random_scores, spec_of
 from ddla_neuro.ddla.executor import DeltaExecutor
-from ddla_neuro.ir import IRError, network_to_nir, nir_to_spec
-from ddla_neuro.quant import quantize, quantize_input
-from ddla_neuro.sim import simulate
-from ddla_neuro.lava_runner import LavaRunError, run_lava
-from ddla_neuro.spec import (NetSpec, Op, Population, Projection, assign_depths, fanout, load_spec, projection_fanout,
+from ddla_neuro.deploy.ir import IRError, network_to_nir, nir_to_spec
+from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.sim import simulate
+from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
+from ddla_neuro.deploy.spec import (NetSpec, Op, Population, Projection, assign_depths, fanout, load_spec, projection_fanout,
                              save_spec, synaptic_ops)
 from ddla_neuro.zoo import build_model
 

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
-from ddla_neuro.ir import fix_norse_graph, nir_to_spec, read_nir
-from ddla_neuro.lava_runner import LavaRunError, run_isolated, run_lava
-from ddla_neuro.quant import quantize, quantize_input
-from ddla_neuro.sim import simulate
+from ddla_neuro.deploy.ir import fix_norse_graph, nir_to_spec, read_nir
+from ddla_neuro.deploy.lava_run import LavaRunError, run_isolated, run_lava
+from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.zoo import build_model
 
 COUNTS = ("events", "spikes", "sops", "sops_proj", "active")
@@ -195,7 +195,7 @@ def test_a_runner_timeout_leaves_no_live_processes():
     _, spec, _, frames = prepared("convnet", True, n=5000)  # ~20 s of Lava steps
     with pytest.raises(LavaRunError, match="timed out after 3 s"):
         run_lava(spec, frames, "delta", timeout=3)
-    assert_no_live("ddla_neuro.lava_worker")
+    assert_no_live("ddla_neuro.deploy.lava_run")
 
 
 def test_a_worker_failure_is_one_clear_error():
@@ -203,4 +203,4 @@ def test_a_worker_failure_is_one_clear_error():
     spec.populations[0].shape = (99,)  # its ports no longer fit the next synapse: Lava refuses to connect
     with pytest.raises(LavaRunError, match="the Lava run failed .*incompatible"):
         run_lava(spec, frames, "delta", timeout=60)
-    assert_no_live("ddla_neuro.lava_worker")
+    assert_no_live("ddla_neuro.deploy.lava_run")

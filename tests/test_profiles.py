@@ -6,7 +6,7 @@ import re
 import pytest
 
 from ddla_neuro.errors import UserError
-from ddla_neuro.profiles import (KINDS, OPTIONAL, PROFILE_DIR, REQUIRED, Profile, ProfileError, Quantity,
+from ddla_neuro.deploy.profiles import (KINDS, OPTIONAL, PROFILE_DIR, REQUIRED, Profile, ProfileError, Quantity,
                                  list_profiles, load_profile)
 
 SHIPPED = ["generic-45nm", "loihi", "loihi2", "truenorth"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tomli
 
-from ddla_neuro.errors import UserError
+from ..errors import UserError
 
 KINDS = ("measured", "simulated", "vendor", "derived", "estimate", "unknown", "arch")
 SCOPES = ("per_term", "all_in")

@@ -17,83 +17,16 @@ exact (every value below 2**24), in float32; so this is also the quantized torch
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ddla.gsc import priority_mask, priority_order
-from .errors import UserError
+from ..ddla.gsc import priority_mask, priority_order
+from .run import Counts, RunResult, check_run
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, fanout,
                    projection_fanout, projection_key, repeated_layer_uses, sends_binary)
 
-MODES = ("dense", "delta", "ddla")
-COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
 FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
-
-
-@dataclass
-class Counts:
-    """Totals over the samples run, per timestep (arrays of length T)."""
-
-    timesteps: int
-    spikes: dict[str, np.ndarray] = field(default_factory=dict)   # non-zero s^t of each spiking population
-    events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each sender
-    sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
-    sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
-    active: dict[str, np.ndarray] = field(default_factory=dict)   # units whose synaptic current is non-zero
-                                                                  # (a product: both factors non-zero)
-    neurobench: dict[str, np.ndarray] = field(default_factory=dict)  # see `neurobench_ops` (simulator only)
-    samples: int = 0
-
-    def add(self, kind: str, key: str, per_step) -> None:
-        """Adds per-timestep values (T,) to a counter."""
-        table = getattr(self, kind)
-        values = np.rint(np.asarray(per_step, dtype=np.float64)).astype(np.int64)
-        table.setdefault(key, np.zeros(self.timesteps, dtype=np.int64))[:] += values
-
-    def total(self, kind: str, skip: tuple[str, ...] = ()) -> int:
-        """One counter summed over its keys (but `skip`) and the timesteps."""
-        return int(sum(v.sum() for k, v in getattr(self, kind).items() if k not in skip))
-
-    def to_dict(self) -> dict:
-        """The counters Lava and the simulator share (not the simulator-only `neurobench`)."""
-        return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
-                                            for k in COUNT_KINDS}}
-
-
-@dataclass
-class SimResult:
-    logits: np.ndarray   # (N, T, classes), float (fixed point: divided by 2**frac_bits)
-    counts: Counts
-    sent: dict[str, np.ndarray] = field(default_factory=dict)  # with `record`: what each population sent (N, T, n)
-
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.logits.mean(axis=1).argmax(axis=1)
-
-
-class RunError(UserError, ValueError):
-    """A run that cannot be done as asked (mode, keep, input shape, missing DDLA statistics)."""
-
-
-def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.ndarray:
-    """Validates a run on the host (the simulator and, before Lava is started, the Lava runner,
-    whose process models must never raise); returns the frames as float64."""
-    if mode not in MODES:
-        raise RunError(f"mode must be one of {MODES}, got {mode!r}")
-    if not 0.0 <= keep <= 1.0:
-        raise RunError(f"keep ratio must lie in [0, 1], got {keep}")
-    frames = np.asarray(frames, dtype=np.float64)
-    if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
-        raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
-                       f"{', '.join(map(str, spec.input_shape))})")
-    missing = [p.name for p in spec.spiking if p.name not in spec.scores]
-    if mode == "ddla" and keep < 1.0 and missing:
-        raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "
-                       f"checkpoint trained with --method ddla")
-    return frames
 
 
 def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -336,11 +269,11 @@ def _max_pool(current: torch.Tensor, pool: Op) -> torch.Tensor:
 
 
 def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
-             batch_size: int = 256, neurobench: bool = False, record: bool = False) -> SimResult:
+             batch_size: int = 256, neurobench: bool = False, record: bool = False) -> RunResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
     (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
-    each population sent (`SimResult.sent`, in its own units: the DDLA selection is where it is
+    each population sent (`RunResult.sent`, in its own units: the DDLA selection is where it is
     non-zero)."""
     frames = check_run(spec, frames, mode, keep)
     n, t_steps = frames.shape[:2]
@@ -358,7 +291,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
     if spec.fixed:
         out = out / 2.0 ** spec.readout.frac_bits
-    return SimResult(out, counts, {k: np.concatenate(v, axis=1).transpose(1, 0, 2) for k, v in sent.items()})
+    return RunResult(out, counts, {k: np.concatenate(v, axis=1).transpose(1, 0, 2) for k, v in sent.items()})
 
 
 def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts,

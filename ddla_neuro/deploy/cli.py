@@ -16,17 +16,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
-from .checkpoint import checkpoint_dataset, load_checkpoint
+from .. import __version__
+from ..checkpoint import checkpoint_dataset, load_checkpoint
+from ..data import load_dataset
+from ..errors import UserError
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
-from .data import load_dataset
-from .errors import UserError, run_cli
 from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
-from .lava_runner import check_lava_mappable, run_lava
+from .lava_run import check_lava_mappable, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
 from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
-from .sim import MODES, Counts, simulate
+from .run import MODES, Counts
+from .sim import simulate
 from .spec import NetSpec
 
 # models/ at the top of the repository, shipped in the wheel as package data
@@ -252,7 +253,3 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_report(report, args.out)
     print_report(report, paths)
     return 0 if all(report["checks"].values()) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, load_checkpoint
-from .errors import UserError
-from .snn.fold import fold_batchnorm
-from .snn.layers import Neuron, Residual, Stateless
-from .snn.network import SpikingNetwork
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..errors import UserError
+from ..snn.fold import fold_batchnorm
+from ..snn.layers import Neuron, Residual, Stateless
+from ..snn.network import SpikingNetwork
+from ..zoo.models import SpikeDrivenSelfAttention
 from .spec import WEIGHTED, NetSpec, Op, Population, Projection, apply_op, assign_depths
-from .zoo.models import SpikeDrivenSelfAttention
 
 
 @dataclass(eq=False)

@@ -30,8 +30,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .errors import UserError
-from .fileio import atomic_write, atomic_write_json
+from ..errors import UserError
+from ..fileio import atomic_write, atomic_write_json
 
 SCHEMA_VERSION = 1
 MODE_ORDER = ("dense", "delta", "ddla", "mixed")

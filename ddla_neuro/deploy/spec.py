@@ -40,7 +40,6 @@ POPULATION_KINDS = NEURON_KINDS + COMPUTE_KINDS + ("readout",)
 MEMBRANE_BITS = 24  # Loihi's membrane register
 DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
 SATURATION = 2 ** (MEMBRANE_BITS - 1)  # the membrane saturates to [-SATURATION, SATURATION - 1]
-KEEP_SCALE = 1_000_000  # the DDLA filtering ratio k in millionths: ceil(k * n) in exact integers
 SPEC_FORMAT = "ddla-neuro/netspec"
 SPEC_VERSION = 1
 
@@ -200,12 +199,6 @@ def sends_binary(spec: NetSpec, name: str) -> bool:
     unit = lambda proj: (all(op.kind in ("flatten", "scale") for op in proj.ops)  # noqa: E731
                          and float(proj.weighted.weight) * 2.0 ** proj.shift == 2.0 ** pop.frac_bits)
     return not np.any(pop.bias) and all(unit(p) and sends_binary(spec, p.source) for p in pop.inputs)
-
-
-def keep_count(n, keep: float):
-    """ceil(keep * n) exactly, for integer n (a Python int, numpy or torch integers)."""
-    k = round(keep * KEEP_SCALE)
-    return (n * k + KEEP_SCALE - 1) // KEEP_SCALE
 
 
 def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:

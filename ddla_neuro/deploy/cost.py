@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .profiles import Profile
-from .sim import Counts
+from .run import Counts
 from .spec import (MEMBRANE_BITS, NetSpec, Op, fanout, projection_ends, projection_fanout, projection_key,
                    repeated_layer_uses, sends_binary)
 

@@ -1,0 +1,265 @@
+"""Runs a NetSpec on Lava's CPU simulator, isolated. The host side (`run_lava`) writes a job
+file (the spec, the frames, the mode and keep ratio), starts this module as a worker in its own
+session (`python -m ddla_neuro.deploy.lava_run JOB.npz RESULT.npz`) and, whatever happens
+(success, a crash, a hang past the timeout, Ctrl-C), kills the whole process group at the end,
+so no Lava process outlives the call and a hang cannot block the caller.
+
+The worker builds the Lava network of the spec once, streams the samples through it (one
+`run(RunSteps(T))` per sample, frames in through an Injector, logits out through an Extractor,
+per-sample state reset by time), drains the pipeline, reads the counters and stops Lava. It
+prints `progress DONE TOTAL` lines on stdout and writes RESULT atomically. Nothing here imports
+torch: the worker starts fast.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+from lava.proc.io.injector import Injector, PyLoihiInjectorModel
+
+from ..errors import UserError
+from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
+from .run import COUNT_KINDS, Counts, RunResult, check_run
+from .spec import NetSpec, load_spec, projection_key, save_spec
+
+
+class LavaRunError(UserError):
+    pass
+
+
+@dataclass
+class LavaResult(RunResult):
+    build_s: float = 0.0   # building the processes, compiling, starting the runtime
+    run_s: float = 0.0     # streaming the samples and draining the pipeline
+    steps: int = 0         # Lava timesteps run
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000.0 * self.run_s / max(self.steps, 1)
+
+
+def default_timeout(spec: NetSpec, samples: int) -> float:
+    """Generous: start-up plus 50 ms per process and step (measured: ~0.15 ms)."""
+    procs = 3 + sum(1 + len(p.inputs) for p in spec.populations)
+    return 120.0 + 0.05 * procs * (samples * spec.timesteps + spec.latency)
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_isolated(cmd: list[str], timeout: float, on_line: Callable[[str], None] | None = None) -> str:
+    """Runs `cmd` in a new session; streams its stdout lines to `on_line`; returns its stderr.
+    Raises LavaRunError on a timeout or a non-zero exit. The process group is always killed."""
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise LavaRunError(f"the Lava run timed out after {timeout:.0f} s (a process hung or failed); "
+                                           f"all its processes were killed; raise --timeout if the job is just large")
+                    if not sel.select(timeout=min(left, 1.0)):
+                        continue
+                    line = proc.stdout.readline()
+                    if not line:
+                        break
+                    if on_line is not None:
+                        on_line(line.strip())
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            raise LavaRunError(f"the Lava run timed out after {timeout:.0f} s; all its processes were killed") from None
+        finally:
+            kill_group(proc.pid)
+            proc.wait()
+            proc.stdout.close()
+        err.seek(0)
+        stderr = err.read()
+    if proc.returncode != 0:
+        raise LavaRunError(f"the Lava run failed (exit {proc.returncode}): {_reason(stderr)}")
+    return stderr
+
+
+def _reason(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith("{"):
+            try:
+                return json.loads(ln)["error"]
+            except (ValueError, KeyError):
+                pass
+    return lines[-1][:300] if lines else "no message"
+
+
+def check_lava_mappable(spec: NetSpec) -> None:
+    """Max pools and spike products (the Spike-driven Transformer) have no Loihi synapse or neuron
+    model, so they stay in the fast simulator rather than in a Lava process that would pretend."""
+    if spec.compute:
+        names = ", ".join(f"{p.name} ({p.kind})" for p in spec.compute)
+        raise LavaRunError(f"the network has max-pool/product populations, which are not mapped to Lava: {names}; "
+                           f"run it with the fast simulator (--backend fast)")
+
+
+def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
+             timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> LavaResult:
+    """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
+    `spec` and returns logits (N, T, classes) and counts as every backend does (`run.py`)."""
+    frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
+    check_lava_mappable(spec)
+    n = frames.shape[0]
+
+    def progress(line: str) -> None:
+        parts = line.split()
+        if on_progress is not None and len(parts) == 3 and parts[0] == "progress":
+            on_progress(int(parts[1]), int(parts[2]))
+
+    with tempfile.TemporaryDirectory(prefix="ddla-lava-") as tmp:
+        job, result = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
+        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "keep": keep}))
+        cmd = [sys.executable, "-m", "ddla_neuro.deploy.lava_run", str(job), str(result)]
+        run_isolated(cmd, timeout or default_timeout(spec, n), progress)
+        with np.load(result, allow_pickle=False) as f:
+            out = {k: f[k] for k in f.files}
+    counts = Counts(spec.timesteps, samples=n)
+    for key, value in out.items():
+        kind, _, name = key.partition(".")
+        if kind in COUNT_KINDS:
+            getattr(counts, kind)[name] = value
+    logits = out["logits"] / (2.0 ** spec.readout.frac_bits if spec.fixed else 1.0)
+    build_s, run_s, steps = out["timing"]
+    return LavaResult(logits, counts, build_s=float(build_s), run_s=float(run_s), steps=int(steps))
+
+
+# --- the worker (in its own session) ---------------------------------------------------------------
+
+class LavaNetwork:
+    """The processes of one NetSpec, connected: Injector -> DeltaEncoder -> (DeltaSynapse ->
+    DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor."""
+
+    def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int):
+        t, n = spec.timesteps, num_samples
+        self.spec = spec
+        self.buffer = t + spec.latency + 1
+        n_in = int(np.prod(spec.input_shape))
+        self.injector = Injector(shape=(n_in,), buffer_size=self.buffer)
+        self.encoder = DeltaEncoder(size=n_in, mode="dense" if mode == "dense" else "delta", timesteps=t,
+                                    num_samples=n)
+        self.injector.out_port.connect(self.encoder.a_in)
+        outputs = {"input": self.encoder.s_out}
+        self.neurons: dict[str, DeltaNeuron] = {}
+        self.readout: Readout | None = None
+        self.synapses: dict[str, list[tuple[str, DeltaSynapse]]] = {}  # target -> (source, synapse)
+        for pop in spec.populations:
+            if pop.kind == "readout":
+                proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, timesteps=t,
+                                              num_samples=n)
+            else:
+                proc = DeltaNeuron(size=pop.size, bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv,
+                                   reset=pop.reset, mode=mode, keep=keep, scores=spec.scores.get(pop.name),
+                                   depth=pop.depth, timesteps=t, num_samples=n)
+                self.neurons[pop.name] = proc
+            self.synapses[pop.name] = []
+            for proj in pop.inputs:
+                syn = DeltaSynapse(ops=list(proj.ops), in_size=int(np.prod(proj.ops[0].in_shape)),
+                                   out_size=pop.size, shift=proj.shift, delay=proj.delay,
+                                   accumulate=mode != "dense", depth=spec.depth_of(proj.source), timesteps=t,
+                                   num_samples=n)
+                outputs[proj.source].connect(syn.s_in)
+                syn.a_out.connect(proc.a_in)
+                self.synapses[pop.name].append((proj.source, syn))
+            outputs[pop.name] = proc.out if pop.kind == "readout" else proc.s_out
+        self.extractor = Extractor(shape=(spec.readout.size,), buffer_size=self.buffer)
+        outputs[spec.readout.name].connect(self.extractor.in_port)
+
+    def run_config(self) -> Loihi2SimCfg:
+        # Injector and Extractor have two untagged models each; pick the Loihi-protocol ones
+        return Loihi2SimCfg(select_tag="fixed_pt" if self.spec.fixed else "floating_pt",
+                            exception_proc_model_map={Extractor: PyLoihiExtractorModel,
+                                                      Injector: PyLoihiInjectorModel})
+
+    def steps(self, frames: list[np.ndarray]) -> np.ndarray:
+        """Feeds the frames (one per step) and returns the readout of those steps."""
+        for f in frames:
+            self.injector.send(f)
+        self.extractor.run(condition=RunSteps(num_steps=len(frames)))
+        return np.stack([self.extractor.receive() for _ in frames])
+
+    def counters(self) -> dict[str, np.ndarray]:
+        out = {"events.input": self.encoder.events.get(),
+               f"active.{self.spec.readout.name}": self.readout.active.get()}
+        for name, proc in self.neurons.items():
+            out[f"events.{name}"] = proc.events.get()
+            out[f"spikes.{name}"] = proc.spikes.get()
+            out[f"active.{name}"] = proc.active.get()
+        for name, syns in self.synapses.items():
+            sops = [syn.sops.get() for _, syn in syns]
+            out[f"sops.{name}"] = sum(sops)
+            for (source, _), value in zip(syns, sops):  # two paths from one source add up, as in sim.py
+                key = f"sops_proj.{projection_key(source, name)}"
+                out[key] = out.get(key, 0) + value
+        return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+
+
+def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> dict[str, np.ndarray]:
+    """In the worker: the logits, counters and timing of the frames through the Lava network."""
+    n, t = frames.shape[:2]
+    flat = frames.reshape(n, t, -1)
+    t0 = time.perf_counter()
+    net = LavaNetwork(spec, mode, keep, n)
+    net.extractor.create_runtime(run_cfg=net.run_config())
+    t_built = time.perf_counter()
+    readout = []
+    for i in range(n):
+        readout.append(net.steps(list(flat[i])))
+        print(f"progress {i + 1} {n}", flush=True)
+    zero = np.zeros(flat.shape[2])
+    readout.append(net.steps([zero] * spec.latency))  # drain the pipeline
+    t_ran = time.perf_counter()
+    counts = net.counters()
+    # Only after success: stop() hangs once a process model has failed; then the runner kills the group.
+    net.extractor.stop()
+    steps = np.concatenate(readout)[spec.latency:]  # the readout of frame (i, t) leaves `latency` steps later
+    return {"logits": steps.reshape(n, t, -1), **counts,
+            "timing": np.array([t_built - t0, t_ran - t_built, n * t + spec.latency])}
+
+
+def _json_bytes(obj) -> np.ndarray:
+    return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
+
+
+def worker_main(argv: list[str]) -> int:
+    job, result = argv
+    spec, extra = load_spec(job)
+    params = json.loads(extra["run"].tobytes().decode())
+    try:
+        out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]))
+    except Exception as e:  # the runner kills the process group: never call stop() after a failure (it hangs)
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=sys.stderr, flush=True)
+        os._exit(3)
+    tmp = f"{result}.part.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

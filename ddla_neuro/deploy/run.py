@@ -1,0 +1,83 @@
+"""The run contract every backend keeps (the fast simulator, `sim.py`, and the Lava runner,
+`lava_run.py`) and the cost model reads: the modes a network runs in, the counters a run
+returns (`Counts`), the result (`RunResult`) and the checks made on the host before a run.
+Numpy only: the Lava worker imports it.
+
+Modes: `dense` (every sender sends its values each step), `delta` (every sender sends the
+change since the last step: lossless) and `ddla` (spiking populations send only the top-k of
+their changes ranked by the spec's sensitivity scores, from t = 2 on; receivers hold the rest).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UserError
+from .spec import NetSpec
+
+MODES = ("dense", "delta", "ddla")
+COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
+
+
+@dataclass
+class Counts:
+    """Totals over the samples run, per timestep (arrays of length T)."""
+
+    timesteps: int
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)   # non-zero s^t of each spiking population
+    events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each sender
+    sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
+    sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
+    active: dict[str, np.ndarray] = field(default_factory=dict)   # units whose synaptic current is non-zero
+                                                                  # (a product: both factors non-zero)
+    neurobench: dict[str, np.ndarray] = field(default_factory=dict)  # see `sim.neurobench_ops` (simulator only)
+    samples: int = 0
+
+    def add(self, kind: str, key: str, per_step) -> None:
+        """Adds per-timestep values (T,) to a counter."""
+        table = getattr(self, kind)
+        values = np.rint(np.asarray(per_step, dtype=np.float64)).astype(np.int64)
+        table.setdefault(key, np.zeros(self.timesteps, dtype=np.int64))[:] += values
+
+    def total(self, kind: str, skip: tuple[str, ...] = ()) -> int:
+        """One counter summed over its keys (but `skip`) and the timesteps."""
+        return int(sum(v.sum() for k, v in getattr(self, kind).items() if k not in skip))
+
+    def to_dict(self) -> dict:
+        """The counters every backend returns (not the simulator-only `neurobench`)."""
+        return {"samples": self.samples, **{k: {n: v.tolist() for n, v in getattr(self, k).items()}
+                                            for k in COUNT_KINDS}}
+
+
+@dataclass
+class RunResult:
+    logits: np.ndarray   # (N, T, classes), float (fixed point: divided by 2**frac_bits)
+    counts: Counts
+    sent: dict[str, np.ndarray] = field(default_factory=dict)  # if recorded: what each population sent (N, T, n)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.mean(axis=1).argmax(axis=1)
+
+
+class RunError(UserError, ValueError):
+    """A run that cannot be done as asked (mode, keep, input shape, missing DDLA statistics)."""
+
+
+def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.ndarray:
+    """Validates a run on the host (before the simulator runs and before Lava is started: a
+    Lava process model must never raise); returns the frames as float64."""
+    if mode not in MODES:
+        raise RunError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0.0 <= keep <= 1.0:
+        raise RunError(f"keep ratio must lie in [0, 1], got {keep}")
+    frames = np.asarray(frames, dtype=np.float64)
+    if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
+        raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
+                       f"{', '.join(map(str, spec.input_shape))})")
+    missing = [p.name for p in spec.spiking if p.name not in spec.scores]
+    if mode == "ddla" and keep < 1.0 and missing:
+        raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "
+                       f"checkpoint trained with --method ddla")
+    return frames
