@@ -19,6 +19,7 @@ from .ddla.executor import SensitivityStats
 from .ddla.tdd import deltas, xor_changes
 from .errors import run_cli
 from .fileio import atomic_write, atomic_write_json
+from .snn.layers import Neuron
 from .snn.network import SpikingNetwork
 from .train import evaluate
 
@@ -32,14 +33,12 @@ def layer_statistics(net: SpikingNetwork, x: torch.Tensor, batch_size: int = 256
     net.eval()
     for i in range(0, len(x), batch_size):
         steps: dict[str, list[torch.Tensor]] = {n.key: [] for n in net.neurons}
-        record = lambda neuron, z: steps[neuron.key].append(z)  # noqa: E731
-        for n in net.neurons:
-            n.observers.append(record)
-        try:
-            net.run(x[i:i + batch_size], single_step=True)
-        finally:
-            for n in net.neurons:
-                n.observers.remove(record)
+
+        def record(neuron: Neuron, z: torch.Tensor) -> torch.Tensor:  # the transmission hook, sending z unchanged
+            steps[neuron.key].append(z)
+            return z
+
+        net.run(x[i:i + batch_size], single_step=True, transmit=record)
         for key, zs in steps.items():
             seq = torch.stack(zs).flatten(2)  # (T, B, N)
             if i == 0:

@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -152,13 +151,13 @@ def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: 
     net.eval()
     gen = make_generator(device, seed)
     correct, loss = 0, 0.0
-    with DeltaExecutor(net, method, keep, source="stats", stats=stats) as ex:
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            out, _ = ex.run(net.encode(xb, gen))
-            correct += (out.mean(0).argmax(1) == yb).sum().item()
-            if loss_fn is not None:
-                loss += loss_fn(out, yb).item() * len(yb)
+    ex = DeltaExecutor(net, method, keep, source="stats", stats=stats)
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        out, _ = ex.run(net.encode(xb, gen))
+        correct += (out.mean(0).argmax(1) == yb).sum().item()
+        if loss_fn is not None:
+            loss += loss_fn(out, yb).item() * len(yb)
     return {"accuracy": correct / len(x), **({"loss": loss / len(x)} if loss_fn else {}), **ex.counts.summary(method)}
 
 
@@ -316,10 +315,9 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
         if ddla is not None:
             ddla.keep = annealed_keep(keep, epoch, args.warmup_epochs)
-        with ddla or nullcontext():  # the executor observes the neurons only while training
-            loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
-                                    show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}", ddla=ddla,
-                                    lam=args.lam)
+        loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
+                                show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}", ddla=ddla,
+                                lam=args.lam)
         sched.step()
         if rank == 0:
             test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)

@@ -6,21 +6,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddla_neuro.deploy.cost import cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs, Terms
+from ddla_neuro.deploy.cost import Terms, cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs
+from ddla_neuro.deploy.ir import input_sends
 from ddla_neuro.deploy.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
+from ddla_neuro.deploy.quant import quantize
 from ddla_neuro.deploy.sim import simulate
-from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, assign_depths
+from ddla_neuro.deploy.spec import MEMBRANE_BITS, SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
 
 T = 6
+GRADED = Sends(graded=True, bits=MEMBRANE_BITS)
 
 
 def flipping_net() -> NetSpec:
     """input (1 analog value) -> IF neuron 'a' (w 0.6, v_th 1: spikes at t = 2, 4, 6, so its
     delta flips sign every step) -> readout of 2 (weights 1)."""
-    a = Population("a", (1,), "if", np.zeros(1), [Projection("input", [Op("linear", (1,), (1,), np.array([[0.6]]))])])
-    out = Population("out", (2,), "readout", np.zeros(2), [Projection("a", [Op("linear", (1,), (2,), np.ones((2, 1)))])])
+    a = Population("a", (1,), "if", np.zeros(1), [Projection("input", [Op("linear", (1,), (1,), np.array([[0.6]]))])],
+                   sends=SPIKES)
+    out = Population("out", (2,), "readout", np.zeros(2), [Projection("a", [Op("linear", (1,), (2,), np.ones((2, 1)))])],
+                     sends=GRADED)
     assign_depths([a, out])
-    return NetSpec((1,), T, "direct", [a, out])
+    return NetSpec((1,), T, "direct", [a, out], input_sends=input_sends("direct"))
 
 
 def run(mode: str, samples: int = 2):
@@ -161,11 +166,13 @@ def test_fan_in_and_fan_out_limits_are_reported(tmp_path):
              for ln in text.splitlines()]
     (tmp_path / "tiny.toml").write_text("\n".join(lines) + "\n")
     wide = Population("a", (20_000,), "if", np.zeros(20_000),
-                      [Projection("input", [Op("linear", (5000,), (20_000,), np.broadcast_to(1.0, (20_000, 5000)))])])
+                      [Projection("input", [Op("linear", (5000,), (20_000,), np.broadcast_to(1.0, (20_000, 5000)))])],
+                      sends=SPIKES)
     out = Population("out", (2,), "readout", np.zeros(2),
-                     [Projection("a", [Op("linear", (20_000,), (2,), np.broadcast_to(1.0, (2, 20_000)))])])
+                     [Projection("a", [Op("linear", (20_000,), (2,), np.broadcast_to(1.0, (2, 20_000)))])],
+                     sends=GRADED)
     assign_depths([wide, out])
-    spec = NetSpec((5000,), 1, "direct", [wide, out])
+    spec = NetSpec((5000,), 1, "direct", [wide, out], input_sends=input_sends("direct"))
     problems = map_network(spec, {"input": "dense", "a": "dense"}, Terms(load_profile(tmp_path / "tiny.toml"))).problems
     assert any("layer a: each core needs 5000 input axons" in p for p in problems)
     assert any(p.startswith("layer input: each core sends to") for p in problems)
@@ -199,12 +206,12 @@ def test_compute_layers_are_mapping_problems_and_graded_senders_cost_multibit_op
     spikes; its second max pool (of conv currents) sends graded values, priced e_synop_graded
     per SOP with 24-bit payloads."""
     from deploy_nets import inputs, sdt, spec_of
-    from ddla_neuro.deploy.spec import sends_binary
     net = sdt()
     spec = spec_of(net)
     pools = [p.name for p in spec.compute if p.kind == "maxpool"]
-    assert [sends_binary(spec, n) for n in pools] == [True, False]
-    assert all(sends_binary(spec, p.name) for p in spec.compute if p.kind == "product")
+    assert [spec.sends(n) for n in pools] == [SPIKES, GRADED]
+    assert all(p.sends == SPIKES for p in spec.compute if p.kind == "product")
+    assert quantize(spec).sends(pools[1]).frac_bits == quantize(spec).population(pools[1]).frac_bits
     profile = load_profile("loihi2")
     counts = simulate(spec, inputs(net, 4)[1], "delta").counts
     report = cost_run(spec, counts, profile, {"input": "delta", **{p.name: "delta" for p in spec.senders}})

@@ -26,8 +26,7 @@ def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
     seq = net.encode(x)
     ref = net(seq, single_step=True)
     for method in ("baseline", "tdd", "ddla"):
-        with DeltaExecutor(net, method, keep=1.0, source=source, learn=True) as ex:
-            out, sensi = ex.run(seq, y)
+        out, sensi = DeltaExecutor(net, method, keep=1.0, source=source, learn=True).run(seq, y)
         assert torch.equal(out, ref)
         assert sensi.item() == 0.0
 
@@ -35,8 +34,8 @@ def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
 def test_T1_ddla_equals_the_baseline():
     net = convnet(timesteps=1).eval()
     seq = net.encode(torch.rand(4, 1, 8, 8))
-    with DeltaExecutor(net, "ddla", keep=0.2, source="label-gradient", learn=True) as ex:
-        out, sensi = ex.run(seq, torch.zeros(4, dtype=torch.long))
+    ex = DeltaExecutor(net, "ddla", keep=0.2, source="label-gradient", learn=True)
+    out, sensi = ex.run(seq, torch.zeros(4, dtype=torch.long))
     assert torch.equal(out, net(seq)) and sensi.item() == 0.0
 
 
@@ -51,8 +50,8 @@ def test_counts_hand_computed():
     # input 0.6 every step: v 0.6, 1.2 fire, 0.6, 1.2 fire -> spikes 0 1 0 1: 2 spikes, deltas at t=2,3,4
     # input 1.5 every step: fires every step -> 4 spikes, 1 delta (t=1)
     x_seq = torch.tensor([[[0.6, 1.5]]]).expand(4, 1, 2)
-    with DeltaExecutor(net, "tdd") as ex:
-        ex.run(x_seq)
+    ex = DeltaExecutor(net, "tdd")
+    ex.run(x_seq)
     s = ex.counts.summary("tdd")
     assert s["spikes_per_timestep"] == [1, 2, 1, 2] and s["spikes_per_sample"] == 6
     assert s["deltas_per_timestep"] == [1, 1, 1, 1] and s["events_per_sample"] == 4
@@ -64,8 +63,8 @@ def test_ddla_drops_and_holds_with_statistics():
     # three toggling neurons; the statistics rank neuron 2 highest, then 0, then 1
     x_seq = torch.tensor([[[0.6, 0.6, 0.6]]]).expand(4, 1, 3)
     stats = SensitivityStats(values={"1": torch.tensor([2.0, 1.0, 3.0])})
-    with DeltaExecutor(net, "ddla", keep=0.5, source="stats", stats=stats) as ex:
-        out = ex.run(x_seq)[0]
+    ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", stats=stats)
+    out = ex.run(x_seq)[0]
     s = ex.counts.summary("ddla")
     # spikes 000, 111, 000, 111. t=1: nothing. t=2: 3 changes, ceil(1.5) = 2 sent (neurons 2 and 0),
     # held 101. t=3: changes at 0 and 2, ceil(1) = 1 sent (neuron 2), held 100.
@@ -78,8 +77,8 @@ def test_ddla_drops_and_holds_with_statistics():
 
 def test_stats_source_without_statistics_is_an_error():
     net = convnet()
-    with DeltaExecutor(net, "ddla", keep=0.5, source="stats") as ex, pytest.raises(ValueError, match="statistics"):
-        ex.run(net.encode(torch.rand(2, 1, 8, 8) * 3))
+    with pytest.raises(ValueError, match="statistics"):
+        DeltaExecutor(net, "ddla", keep=0.5, source="stats").run(net.encode(torch.rand(2, 1, 8, 8) * 3))
 
 
 @pytest.mark.slow
@@ -105,7 +104,7 @@ def test_ddla_training_stores_statistics_and_eval_reproduces(tmp_path):
 def test_running_sensitivity_updates_statistics():
     net = convnet()
     x, y = torch.rand(4, 1, 8, 8) * 2, torch.randint(0, 10, (4,))
-    with DeltaExecutor(net, "ddla", keep=0.5, source="stats", learn=True) as ex:
-        out, sensi = ex.run(net.encode(x), y)
-        (torch.nn.functional.cross_entropy(out.mean(0), y) + sensi).backward()
+    ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", learn=True)
+    out, sensi = ex.run(net.encode(x), y)
+    (torch.nn.functional.cross_entropy(out.mean(0), y) + sensi).backward()
     assert {n.key for n in net.neurons} == set(ex.stats.values)

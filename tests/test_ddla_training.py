@@ -35,8 +35,8 @@ def test_training_forward_and_deployment_select_the_same_deltas(ddla_checkpoint)
     x = torch.as_tensor(load_digits().images[:96] / 16.0, dtype=torch.float32)[:, None]
     # The executor exactly as the trainer builds it (learning statistics, gradients on), in eval mode.
     stats = SensitivityStats(values=ckpt.sensitivity)
-    with DeltaExecutor(net, "ddla", keep, source="stats", stats=stats, learn=True) as ex:
-        out, _ = ex.run(net.encode(x))
+    ex = DeltaExecutor(net, "ddla", keep, source="stats", stats=stats, learn=True)
+    out, _ = ex.run(net.encode(x))
     trained = ex.sent_deltas()
     deployed = simulate(checkpoint_to_spec(ckpt), input_frames(net, x), "ddla", keep=keep, record=True)
     dropped = 0
@@ -67,18 +67,19 @@ def test_minimising_the_sensitivity_loss_alone_shrinks_it_under_the_statistics_r
     torch.manual_seed(0)
     net = build_model("convnet", num_classes=10, input_shape=(1, 8, 8), timesteps=6)
     x = torch.as_tensor(load_digits().images[:64] / 16.0, dtype=torch.float32)[:, None]
-    with torch.no_grad(), DeltaExecutor(net, "tdd") as shapes:
+    shapes = DeltaExecutor(net, "tdd")
+    with torch.no_grad():
         shapes.run(net.encode(x[:1]))
     stats = SensitivityStats(values={k: torch.rand(v.shape[2:]) for k, v in shapes.sent_deltas().items()})
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
-    with DeltaExecutor(net, "ddla", keep=0.3, source="stats", stats=stats) as ex:
-        for _ in range(15):
-            _, sensi = ex.run(net.encode(x))
-            opt.zero_grad()
-            sensi.backward()
-            opt.step()
-            losses.append(sensi.item())
+    ex = DeltaExecutor(net, "ddla", keep=0.3, source="stats", stats=stats)
+    for _ in range(15):
+        _, sensi = ex.run(net.encode(x))
+        opt.zero_grad()
+        sensi.backward()
+        opt.step()
+        losses.append(sensi.item())
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -9,18 +9,21 @@ from hypothesis import strategies as st
 
 from deploy_nets import NETWORKS, convnet, inputs, random_scores, spec_of
 from ddla_neuro.ddla.executor import DeltaExecutor
-from ddla_neuro.deploy.ir import IRError, network_to_nir, nir_to_spec
+from ddla_neuro.deploy.ir import IRError, input_sends, network_to_nir, nir_to_spec
+from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
-from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
-from ddla_neuro.deploy.spec import (NetSpec, Op, Population, Projection, assign_depths, fanout, load_spec, projection_fanout,
-                             save_spec, synaptic_ops)
+from ddla_neuro.deploy.spec import (MEMBRANE_BITS, SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths,
+                                    load_spec, projection_fanout, save_spec, synaptic_ops)
 from ddla_neuro.zoo import build_model
+
+GRADED = Sends(graded=True, bits=MEMBRANE_BITS)
 
 
 def torch_spike_counts(net, x):
     """Spikes per population and timestep of the torch network, summed over the samples."""
-    with torch.no_grad(), DeltaExecutor(net, "baseline") as ex:
+    ex = DeltaExecutor(net, "baseline")
+    with torch.no_grad():
         out, _ = ex.run(net.encode(x))
     return out.transpose(0, 1).numpy(), {k: v["spikes"].numpy() for k, v in ex.counts.totals.items()}
 
@@ -75,7 +78,8 @@ def test_ddla_in_the_simulator_equals_the_torch_executor_with_statistics():
     spec = random_scores(spec_of(net), seed=2)
     from ddla_neuro.ddla.executor import SensitivityStats
     stats = SensitivityStats(values={k: torch.as_tensor(v) for k, v in spec.scores.items()})
-    with torch.no_grad(), DeltaExecutor(net, "ddla", keep=0.4, source="stats", stats=stats) as ex:
+    ex = DeltaExecutor(net, "ddla", keep=0.4, source="stats", stats=stats)
+    with torch.no_grad():
         out, _ = ex.run(net.encode(x))
     result = simulate(spec, frames, "ddla", keep=0.4)
     np.testing.assert_array_equal(result.logits, out.transpose(0, 1).numpy())
@@ -87,7 +91,7 @@ def test_conv_fanout_counts_borders_strides_and_padding_by_hand():
     # 3x3 conv, stride 2, padding 1 on 5x5 -> 3x3 outputs at rows/cols -1..1, 1..3, 3..5
     op = Op("conv2d", (1, 5, 5), (2, 3, 3), np.ones((2, 1, 3, 3)), (2, 2), (1, 1), (3, 3))
     reach = np.array([1, 2, 1, 2, 1])  # input row i lies in the windows of how many output rows
-    np.testing.assert_array_equal(fanout(op)[0], 2 * np.outer(reach, reach))
+    np.testing.assert_array_equal(op.fanout[0], 2 * np.outer(reach, reach))
     x = np.zeros((1, 5, 5))
     x[0, 0, 0], x[0, 1, 1], x[0, 2, 3] = 1, -1, 1
     assert synaptic_ops([op], projection_fanout([op]), x) == 2 * (1 * 1 + 2 * 2 + 1 * 2)
@@ -101,8 +105,8 @@ def test_conv_fanout_counts_borders_strides_and_padding_by_hand():
     assert synaptic_ops(ops, projection_fanout(ops), x) == 3 * 5  # the composed matrix: 5 synapses per input
     x[0, 1, 0] = -1  # cancels x[0, 0, 0] inside the pooling window: a chip still does its 5 SOPs
     assert synaptic_ops(ops, projection_fanout(ops), x) == 4 * 5
-    np.testing.assert_array_equal(fanout(lin), [3, 3, 3, 3])  # every input reaches every output
-    np.testing.assert_array_equal(fanout(pool), np.ones((1, 4, 4)))  # 2x2 windows, stride 2: one each
+    np.testing.assert_array_equal(lin.fanout, [3, 3, 3, 3])  # every input reaches every output
+    np.testing.assert_array_equal(pool.fanout, np.ones((1, 4, 4)))  # 2x2 windows, stride 2: one each
     overlapping = Op("sumpool2d", (1, 3, 3), (1, 2, 2), None, (1, 1), (0, 0), (2, 2))
     np.testing.assert_array_equal(projection_fanout([overlapping, Op("flatten", (1, 2, 2), (4,))])[0],
                                   [[1, 2, 1], [2, 4, 2], [1, 2, 1]])  # paths through overlapping windows
@@ -161,14 +165,16 @@ def test_compute_populations_by_hand():
     pool = Op("maxpool2d", (1, 2, 4), (1, 1, 2), None, (2, 2), (0, 0), (2, 2))
     spec = NetSpec((1, 2, 4), 2, "direct", [
         Population("pool", (1, 1, 2), "maxpool", np.full((1, 2, 4), 0.25), [Projection("input", ident((1, 2, 4)))],
-                   v_th=0.0, pool=pool),
-        Population("spk", (1, 2, 4), "if", np.zeros((1, 2, 4)), [Projection("input", ident((1, 2, 4)))], v_th=0.4),
+                   v_th=0.0, pool=pool, sends=GRADED),
+        Population("spk", (1, 2, 4), "if", np.zeros((1, 2, 4)), [Projection("input", ident((1, 2, 4)))], v_th=0.4,
+                   sends=SPIKES),
         Population("prod", (1, 2, 4), "product", np.zeros((1, 2, 4)),
-                   [Projection("spk", ident((1, 2, 4))), Projection("spk", ident((1, 2, 4)))], v_th=0.0),
+                   [Projection("spk", ident((1, 2, 4))), Projection("spk", ident((1, 2, 4)))], v_th=0.0, sends=SPIKES),
         Population("out", (3,), "readout", np.zeros(3),
                    [Projection("pool", [Op("flatten", (1, 1, 2), (2,)), Op("linear", (2,), (3,), np.eye(3, 2))]),
-                    Projection("prod", [Op("flatten", (1, 2, 4), (8,)), Op("linear", (8,), (3,), np.ones((3, 8)))])]),
-    ])
+                    Projection("prod", [Op("flatten", (1, 2, 4), (8,)), Op("linear", (8,), (3,), np.ones((3, 8)))])],
+                   sends=GRADED),
+    ], input_sends=input_sends("direct"))
     assign_depths(spec.populations)
     frames = np.repeat(x[:, None], 2, axis=1)
     # t=1: pool = max(0.5,-1,1.5,0)+0.25, max(0.25,2,-0.75,0.25)+0.25; spk = x > 0.4: 3 spikes,

@@ -2,7 +2,7 @@
 deltas: `baseline` (dense spikes), `tdd` (every delta: same outputs, counts deltas) or `ddla`
 (the top-k most sensitive deltas at t >= 2, the rest held at the receivers).
 
-The executor installs itself as an observer of every `Neuron`; it counts spikes, deltas,
+The executor is the network's transmission hook (`snn.layers.Transmit`); it counts spikes, deltas,
 sent and dropped events per layer and timestep, accumulates the sensitivity loss, and keeps
 per-neuron sensitivity statistics (a running mean of |dL/dO|) that training stores in the
 checkpoint and deployment uses to choose deltas without gradients.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..snn.layers import SINGLE, Neuron
+from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
 from .gsc import gsc_scores, priority_order
@@ -119,15 +119,6 @@ class DeltaExecutor:
         # change only in the backward pass), None for a layer whose outputs are not all 0/1
         self.orders: dict[str, torch.Tensor | None] = {}
 
-    def __enter__(self) -> "DeltaExecutor":
-        for n in self.net.neurons:
-            n.observers.append(self._observe)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for n in self.net.neurons:
-            n.observers.remove(self._observe)
-
     def _ranking(self, key: str, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(GSC scores of the delta entries, or the priority order that ranks them the same);
         both None: send them all."""
@@ -144,9 +135,8 @@ class DeltaExecutor:
         order = self.orders[key]
         return (None, order) if order is not None else (gsc_scores(grad, d), None)
 
-    def _observe(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
-        if neuron.step_mode != SINGLE:
-            raise RuntimeError("delta execution runs one timestep at a time (single-step mode)")
+    def _transmit(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
+        """The network's transmission hook (one step, (B, ...)): what the receivers get instead of s."""
         key, held = neuron.key, self.held.get(neuron.key)
         scores, order = self._ranking(key, s, s - held) if (held is not None and self.keep < 1.0) else (None, None)
         step = ddla_step(s, held, scores, self.keep, order)
@@ -189,7 +179,7 @@ class DeltaExecutor:
         DistributedDataParallel wrapper of the network, for instance)."""
         self._reset_sequence()
         model = model if model is not None else self.net
-        out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y))
+        out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y), transmit=self._transmit)
         self.counts.samples += x_seq.shape[1]
         losses = self.sensitivity_losses
         n_layers = max(len(self.net.neurons), 1)

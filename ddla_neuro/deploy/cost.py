@@ -16,7 +16,7 @@ What is counted, per sample (the counts are totals over the samples run):
 * Compute populations (max pool, product: the Spike-driven Transformer) have no Loihi model.
   Their units are priced as neuron updates and each is named in the mapping problems. A max pool
   of currents sends graded values (multi-bit, `e_synop_graded`, 24-bit payloads); a max pool or
-  product of spikes sends spikes (`spec.sends_binary`).
+  product of spikes sends spikes (`Population.sends`, decided when the spec is built).
 * Neuron updates: every neuron of every layer updates every step (Loihi's time-multiplexed
   cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
   otherwise (leak only). Delta transmission does not save neuron updates: the receiver
@@ -25,7 +25,7 @@ What is counted, per sample (the counts are totals over the samples run):
   to every core of each target layer (`e_msg_local` plus the mean mesh hops between the two
   layers' cores, layers placed on consecutive cores, row-major on the tile mesh). Sending to
   every core is an upper bound for convolutions, exact for dense layers.
-* Synaptic ops and synapses of a projection use its composed fan-out (`spec.projection_fanout`):
+* Synaptic ops and synapses of a projection use its composed fan-out (`Projection.fanout`):
   a pool-then-conv chain is one synapse matrix on a chip.
 * Cores: each layer on its own cores, enough for its neurons and for the synapses of its
   inputs (stored explicitly, convolutions unrolled, 8-bit weights: an upper bound where a chip
@@ -50,14 +50,11 @@ import numpy as np
 
 from .profiles import Profile
 from .run import Counts
-from .spec import (MEMBRANE_BITS, NetSpec, Op, fanout, projection_ends, projection_fanout, projection_key,
-                   repeated_layer_uses, sends_binary)
+from .spec import NetSpec, Op, projection_ends, projection_key, repeated_layer_uses
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
 WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
 TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
-INPUT_PAYLOAD_BITS = 9       # a signed 8-bit input value (ddla_neuro.quant.INPUT_FRAC_BITS)
-GRADED_PAYLOAD_BITS = MEMBRANE_BITS  # a compute population's graded output, in membrane units
 
 
 @dataclass
@@ -86,20 +83,15 @@ class Terms:
 
 def op_macs(op: Op) -> int:
     """Multiply-accumulates of the op on a dense input (one timestep): the literature's FLOPs."""
-    return int(fanout(op).sum()) if op.kind in ("conv2d", "linear") else 0
-
-
-def is_multibit(spec: NetSpec, source: str) -> bool:
-    """Whether a sender's events carry multi-bit values (the analog input, a max pool of currents)
-    rather than +-1."""
-    return not sends_binary(spec, source)
+    return int(op.fanout.sum()) if op.kind in ("conv2d", "linear") else 0
 
 
 def payload_bits(spec: NetSpec, source: str, encoding: dict[str, str], binary_chip: bool) -> int:
-    """Payload bits of one of a sender's messages: none for a binary spike, nor for a signed
-    one on a binary chip (the sign picks one of an on/off axon pair)."""
-    if is_multibit(spec, source):
-        return INPUT_PAYLOAD_BITS if source == "input" else GRADED_PAYLOAD_BITS
+    """Payload bits of one of a sender's messages: its graded value's bits; none for a binary
+    spike, nor for a signed one on a binary chip (the sign picks one of an on/off axon pair)."""
+    sends = spec.sends(source)
+    if sends.graded:
+        return sends.bits
     return TERNARY_PAYLOAD_BITS if _signed(spec, source, encoding) and not binary_chip else 0
 
 
@@ -130,7 +122,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     for pop in spec.compute:
         problems.append(f"layer {pop.name} is a {'max pool' if pop.kind == 'maxpool' else 'product of two inputs'}: "
                         f"no Loihi synapse or neuron model computes it (priced as neuron updates, an estimate"
-                        f"{'; its graded output needs graded messages' if is_multibit(spec, pop.name) else ''})")
+                        f"{'; its graded output needs graded messages' if pop.sends.graded else ''})")
     if limit["weight_bits_max"] is not None and limit["weight_bits_max"] < WEIGHT_BITS:
         problems.append(f"weights have {WEIGHT_BITS} bits, the chip stores at most {limit['weight_bits_max']:g}")
     synapses, syn_bytes, cores, first = {}, {}, {}, {}
@@ -139,7 +131,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
         n_syn, axons = 0, 0
         for proj in pop.inputs:
             pair = 2 if binary_chip and _signed(spec, proj.source, encoding) else 1
-            n_syn += pair * int(projection_fanout(proj.ops).sum())  # the composed matrix, stored explicitly
+            n_syn += pair * int(proj.fanout.sum())  # the composed matrix, stored explicitly
             axons += pair * int(np.prod(proj.ops[0].in_shape))
         synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
         if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:
@@ -152,7 +144,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
             problems.append(f"layer {pop.name}: each core needs {axons} input axons, the chip allows "
                             f"{limit['fanin_axons_per_core']:g}")
     if limit["fanout_axons_per_core"] is not None and all(c is not None for c in cores.values()):
-        for sender, targets in _targets(spec).items():
+        for sender, targets in spec.targets.items():
             edges = sum(cores[t] for t in targets)  # each core of the sender reaches every target core
             if edges > limit["fanout_axons_per_core"]:
                 problems.append(f"layer {sender}: each core sends to {edges} cores, the chip allows "
@@ -163,7 +155,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
 def _signed(spec: NetSpec, source: str, encoding: dict[str, str]) -> bool:
     """Whether a sender's events can be negative (graded values, deltas) and so need an on/off
     axon pair on a binary chip."""
-    return is_multibit(spec, source) or encoding.get(source, "dense") != "dense"
+    return spec.sends(source).graded or encoding.get(source, "dense") != "dense"
 
 
 def _tile_xy(core: np.ndarray, per_tile: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,27 +188,17 @@ def _core_range(mapping: Mapping, name: str) -> range:
     return range(mapping.first_core[name], mapping.first_core[name] + mapping.cores[name])
 
 
-def _targets(spec: NetSpec) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {"input": []}
-    for pop in spec.populations:
-        out.setdefault(pop.name, [])
-        for proj in pop.inputs:
-            out[proj.source].append(pop.name)
-    return out
-
-
 def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str, str]) -> dict:
     """Per-layer rows and per-sample totals of one run. `encoding` maps each sender ("input" and
     every population but the readout) to "dense" or "delta" (DDLA transmits deltas)."""
     terms = Terms(profile)
     mapping = map_network(spec, encoding, terms)
-    targets = _targets(spec)
     all_in = profile.scope == "all_in"
     rows = []
     senders = ["input"] + [p.name for p in spec.senders]
     for name in senders + [spec.readout.name]:
         pop = None if name == "input" else spec.population(name)
-        rows.append(_layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_in))
+        rows.append(_layer_row(spec, counts, terms, mapping, name, pop, encoding, all_in))
     latency, step_s, chips = _add_static_and_latency(counts, terms, rows, all_in)
     totals = {**_totals(rows), "chips": chips, "latency_s": latency, "step_latency_s": step_s}
     totals["unknown_terms"] = sorted(terms.unknown)
@@ -226,7 +208,7 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str
                              "synaptic_ops": np.sum([r["sops_per_step"] for r in rows], axis=0).tolist()}}
 
 
-def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_in) -> dict:
+def _layer_row(spec, counts, terms, mapping, name, pop, encoding, all_in) -> dict:
     enc = encoding.get(name, "dense")
     events = _per_sample(counts, "events", name) if pop is None or pop.kind != "readout" else np.zeros(counts.timesteps)
     sops = np.zeros(counts.timesteps)
@@ -236,7 +218,7 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
         s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
         sops += s
         events_in += float(_per_sample(counts, "events", proj.source).sum())
-        price = "e_synop_graded" if is_multibit(spec, proj.source) and not all_in else "e_synop"
+        price = "e_synop_graded" if spec.sends(proj.source).graded and not all_in else "e_synop"
         by_source[proj.source] = by_source.get(proj.source, 0.0) + terms.energy(price, float(s.sum()))
     e_syn = sum(by_source.values())
     n = 0 if pop is None else pop.size
@@ -251,7 +233,7 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
            "cores": 0 if pop is None else mapping.cores[name],
            "synaptic_j_by_source": by_source,
            "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
-    messages, hops_energy = _messages(terms, mapping, targets, name, row["events_out"], all_in)
+    messages, hops_energy = _messages(terms, mapping, spec.targets[name], name, row["events_out"], all_in)
     header = terms.get("chip", "message_bits")
     row["messages"] = messages
     row["message_bits"] = None if header is None else \
@@ -266,11 +248,11 @@ def _layer_row(spec, counts, terms, mapping, targets, name, pop, encoding, all_i
     return row
 
 
-def _messages(terms, mapping, targets, name, events_out, all_in) -> tuple[float, float]:
+def _messages(terms, mapping, targets: list[str], name, events_out, all_in) -> tuple[float, float]:
     """Messages of a sender (one per event and target core) and their hop energy (none where
     an all-in figure already includes routing)."""
     messages, hop_energy = 0.0, 0.0
-    for target in targets[name]:
+    for target in targets:
         n_cores = mapping.cores[target] or 1
         m = events_out * n_cores
         messages += m

@@ -31,7 +31,8 @@ from ..snn.fold import fold_batchnorm
 from ..snn.layers import Neuron, Residual, Stateless
 from ..snn.network import SpikingNetwork
 from ..zoo.models import SpikeDrivenSelfAttention
-from .spec import WEIGHTED, NetSpec, Op, Population, Projection, apply_op, assign_depths
+from .spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, SPIKES, WEIGHTED, NetSpec, Op,
+                   Population, Projection, Sends, apply_op, assign_depths)
 
 
 @dataclass(eq=False)
@@ -358,7 +359,8 @@ class _SpecBuilder:
         kind = "maxpool" if isinstance(node, MaxPool2d) else "product" if isinstance(node, Product) else "readout"
         return dict(kind=kind, decay=1.0, gain=1.0, v_th=0.0, reset="zero", pool=self.pools.get(name))
 
-    def population(self, name: str) -> Population:
+    def population(self, name: str, sends: dict[str, Sends]) -> Population:
+        """The population of node `name`; `sends`: what each earlier sender transmits."""
         params = self._params(name)
         gain = params.pop("gain")
         inputs = []
@@ -369,7 +371,26 @@ class _SpecBuilder:
                     ops = [Op("flatten", shape, shape)]
                 source = "input" if src == self.input else src
                 inputs.append(Projection(source, _normalise(ops, factor * gain, f"NIR node {name!r}")))
-        return Population(name=name, shape=self.shapes[name], bias=self.bias(name) * gain, inputs=inputs, **params)
+        bias = self.bias(name) * gain
+        return Population(name=name, shape=self.shapes[name], bias=bias, inputs=inputs,
+                          sends=population_sends(params["kind"], bias, inputs, sends), **params)
+
+
+def input_sends(encoding: str) -> Sends:
+    """The analog input (direct encoding) sends graded values; spike and event input sends spikes."""
+    return Sends(graded=True, bits=INPUT_PAYLOAD_BITS) if encoding == "direct" else SPIKES
+
+
+def population_sends(kind: str, bias: np.ndarray, inputs: list[Projection], sends: dict[str, Sends]) -> Sends:
+    """What a population transmits: neurons send spikes; a max pool or product sends spikes when
+    it takes spikes through unit synapses and no bias (the max or product of 0/1 values is 0/1),
+    else graded values in membrane units; the readout's logits are graded."""
+    unit = lambda proj: (all(op.kind in ("flatten", "scale") for op in proj.ops)  # noqa: E731
+                         and float(proj.weighted.weight) == 1.0)
+    if kind in NEURON_KINDS or (kind in COMPUTE_KINDS and not np.any(bias)
+                                and all(unit(p) and not sends[p.source].graded for p in inputs)):
+        return SPIKES
+    return Sends(graded=True, bits=MEMBRANE_BITS)
 
 
 def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
@@ -387,9 +408,14 @@ def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None,
         raise IRError("the NIR graph does not say how many timesteps to run; pass timesteps")
     builder = _SpecBuilder(graph, tuple(input_shape), norse_dt)
     names = [n for n in builder.order if isinstance(graph.nodes[n], POPULATION_NODES)] + [builder.output]
-    pops = [builder.population(n) for n in names]
+    encoding = encoding or meta.get("encoding", "direct")
+    sends = {"input": input_sends(encoding)}
+    pops = []
+    for name in names:
+        pops.append(builder.population(name, sends))
+        sends[name] = pops[-1].sends
     assign_depths(pops)
-    return NetSpec(tuple(input_shape), timesteps, encoding or meta.get("encoding", "direct"), pops,
+    return NetSpec(tuple(input_shape), timesteps, encoding, pops, input_sends=sends["input"],
                    meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
 
 

@@ -179,7 +179,7 @@ class LavaNetwork:
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:
-                syn = DeltaSynapse(ops=list(proj.ops), in_size=int(np.prod(proj.ops[0].in_shape)),
+                syn = DeltaSynapse(ops=list(proj.ops), fanout=proj.fanout, in_size=int(np.prod(proj.ops[0].in_shape)),
                                    out_size=pop.size, shift=proj.shift, delay=proj.delay,
                                    accumulate=mode != "dense", depth=spec.depth_of(proj.source), timesteps=t,
                                    num_samples=n)

@@ -52,7 +52,8 @@ def quantize(spec: NetSpec) -> NetSpec:
     """The fixed-point NetSpec of a float one."""
     if spec.fixed:
         return spec
-    sent_frac = {"input": INPUT_FRAC_BITS if spec.encoding == "direct" else 0}  # what each sender's values carry
+    input_sends = replace(spec.input_sends, frac_bits=INPUT_FRAC_BITS if spec.input_sends.graded else 0)
+    sent_frac = {"input": input_sends.frac_bits}  # the fractional bits of what each sender sends
     pops = []
     for pop in spec.populations:
         f_src = [sent_frac[p.source] for p in pop.inputs]
@@ -62,13 +63,14 @@ def quantize(spec: NetSpec) -> NetSpec:
         bias = np.clip(np.round(pop.bias * 2.0 ** m), 1 - SATURATION, SATURATION - 1).astype(np.int64)
         v_th = max(int(round(pop.v_th * 2 ** m)), 1) if pop.kind in NEURON_KINDS else 0
         dv = int(round((1.0 - pop.decay) * 2 ** DECAY_BITS))
-        pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, frac_bits=m))
-        sent_frac[pop.name] = 0 if pop.kind in NEURON_KINDS else m
-    return replace(spec, populations=pops, fixed=True, input_frac_bits=sent_frac["input"], scores=dict(spec.scores),
+        sends = replace(pop.sends, frac_bits=0 if pop.kind in NEURON_KINDS else m)
+        pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, frac_bits=m, sends=sends))
+        sent_frac[pop.name] = sends.frac_bits
+    return replace(spec, populations=pops, fixed=True, input_sends=input_sends, scores=dict(spec.scores),
                    meta=dict(spec.meta))
 
 
 def quantize_input(x: np.ndarray, spec: NetSpec) -> np.ndarray:
     """Input frames as the fixed-point network receives them (float64 holding integers)."""
-    return np.round(np.asarray(x, dtype=np.float64) * 2.0 ** spec.input_frac_bits)
+    return np.round(np.asarray(x, dtype=np.float64) * 2.0 ** spec.input_sends.frac_bits)
 

@@ -1,5 +1,5 @@
 """The fast simulator: batched torch execution of a NetSpec with the semantics of the Lava
-network (`ddla_neuro/lava/models.py`), for whole test sets.
+network (`deploy/lava/models.py`), for whole test sets, under the run contract of `run.py`.
 
 Lava adds one step of synaptic delay per synapse; here each population runs in topological
 order over all timesteps of a batch (layer-major: its ops applied to the whole (T, B) sequence
@@ -8,10 +8,7 @@ outputs shifted back by the latency (the Lava runner does that shift), so the tw
 step for step. A receiver of deltas integrates them: its current at t is the running sum
 (`cumsum` over t, the order Lava adds them in) of the ops applied to each step's deltas.
 
-Modes: `dense` (every population sends its spikes, the input its frames), `delta` (everything
-sends the change since the last step: lossless) and `ddla` (spiking populations send only the
-top-k deltas ranked by the spec's sensitivity scores, from t = 2 on; the receivers hold the
-rest; compute populations, max pool and product, send their changes losslessly). In fixed
+In `ddla` mode, compute populations (max pool, product) send their changes losslessly. In fixed
 point all arithmetic is on integers, carried exactly in float64 or, where a bound proves it
 exact (every value below 2**24), in float32; so this is also the quantized torch model.
 """
@@ -23,8 +20,8 @@ import torch.nn.functional as F
 
 from ..ddla.gsc import priority_mask, priority_order
 from .run import Counts, RunResult, check_run
-from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, fanout,
-                   projection_fanout, projection_key, repeated_layer_uses, sends_binary)
+from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
+                   repeated_layer_uses)
 
 FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
 
@@ -96,16 +93,16 @@ class _Projection:
 
     def __init__(self, proj, fixed: bool, input_peak: float, counted: list[bool], unit: float = 1.0):
         """`counted`: which ops NeuroBench counts (connection layers, first use of a layer);
-        `unit`: the value of a 1 from the source (fixed point: 2**frac_bits of a compute population)."""
+        `unit`: the value of a 1 from the source (fixed point: 2**frac_bits of what it sends)."""
         self.source, self.counted, self.unit = proj.source, counted, unit
         self.ops = proj.ops
         # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
         self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
         self.weights = [None if op.weight is None else torch.as_tensor(np.asarray(op.weight), dtype=self.dtype)
                         for op in self.ops]
-        self.fanout = torch.as_tensor(projection_fanout(self.ops).reshape(-1), dtype=torch.float64)
+        self.fanout = torch.as_tensor(proj.fanout.reshape(-1), dtype=torch.float64)
         # NeuroBench's dense count of each connection layer: every input to every connection
-        self.connections = [0.0 if (fo := fanout(op)) is None else float(fo.sum()) for op in self.ops]
+        self.connections = [float(op.fanout.sum()) for op in self.ops]
         self.gain = float(2 ** proj.shift) if fixed else 1.0
 
     def currents(self, sent: torch.Tensor, nonzero: torch.Tensor, accumulate: bool, counts: Counts,
@@ -149,17 +146,15 @@ def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
 
 
 def _unit(spec: NetSpec, source: str) -> float:
-    """The value of a 1 from a sender: 2**frac_bits for a fixed-point compute population (it
-    sends in its membrane units), else 1."""
-    pop = None if source == "input" else spec.population(source)
-    return float(2 ** pop.frac_bits) if spec.fixed and pop is not None and pop.kind in COMPUTE_KINDS else 1.0
+    """The value of a 1 from a sender (fixed point: 2**frac_bits of what it sends)."""
+    return float(2 ** spec.sends(source).frac_bits) if spec.fixed else 1.0
 
 
 def _sender_peak(spec: NetSpec, source: str, input_peak: float) -> float:
     """The largest magnitude a sender transmits (a bound; inf where none is known)."""
     if source == "input":
         return input_peak
-    return _unit(spec, source) if sends_binary(spec, source) else float("inf")
+    return float("inf") if spec.sends(source).graded else _unit(spec, source)
 
 
 def _changes(x: torch.Tensor) -> torch.Tensor:

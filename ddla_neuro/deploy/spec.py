@@ -27,7 +27,8 @@ simulator runs them) and the cost model names them as mapping problems.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,9 @@ POPULATION_KINDS = NEURON_KINDS + COMPUTE_KINDS + ("readout",)
 MEMBRANE_BITS = 24  # Loihi's membrane register
 DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
 SATURATION = 2 ** (MEMBRANE_BITS - 1)  # the membrane saturates to [-SATURATION, SATURATION - 1]
+INPUT_PAYLOAD_BITS = 9    # a signed 8-bit input value or its change (quant.INPUT_FRAC_BITS = 8)
 SPEC_FORMAT = "ddla-neuro/netspec"
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 
 @dataclass
@@ -60,6 +62,11 @@ class Op:
     kernel: tuple[int, int] = (1, 1)
     layer: str = ""
 
+    @cached_property
+    def fanout(self) -> np.ndarray:
+        """Synaptic ops caused by one non-zero value at each input position of this op alone."""
+        return projection_fanout([self])
+
 
 @dataclass
 class Projection:
@@ -71,6 +78,26 @@ class Projection:
     @property
     def weighted(self) -> Op:
         return next(op for op in self.ops if op.kind in WEIGHTED)
+
+    @cached_property
+    def fanout(self) -> np.ndarray:
+        """Synaptic ops caused by one non-zero value at each input position (shape
+        `ops[0].in_shape`): computed once, read by the simulator, the Lava synapses and the cost."""
+        return projection_fanout(self.ops)
+
+
+@dataclass(frozen=True)
+class Sends:
+    """What a sender transmits: binary spikes (in delta modes: their signed changes, +-1) or
+    graded values. Decided once, when the spec is built (`ir`), and scaled by `quant`; the
+    simulator, the Lava runner and the cost model read it, none infers it again."""
+
+    graded: bool = False   # multi-bit values (the analog input, a max pool of currents, a product)
+    bits: int = 0          # payload bits of one graded value or of its change
+    frac_bits: int = 0     # fixed point: the values are integers in units of 2**-frac_bits
+
+
+SPIKES = Sends()  # binary spikes
 
 
 @dataclass
@@ -87,6 +114,7 @@ class Population:
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)
     pool: Op | None = None     # maxpool: the window ("maxpool2d", from `current_shape` to `shape`)
+    sends: Sends = field(kw_only=True)  # what it transmits (the readout: graded logits, sent nowhere)
 
     @property
     def current_shape(self) -> tuple[int, ...]:
@@ -103,10 +131,10 @@ class Population:
 class NetSpec:
     input_shape: tuple[int, ...]
     timesteps: int
-    encoding: str
+    encoding: str                            # the input code: direct, poisson or events (`snn.encoders`)
     populations: list[Population]            # topological order; the last one is the readout
     fixed: bool = False
-    input_frac_bits: int = 0                 # fixed point: the input is x * 2**input_frac_bits
+    input_sends: Sends = field(kw_only=True)  # what the input sends (fixed point: x * 2**frac_bits)
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # DDLA sensitivity per population
     meta: dict = field(default_factory=dict)
 
@@ -136,6 +164,19 @@ class NetSpec:
 
     def population(self, name: str) -> Population:
         return next(p for p in self.populations if p.name == name)
+
+    def sends(self, name: str) -> Sends:
+        """What a sender ("input" or a population) transmits."""
+        return self.input_sends if name == "input" else self.population(name).sends
+
+    @cached_property
+    def targets(self) -> dict[str, list[str]]:
+        """Per sender ("input" and every population): the populations its projections reach."""
+        out: dict[str, list[str]] = {"input": [], **{p.name: [] for p in self.populations}}
+        for pop in self.populations:
+            for proj in pop.inputs:
+                out[proj.source].append(pop.name)
+        return out
 
     def depth_of(self, source: str) -> int:
         """Depth of a projection's source: 0 for the input."""
@@ -188,19 +229,6 @@ def repeated_layer_uses(spec: NetSpec) -> set[tuple[str, int, int]]:
     return repeats
 
 
-def sends_binary(spec: NetSpec, name: str) -> bool:
-    """Whether a sender's values are 0/1: spikes, or a max pool or product of binary senders
-    through unit synapses and no bias. The analog input and other compute outputs are multi-bit."""
-    if name == "input":
-        return spec.encoding != "direct"
-    pop = spec.population(name)
-    if pop.kind not in COMPUTE_KINDS:
-        return pop.kind in NEURON_KINDS  # spikes; the readout's logits are graded
-    unit = lambda proj: (all(op.kind in ("flatten", "scale") for op in proj.ops)  # noqa: E731
-                         and float(proj.weighted.weight) * 2.0 ** proj.shift == 2.0 ** pop.frac_bits)
-    return not np.any(pop.bias) and all(unit(p) and sends_binary(spec, p.source) for p in pop.inputs)
-
-
 def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
     """Loihi's leak: v * (4096 - dv) / 4096, rounded toward zero (int64 in, int64 out)."""
     if dv == 0:
@@ -241,13 +269,6 @@ def apply_ops(ops: list[Op], x: np.ndarray) -> np.ndarray:
     for op in ops:
         x = apply_op(op, x)
     return x
-
-
-def fanout(op: Op) -> np.ndarray | None:
-    """Synaptic ops caused by one non-zero input at each input position of one op (shape
-    `in_shape`); None for ops that do no arithmetic (flatten). Conv borders, strides and padding
-    are exact."""
-    return None if op.kind == "flatten" else projection_fanout([op])
 
 
 def _reach_back(op: Op, reach: np.ndarray) -> np.ndarray:
@@ -321,13 +342,13 @@ def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
             inputs.append({"source": proj.source, "delay": int(proj.delay), "shift": int(proj.shift), "ops": ops})
         pops.append({"name": pop.name, "shape": _ints(pop.shape), "kind": pop.kind, "v_th": pop.v_th,
                      "decay": pop.decay, "reset": pop.reset, "dv": int(pop.dv), "frac_bits": int(pop.frac_bits),
-                     "depth": int(pop.depth), "inputs": inputs,
+                     "depth": int(pop.depth), "inputs": inputs, "sends": asdict(pop.sends),
                      "pool": None if pop.pool is None else _op_header(pop.pool)})
     for name, s in spec.scores.items():
         arrays[f"scores.{name}"] = np.asarray(s, dtype=np.float32)
     header = {"format": SPEC_FORMAT, "version": SPEC_VERSION, "input_shape": _ints(spec.input_shape),
               "timesteps": spec.timesteps, "encoding": spec.encoding, "fixed": spec.fixed,
-              "input_frac_bits": spec.input_frac_bits, "meta": spec.meta, "populations": pops,
+              "input_sends": asdict(spec.input_sends), "meta": spec.meta, "populations": pops,
               "scores": sorted(spec.scores)}
     return header, arrays
 
@@ -347,9 +368,10 @@ def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
         pool = None if pool is None else _op_from_header(pool)
         pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
                                inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
-                               frac_bits=p["frac_bits"], depth=p["depth"], pool=pool))
+                               frac_bits=p["frac_bits"], depth=p["depth"], pool=pool, sends=Sends(**p["sends"])))
     return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],
-                   header["input_frac_bits"], {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"])
+                   {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"],
+                   input_sends=Sends(**header["input_sends"]))
 
 
 def save_spec(path: str | Path, spec: NetSpec, **extra: np.ndarray) -> None:

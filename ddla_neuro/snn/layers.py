@@ -1,92 +1,107 @@
-"""Modules that run in two modes from one definition.
+"""Modules that run in two modes from one definition, their state explicit (state in, state out).
 
-* multi-step: tensors are (T, B, ...); stateless layers fold T into the batch, neurons loop
-  over T. Fast for baseline training.
-* single-step: tensors are (B, ...); neurons read and write the membrane held in an
-  explicit state dict that `SpikingNetwork.step` passes in and returns. DDLA and
-  deployment run this way.
+Every module is called as `module(x, state, transmit) -> (y, state)`:
 
-Composite modules (residual blocks, attention) write `forward` once; only `Stateless`
-and `Neuron` look at the mode, which `SpikingNetwork` sets on every submodule.
+* `state=None`: multi-step. Tensors are (T, B, ...); stateless layers fold T into the batch,
+  neurons loop over T from rest. Fast for baseline training.
+* `state=NetworkState(...)`: single-step. Tensors are (B, ...); each neuron population reads
+  its membrane from the state and returns a state holding the new one. DDLA and deployment
+  run this way.
+* `transmit`: the transmission hook, `transmit(neuron, z) -> what its targets receive`,
+  called with every population's output (its spikes, (B, ...) or (T, B, ...)). None sends
+  the spikes. DDLA's executor sends approximated deltas through it; analysis records spikes
+  and returns them unchanged.
+
+Composite modules (sequences, residual blocks, attention) pass `state` and `transmit` through
+their children in execution order; nothing is stored on a module between calls.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from .functional import NeuronParameters, neuron_step
+from .functional import NeuronParameters, neuron_sequence, neuron_step
 
-MULTI, SINGLE = "multi", "single"
-
-
-class ModeMixin:
-    step_mode: str = MULTI
+Transmit = Callable[["Neuron", torch.Tensor], torch.Tensor]
 
 
-class Stateless(ModeMixin, nn.Module):
+@dataclass(frozen=True)
+class NetworkState:
+    """Single-step state: the timestep index and every neuron population's membrane (by key)."""
+
+    t: int = 0
+    v: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def with_membrane(self, key: str, v: torch.Tensor) -> "NetworkState":
+        return replace(self, v={**self.v, key: v})
+
+
+class Stateless(nn.Module):
     """Wraps a per-sample layer (conv, linear, BN, pooling, flatten)."""
 
     def __init__(self, layer: nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.step_mode == SINGLE:
-            return self.layer(x)
+    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
+                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+        if state is not None:
+            return self.layer(x), state
         t, b = x.shape[:2]
         y = self.layer(x.reshape(t * b, *x.shape[2:]))
-        return y.reshape(t, b, *y.shape[1:])
+        return y.reshape(t, b, *y.shape[1:]), state
 
 
-class Neuron(ModeMixin, nn.Module):
-    """A population of IF/LIF neurons. `key` names its entry in the network state."""
+class Neuron(nn.Module):
+    """A population of IF/LIF neurons. `key` names its membrane in the network state."""
 
     def __init__(self, params: NeuronParameters):
         super().__init__()
         self.params = params
         self.key = ""
-        self.v: torch.Tensor | None = None  # single-step membrane, loaded/stored by SpikingNetwork
-        self.observers: list[Callable[["Neuron", torch.Tensor], torch.Tensor | None]] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.step_mode == SINGLE:
-            v = torch.zeros_like(x) if self.v is None else self.v
-            z, self.v = neuron_step(x, v, self.params)
+    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
+                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+        if state is not None:
+            v = state.v.get(self.key)
+            z, v = neuron_step(x, torch.zeros_like(x) if v is None else v, self.params)
+            state = state.with_membrane(self.key, v)
         else:
-            v = torch.zeros_like(x[0])
-            zs = []
-            for xt in x:
-                zt, v = neuron_step(xt, v, self.params)
-                zs.append(zt)
-            z = torch.stack(zs)
-        # Observers see (and may replace) what the layer transmits: spike counters, DDLA.
-        for observe in self.observers:
-            replaced = observe(self, z)
-            if replaced is not None:
-                z = replaced
-        return z
+            z, _ = neuron_sequence(x, self.params)
+        return (z if transmit is None else transmit(self, z)), state
 
     def extra_repr(self) -> str:
         p = self.params
         return f"v_th={p.v_th}, decay={p.decay}, gain={p.gain}, reset={p.reset}"
 
 
-class Sequential(ModeMixin, nn.Sequential):
-    pass
+class Sequential(nn.Sequential):
+    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
+                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+        for module in self:
+            x, state = module(x, state, transmit)
+        return x, state
 
 
-class Residual(ModeMixin, nn.Module):
-    """`main(x) + shortcut(x)`; the sum is a membrane input, so the next module is a neuron."""
+class Residual(nn.Module):
+    """`main(x) + shortcut(x)`; the sum is a membrane input, so the next module is a neuron.
+    Without a shortcut module the shortcut is the identity."""
 
     def __init__(self, main: nn.Module, shortcut: nn.Module | None = None):
         super().__init__()
         self.main = main
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x) + self.shortcut(x)
+    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
+                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+        y, state = self.main(x, state, transmit)
+        if isinstance(self.shortcut, nn.Identity):
+            return y + x, state
+        short, state = self.shortcut(x, state, transmit)
+        return y + short, state
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int | None = None,
@@ -94,14 +109,6 @@ def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: in
     """conv + BatchNorm as two Stateless modules (kept apart so BN can be folded for deployment)."""
     pad = kernel // 2 if padding is None else padding
     return [Stateless(nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=bias)), Stateless(nn.BatchNorm2d(c_out))]
-
-
-def set_step_mode(module: nn.Module, mode: str) -> None:
-    if mode not in (MULTI, SINGLE):
-        raise ValueError(f"step mode must be {MULTI!r} or {SINGLE!r}, got {mode!r}")
-    for m in module.modules():
-        if isinstance(m, ModeMixin):
-            m.step_mode = mode
 
 
 def neurons(module: nn.Module) -> list[Neuron]:

@@ -1,22 +1,14 @@
 """`SpikingNetwork`: encoder + body, run all T at once or one explicit-state step at a time."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Callable
 
 import torch
 from torch import nn
 
 from .encoders import encode
-from .layers import MULTI, SINGLE, Neuron, neurons, set_step_mode
-
-
-@dataclass
-class NetworkState:
-    """Explicit single-step state: the timestep index and every neuron population's membrane."""
-
-    t: int = 0
-    v: dict[str, torch.Tensor] = field(default_factory=dict)
+from .layers import NetworkState, Neuron, Transmit, neurons
 
 
 class SpikingNetwork(nn.Module):
@@ -34,7 +26,6 @@ class SpikingNetwork(nn.Module):
         self.timesteps = timesteps
         self.encoding = encoding
         self.arch = dict(arch)
-        self._mode = ""
         for name, m in body.named_modules():
             if isinstance(m, Neuron):
                 m.key = name
@@ -43,50 +34,39 @@ class SpikingNetwork(nn.Module):
     def neurons(self) -> list[Neuron]:
         return neurons(self.body)
 
-    def _set_mode(self, mode: str) -> None:
-        if mode != self._mode:
-            set_step_mode(self.body, mode)
-            self._mode = mode
-
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return encode(x, self.encoding, self.timesteps, generator)
 
     def forward(self, x_seq: torch.Tensor, single_step: bool = False,
-                on_step: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+                on_step: Callable[[torch.Tensor], None] | None = None, transmit: Transmit | None = None
+                ) -> torch.Tensor:
         """(T, B, ...) -> per-timestep logits (T, B, classes), all T at once or step by step.
         Both paths go through `forward` so that DistributedDataParallel sees them; `on_step`
-        (single-step only) is called with each step's logits."""
+        (single-step only) is called with each step's logits; `transmit` is the transmission
+        hook (`snn.layers`)."""
         if single_step:
-            return self.forward_steps(x_seq, on_step)
-        self._set_mode(MULTI)
-        return self.body(x_seq)
+            return self.forward_steps(x_seq, on_step, transmit)
+        return self.body(x_seq, None, transmit)[0]
 
-    def step(self, x_t: torch.Tensor, state: NetworkState) -> tuple[torch.Tensor, NetworkState]:
+    def step(self, x_t: torch.Tensor, state: NetworkState, transmit: Transmit | None = None
+             ) -> tuple[torch.Tensor, NetworkState]:
         """Single-step: input of one timestep (B, ...) and the state -> (logits (B, classes), new state)."""
-        self._set_mode(SINGLE)
-        pops = self.neurons
-        for n in pops:
-            n.v = state.v.get(n.key)
-        try:
-            out = self.body(x_t)
-            new_state = NetworkState(t=state.t + 1, v={n.key: n.v for n in pops})
-        finally:
-            for n in pops:
-                n.v = None
-        return out, new_state
+        out, state = self.body(x_t, state, transmit)
+        return out, replace(state, t=state.t + 1)
 
-    def forward_steps(self, x_seq: torch.Tensor, on_step: Callable[[torch.Tensor], None] | None = None
-                      ) -> torch.Tensor:
+    def forward_steps(self, x_seq: torch.Tensor, on_step: Callable[[torch.Tensor], None] | None = None,
+                      transmit: Transmit | None = None) -> torch.Tensor:
         """Single-step execution of a whole sequence; equal to `forward` for the same input."""
         state = NetworkState()
         outs = []
         for x_t in x_seq:
-            out, state = self.step(x_t, state)
+            out, state = self.step(x_t, state, transmit)
             if on_step is not None:
                 on_step(out)
             outs.append(out)
         return torch.stack(outs)
 
-    def run(self, x: torch.Tensor, single_step: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def run(self, x: torch.Tensor, single_step: bool = False, generator: torch.Generator | None = None,
+            transmit: Transmit | None = None) -> torch.Tensor:
         """Encode raw input and run it: (B, ...) -> (T, B, classes)."""
-        return self(self.encode(x, generator), single_step=single_step)
+        return self(self.encode(x, generator), single_step=single_step, transmit=transmit)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..snn.functional import NeuronParameters, if_parameters, lif_box_parameters, lif_parameters
-from ..snn.layers import Neuron, Residual, Sequential, Stateless, conv_bn
+from ..snn.layers import NetworkState, Neuron, Residual, Sequential, Stateless, Transmit, conv_bn
 
 NEURONS = ("if", "lif")
 
@@ -114,10 +114,13 @@ class SpikeDrivenSelfAttention(nn.Module):
         self.kv_neuron = Neuron(p_kv)
         self.proj = Sequential(*conv_bn(dim, dim, 1, padding=0, bias=True))
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.q(s), self.k(s), self.v(s)
-        kv = self.kv_neuron((k * v).sum(dim=(-2, -1), keepdim=True))
-        return self.proj(q * kv)
+    def forward(self, s: torch.Tensor, state: NetworkState | None = None, transmit: Transmit | None = None
+                ) -> tuple[torch.Tensor, NetworkState | None]:
+        q, state = self.q(s, state, transmit)
+        k, state = self.k(s, state, transmit)
+        v, state = self.v(s, state, transmit)
+        kv, state = self.kv_neuron((k * v).sum(dim=(-2, -1), keepdim=True), state, transmit)
+        return self.proj(q * kv, state, transmit)
 
 
 def sdt(*, num_classes: int, input_shape: tuple[int, ...], neuron: str = "lif", reset: str = "zero",

@@ -1,6 +1,6 @@
 """Process models (`floating_pt`: float64, `fixed_pt`: int64 integer arithmetic with a 24-bit
 saturating membrane and Loihi's 12-bit leak). The behaviour per step is that of
-`ddla_neuro/spec.py`; `ddla_neuro/sim.py` implements the same in batched torch and the tests
+`ddla_neuro/deploy/spec.py`; `ddla_neuro/deploy/sim.py` implements the same in batched torch and the tests
 hold the two bit-exact.
 
 Imports are absolute: Lava's compiler executes this file as a top-level module named
@@ -22,12 +22,12 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
 from ddla_neuro.ddla.keep import keep_count
-from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed, projection_fanout
+from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
+from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed
 
 
-class _Windowed:
+class _WindowedModel:
     """Sample window of a process: `step()` is the 0-based timestep within the sample being
     processed, or None outside the run's N*T steps (before the first frame reaches this depth,
     or while the last samples drain)."""
@@ -48,7 +48,7 @@ class _Windowed:
 
 # --- encoder -----------------------------------------------------------------------------------
 
-class _EncoderModel(_Windowed):
+class _EncoderModel(_WindowedModel):
     def run_spk(self) -> None:
         x = self.value(self.a_in.recv())
         t = self.step()
@@ -82,13 +82,13 @@ class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
 
 # --- synapse -----------------------------------------------------------------------------------
 
-class _SynapseModel(_Windowed):
+class _SynapseModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         dtype = np.int64 if self.fixed else np.float64
         self.ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=dtype))
                     for op in proc_params["ops"]]
-        self.fanout = projection_fanout(self.ops)
+        self.fanout = proc_params["fanout"]
         self.out_size = int(np.prod(self.ops[-1].out_shape))
         self.queue = deque(self.zeros(self.out_size) for _ in range(proc_params["delay"]))
         self.held = self.zeros(self.out_size)
@@ -135,7 +135,7 @@ class PyDeltaSynapseFixed(_SynapseModel, PyLoihiProcessModel):
 
 # --- neuron ------------------------------------------------------------------------------------
 
-class _NeuronModel(_Windowed):
+class _NeuronModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = proc_params
@@ -213,7 +213,7 @@ class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
 
 # --- readout -----------------------------------------------------------------------------------
 
-class _ReadoutModel(_Windowed):
+class _ReadoutModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.bias = self.value(np.asarray(proc_params["bias"]).reshape(-1))

@@ -14,15 +14,15 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
-TRANSMIT_MODES = ("dense", "delta", "ddla")
+from ddla_neuro.deploy.run import MODES
 
 
-class _Windowed(AbstractProcess):
+class _WindowedProcess(AbstractProcess):
     def __init__(self, *, depth: int, timesteps: int, num_samples: int, **kwargs):
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, **kwargs)
 
 
-class DeltaEncoder(_Windowed):
+class DeltaEncoder(_WindowedProcess):
     """Input frames in, sent on as the frame (dense) or its change since the last step (delta;
     the whole frame at t = 1). Counts the non-zero values it sends per timestep."""
 
@@ -33,24 +33,25 @@ class DeltaEncoder(_Windowed):
         self.events = Var(shape=(timesteps,), init=0)
 
 
-class DeltaSynapse(_Windowed):
+class DeltaSynapse(_WindowedProcess):
     """A projection: a chain of linear ops (conv2d, linear, sum pool, flatten, scale) applied
     to what its source sends. With a delta-coded source (`accumulate`) it adds the result to the
     current it holds and sends that, so the target sees the same current as in dense mode.
     `delay` steps of synaptic delay (1 as in Lava's Dense; more aligns residual paths).
-    `ops` are the projection's `ddla_neuro.spec.Op`s; `shift` scales the fixed-point result by 2**shift.
-    Counts synaptic ops (each non-zero input at each op times its fan-out) per timestep."""
+    `ops` are the projection's `ddla_neuro.deploy.spec.Op`s, `fanout` its `Projection.fanout`;
+    `shift` scales the fixed-point result by 2**shift. Counts synaptic ops (each non-zero input
+    times its fan-out) per timestep."""
 
-    def __init__(self, *, ops: list, in_size: int, out_size: int, shift: int, delay: int, accumulate: bool,
-                 depth: int, timesteps: int, num_samples: int):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, shift=shift,
-                         delay=delay, accumulate=accumulate)
+    def __init__(self, *, ops: list, fanout: np.ndarray, in_size: int, out_size: int, shift: int, delay: int,
+                 accumulate: bool, depth: int, timesteps: int, num_samples: int):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, fanout=fanout,
+                         shift=shift, delay=delay, accumulate=accumulate)
         self.s_in = InPort(shape=(in_size,))
         self.a_out = OutPort(shape=(out_size,))
         self.sops = Var(shape=(timesteps,), init=0)
 
 
-class DeltaNeuron(_Windowed):
+class DeltaNeuron(_WindowedProcess):
     """IF/LIF neurons: sum the synaptic currents, add the bias, integrate (with leak), fire on
     v > v_th, reset to zero or by subtraction; send s (dense), s - held (delta), or in `ddla`
     mode from t = 2 only the ceil(keep * n) deltas with the highest `scores` (ties to the lower
@@ -59,8 +60,8 @@ class DeltaNeuron(_Windowed):
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int):
-        if mode not in TRANSMIT_MODES:
-            raise ValueError(f"mode must be one of {TRANSMIT_MODES}, got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias, v_th=v_th,
                          decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores)
         self.a_in = InPort(shape=(size,))
@@ -71,7 +72,7 @@ class DeltaNeuron(_Windowed):
         self.active = Var(shape=(timesteps,), init=0)
 
 
-class Readout(_Windowed):
+class Readout(_WindowedProcess):
     """Non-spiking output: sends its input current plus bias (the logits of the step). Counts
     active neurons (non-zero synaptic current) per timestep."""
 
