@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     sens = SensitivityStats(values=ckpt.sensitivity)
     seed = meta.get("seed", 0)
 
-    def events(method: str, keep: float) -> list[float]:
-        return evaluate(net, x, y, 256, torch.device("cpu"), seed, method, keep, sens)["events_per_timestep"]
+    def events(mode: str, keep: float) -> list[float]:
+        return evaluate(net, x, y, 256, torch.device("cpu"), seed, mode, keep, sens)["events_per_timestep"]
 
-    curves = {"dense (spikes)": events("baseline", 1.0), "delta (TDD)": events("tdd", 1.0)}
+    curves = {"dense (spikes)": events("dense", 1.0), "delta (TDD)": events("delta", 1.0)}
     keep = args.keep if args.keep is not None else meta.get("keep", 0.5)
     if ckpt.sensitivity and keep < 1.0:
         curves[f"DDLA (k={keep})"] = events("ddla", keep)

@@ -9,7 +9,9 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -18,10 +20,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, checkpoint_dataset, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, checkpoint_dataset, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataSplit, load_dataset
 from .ddla.approx import annealed_keep
-from .ddla.executor import LEGACY_SOURCES, METHODS, SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
+from .ddla.executor import LEGACY_SOURCES, SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
@@ -32,6 +34,9 @@ from .zoo.models import NEURONS
 TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
 DDLA_KEEP, DDLA_LAM = 0.5, 0.5  # chosen by a sweep on digits at T = 6, 3 seeds (docs/RESULTS.md)
 DDLA_SETTINGS = ("lam", "sensitivity", "warmup_epochs", "stats_momentum")  # recorded by a DDLA run, resumed with it
+# A training method is how a network learns; its forward transmits in one mode of ddla.transmission.
+MODE_OF_METHOD = {"baseline": "dense", "tdd": "delta", "ddla": "ddla"}
+METHODS = tuple(MODE_OF_METHOD)
 
 
 def ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -143,53 +148,72 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-             seed: int, method: str = "baseline", keep: float = 1.0, stats: SensitivityStats | None = None,
+             seed: int, mode: str = "dense", keep: float = 1.0, stats: SensitivityStats | None = None,
              loss_fn=None) -> dict:
-    """Accuracy on (x, y) and the per-sample counts (spikes, deltas, transmitted, dropped, events)
-    per layer and timestep; with `loss_fn`, also its mean as `loss`. DDLA chooses deltas with the
-    stored sensitivity statistics: no labels, no gradients, as on hardware."""
+    """Accuracy on (x, y) transmitting in `mode`, and the per-sample counts (spikes, deltas,
+    transmitted, dropped, events) per layer and timestep; with `loss_fn`, also its mean as `loss`.
+    DDLA chooses deltas with the stored sensitivity statistics: no labels, no gradients, as on hardware."""
     net.eval()
     gen = make_generator(device, seed)
     correct, loss = 0, 0.0
-    ex = DeltaExecutor(net, method, keep, source="stats", stats=stats)
+    ex = DeltaExecutor(net, mode, keep, source="stats", stats=stats)
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         out, _ = ex.run(net.encode(xb, gen))
         correct += (out.mean(0).argmax(1) == yb).sum().item()
         if loss_fn is not None:
             loss += loss_fn(out, yb).item() * len(yb)
-    return {"accuracy": correct / len(x), **({"loss": loss / len(x)} if loss_fn else {}), **ex.counts.summary(method)}
+    return {"accuracy": correct / len(x), **({"loss": loss / len(x)} if loss_fn else {}), **ex.counts.summary(mode)}
 
 
-def train_epoch(net: SpikingNetwork, model: torch.nn.Module, data: DataSplit, sampler: DistributedSampler,
-                batch_size: int, opt: torch.optim.Optimizer, loss_fn, device: torch.device, single_step: bool,
-                gen: torch.Generator, show_progress: bool, desc: str, ddla: DeltaExecutor | None = None,
-                lam: float = 1.0) -> tuple[float, float]:
-    """One epoch. With a DDLA executor: L = lam * L_model + (1 - lam) * sum_l L_sensi_l."""
-    net.train()
-    order = torch.tensor(list(sampler))
-    batches = order.split(batch_size)
+@dataclass
+class TrainRun:
+    """What one training run holds between epochs."""
+
+    net: SpikingNetwork
+    model: torch.nn.Module        # the network, or its DistributedDataParallel wrapper
+    data: DataSplit
+    sampler: DistributedSampler
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    device: torch.device
+    batch_size: int
+    single_step: bool
+    stats: SensitivityStats
+    ddla: DeltaExecutor | None    # the DDLA forward (None: the plain one)
+    lam: float                    # DDLA: L = lam * L_model + (1 - lam) * sum_l L_sensi_l
+
+
+def train_epoch(run: TrainRun, gen: torch.Generator, show_progress: bool, desc: str) -> tuple[float, float]:
+    """One epoch; (mean loss, running accuracy)."""
+    run.net.train()
+    batches = torch.tensor(list(run.sampler)).split(run.batch_size)
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(batches, desc=desc, leave=False, disable=None if show_progress else True, file=sys.stderr)
     for idx in bar:
-        xb, yb = data.x_train[idx].to(device), data.y_train[idx].to(device)
-        if data.augment:
+        xb, yb = run.data.x_train[idx].to(run.device), run.data.y_train[idx].to(run.device)
+        if run.data.augment:
             xb = augment(xb, gen)
-        if ddla is not None:
-            labels = yb if ddla.source == "label-gradient" else None  # stats: ranked without labels, as deployed
-            out, sensitivity_loss = ddla.run(net.encode(xb, gen), labels, model)
-            loss = lam * loss_fn(out, yb) + (1 - lam) * sensitivity_loss
-        else:
-            out = model(net.encode(xb, gen), single_step=single_step)
-            loss = loss_fn(out, yb)
-        opt.zero_grad(set_to_none=True)
+        out, loss = _forward_loss(run, run.net.encode(xb, gen), yb)
+        run.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        run.opt.step()
         total_loss += loss.item() * len(idx)
         correct += (out.detach().mean(0).argmax(1) == yb).sum().item()
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
     return total_loss / seen, correct / seen
+
+
+def _forward_loss(run: TrainRun, x_seq: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss) of one batch; the labels enter the forward only for the label-gradient ranking."""
+    if run.ddla is None:
+        out = run.model(x_seq, single_step=run.single_step)
+        return out, run.loss_fn(out, y)
+    labels = y if run.ddla.source == "label-gradient" else None  # stats: ranked without labels, as deployed
+    out, sensitivity_loss = run.ddla.run(x_seq, labels, run.model)
+    return out, run.lam * run.loss_fn(out, y) + (1 - run.lam) * sensitivity_loss
 
 
 def params_in_sync(net: torch.nn.Module) -> bool:
@@ -212,7 +236,7 @@ def run_eval(args: argparse.Namespace, device: torch.device) -> int:
         raise UserError(f"{args.eval} has no DDLA sensitivity statistics; train it with --method ddla, "
                         f"or evaluate with --method baseline/tdd")
     net.to(device)
-    res = evaluate(net, data.x_test, data.y_test, args.batch_size, device, args.seed, method, keep,
+    res = evaluate(net, data.x_test, data.y_test, args.batch_size, device, args.seed, MODE_OF_METHOD[method], keep,
                    SensitivityStats(values=ckpt.sensitivity))
     summary = {"checkpoint": str(args.eval), "dataset": dataset, "method": method, "keep": keep,
                "test_accuracy": res.pop("accuracy"), **res, "wall_s": time.time() - t0, "device": str(device),
@@ -251,12 +275,83 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
     t0 = time.time()
-    start_epoch, ckpt = 0, None
-    if args.resume:
-        ckpt = load_checkpoint(args.resume)
+    ckpt, init = _starting_point(args)
+    start = ckpt or init
+    method, keep = args.method or "baseline", args.keep if args.keep is not None else DDLA_KEEP
+    dataset = args.dataset or "digits"
+    data = load_dataset(dataset, args.data_dir, args.timesteps)
+    encoding = "events" if data.is_events else args.encoding
+    net = start.net if start else build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
+                                            timesteps=args.timesteps, neuron=args.neuron, reset=args.reset,
+                                            encoding=encoding)
+    if tuple(net.arch["input_shape"]) != data.input_shape:
+        raise UserError(f"the checkpoint expects inputs of shape {tuple(net.arch['input_shape'])}, "
+                        f"{dataset} has {data.input_shape}")
+    run = _build_run(args, net.to(device), data, device, rank, world, start, ckpt.extra if ckpt else {}, method, keep)
+    eval_mode, eval_keep = MODE_OF_METHOD[method], keep if method == "ddla" else 1.0
+    out = Path(args.out)
+    history = list(ckpt.extra.get("history", [])) if ckpt else []
+    meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
+            "method": method, "keep": eval_keep}
+    if init:
+        meta["init"] = str(args.init)
+    ddla_settings = {k: getattr(args, k) if run.ddla else None for k in DDLA_SETTINGS}
+    if run.ddla:
+        meta.update(ddla_settings)
+    if rank == 0:
+        print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
+              f"method {method}{f' k={keep} lambda={args.lam}' if run.ddla else ''}, {len(data.x_train)} train / "
+              f"{len(data.x_test)} test samples, device {device}, {world} process(es)")
+    for epoch in range(int(ckpt.extra["epoch"]) if ckpt else 0, args.epochs):
+        te = time.time()
+        run.sampler.set_epoch(epoch)
+        gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
+        if run.ddla is not None:
+            run.ddla.keep = annealed_keep(keep, epoch, args.warmup_epochs)
+        loss, acc = train_epoch(run, gen, show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}")
+        run.sched.step()
+        if rank == 0:
+            history.append(_epoch_row(run, args, epoch, loss, acc, eval_mode, eval_keep, te))
+            save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1,
+                                                    "test_accuracy": history[-1]["test_accuracy"]},
+                            extra={"epoch": epoch + 1, "optimizer": run.opt.state_dict(),
+                                   "scheduler": run.sched.state_dict(), "history": history},
+                            sensitivity=run.stats.values)
+        if world > 1:
+            dist.barrier()
+        if epoch + 1 == args.stop_after:
+            if rank == 0:
+                print(f"stopped after epoch {epoch + 1} as asked; continue with --resume {out / 'model.pt'}")
+            return 0
+    in_sync = params_in_sync(net) if world > 1 else True
+    if rank != 0:
+        return 0
+    final = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, eval_mode, eval_keep, run.stats)
+    summary = {
+        "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
+        "encoding": encoding, "loss": args.loss, "step_mode": "single" if run.single_step else "multi",
+        "epochs": args.epochs, "method": method, "keep": eval_keep, **ddla_settings, "seed": args.seed,
+        "test_accuracy": final.pop("accuracy"), **final,
+        "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
+        "init": args.init, "checkpoint": str(out / "model.pt"), "history": history,
+    }
+    if not (out / "model.pt").exists():  # no epoch ran (--epochs 0, or all done already)
+        save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]},
+                        sensitivity=run.stats.values)
+    atomic_write_json(out / "summary.json", summary)
+    print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
+          f"{method} events/sample {summary['events_per_sample']:.1f}  wall {summary['wall_s']:.1f}s  "
+          f"-> {out}/summary.json")
+    return 0
+
+
+def _starting_point(args: argparse.Namespace) -> tuple[Checkpoint | None, Checkpoint | None]:
+    """(the checkpoint a --resume continues, the one an --init starts from); fills `args` with
+    what they fix: a resumed run's method and DDLA settings, an initial network's architecture."""
+    ckpt = load_checkpoint(args.resume) if args.resume else None
+    if ckpt:
         if "optimizer" not in ckpt.extra:
             raise CheckpointError(f"{args.resume} holds no training state to resume from")
-        start_epoch = int(ckpt.extra["epoch"])
         # The method is part of the run being resumed.
         args.dataset = args.dataset or ckpt.meta.get("dataset")
         for key in ("method", "keep", *DDLA_SETTINGS):
@@ -268,104 +363,49 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         args.dataset = args.dataset or init.meta.get("dataset")
         args.model, args.timesteps = init.meta["arch"]["name"], init.net.timesteps
         args.neuron, args.reset = init.meta.get("neuron", args.neuron), init.meta.get("reset", args.reset)
-    method, keep = args.method or "baseline", args.keep if args.keep is not None else DDLA_KEEP
-    dataset = args.dataset or "digits"
-    data = load_dataset(dataset, args.data_dir, args.timesteps)
-    encoding = "events" if data.is_events else args.encoding
-    start = ckpt or init
-    net = start.net if start else build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
-                                            timesteps=args.timesteps, neuron=args.neuron, reset=args.reset,
-                                            encoding=encoding)
-    if tuple(net.arch["input_shape"]) != data.input_shape:
-        raise UserError(f"the checkpoint expects inputs of shape {tuple(net.arch['input_shape'])}, "
-                        f"{dataset} has {data.input_shape}")
-    net.to(device)
-    model = DistributedDataParallel(net) if world > 1 else net
+    return ckpt, init
+
+
+def _build_run(args: argparse.Namespace, net: SpikingNetwork, data: DataSplit, device: torch.device, rank: int,
+               world: int, start: Checkpoint | None, resumed: dict, method: str, keep: float) -> TrainRun:
+    """Optimiser, schedule (restored from `resumed`, a checkpoint's training state), sampler,
+    sensitivity statistics (carried from `start`) and, for DDLA, the executor of the forward."""
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
-    extra = ckpt.extra if ckpt else {}
-    if extra:
-        opt.load_state_dict(extra["optimizer"])
-        sched.load_state_dict(extra["scheduler"])
+    if resumed:
+        opt.load_state_dict(resumed["optimizer"])
+        sched.load_state_dict(resumed["scheduler"])
     stats = SensitivityStats(args.stats_momentum,
                              {k: v.to(device) for k, v in (start.sensitivity if start else {}).items()})
     ddla = (DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats, count_events=False, learn=True)
             if method == "ddla" else None)
-    label_ranked = ddla is not None and args.sensitivity == "label-gradient"
-    eval_keep = keep if method == "ddla" else 1.0
     sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
-    loss_fn = LOSSES[args.loss]
-    single = args.step_mode == "single" or method == "ddla"
-    out = Path(args.out)
-    history = list(extra.get("history", []))
-    meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
-            "method": method, "keep": eval_keep}
-    if init:
-        meta["init"] = str(args.init)
-    ddla_settings = {k: getattr(args, k) if ddla else None for k in DDLA_SETTINGS}
-    if ddla:
-        meta.update(ddla_settings)
-    if rank == 0:
-        print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
-              f"method {method}{f' k={keep} lambda={args.lam}' if ddla else ''}, {len(data.x_train)} train / "
-              f"{len(data.x_test)} test samples, device {device}, {world} process(es)")
-    for epoch in range(start_epoch, args.epochs):
-        te = time.time()
-        sampler.set_epoch(epoch)
-        gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
-        if ddla is not None:
-            ddla.keep = annealed_keep(keep, epoch, args.warmup_epochs)
-        loss, acc = train_epoch(net, model, data, sampler, args.batch_size, opt, loss_fn, device, single, gen,
-                                show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}", ddla=ddla,
-                                lam=args.lam)
-        sched.step()
-        if rank == 0:
-            test = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)
-            row = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc}
-            train_acc = f"train_acc {acc:.4f}"
-            if label_ranked:  # the running accuracy saw label-chosen deltas: measure the inference one
-                honest = evaluate(net, data.x_train, data.y_train, 256, device, args.seed, method, ddla.keep, stats,
-                                  loss_fn)
-                row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
-                           train_model_loss=honest["loss"])
-                train_acc = f"train_acc {honest['accuracy']:.4f} (label-ranked {acc:.4f})"
-            if ddla is not None:
-                row["keep"] = ddla.keep
-            row.update(test_accuracy=test["accuracy"], events_per_sample=test["events_per_sample"],
-                       epoch_s=time.time() - te)
-            history.append(row)
-            print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  {train_acc}  "
-                  f"test_acc {test['accuracy']:.4f}  events/sample {test['events_per_sample']:.0f}  "
-                  f"{time.time() - te:.1f}s", flush=True)
-            save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1, "test_accuracy": test["accuracy"]},
-                            extra={"epoch": epoch + 1, "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "history": history}, sensitivity=stats.values)
-        if world > 1:
-            dist.barrier()
-        if epoch + 1 == args.stop_after:
-            if rank == 0:
-                print(f"stopped after epoch {epoch + 1} as asked; continue with --resume {out / 'model.pt'}")
-            return 0
-    in_sync = params_in_sync(net) if world > 1 else True
-    if rank != 0:
-        return 0
-    final = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, method, eval_keep, stats)
-    summary = {
-        "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
-        "encoding": encoding, "loss": args.loss, "step_mode": "single" if single else "multi", "epochs": args.epochs,
-        "method": method, "keep": eval_keep, **ddla_settings, "seed": args.seed,
-        "test_accuracy": final.pop("accuracy"), **final,
-        "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
-        "init": args.init, "checkpoint": str(out / "model.pt"), "history": history,
-    }
-    if args.epochs == start_epoch and not (out / "model.pt").exists():
-        save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]},
-                        sensitivity=stats.values)
-    atomic_write_json(out / "summary.json", summary)
-    print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
-          f"{method} events/sample {summary['events_per_sample']:.1f}  wall {summary['wall_s']:.1f}s  "
-          f"-> {out}/summary.json")
-    return 0
+    return TrainRun(net=net, model=DistributedDataParallel(net) if world > 1 else net, data=data, sampler=sampler,
+                    opt=opt, sched=sched, loss_fn=LOSSES[args.loss], device=device, batch_size=args.batch_size,
+                    single_step=args.step_mode == "single" or method == "ddla", stats=stats, ddla=ddla, lam=args.lam)
+
+
+def _epoch_row(run: TrainRun, args: argparse.Namespace, epoch: int, loss: float, acc: float, mode: str, keep: float,
+               started: float) -> dict:
+    """Evaluates the epoch's network, prints its line and returns its history row."""
+    test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, args.seed, mode, keep, run.stats)
+    row = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc}
+    train_acc = f"train_acc {acc:.4f}"
+    if run.ddla is not None and run.ddla.source == "label-gradient":
+        # the running accuracy saw label-chosen deltas: measure the inference one
+        honest = evaluate(run.net, run.data.x_train, run.data.y_train, 256, run.device, args.seed, mode,
+                          run.ddla.keep, run.stats, run.loss_fn)
+        row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
+                   train_model_loss=honest["loss"])
+        train_acc = f"train_acc {honest['accuracy']:.4f} (label-ranked {acc:.4f})"
+    if run.ddla is not None:
+        row["keep"] = run.ddla.keep
+    row.update(test_accuracy=test["accuracy"], events_per_sample=test["events_per_sample"],
+               epoch_s=time.time() - started)
+    print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  {train_acc}  "
+          f"test_acc {test['accuracy']:.4f}  events/sample {test['events_per_sample']:.0f}  "
+          f"{time.time() - started:.1f}s", flush=True)
+    return row
 
 
 if __name__ == "__main__":

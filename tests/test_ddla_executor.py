@@ -25,8 +25,8 @@ def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
     x, y = torch.rand(6, 1, 8, 8) * 2, torch.randint(0, 10, (6,))
     seq = net.encode(x)
     ref = net(seq, single_step=True)
-    for method in ("baseline", "tdd", "ddla"):
-        out, sensi = DeltaExecutor(net, method, keep=1.0, source=source, learn=True).run(seq, y)
+    for mode in ("dense", "delta", "ddla"):
+        out, sensi = DeltaExecutor(net, mode, keep=1.0, source=source, learn=True).run(seq, y)
         assert torch.equal(out, ref)
         assert sensi.item() == 0.0
 
@@ -50,9 +50,9 @@ def test_counts_hand_computed():
     # input 0.6 every step: v 0.6, 1.2 fire, 0.6, 1.2 fire -> spikes 0 1 0 1: 2 spikes, deltas at t=2,3,4
     # input 1.5 every step: fires every step -> 4 spikes, 1 delta (t=1)
     x_seq = torch.tensor([[[0.6, 1.5]]]).expand(4, 1, 2)
-    ex = DeltaExecutor(net, "tdd")
+    ex = DeltaExecutor(net, "delta")
     ex.run(x_seq)
-    s = ex.counts.summary("tdd")
+    s = ex.counts.summary("delta")
     assert s["spikes_per_timestep"] == [1, 2, 1, 2] and s["spikes_per_sample"] == 6
     assert s["deltas_per_timestep"] == [1, 1, 1, 1] and s["events_per_sample"] == 4
     assert s["dropped_per_sample"] == 0

@@ -67,7 +67,7 @@ def test_minimising_the_sensitivity_loss_alone_shrinks_it_under_the_statistics_r
     torch.manual_seed(0)
     net = build_model("convnet", num_classes=10, input_shape=(1, 8, 8), timesteps=6)
     x = torch.as_tensor(load_digits().images[:64] / 16.0, dtype=torch.float32)[:, None]
-    shapes = DeltaExecutor(net, "tdd")
+    shapes = DeltaExecutor(net, "delta")
     with torch.no_grad():
         shapes.run(net.encode(x[:1]))
     stats = SensitivityStats(values={k: torch.rand(v.shape[2:]) for k, v in shapes.sent_deltas().items()})

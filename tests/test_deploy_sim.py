@@ -22,7 +22,7 @@ GRADED = Sends(graded=True, bits=MEMBRANE_BITS)
 
 def torch_spike_counts(net, x):
     """Spikes per population and timestep of the torch network, summed over the samples."""
-    ex = DeltaExecutor(net, "baseline")
+    ex = DeltaExecutor(net, "dense")
     with torch.no_grad():
         out, _ = ex.run(net.encode(x))
     return out.transpose(0, 1).numpy(), {k: v["spikes"].numpy() for k, v in ex.counts.totals.items()}

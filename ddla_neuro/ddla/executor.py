@@ -1,6 +1,6 @@
-"""Runs a SpikingNetwork one timestep at a time with every neuron population's output sent as
-deltas: `baseline` (dense spikes), `tdd` (every delta: same outputs, counts deltas) or `ddla`
-(the top-k most sensitive deltas at t >= 2, the rest held at the receivers).
+"""Runs a SpikingNetwork one timestep at a time, every neuron population transmitting in one of
+the modes of `transmission.py`: `dense` (spikes), `delta` (every delta: same outputs, counts
+deltas) or `ddla` (the top-k most sensitive deltas at t >= 2, the rest held at the receivers).
 
 The executor is the network's transmission hook (`snn.layers.Transmit`); it counts spikes, deltas,
 sent and dropped events per layer and timestep, accumulates the sensitivity loss, and keeps
@@ -27,8 +27,8 @@ from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
 from .gsc import gsc_scores, priority_order
+from .transmission import MODES
 
-METHODS = ("baseline", "tdd", "ddla")
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
 # Names written into checkpoints before the sources were renamed (`running` ranked by the
 # statistics as `stats` does now; `step` was the paper's per-sample scheme).
@@ -36,7 +36,7 @@ LEGACY_SOURCES = {"running": "stats", "step": "label-gradient"}
 # spikes: the dense events; deltas: lossless changes s^t - s^{t-1}; transmitted: deltas actually
 # sent (ddla: the kept ones, measured against what the receivers hold); dropped: held back.
 COUNTS = ("spikes", "deltas", "transmitted", "dropped")
-EVENTS_OF = {"baseline": "spikes", "tdd": "deltas", "ddla": "transmitted"}
+EVENTS_OF = {"dense": "spikes", "delta": "deltas", "ddla": "transmitted"}  # what each mode transmits
 
 
 @dataclass
@@ -56,12 +56,12 @@ class EventCounts:
         n = max(self.samples, 1)
         return {key: (c[count] / n).tolist() for key, c in self.totals.items()}
 
-    def summary(self, method: str) -> dict:
+    def summary(self, mode: str) -> dict:
         """Flat per-sample figures: `{count}_per_sample`, `_per_timestep`, `_per_layer` and
-        `_per_layer_timestep` for every count, and `events_*`: what `method` transmits."""
+        `_per_layer_timestep` for every count, and `events_*`: what `mode` transmits."""
         out = {}
         for count in COUNTS + ("events",):
-            per_layer = self.per_sample(EVENTS_OF[method] if count == "events" else count)
+            per_layer = self.per_sample(EVENTS_OF[mode] if count == "events" else count)
             per_step = [sum(v[t] for v in per_layer.values()) for t in range(self.timesteps)]
             out.update({f"{count}_per_sample": sum(per_step), f"{count}_per_timestep": per_step,
                         f"{count}_per_layer": {k: sum(v) for k, v in per_layer.items()},
@@ -87,21 +87,21 @@ class SensitivityStats:
 
 
 class DeltaExecutor:
-    def __init__(self, net: SpikingNetwork, method: str = "ddla", keep: float = 1.0, source: str = "stats",
+    def __init__(self, net: SpikingNetwork, mode: str = "ddla", keep: float = 1.0, source: str = "stats",
                  stats: SensitivityStats | None = None, count_events: bool = True, learn: bool = False):
         """`learn`: update the statistics from the gradients of training (`stats`: the gradient of
         the total loss that reaches each layer's transmitted output, read in the backward pass;
         `label-gradient`: each step's per-sample gradients). Without `learn` the `stats` ranking
         needs statistics for every layer; while learning, a layer without statistics yet (the
         first batch) sends all its deltas."""
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if source not in SENSITIVITY_SOURCES:
             raise ValueError(f"sensitivity source must be one of {SENSITIVITY_SOURCES}, got {source!r}")
         if not 0.0 <= keep <= 1.0:
             raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
-        self.net, self.method, self.source, self.learn = net, method, source, learn
-        self.keep = keep if method == "ddla" else 1.0
+        self.net, self.mode, self.source, self.learn = net, mode, source, learn
+        self.keep = keep if mode == "ddla" else 1.0
         self.stats = stats if stats is not None else SensitivityStats()
         self.counts = EventCounts(net.timesteps)
         self.count_events = count_events  # training needs no counts; skipping them saves time

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .keep import keep_count
+from .transmission import keep_count
 
 
 def sensitivity(loss: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -141,9 +141,10 @@ class Runner:
         return result
 
 
-def _encoding(spec: NetSpec, mode: str) -> dict[str, str]:
-    enc = "dense" if mode == "dense" else "delta"
-    return {"input": enc, **{p.name: enc for p in spec.senders}}
+def _plan(spec: NetSpec, mode: str) -> dict[str, str]:
+    """The transmission plan of a mode: every sender dense, or every sender delta (DDLA sends deltas)."""
+    transmits = "dense" if mode == "dense" else "delta"
+    return {"input": transmits, **{p.name: transmits for p in spec.senders}}
 
 
 def deploy(args: argparse.Namespace) -> dict:
@@ -177,7 +178,7 @@ def deploy(args: argparse.Namespace) -> dict:
     report_modes = {}
     for mode, r in results.items():
         report_modes[mode] = {"keep": keeps[0] if mode == "ddla" else 1.0,
-                              **cost_run(spec, r.counts, profile, _encoding(spec, mode))}
+                              **cost_run(spec, r.counts, profile, _plan(spec, mode))}
         report_modes[mode]["totals"]["accuracy"] = accuracy[mode]
     costed = {id(results[m]): report_modes[m]["totals"] for m in results}  # a run shared by two uses: once
     report = {"schema_version": SCHEMA_VERSION, "tool": f"ddla-neuro {__version__}", "profile": profile.to_dict(),
@@ -218,7 +219,7 @@ def _add_mixed(report: dict, spec: NetSpec, results: dict, profile, accuracy: fl
 
 def _sweep_point(spec: NetSpec, profile, keep: float, result, totals: dict | None, labels: np.ndarray) -> dict:
     """One point of the keep sweep; `totals` where the run was already costed (delta and ddla encode alike)."""
-    totals = totals or cost_run(spec, result.counts, profile, _encoding(spec, "ddla"))["totals"]
+    totals = totals or cost_run(spec, result.counts, profile, _plan(spec, "ddla"))["totals"]
     return {"keep": keep, "accuracy": float(np.mean(result.predictions == labels)),
             **{k: totals[k] for k in ("synaptic_ops", "events", "energy_j")}}
 

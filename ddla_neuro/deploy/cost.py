@@ -1,4 +1,4 @@
-"""Cost model: the counts of a deployed run (`sim.Counts`) + the network (`spec.NetSpec`) + a
+"""Cost model: the counts of a deployed run (`run.Counts`) + the network (`spec.NetSpec`) + a
 hardware profile (`profiles.Profile`) -> synaptic ops, events, neuron updates, message bits,
 synaptic memory, cores, energy and latency per layer and per sample. Pure functions, no I/O.
 
@@ -6,7 +6,8 @@ What is counted, per sample (the counts are totals over the samples run):
 
 * A *layer* is a population (spiking, compute or the readout); the input encoder is a sending row with
   no neurons (frames are injected by the host). Its SOPs are the synaptic ops into it.
-* Encoding of what a sender transmits: `dense` sends spikes (binary) or, for the input, the
+* The transmission plan says how each sender transmits (the report's per-layer `encoding`
+  column; not the input code): `dense` sends spikes (binary) or, for the input, the
   analog frame; `delta` sends changes: ternary (+-1) for spiking layers, multi-bit for the
   input. A +-1 event costs `e_synop` per SOP (the sign picks add or subtract); a multi-bit
   value (analog input, graded output) costs `e_synop_graded` (a multiply). Signed events travel as graded
@@ -86,13 +87,13 @@ def op_macs(op: Op) -> int:
     return int(op.fanout.sum()) if op.kind in ("conv2d", "linear") else 0
 
 
-def payload_bits(spec: NetSpec, source: str, encoding: dict[str, str], binary_chip: bool) -> int:
+def payload_bits(spec: NetSpec, source: str, plan: dict[str, str], binary_chip: bool) -> int:
     """Payload bits of one of a sender's messages: its graded value's bits; none for a binary
     spike, nor for a signed one on a binary chip (the sign picks one of an on/off axon pair)."""
     sends = spec.sends(source)
     if sends.graded:
         return sends.bits
-    return TERNARY_PAYLOAD_BITS if _signed(spec, source, encoding) and not binary_chip else 0
+    return TERNARY_PAYLOAD_BITS if _signed(spec, source, plan) and not binary_chip else 0
 
 
 @dataclass
@@ -110,7 +111,7 @@ def _on_binary_chip(terms: Terms) -> bool:
     return terms.get("chip", "spike_payload_bits_max") == 0
 
 
-def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mapping:
+def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
     """Synapses, memory and cores of each layer; a signed sender on a binary chip doubles them."""
     binary_chip = _on_binary_chip(terms)
     limit = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core",
@@ -130,7 +131,7 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     for pop in spec.populations:
         n_syn, axons = 0, 0
         for proj in pop.inputs:
-            pair = 2 if binary_chip and _signed(spec, proj.source, encoding) else 1
+            pair = 2 if binary_chip and _signed(spec, proj.source, plan) else 1
             n_syn += pair * int(proj.fanout.sum())  # the composed matrix, stored explicitly
             axons += pair * int(np.prod(proj.ops[0].in_shape))
         synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
@@ -152,10 +153,10 @@ def map_network(spec: NetSpec, encoding: dict[str, str], terms: Terms) -> Mappin
     return Mapping(synapses, syn_bytes, cores, first, problems)
 
 
-def _signed(spec: NetSpec, source: str, encoding: dict[str, str]) -> bool:
+def _signed(spec: NetSpec, source: str, plan: dict[str, str]) -> bool:
     """Whether a sender's events can be negative (graded values, deltas) and so need an on/off
     axon pair on a binary chip."""
-    return spec.sends(source).graded or encoding.get(source, "dense") != "dense"
+    return spec.sends(source).graded or plan.get(source, "dense") != "dense"
 
 
 def _tile_xy(core: np.ndarray, per_tile: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,17 +189,17 @@ def _core_range(mapping: Mapping, name: str) -> range:
     return range(mapping.first_core[name], mapping.first_core[name] + mapping.cores[name])
 
 
-def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str, str]) -> dict:
-    """Per-layer rows and per-sample totals of one run. `encoding` maps each sender ("input" and
+def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, str]) -> dict:
+    """Per-layer rows and per-sample totals of one run. The transmission `plan` maps each sender ("input" and
     every population but the readout) to "dense" or "delta" (DDLA transmits deltas)."""
     terms = Terms(profile)
-    mapping = map_network(spec, encoding, terms)
+    mapping = map_network(spec, plan, terms)
     all_in = profile.scope == "all_in"
     rows = []
     senders = ["input"] + [p.name for p in spec.senders]
     for name in senders + [spec.readout.name]:
         pop = None if name == "input" else spec.population(name)
-        rows.append(_layer_row(spec, counts, terms, mapping, name, pop, encoding, all_in))
+        rows.append(_layer_row(spec, counts, terms, mapping, name, pop, plan, all_in))
     latency, step_s, chips = _add_static_and_latency(counts, terms, rows, all_in)
     totals = {**_totals(rows), "chips": chips, "latency_s": latency, "step_latency_s": step_s}
     totals["unknown_terms"] = sorted(terms.unknown)
@@ -208,8 +209,8 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, encoding: dict[str
                              "synaptic_ops": np.sum([r["sops_per_step"] for r in rows], axis=0).tolist()}}
 
 
-def _layer_row(spec, counts, terms, mapping, name, pop, encoding, all_in) -> dict:
-    enc = encoding.get(name, "dense")
+def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
+    transmits = plan.get(name, "dense")
     events = _per_sample(counts, "events", name) if pop is None or pop.kind != "readout" else np.zeros(counts.timesteps)
     sops = np.zeros(counts.timesteps)
     by_source: dict[str, float] = {}
@@ -225,7 +226,8 @@ def _layer_row(spec, counts, terms, mapping, name, pop, encoding, all_in) -> dic
     active = float(_per_sample(counts, "active", name).sum()) if pop is not None else 0.0
     idle = n * counts.timesteps - active
     row = {"layer": name, "kind": "input" if pop is None else pop.kind, "neurons": n,
-           "encoding": enc if pop is None or pop.kind != "readout" else "-",
+           # the report's key for the plan's choice (schema 1), not the input code
+           "encoding": transmits if pop is None or pop.kind != "readout" else "-",
            "events_in": events_in, "events_out": float(events.sum()), "synaptic_ops": float(sops.sum()),
            "spikes": float(_per_sample(counts, "spikes", name).sum()),
            "neuron_updates": float(n * counts.timesteps), "active_updates": active, "idle_updates": idle,
@@ -237,7 +239,7 @@ def _layer_row(spec, counts, terms, mapping, name, pop, encoding, all_in) -> dic
     header = terms.get("chip", "message_bits")
     row["messages"] = messages
     row["message_bits"] = None if header is None else \
-        messages * (header + payload_bits(spec, name, encoding, _on_binary_chip(terms)))
+        messages * (header + payload_bits(spec, name, plan, _on_binary_chip(terms)))
     if all_in:  # the all-in SOP figure includes neurons, routing and leakage
         row["energy_j"] = {"synaptic": e_syn, "neuron": 0.0, "routing": 0.0, "static": 0.0}
         return row

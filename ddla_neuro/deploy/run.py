@@ -3,9 +3,10 @@
 returns (`Counts`), the result (`RunResult`) and the checks made on the host before a run.
 Numpy only: the Lava worker imports it.
 
-Modes: `dense` (every sender sends its values each step), `delta` (every sender sends the
-change since the last step: lossless) and `ddla` (spiking populations send only the top-k of
-their changes ranked by the spec's sensitivity scores, from t = 2 on; receivers hold the rest).
+Modes (`ddla.transmission.MODES`): `dense` (every sender sends its values each step), `delta`
+(every sender sends the change since the last step: lossless) and `ddla` (spiking populations
+send only the top-k of their changes ranked by the spec's sensitivity scores, from t = 2 on;
+receivers hold the rest).
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..ddla.transmission import MODES
 from ..errors import UserError
 from .spec import NetSpec
 
-MODES = ("dense", "delta", "ddla")
 COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
 
 

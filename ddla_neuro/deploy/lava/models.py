@@ -22,7 +22,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from ddla_neuro.ddla.keep import keep_count
+from ddla_neuro.ddla.transmission import keep_count
 from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
 from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed
 
