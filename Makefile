@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	  echo "error: python3.10 not found (lava-nc 0.10 needs Python 3.10): install it, e.g. 'pyenv install 3.10', or set PYTHON310=/path/to/python3.10"; exit 1; fi
 	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
+	@# NeuroBench 2.3.0, a test dependency: its metrics need only torch and snntorch (in [dev]);
+	@# its declared torchaudio would make pip swap the CUDA torch build, so it goes in without deps.
+	$(PY) -m pip install -q --no-deps neurobench==2.3.0
 	@touch $(STAMP)
 
 # The main job: deploy the shipped default model to Lava on the digits test split, cost it on Loihi 2.

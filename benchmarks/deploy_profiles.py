@@ -51,10 +51,14 @@ def main() -> None:
     for s in r["sweep"]:
         print(f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} | {s['events']:,.0f} | "
               f"{si(s['energy_j'], 'J')} |")
-    nb, lit = r["neurobench"], r["literature"]
+    lit = r["literature"]
     dense, delta, ddla = (r["modes"][m]["totals"] for m in ("dense", "delta", "ddla"))
-    print(f"\nNeuroBench SynapticOperations (dense): Effective_ACs {nb['effective_acs']:,.0f}, "
-          f"Effective_MACs {nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}")
+    float_argv = ["--profile", "loihi2", "--backend", "fast", "--float", "--mode", "dense"]
+    float_argv += ["--samples", str(args.samples)] if args.samples else []
+    for precision, nb in (("fixed-point", r["neurobench"]),  # what the default report shows
+                          ("float", deploy(build_parser().parse_args(float_argv))["neurobench"])):  # = NeuroBench 2.3.0
+        print(f"\nNeuroBench SynapticOperations, dense run of the {precision} model: Effective_ACs "
+              f"{nb['effective_acs']:,.0f}, Effective_MACs {nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}")
     print(f"Literature estimate (45 nm, dense): {lit['first_layer_flops']:,.0f} first-layer FLOPs, "
           f"{lit['synaptic_ops']:,.0f} SOPs, {si(lit['energy_j'], 'J')}")
     for name, t in (("delta", delta), ("ddla", ddla)):

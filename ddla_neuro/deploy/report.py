@@ -35,6 +35,7 @@ from ..fileio import atomic_write, atomic_write_json
 
 SCHEMA_VERSION = 1
 MODE_ORDER = ("dense", "delta", "ddla", "mixed")
+_PRECISION = {"fixed": "fixed-point", "float": "float"}  # what the counts of a report were taken on
 
 
 def _fmt(v, unit: str = "") -> str:
@@ -113,8 +114,10 @@ def markdown(report: dict) -> str:
     nb, lit = report.get("neurobench"), report.get("literature")
     if nb and lit:
         out += ["## Compatibility modes (dense run, per sample)", "",
-                f"- NeuroBench SynapticOperations: Effective_ACs {nb['effective_acs']:,.0f}, Effective_MACs "
-                f"{nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}",
+                f"- NeuroBench SynapticOperations on the {_PRECISION[report['model']['precision']]} model: "
+                f"Effective_ACs {nb['effective_acs']:,.0f}, Effective_MACs {nb['effective_macs']:,.0f}, "
+                f"Dense {nb['dense']:,.0f}" + ("" if report["model"]["precision"] == "float" else
+                                               " (NeuroBench itself counts the float model: `--float --mode dense`)"),
                 f"- Literature estimate E = E_MAC x FLOPs(first layer) + E_AC x SOPs: {lit['first_layer_flops']:,.0f} "
                 f"FLOPs, {lit['synaptic_ops']:,.0f} SOPs, {si(lit['energy_j'], 'J')} "
                 f"(E_MAC {si(lit['e_mac_j'], 'J')}, E_AC {si(lit['e_ac_j'], 'J')})", ""]
