@@ -101,10 +101,26 @@ def test_ddla_training_stores_statistics_and_eval_reproduces(tmp_path):
     assert ev["test_accuracy"] == s["test_accuracy"] and ev["events_per_sample"] == s["events_per_sample"]
 
 
-def test_running_sensitivity_updates_statistics():
-    net = convnet()
+def test_training_statistics_are_the_mean_gradient_magnitude_per_neuron():
+    """At T = 1 DDLA sends every spike, so the forward is the plain network's: the statistic of
+    each layer after one backward pass is |dL/dO| averaged over the batch, per neuron, where O is
+    what the layer transmits (read here through the transmission hook with retain_grad)."""
+    net = convnet(timesteps=1)
     x, y = torch.rand(4, 1, 8, 8) * 2, torch.randint(0, 10, (4,))
+    seq = net.encode(x)
     ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", learn=True)
-    out, sensi = ex.run(net.encode(x), y)
+    out, sensi = ex.run(seq, y)
     (torch.nn.functional.cross_entropy(out.mean(0), y) + sensi).backward()
-    assert {n.key for n in net.neurons} == set(ex.stats.values)
+    sent = {}
+
+    def keep_grad(neuron, z):
+        z.retain_grad()
+        sent[neuron.key] = z
+        return z
+
+    ref = net(seq, single_step=True, transmit=keep_grad)
+    torch.nn.functional.cross_entropy(ref.mean(0), y).backward()
+    assert torch.equal(ref, out) and set(ex.stats.values) == set(sent) == {n.key for n in net.neurons}
+    for key, z in sent.items():
+        assert z.grad.abs().sum() > 0
+        torch.testing.assert_close(ex.stats[key], z.grad.abs().mean(0), rtol=0, atol=0)

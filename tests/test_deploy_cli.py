@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.image
 import nir
 import numpy as np
 import pytest
@@ -39,8 +40,16 @@ def test_fast_backend_end_to_end_with_a_keep_sweep(tmp_path):
     assert report["modes"]["ddla"]["keep"] == 0.3
     assert report["neurobench"]["dense"] > 0 and report["literature"]["energy_j"] > 0
     out = tmp_path / "out"
-    assert all((out / p).stat().st_size > 0 for p in PLOTS)
-    assert "| per inference | dense | delta | ddla | mixed |" in (out / "report.md").read_text()
+    for plot in PLOTS:  # real images with something drawn on them, not empty files
+        pixels = matplotlib.image.imread(out / plot)
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 200 and len(np.unique(pixels.reshape(-1, pixels.shape[2]),
+                                                                                axis=0)) > 10, plot
+    md = (out / "report.md").read_text()  # the Markdown tables show the JSON's figures
+    assert "| per inference | dense | delta | ddla | mixed |" in md
+    sops = " | ".join(f"{report['modes'][m]['totals']['synaptic_ops']:,.1f}" for m in ("dense", "delta", "ddla", "mixed"))
+    assert f"| synaptic ops | {sops} |" in md
+    for s in report["sweep"]:
+        assert f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} |" in md
 
 
 @pytest.mark.slow
