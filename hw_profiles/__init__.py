@@ -1,1 +1,1 @@
-"""Shipped hardware profiles (TOML); read through ddla_neuro.profiles."""
+"""Shipped hardware profiles (TOML); read through ddla_neuro.deploy.profiles."""
