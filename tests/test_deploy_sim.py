@@ -123,6 +123,9 @@ def test_spec_round_trips_through_npz(tmp_path, name):
     b = simulate(back, quantize_input(frames, back), "ddla", 0.5)
     np.testing.assert_array_equal(a.logits, b.logits)
     assert [p.depth for p in back.populations] == [p.depth for p in spec.populations]
+    assert back.input_sends == spec.input_sends and [p.sends for p in back.populations] == [
+        p.sends for p in spec.populations]  # what each sender sends travels with the spec (Lava jobs)
+    assert len({p.sends for p in spec.populations}) > 1
 
 
 def test_residual_paths_are_aligned_by_delays():
