@@ -146,8 +146,8 @@ def _decay(v: torch.Tensor, pop: Population, fixed: bool) -> torch.Tensor:
 
 
 def _unit(spec: NetSpec, source: str) -> float:
-    """The value of a 1 from a sender (fixed point: 2**frac_bits of what it sends)."""
-    return float(2 ** spec.sends(source).frac_bits) if spec.fixed else 1.0
+    """The value of a 1 from a sender: 2**frac_bits of what it sends (0 in a float spec)."""
+    return float(2 ** spec.sends(source).frac_bits)
 
 
 def _sender_peak(spec: NetSpec, source: str, input_peak: float) -> float:
