@@ -12,6 +12,7 @@ torch: the worker starts fast.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import selectors
@@ -19,7 +20,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,10 +33,13 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
-from ..errors import UserError
+from ..errors import STOP_SIGNALS, UserError
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
 from .run import COUNT_KINDS, Counts, RunResult, check_run
 from .spec import NetSpec, load_spec, projection_key, save_spec
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LavaRunError(UserError):
@@ -66,9 +72,12 @@ def kill_group(pid: int) -> None:
 
 def run_isolated(cmd: list[str], timeout: float, on_line: Callable[[str], None] | None = None) -> str:
     """Runs `cmd` in a new session; streams its stdout lines to `on_line`; returns its stderr.
-    Raises LavaRunError on a timeout or a non-zero exit. The process group is always killed."""
+    Raises LavaRunError on a timeout or a non-zero exit. The process group is always killed,
+    also on a stop signal; if this process dies without cleaning up (SIGKILL, the OOM killer),
+    the child sees its stdin reach EOF (`die_with_parent`)."""
     with tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                start_new_session=True)
         deadline = time.monotonic() + timeout
         try:
             with selectors.DefaultSelector() as sel:
@@ -89,14 +98,26 @@ def run_isolated(cmd: list[str], timeout: float, on_line: Callable[[str], None] 
         except subprocess.TimeoutExpired:
             raise LavaRunError(f"the Lava run timed out after {timeout:.0f} s; all its processes were killed") from None
         finally:
-            kill_group(proc.pid)
-            proc.wait()
-            proc.stdout.close()
+            with _signals_held():  # a second Ctrl-C or SIGTERM must not cut the clean-up short
+                kill_group(proc.pid)
+                proc.wait()
+                proc.stdout.close()
+                proc.stdin.close()
         err.seek(0)
         stderr = err.read()
     if proc.returncode != 0:
         raise LavaRunError(f"the Lava run failed (exit {proc.returncode}): {_reason(stderr)}")
     return stderr
+
+
+@contextmanager
+def _signals_held():
+    """Stop signals that arrive inside are delivered on leaving (and raise `Stopped` then)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _reason(stderr: str) -> str:
@@ -246,7 +267,28 @@ def _json_bytes(obj) -> np.ndarray:
     return np.frombuffer(json.dumps(obj).encode(), dtype=np.uint8)
 
 
+def die_with_parent() -> None:
+    """In the worker: take its whole process group (every process Lava forks) down when the
+    parent goes, however it goes. The parent holds the only write end of our stdin and never
+    writes, so a read returns EOF once it exits, crashes or is SIGKILLed: a watchdog thread then
+    kills the group. Linux's parent-death signal (not inherited by Lava's processes) does the
+    same through a handler, in case the main thread gets there first."""
+    def kill_all(*_) -> None:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    def watch() -> None:
+        while os.read(0, 4096):
+            pass
+        kill_all()
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+    signal.signal(signal.SIGHUP, kill_all)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGHUP)
+
+
 def worker_main(argv: list[str]) -> int:
+    die_with_parent()
     job, result = argv
     spec, extra = load_spec(job)
     params = json.loads(extra["run"].tobytes().decode())
