@@ -8,7 +8,9 @@ and plots. Prints the per-layer table and the totals.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 
@@ -71,6 +73,22 @@ def _floats(text: str, what: str) -> list[float]:
     if not values or any(not 0.0 <= v <= 1.0 for v in values):
         raise UserError(f"{what} must lie in [0, 1], got {text!r}")
     return list(dict.fromkeys(values))
+
+
+def check_writable(out: Path) -> None:
+    """Fails before any work when the report could not be written: --out names a file, or the
+    directory that would hold it is read-only or full (a probe of one page is written and removed)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a directory for the report")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(bytes(4096))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as e:
+        raise UserError(f"cannot write the report to {out}: {existing} is not writable ({e.strerror or e}); "
+                        f"pick another --out") from None
 
 
 def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
@@ -149,8 +167,7 @@ def _plan(spec: NetSpec, mode: str) -> dict[str, str]:
 
 def deploy(args: argparse.Namespace) -> dict:
     profile = load_profile(args.profile)  # first: a bad profile or output path fails before any work
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} is a file; name a directory for the report")
+    check_writable(Path(args.out))
     if args.samples is not None and args.samples < 1:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     spec, frames, labels, model = load_model(args)

@@ -28,10 +28,11 @@ Energies in joules, times in seconds, counts per inference; null where the profi
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 from ..errors import UserError
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import publish
 
 SCHEMA_VERSION = 1
 MODE_ORDER = ("dense", "delta", "ddla", "mixed")
@@ -182,17 +183,16 @@ PLOT_FILES = ("sops_per_layer.png", "events_per_timestep.png", "energy_breakdown
 
 
 def write_report(report: dict, out_dir: str | Path) -> list[Path]:
-    """Renders everything first, then writes each file atomically (report.json last), and
-    removes a plot of an earlier run that this report does not have (no sweep: no frontier)."""
+    """Renders everything first, then publishes report.md, the plots and report.json (last) as
+    one set (`fileio.publish`): a concurrent deploy into the same directory never mixes its
+    files with ours, a plot of an earlier run that this report lacks (no sweep: no frontier) is
+    removed, and a full or read-only disk leaves nothing behind."""
     out_dir = Path(out_dir)
-    files = {"report.md": markdown(report).encode(), **plots(report)}
+    files = {"report.md": markdown(report).encode(), **plots(report),
+             "report.json": (json.dumps(report, indent=2) + "\n").encode()}
     try:
-        for name in PLOT_FILES:
-            if name not in files:
-                (out_dir / name).unlink(missing_ok=True)
-        for name, data in files.items():
-            atomic_write(out_dir / name, lambda f, d=data: f.write(d))
-        atomic_write_json(out_dir / "report.json", report)
+        paths = publish(out_dir, files, stale=PLOT_FILES)
     except OSError as e:
-        raise UserError(f"cannot write the report to {out_dir}: {e.strerror or e}; pick another --out") from None
-    return [out_dir / "report.json", *(out_dir / name for name in files)]
+        raise UserError(f"cannot write the report to {out_dir}: {e.strerror or e}; free space there or pick "
+                        f"another --out") from None
+    return [paths[-1], *paths[:-1]]
