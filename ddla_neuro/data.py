@@ -170,11 +170,25 @@ def load_events(name: str, data_dir: str | None, timesteps: int) -> DataSplit:
     if data_dir is None:
         raise DatasetError(f"{name} needs --data-dir DIR holding tonic's {cls.__name__}/ folder (extracted)")
 
-    class Offline(cls):  # tonic downloads when files are missing; here that is an error
-        def download(self):
-            raise DatasetError(f"{name}: {data_dir} has no extracted {cls.__name__}/ folder; "
-                               f"place the dataset there (nothing is downloaded)")
+    class Offline(cls):
+        """tonic downloads when its check fails; here that is an error saying what is missing.
+        An extracted folder counts without the archive it came from (users delete those)."""
 
+        def _is_file_present(self) -> bool:
+            return super()._is_file_present() or Path(self.location_on_system, self.folder_name).is_dir()
+
+        def download(self):
+            where = Path(self.location_on_system)
+            if not where.is_dir():
+                raise DatasetError(f"{name}: {data_dir} has no extracted {cls.__name__}/ folder; "
+                                   f"place the dataset there (nothing is downloaded)")
+            folder = where / self.folder_name
+            found = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+            raise DatasetError(f"{name}: {folder} is incomplete ({found} files; tonic's {cls.__name__} check "
+                               f"failed): extract the whole {getattr(self, 'filename', 'archive')} there "
+                               f"(nothing is downloaded)")
+
+    Offline.__name__ = Offline.__qualname__ = cls.__name__  # tonic looks in DATA_DIR/<its class name>/
     to_frames = tonic.transforms.ToFrame(sensor_size=cls.sensor_size, n_time_bins=timesteps)
 
     def load(train: bool):

@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 
 from ddla_neuro.data import DatasetError, load_dataset, read_idx
 
@@ -58,3 +59,31 @@ def test_npz_loader(tmp_path):
     np.savez(tmp_path / "bad.npz", pixels=np.zeros((3, 2, 2)))
     with pytest.raises(DatasetError, match="images"):
         load_dataset("npz", str(tmp_path / "bad.npz"))
+
+
+def _nmnist_bin(path, label: int) -> None:
+    """One N-MNIST recording in its 40-bit format (x, y, polarity bit + 23-bit timestamp): ON
+    events at pixel (label, label) at t = 0, 1000, 2000 us."""
+    events = [bytes([label, label, 0x80 | (t >> 16), (t >> 8) & 0xFF, t & 0xFF]) for t in (0, 1000, 2000)]
+    path.write_bytes(b"".join(events))
+
+
+@pytest.mark.slow
+def test_an_extracted_nmnist_folder_loads_and_an_incomplete_one_is_named(tmp_path):
+    """tonic's NMNIST layout (DATA_DIR/NMNIST/{Train,Test}/<digit>/*.bin, archives deleted after
+    extraction, as users do), at the 10,000 files per split tonic's check wants."""
+    for split in ("Train", "Test"):
+        for i in range(10_000):
+            folder = tmp_path / "NMNIST" / split / str(i % 10)
+            folder.mkdir(parents=True, exist_ok=True)
+            _nmnist_bin(folder / f"{i:05d}.bin", i % 10)
+    data = load_dataset("nmnist", str(tmp_path), timesteps=3)
+    assert data.is_events and tuple(data.x_train.shape) == (10_000, 3, 2, 34, 34) and len(data.x_test) == 10_000
+    first = data.x_train[:, 0]  # t = 0 lands in the first bin
+    labels = data.y_train
+    assert torch.equal(first[torch.arange(10_000), 1, labels, labels], torch.ones(10_000))  # ON at (label, label)
+    assert float(first.sum()) == 10_000
+    for p in list((tmp_path / "NMNIST" / "Test" / "3").iterdir())[:10]:
+        p.unlink()  # a partial extraction
+    with pytest.raises(DatasetError, match=r"NMNIST/Test is incomplete \(9990 files"):
+        load_dataset("nmnist", str(tmp_path), timesteps=3)

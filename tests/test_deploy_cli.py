@@ -176,3 +176,29 @@ def test_sdt_deploys_on_the_fast_simulator_and_lava_refuses_it_in_one_line(tmp_p
     err = capsys.readouterr().err.strip()
     assert "not mapped to Lava" in err and "--backend fast" in err and "\n" not in err
     assert not out.exists()
+
+
+def test_a_nir_graph_with_flat_input_reads_images_flattened(tmp_path):
+    """An MLP exported with a flat (64,) input, deployed on 8x8 digits: the images are flattened
+    (C order), as the exporting library fed them, instead of being refused."""
+    from ddla_neuro.data import load_dataset
+    from ddla_neuro.deploy.ir import nir_to_spec, read_nir
+    from ddla_neuro.deploy.quant import quantize, quantize_input
+    from ddla_neuro.deploy.sim import simulate
+    rng = np.random.default_rng(0)
+    graph = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([64])}),
+                                "fc1": nir.Affine(weight=rng.normal(0, 0.3, (32, 64)), bias=np.zeros(32)),
+                                "lif": nir.IF(r=np.ones(32), v_threshold=np.ones(32), v_reset=np.zeros(32)),
+                                "fc2": nir.Affine(weight=rng.normal(0, 0.5, (10, 32)), bias=np.zeros(10)),
+                                "output": nir.Output({"output": np.array([10])})},
+                         edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output")],
+                         metadata={"timesteps": 4}, type_check=False)
+    nir.write(tmp_path / "flat.nir", graph)
+    report = deploy(tmp_path, "--nir", str(tmp_path / "flat.nir"), "--dataset", "digits", "--backend", "fast",
+                    "--mode", "dense")
+    spec = quantize(nir_to_spec(read_nir(tmp_path / "flat.nir")))
+    data = load_dataset("digits")
+    frames = np.repeat(data.x_test.numpy().reshape(len(data.x_test), 1, 64), 4, axis=1)
+    expected = simulate(spec, quantize_input(frames, spec), "dense")
+    assert report["modes"]["dense"]["totals"]["accuracy"] == float(np.mean(expected.predictions == data.y_test.numpy()))
+    assert report["modes"]["dense"]["totals"]["events"] > 0

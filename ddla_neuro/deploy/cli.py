@@ -101,10 +101,12 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
             raise UserError(f"--nir graphs with {spec.encoding!r} input encoding are not supported; "
                             f"deploy a checkpoint instead, which carries its encoder")
         data = load_dataset(args.dataset, args.data_dir, spec.timesteps)
-        if data.input_shape != spec.input_shape:
+        x = data.x_test.numpy()
+        if len(spec.input_shape) == 1 and x[0].size == spec.input_shape[0]:
+            x = x.reshape(len(x), -1)  # a graph with flat input (an MLP) reads the images flattened, C order
+        elif data.input_shape != spec.input_shape:
             raise UserError(f"{args.dataset} inputs have shape {data.input_shape}, the NIR graph takes "
                             f"{spec.input_shape}; pick a matching dataset")
-        x = data.x_test.numpy()
         frames = np.repeat(x[:, None], spec.timesteps, axis=1)
         model = {"source": str(args.nir), "arch": "nir", "dataset": args.dataset, "method": None, "trained_keep": None}
     else:
