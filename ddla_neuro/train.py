@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=0, metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--ddp-timeout", type=float, default=600.0, metavar="S",
+                   help="torchrun: a rank that waits longer than S seconds for the others (one died or hangs) "
+                        "stops with an error instead of waiting forever (default 600)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="output directory (model.pt, model.json, summary.json)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")
@@ -117,8 +121,16 @@ def seed_everything(seed: int, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def init_distributed(device_name: str) -> tuple[int, int, int]:
-    """(rank, world size, local rank); starts a process group when launched by torchrun."""
+def lost_peer(e: RuntimeError) -> bool:
+    """Whether a collective failed because another rank went away (its socket closed) or did
+    not answer within the process group's timeout (gloo and NCCL word it so)."""
+    return isinstance(e, dist.DistBackendError) or any(
+        m in str(e) for m in ("Connection reset by peer", "Connection closed by peer", "Timed out", "NCCL"))
+
+
+def init_distributed(device_name: str, timeout_s: float) -> tuple[int, int, int]:
+    """(rank, world size, local rank); starts a process group when launched by torchrun. A
+    collective that waits longer than `timeout_s` for a rank (stopped, hung, lost) fails."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, 0
@@ -126,7 +138,7 @@ def init_distributed(device_name: str) -> tuple[int, int, int]:
     backend = "nccl" if device_name != "cpu" and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return dist.get_rank(), world, local_rank
 
 
@@ -261,13 +273,20 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
     if not 0.0 <= args.lam <= 1.0:
         raise UserError(f"--lam must lie in [0, 1], got {args.lam}")
-    rank, world, local_rank = init_distributed(args.device)
+    if args.ddp_timeout <= 0:
+        raise UserError(f"--ddp-timeout must be > 0 seconds, got {args.ddp_timeout}")
+    rank, world, local_rank = init_distributed(args.device, args.ddp_timeout)
     try:
         device = select_device(args.device, local_rank)
         seed_everything(args.seed, device)
         if args.eval:
             return run_eval(args, device) if rank == 0 else 0
         return train(args, device, rank, world)
+    except RuntimeError as e:
+        if world == 1 or not lost_peer(e):
+            raise
+        raise UserError(f"rank {rank}: lost the other training processes, one died or stopped answering "
+                        f"({str(e).splitlines()[0][:200]}); the last checkpoint resumes with --resume") from None
     finally:
         if world > 1:
             dist.destroy_process_group()

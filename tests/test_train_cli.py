@@ -1,8 +1,11 @@
 """python -m ddla_neuro.train end to end: summary, determinism, eval, resume, DDP, bad input."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +91,52 @@ def test_bad_input_one_line_no_traceback_no_files(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
         assert "Traceback" not in r.stderr
         assert not out.exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            st = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if st[0] != "Z" and int(st[1]) == pid:
+            found.append(int(p))
+    return sorted(found)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["killed", "stopped"])
+def test_a_lost_rank_ends_the_others_with_one_clear_line(tmp_path, how):
+    """torchrun with two CPU ranks; rank 1 is SIGKILLed (its peer sees the socket close at once)
+    or SIGSTOPped (a hang: its peer's collective times out after --ddp-timeout). Rank 0 ends
+    with one line naming the loss, within seconds, instead of waiting in a collective."""
+    # torchrun would SIGTERM rank 0 when it notices rank 1 gone; a slow monitor lets rank 0 see the loss itself
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           "--monitor-interval", "60",
+           "-m", "ddla_neuro.train", "--model", "mlp", "--timesteps", "2", "--epochs", "300", "--batch-size", "32",
+           "--device", "cpu", "--ddp-timeout", "5", "--out", str(tmp_path)]
+    run = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ranks = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(run.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ranks = rank0, rank1 = _children(run.pid)
+        time.sleep(6)  # both in the training loop
+        os.kill(rank1, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+        deadline = time.monotonic() + 30
+        while rank0 in _children(run.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert rank0 not in _children(run.pid), "rank 0 still waits for its lost peer"
+    finally:  # torchrun starts each rank in its own process group: kill them by pid
+        for pid in (*ranks, run.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        err = run.stderr.read()
+        run.wait()
+        run.stderr.close()
+    assert "error: rank 0: lost the other training processes" in err and "Traceback" not in err
