@@ -202,3 +202,13 @@ def test_a_nir_graph_with_flat_input_reads_images_flattened(tmp_path):
     expected = simulate(spec, quantize_input(frames, spec), "dense")
     assert report["modes"]["dense"]["totals"]["accuracy"] == float(np.mean(expected.predictions == data.y_test.numpy()))
     assert report["modes"]["dense"]["totals"]["events"] > 0
+
+
+def test_too_little_memory_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from ddla_neuro.deploy import sim
+    monkeypatch.setattr(sim, "available_memory", lambda: 1 << 16)  # 64 KiB free: less than one sample needs
+    out = tmp_path / "out"
+    assert run_cli(main, ["--profile", "loihi2", "--backend", "fast", "--samples", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the fast simulator needs about") and "GiB is free" in err and "\n" not in err
+    assert not out.exists()

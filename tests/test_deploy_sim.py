@@ -219,3 +219,41 @@ def test_property_delta_equals_dense_on_random_mlps(seed, width, depth, t, fixed
     np.testing.assert_array_equal(dense.logits, delta.logits)
     assert dense.counts.spikes.keys() == delta.counts.spikes.keys()
     assert all(np.array_equal(dense.counts.spikes[k], delta.counts.spikes[k]) for k in dense.counts.spikes)
+
+
+def test_the_batch_shrinks_to_fit_memory_and_the_results_do_not_change():
+    """With a budget that fits three samples the simulator runs batches of three; logits and
+    every counter equal the run in one batch. The estimate is linear in the batch."""
+    from ddla_neuro.deploy.sim import estimate_peak_bytes, fit_batch
+    net = NETWORKS["residual"]()
+    spec = quantize(random_scores(spec_of(net)))
+    _, frames = inputs(net, 10)
+    frames = quantize_input(frames, spec)
+    assert estimate_peak_bytes(spec, 6) == 2 * estimate_peak_bytes(spec, 3) > 0
+    budget = estimate_peak_bytes(spec, 3) + 1
+    assert fit_batch(spec, 256, budget) == 3 and fit_batch(spec, 2, budget) == 2
+    small, whole = simulate(spec, frames, "ddla", 0.5, memory_budget=budget), simulate(spec, frames, "ddla", 0.5)
+    np.testing.assert_array_equal(small.logits, whole.logits)
+    assert small.counts.to_dict() == whole.counts.to_dict()
+
+
+def test_a_network_too_big_for_memory_is_refused_before_any_work():
+    from ddla_neuro.deploy.run import RunError
+    from ddla_neuro.deploy.sim import estimate_peak_bytes
+    net = NETWORKS["convnet"]()
+    spec = quantize(spec_of(net))
+    one = estimate_peak_bytes(spec, 1)
+    with pytest.raises(RunError, match=r"needs about .* GiB for one sample of this network \(T = 4\)"):
+        simulate(spec, quantize_input(inputs(net, 2)[1], spec), memory_budget=one - 1)
+
+
+def test_lava_refuses_a_run_that_would_not_fit_without_starting_it(monkeypatch):
+    from ddla_neuro.deploy import lava_run
+    net = NETWORKS["mlp"]()
+    spec = quantize(spec_of(net))
+    monkeypatch.setattr(lava_run, "available_memory", lambda: lava_run.estimate_lava_bytes(spec))  # 80% of it is free
+    started = []
+    monkeypatch.setattr(lava_run.subprocess, "Popen", lambda *a, **k: started.append(a))
+    with pytest.raises(LavaRunError, match=r"the Lava run needs about .* GiB for this network"):
+        run_lava(spec, quantize_input(inputs(net, 2)[1], spec))
+    assert not started

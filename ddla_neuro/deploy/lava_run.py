@@ -35,7 +35,7 @@ from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
 from ..errors import STOP_SIGNALS, UserError
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
-from .run import COUNT_KINDS, Counts, RunResult, check_run
+from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
 from .spec import NetSpec, load_spec, projection_key, save_spec
 
 
@@ -55,6 +55,30 @@ class LavaResult(RunResult):
     @property
     def ms_per_step(self) -> float:
         return 1000.0 * self.run_s / max(self.steps, 1)
+
+
+LAVA_BASE_BYTES = 128 * 2 ** 20     # the worker: Python, numpy, Lava, the runtime (measured ~110 MiB)
+LAVA_PROCESS_BYTES = 2 * 2 ** 20    # each forked process model beyond what it shares with the worker
+LAVA_UNIT_BYTES = 64                # per unit: membrane, current, held and sent values, delay queues
+
+
+def estimate_lava_bytes(spec: NetSpec) -> int:
+    """The Lava run's memory (all its processes, shared pages counted once), independent of the
+    number of samples (they stream): the worker, one process per population and projection, each
+    weight twice as int64/float64 (the worker's spec and the synapse's copy), each fan-out entry
+    and unit state. `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
+    procs = 3 + sum(1 + len(p.inputs) for p in spec.populations)
+    weights = sum(np.size(op.weight) for p in spec.populations for proj in p.inputs for op in proj.ops
+                  if op.weight is not None)
+    units = sum(p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
+    return LAVA_BASE_BYTES + procs * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
+
+
+def check_lava_memory(spec: NetSpec) -> None:
+    need, free = estimate_lava_bytes(spec), int(0.8 * available_memory())
+    if need > free:
+        raise LavaRunError(f"the Lava run needs about {gib(need)} for this network, {gib(free)} is free: use the "
+                           f"fast simulator (--backend fast) or a machine with more memory")
 
 
 def default_timeout(spec: NetSpec, samples: int) -> float:
@@ -146,6 +170,7 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     `spec` and returns logits (N, T, classes) and counts as every backend does (`run.py`)."""
     frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
     check_lava_mappable(spec)
+    check_lava_memory(spec)
     n = frames.shape[0]
 
     def progress(line: str) -> None:

@@ -3,6 +3,9 @@
 returns (`Counts`), the result (`RunResult`) and the checks made on the host before a run.
 Numpy only: the Lava worker imports it.
 
+Memory is checked before work too: each backend estimates its peak from the spec
+(`sim.estimate_peak_bytes`, `lava_run.estimate_lava_bytes`) against `available_memory()`.
+
 Modes (`ddla.transmission.MODES`): `dense` (every sender sends its values each step), `delta`
 (every sender sends the change since the last step: lossless) and `ddla` (spiking populations
 send only the top-k of their changes ranked by the spec's sensitivity scores, from t = 2 on;
@@ -10,7 +13,9 @@ receivers hold the rest).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -64,6 +69,37 @@ class RunResult:
 
 class RunError(UserError, ValueError):
     """A run that cannot be done as asked (mode, keep, input shape, missing DDLA statistics)."""
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate: the kernel's MemAvailable, or less where a cgroup
+    (a container, a Slurm job) sets a lower limit."""
+    free = _meminfo_available()
+    limit, used = _read_int("/sys/fs/cgroup/memory.max"), _read_int("/sys/fs/cgroup/memory.current")
+    if limit is not None and used is not None:
+        free = min(free, max(limit - used, 0))
+    return free
+
+
+def _meminfo_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):  # absent, or "max" (no limit)
+        return None
+
+
+def gib(n: float) -> str:
+    return f"{n / 2 ** 30:.2f} GiB"
 
 
 def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.ndarray:

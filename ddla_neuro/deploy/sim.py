@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ddla.gsc import priority_mask, priority_order
-from .run import Counts, RunResult, check_run
+from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
                    repeated_layer_uses)
 
@@ -263,14 +263,54 @@ def _max_pool(current: torch.Tensor, pool: Op) -> torch.Tensor:
     return F.max_pool2d(x, pool.kernel, pool.stride, pool.padding).reshape(t, b, -1)
 
 
+def _last_reads(spec: NetSpec) -> dict[str, int]:
+    """Per sender: the index of the last population that reads it (its values can go after that)."""
+    return {proj.source: i for i, pop in enumerate(spec.populations) for proj in pop.inputs}
+
+
+def estimate_peak_bytes(spec: NetSpec, batch: int) -> int:
+    """The simulator's peak working memory for one batch, float64 assumed (float32 where exact
+    only lowers it), weights not counted: while population i runs, every sender that a later
+    population still reads holds T x B values, and population i works on, per projection, a
+    copy of its source, each op's output and the current with its running sum; then the summed
+    current, the current with its bias, the output and what it sends. `benchmarks/sim_memory.py`
+    compares it with the measured peak."""
+    per_value = 8 * spec.timesteps * batch
+    last = _last_reads(spec)
+    live = {"input": int(np.prod(spec.input_shape))}
+    peak = 0
+    for i, pop in enumerate(spec.populations):
+        work = sum(int(np.prod(proj.ops[0].in_shape)) + sum(int(np.prod(op.out_shape)) for op in proj.ops)
+                   + 2 * pop.size for proj in pop.inputs) + 2 * pop.size + 2 * int(np.prod(pop.shape))
+        peak = max(peak, sum(live.values()) + work)
+        live = {s: n for s, n in live.items() if last.get(s, -1) > i}
+        live[pop.name] = int(np.prod(pop.shape))
+    return peak * per_value
+
+
+def fit_batch(spec: NetSpec, wanted: int, budget: int | None = None) -> int:
+    """The largest batch up to `wanted` whose estimated peak fits in `budget` bytes (default: 80%
+    of the memory available now); RunError naming the estimate when one sample does not fit."""
+    budget = int(0.8 * available_memory()) if budget is None else budget
+    one = estimate_peak_bytes(spec, 1)
+    if one > budget:
+        raise RunError(f"the fast simulator needs about {gib(one)} for one sample of this network (T = "
+                       f"{spec.timesteps}), {gib(budget)} is free: use fewer timesteps, a smaller network or a "
+                       f"machine with more memory")
+    return max(1, min(wanted, budget // one))
+
+
 def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
-             batch_size: int = 256, neurobench: bool = False, record: bool = False) -> RunResult:
+             batch_size: int = 256, neurobench: bool = False, record: bool = False,
+             memory_budget: int | None = None) -> RunResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
     (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
     each population sent (`RunResult.sent`, in its own units: the DDLA selection is where it is
-    non-zero)."""
+    non-zero). The batch shrinks below `batch_size` where its estimated peak would not fit in
+    `memory_budget` bytes (default: 80% of the available memory, `fit_batch`)."""
     frames = check_run(spec, frames, mode, keep)
+    batch_size = fit_batch(spec, batch_size, memory_budget)
     n, t_steps = frames.shape[:2]
     counts = Counts(t_steps)
     logits, sent = [], {}
@@ -278,10 +318,12 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
     pops = [_Population(p, spec, keep, mode, input_peak, skip) for p in spec.populations]  # weights, fan-outs: once
+    last = _last_reads(spec)
     with torch.no_grad():
-        for lo in range(0, n, batch_size):
-            x = torch.as_tensor(frames[lo: lo + batch_size]).flatten(2).transpose(0, 1).contiguous()
-            logits.append(_run_batch(pops, x, mode, counts, sent if record else None).transpose(1, 0, 2))
+        for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
+            batch = _run_batch(pops, torch.as_tensor(frames[lo: lo + batch_size]).flatten(2).transpose(0, 1).contiguous(),
+                               mode, counts, last, sent if record else None)
+            logits.append(batch.transpose(1, 0, 2))
     counts.samples = n
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
     if spec.fixed:
@@ -289,15 +331,18 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     return RunResult(out, counts, {k: np.concatenate(v, axis=1).transpose(1, 0, 2) for k, v in sent.items()})
 
 
-def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts,
+def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts, last: dict[str, int],
                record: dict[str, list[np.ndarray]] | None = None) -> np.ndarray:
     """One batch (T, B, n_in), population by population over all timesteps; the logits (T, B, classes).
+    What a sender sent is dropped after `last[sender]`, the last population reading it.
     `record` collects what each sender sent (T, B, n) per batch."""
     sent = {"input": _sending(x if mode == "dense" else _changes(x), "input", counts)}
-    for pop in pops:
+    del x
+    for i, pop in enumerate(pops):
         out, values = pop.output(pop.input_currents(sent, counts), counts)
         if pop.pop.kind == "readout":
             return out.double().numpy()
+        sent = {s: v for s, v in sent.items() if last.get(s, -1) > i}
         sent[pop.pop.name] = _sending(values, pop.pop.name, counts)
         if record is not None:
             record.setdefault(pop.pop.name, []).append(values.numpy())
