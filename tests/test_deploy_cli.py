@@ -12,8 +12,9 @@ import torch
 
 from conftest import ROOT, run_module
 from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
-from ddla_neuro.errors import run_cli
+from ddla_neuro.deploy.profiles import PROFILE_DIR
 from ddla_neuro.deploy.report import SCHEMA_VERSION
+from ddla_neuro.errors import run_cli
 
 TOTALS = ("accuracy", "synaptic_ops", "events", "energy_j", "cores", "latency_s", "energy_parts_j", "unknown_terms")
 PLOTS = ("sops_per_layer.png", "events_per_timestep.png", "energy_breakdown.png", "keep_frontier.png")
@@ -105,6 +106,21 @@ def _wrong_shape(tmp_path):
     return ["--dataset", "npz", "--data-dir", str(tmp_path / "small.npz")]
 
 
+def _edited_profile(tmp_path, old: str, new: str) -> list[str]:
+    text = (PROFILE_DIR / "loihi2.toml").read_text()
+    assert old in text, old
+    (tmp_path / "edited.toml").write_text(text.replace(old, new, 1))
+    return ["--profile", str(tmp_path / "edited.toml")]
+
+
+def _incomplete_nmnist(tmp_path) -> list[str]:
+    """NMNIST/ is there, its Train/ split is not (the data is loaded before the model meets it)."""
+    folder = tmp_path / "events" / "NMNIST" / "Test" / "0"
+    folder.mkdir(parents=True)
+    (folder / "00000.bin").write_bytes(b"")
+    return ["--dataset", "nmnist", "--data-dir", str(tmp_path / "events")]
+
+
 BAD = {
     "unknown profile": (lambda p: ["--profile", "loihi9"], "unknown profile"),
     "malformed TOML": (lambda p: (p / "bad.toml").write_text("[profile\nname = 1\n") and
@@ -118,6 +134,12 @@ BAD = {
     "missing data dir": (lambda p: ["--dataset", "mnist", "--data-dir", str(p / "nowhere")], "mnist"),
     "bad keep": (lambda p: ["--keep", "0.3,2"], "--keep"),
     "bad mode": (lambda p: ["--mode", "sparse"], "--mode"),
+    "negative energy": (lambda p: _edited_profile(p, "value = 23.6e-12", "value = -23.6e-12"), "is negative"),
+    "NaN energy": (lambda p: _edited_profile(p, "value = 23.6e-12", "value = nan"), "not a finite"),
+    "unknown unit": (lambda p: _edited_profile(p, '23.6e-12, unit = "J"', '23.6e-12, unit = "kcal"'), "unit 'kcal'"),
+    "out below a file": (lambda p: (p / "afile").write_text("x") and ["--out", str(p / "afile" / "report")],
+                         "Not a directory"),
+    "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is incomplete"),
 }
 
 
@@ -130,7 +152,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(case, tmp_path, capsys):
     assert run_cli(main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and needle in err, err
-    assert not out.exists()
+    assert not out.exists() and not any(p.name.startswith(".") for p in tmp_path.rglob("*"))  # no temporaries
 
 
 def test_default_checkpoint_is_shipped():
