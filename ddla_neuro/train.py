@@ -121,11 +121,16 @@ def seed_everything(seed: int, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
 
 
+LOST_PEER_WORDS = ("gloo", "nccl", "connection", "peer", "pair closure", "timeout", "timed out")
+
+
 def lost_peer(e: RuntimeError) -> bool:
     """Whether a collective failed because another rank went away (its socket closed) or did
-    not answer within the process group's timeout (gloo and NCCL word it so)."""
-    return isinstance(e, dist.DistBackendError) or any(
-        m in str(e) for m in ("Connection reset by peer", "Connection closed by peer", "Timed out", "NCCL"))
+    not answer within the process group's timeout. The backends raise plain RuntimeErrors with
+    their own wording (seen: "Connection reset by peer", "Timed out waiting ... for send",
+    "Application timeout caused pair closure"), so the message decides."""
+    text = str(e).lower()
+    return isinstance(e, dist.DistBackendError) or any(w in text for w in LOST_PEER_WORDS)
 
 
 def init_distributed(device_name: str, timeout_s: float) -> tuple[int, int, int]:

@@ -8,6 +8,20 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
+STAT_PPID, STAT_PGID = 1, 2  # fields of /proc/PID/stat after the command name
+
+
+def processes_where(field: int, value: int) -> list[int]:
+    """Live (not zombie) processes whose /proc stat `field` (STAT_PPID or STAT_PGID) is `value`."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split() if d.name.isdigit() else None
+        except OSError:
+            continue
+        if stat and stat[0] not in ("Z", "X") and int(stat[field]) == value:
+            found.append(int(d.name))
+    return sorted(found)
 
 
 def run_module(module: str, *args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:

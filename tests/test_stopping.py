@@ -9,29 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-
-
-def _stat(pid: str) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (state, ppid, pgid, ...); None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def live(where: int, field: int) -> list[int]:
-    """Live (not zombie) processes whose ppid (field 1) or pgid (field 2) is `where`."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        st = _stat(pid)
-        if st and st[0] != "Z" and int(st[field]) == where:
-            found.append(int(pid))
-    return found
+from conftest import ROOT, STAT_PGID, STAT_PPID, processes_where
 
 
 def wait_for(condition, seconds: float) -> bool:
@@ -62,13 +43,13 @@ def test_a_stopped_deploy_leaves_no_process_and_no_report(tmp_path, signum, stat
     worker = None
     try:
         # the Lava worker leads its own process group; wait until Lava has forked its processes
-        assert wait_for(lambda: live(deploy.pid, 1), 120), "no Lava worker started"
-        worker = live(deploy.pid, 1)[0]
-        assert wait_for(lambda: len(live(worker, 2)) > 3, 120), "Lava did not start its processes"
+        assert wait_for(lambda: processes_where(STAT_PPID, deploy.pid), 120), "no Lava worker started"
+        worker = processes_where(STAT_PPID, deploy.pid)[0]
+        assert wait_for(lambda: len(processes_where(STAT_PGID, worker)) > 3, 120), "Lava did not start its processes"
         time.sleep(1.0)
         os.kill(deploy.pid, signum)
         assert deploy.wait(timeout=30) == status
-        assert wait_for(lambda: not live(worker, 2), 5.0), f"left alive: {live(worker, 2)}"
+        assert wait_for(lambda: not processes_where(STAT_PGID, worker), 5.0), f"left alive: {processes_where(STAT_PGID, worker)}"
         assert not out.exists()
         if signum != signal.SIGKILL:  # one line naming the signal, no traceback
             assert deploy.stderr.read().strip() == f"stopped by {signal.Signals(signum).name}"

@@ -5,12 +5,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, run_module
+from conftest import ROOT, STAT_PPID, processes_where, run_module
 
 pytestmark = pytest.mark.slow  # trains networks in subprocesses
 
@@ -93,18 +92,6 @@ def test_bad_input_one_line_no_traceback_no_files(tmp_path):
         assert not out.exists()
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for p in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            st = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if st[0] != "Z" and int(st[1]) == pid:
-            found.append(int(p))
-    return sorted(found)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["killed", "stopped"])
 def test_a_lost_rank_ends_the_others_with_one_clear_line(tmp_path, how):
@@ -121,15 +108,15 @@ def test_a_lost_rank_ends_the_others_with_one_clear_line(tmp_path, how):
     ranks = []
     try:
         deadline = time.monotonic() + 120
-        while len(_children(run.pid)) < 2 and time.monotonic() < deadline:
+        while len(processes_where(STAT_PPID, run.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        ranks = rank0, rank1 = _children(run.pid)
+        ranks = rank0, rank1 = processes_where(STAT_PPID, run.pid)
         time.sleep(6)  # both in the training loop
         os.kill(rank1, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
         deadline = time.monotonic() + 30
-        while rank0 in _children(run.pid) and time.monotonic() < deadline:
+        while rank0 in processes_where(STAT_PPID, run.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert rank0 not in _children(run.pid), "rank 0 still waits for its lost peer"
+        assert rank0 not in processes_where(STAT_PPID, run.pid), "rank 0 still waits for its lost peer"
     finally:  # torchrun starts each rank in its own process group: kill them by pid
         for pid in (*ranks, run.pid):
             try:
