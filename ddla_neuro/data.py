@@ -131,8 +131,20 @@ def load_cifar(name: str, data_dir: str | None) -> DataSplit:
                      len(train.classes), augment=True)
 
 
-def load_npz(path: str | None) -> DataSplit:
-    """A generic .npz with `images` (N, H, W) or (N, C, H, W) and integer `labels`; with
+def rebin_events(x: np.ndarray, timesteps: int, where: str) -> np.ndarray:
+    """Event frames (N, T, C, H, W) as `timesteps` frames of 0/1 spikes: as they are when T is
+    `timesteps`, else each group of T / timesteps consecutive bins summed (T a multiple)."""
+    n, t = x.shape[:2]
+    if t % timesteps:
+        raise DatasetError(f"{where}: event frames have {t} time bins, which cannot be re-binned into "
+                           f"--timesteps {timesteps} (pick a divisor of {t})")
+    x = x.reshape(n, timesteps, t // timesteps, *x.shape[2:]).sum(axis=2)
+    return np.minimum(x, 1.0)  # a bin with several events still sends one spike
+
+
+def load_npz(path: str | None, timesteps: int = 1) -> DataSplit:
+    """A generic .npz with integer `labels` and `images`: (N, H, W) or (N, C, H, W) images, or
+    event frames (N, T, C, H, W) (re-binned to `timesteps`, `rebin_events`); with
     `test_images`/`test_labels` too, those are the test split, else a stratified 80/20 split."""
     if path is None or not os.path.isfile(path):
         raise DatasetError(f"npz: --data-dir must name an .npz file with arrays 'images' and 'labels' (got {path})")
@@ -144,12 +156,20 @@ def load_npz(path: str | None) -> DataSplit:
     if "images" not in arrays or "labels" not in arrays:
         raise DatasetError(f"npz: {path} must hold arrays 'images' and 'labels' (found {sorted(arrays)})")
 
+    is_events = np.ndim(arrays["images"]) == 5
+
     def prep(x):
         x = np.asarray(x, np.float32)
+        if is_events:
+            if x.ndim != 5:
+                raise DatasetError(f"npz: test_images must be event frames (N, T, C, H, W) like images, "
+                                   f"got shape {x.shape}")
+            return rebin_events(x, timesteps, f"npz {path}")
         if x.ndim == 3:
             x = x[:, None]
         if x.ndim != 4:
-            raise DatasetError(f"npz: images must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
+            raise DatasetError(f"npz: images must be (N, H, W), (N, C, H, W) or event frames (N, T, C, H, W), "
+                               f"got shape {x.shape}")
         return x / 255.0 if x.max() > 1.0 else x
 
     x, y = prep(arrays["images"]), arrays["labels"].astype(np.int64)
@@ -157,7 +177,7 @@ def load_npz(path: str | None) -> DataSplit:
         xtr, ytr, xte, yte = x, y, prep(arrays["test_images"]), arrays["test_labels"].astype(np.int64)
     else:
         xtr, xte, ytr, yte = stratified_split(x, y)
-    return _split("npz", xtr, ytr, xte, yte, int(max(ytr.max(), yte.max()) + 1))
+    return _split("npz", xtr, ytr, xte, yte, int(max(ytr.max(), yte.max()) + 1), is_events=is_events)
 
 
 def load_events(name: str, data_dir: str | None, timesteps: int) -> DataSplit:
@@ -172,20 +192,20 @@ def load_events(name: str, data_dir: str | None, timesteps: int) -> DataSplit:
 
     class Offline(cls):
         """tonic downloads when its check fails; here that is an error saying what is missing.
-        An extracted folder counts without the archive it came from (users delete those)."""
+        An extracted split folder of any size counts, with or without the archive it came from
+        (tonic wants the archive and a full-size folder; users keep subsets and delete archives)."""
 
-        def _is_file_present(self) -> bool:
-            return super()._is_file_present() or Path(self.location_on_system, self.folder_name).is_dir()
+        def _check_exists(self) -> bool:
+            folder = Path(self.location_on_system, self.folder_name)
+            return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
         def download(self):
             where = Path(self.location_on_system)
             if not where.is_dir():
                 raise DatasetError(f"{name}: {data_dir} has no extracted {cls.__name__}/ folder; "
                                    f"place the dataset there (nothing is downloaded)")
-            folder = where / self.folder_name
-            found = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
-            raise DatasetError(f"{name}: {folder} is incomplete ({found} files; tonic's {cls.__name__} check "
-                               f"failed): extract the whole {getattr(self, 'filename', 'archive')} there "
+            raise DatasetError(f"{name}: {where / self.folder_name} is missing or empty, so the dataset is "
+                               f"incomplete: extract {getattr(self, 'filename', 'its archive')} there "
                                f"(nothing is downloaded)")
 
     Offline.__name__ = Offline.__qualname__ = cls.__name__  # tonic looks in DATA_DIR/<its class name>/
@@ -217,7 +237,7 @@ def load_dataset(name: str, data_dir: str | None = None, timesteps: int = 1) -> 
     if name in CIFAR_STATS:
         return load_cifar(name, data_dir)
     if name == "npz":
-        return load_npz(data_dir)
+        return load_npz(data_dir, timesteps)
     if name in EVENT_DATASETS:
         return load_events(name, data_dir, timesteps)
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

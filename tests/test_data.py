@@ -68,22 +68,34 @@ def _nmnist_bin(path, label: int) -> None:
     path.write_bytes(b"".join(events))
 
 
-@pytest.mark.slow
-def test_an_extracted_nmnist_folder_loads_and_an_incomplete_one_is_named(tmp_path):
-    """tonic's NMNIST layout (DATA_DIR/NMNIST/{Train,Test}/<digit>/*.bin, archives deleted after
-    extraction, as users do), at the 10,000 files per split tonic's check wants."""
-    for split in ("Train", "Test"):
-        for i in range(10_000):
+def test_an_extracted_nmnist_subset_loads_and_a_missing_split_is_named(tmp_path):
+    """tonic's NMNIST layout (DATA_DIR/NMNIST/{Train,Test}/<digit>/*.bin), a subset of 200 + 50
+    recordings and no archive, as users keep it; events in N-MNIST's own 40-bit format."""
+    for split, n in (("Train", 200), ("Test", 50)):
+        for i in range(n):
             folder = tmp_path / "NMNIST" / split / str(i % 10)
             folder.mkdir(parents=True, exist_ok=True)
             _nmnist_bin(folder / f"{i:05d}.bin", i % 10)
     data = load_dataset("nmnist", str(tmp_path), timesteps=3)
-    assert data.is_events and tuple(data.x_train.shape) == (10_000, 3, 2, 34, 34) and len(data.x_test) == 10_000
-    first = data.x_train[:, 0]  # t = 0 lands in the first bin
-    labels = data.y_train
-    assert torch.equal(first[torch.arange(10_000), 1, labels, labels], torch.ones(10_000))  # ON at (label, label)
-    assert float(first.sum()) == 10_000
-    for p in list((tmp_path / "NMNIST" / "Test" / "3").iterdir())[:10]:
-        p.unlink()  # a partial extraction
-    with pytest.raises(DatasetError, match=r"NMNIST/Test is incomplete \(9990 files"):
+    assert data.is_events and tuple(data.x_train.shape) == (200, 3, 2, 34, 34) and len(data.x_test) == 50
+    first, labels = data.x_train[:, 0], data.y_train  # t = 0 lands in the first bin
+    assert torch.equal(first[torch.arange(200), 1, labels, labels], torch.ones(200))  # ON at (label, label)
+    assert float(first.sum()) == 200 and sorted(set(labels.tolist())) == list(range(10))
+    for p in (tmp_path / "NMNIST" / "Test").rglob("*.bin"):
+        p.unlink()  # the test split was not extracted
+    with pytest.raises(DatasetError, match=r"NMNIST/Test is missing or empty, so the dataset is incomplete"):
         load_dataset("nmnist", str(tmp_path), timesteps=3)
+
+
+def test_npz_event_frames_are_used_as_they_are_or_rebinned(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 3, (40, 6, 2, 5, 5)).astype(np.uint8)  # event counts per bin
+    np.savez(tmp_path / "ev.npz", images=frames[:30], labels=np.arange(30) % 4, test_images=frames[30:],
+             test_labels=np.arange(10) % 4)
+    six = load_dataset("npz", str(tmp_path / "ev.npz"), timesteps=6)
+    assert six.is_events and six.input_shape == (2, 5, 5) and six.x_train.shape[1:] == (6, 2, 5, 5)
+    np.testing.assert_array_equal(six.x_test.numpy(), np.minimum(frames[30:], 1))  # a bin with events: one spike
+    three = load_dataset("npz", str(tmp_path / "ev.npz"), timesteps=3)
+    np.testing.assert_array_equal(three.x_test.numpy(), np.minimum(frames[30:].reshape(10, 3, 2, 2, 5, 5).sum(2), 1))
+    with pytest.raises(DatasetError, match=r"6 time bins, which cannot be re-binned into --timesteps 4"):
+        load_dataset("npz", str(tmp_path / "ev.npz"), timesteps=4)

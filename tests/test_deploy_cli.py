@@ -139,7 +139,7 @@ BAD = {
     "unknown unit": (lambda p: _edited_profile(p, '23.6e-12, unit = "J"', '23.6e-12, unit = "kcal"'), "unit 'kcal'"),
     "out below a file": (lambda p: (p / "afile").write_text("x") and ["--out", str(p / "afile" / "report")],
                          "Not a directory"),
-    "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is incomplete"),
+    "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is missing or empty"),
 }
 
 
@@ -234,3 +234,20 @@ def test_too_little_memory_is_one_line_and_writes_nothing(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: the fast simulator needs about") and "GiB is free" in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_event_frames_from_an_npz_train_and_deploy(tmp_path):
+    """Event frames (N, T, C, H, W) in an npz: trained with the events encoding, deployed with
+    spike input, delta == dense bit for bit."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(120) % 3
+    frames = (rng.random((120, 8, 2, 8, 8)) < 0.05 + 0.1 * labels[:, None, None, None, None]).astype(np.uint8)
+    np.savez(tmp_path / "ev.npz", images=frames, labels=labels)
+    r = run_module("ddla_neuro.train", "--model", "mlp", "--dataset", "npz", "--data-dir", str(tmp_path / "ev.npz"),
+                   "--timesteps", "4", "--epochs", "2", "--out", str(tmp_path / "m"))
+    assert r.returncode == 0, r.stderr
+    report = deploy(tmp_path, "--checkpoint", str(tmp_path / "m" / "model.pt"), "--data-dir", str(tmp_path / "ev.npz"),
+                    "--backend", "fast", "--mode", "dense,delta")
+    assert report["model"]["encoding"] == "events" and all(report["checks"].values())
+    assert report["modes"]["dense"]["totals"]["accuracy"] > 0.5
