@@ -24,7 +24,7 @@ from ..data import load_dataset
 from ..errors import UserError
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
 from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
-from .lava_run import check_lava_mappable, run_lava
+from .lava_run import check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
 from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
@@ -141,6 +141,11 @@ class Runner:
 
     def __init__(self, args, spec: NetSpec, frames: np.ndarray, total_runs: int):
         self.args, self.spec, self.frames = args, spec, frames
+        if args.backend == "lava":
+            each = estimate_lava_seconds(spec, len(frames))
+            print(f"Lava: about {_duration(total_runs * each)} for {total_runs} run(s) of {len(frames)} samples x "
+                  f"{spec.timesteps} steps ({lava_processes(spec)} processes); "
+                  f"--backend fast gives the same figures", file=sys.stderr, flush=True)
         self.bar = tqdm(total=total_runs * len(frames), unit="sample", desc=f"deploy ({args.backend})",
                         file=sys.stderr, disable=None)
         self.lava_matches_sim = True
@@ -159,6 +164,11 @@ class Runner:
         self.lava_matches_sim &= bool(np.array_equal(result.logits, sim.logits)
                                       and result.counts.to_dict() == sim.counts.to_dict())
         return result
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 def _plan(spec: NetSpec, mode: str) -> dict[str, str]:

@@ -57,6 +57,12 @@ class LavaResult(RunResult):
         return 1000.0 * self.run_s / max(self.steps, 1)
 
 
+def lava_processes(spec: NetSpec) -> int:
+    """Processes of the Lava network: Injector, DeltaEncoder, Extractor, one per population and
+    one per projection."""
+    return 3 + sum(1 + len(p.inputs) for p in spec.populations)
+
+
 LAVA_BASE_BYTES = 128 * 2 ** 20     # the worker: Python, numpy, Lava, the runtime (measured ~110 MiB)
 LAVA_PROCESS_BYTES = 2 * 2 ** 20    # each forked process model beyond what it shares with the worker
 LAVA_UNIT_BYTES = 64                # per unit: membrane, current, held and sent values, delay queues
@@ -67,7 +73,7 @@ def estimate_lava_bytes(spec: NetSpec) -> int:
     number of samples (they stream): the worker, one process per population and projection, each
     weight twice as int64/float64 (the worker's spec and the synapse's copy), each fan-out entry
     and unit state. `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
-    procs = 3 + sum(1 + len(p.inputs) for p in spec.populations)
+    procs = lava_processes(spec)
     weights = sum(np.size(op.weight) for p in spec.populations for proj in p.inputs for op in proj.ops
                   if op.weight is not None)
     units = sum(p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
@@ -81,9 +87,26 @@ def check_lava_memory(spec: NetSpec) -> None:
                            f"fast simulator (--backend fast) or a machine with more memory")
 
 
+LAVA_BUILD_S = 1.0            # compile and start the runtime (measured 0.3-1.1 s, benchmarks/lava_scale.py)
+LAVA_PROCESS_STEP_S = 1.5e-4  # per process and step: Lava's synchronisation (measured ~0.15 ms, lava.md)
+LAVA_MAC_S = 5e-10             # per multiply-accumulate of a synapse's numpy ops at a step with events
+
+
+def estimate_lava_seconds(spec: NetSpec, samples: int) -> float:
+    """The Lava run's wall time, printed before it starts: the build, then every step of every
+    process (`samples` x T steps plus the pipeline's drain) paying its synchronisation and, for
+    the synapses, their ops on a dense input (numpy applies a conv to the whole delta vector).
+    `benchmarks/lava_scale.py` compares it with measured runs."""
+    procs = lava_processes(spec)
+    macs = sum(int(op.fanout.sum()) for p in spec.populations for proj in p.inputs for op in proj.ops
+               if op.kind in ("conv2d", "linear"))
+    steps = samples * spec.timesteps + spec.latency
+    return LAVA_BUILD_S + steps * (procs * LAVA_PROCESS_STEP_S + macs * LAVA_MAC_S)
+
+
 def default_timeout(spec: NetSpec, samples: int) -> float:
     """Generous: start-up plus 50 ms per process and step (measured: ~0.15 ms)."""
-    procs = 3 + sum(1 + len(p.inputs) for p in spec.populations)
+    procs = lava_processes(spec)
     return 120.0 + 0.05 * procs * (samples * spec.timesteps + spec.latency)
 
 
