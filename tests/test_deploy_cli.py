@@ -3,12 +3,17 @@ and one clear line (no traceback, no files) for every kind of bad input."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import matplotlib.image
 import nir
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import ROOT, run_module
 from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
@@ -253,3 +258,31 @@ def test_event_frames_from_an_npz_train_and_deploy(tmp_path):
                     "--backend", "fast", "--mode", "dense,delta")
     assert report["model"]["encoding"] == "events" and all(report["checks"].values())
     assert report["modes"]["dense"]["totals"]["accuracy"] > 0.5
+
+
+@given(n=st.integers(0, 1000), world=st.integers(1, 16))
+def test_shards_cover_every_sample_once_in_order(n, world):
+    from ddla_neuro.deploy.shard import Shard
+    parts = [range(n)[Shard(r, world).of(n)] for r in range(world)]
+    assert [i for p in parts for i in p] == list(range(n))
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_a_sharded_deploy_needs_the_fast_simulator(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run_cli(main, ["--profile", "loihi2", "--samples", "4", "--out", str(tmp_path / "o")]) == 2
+    assert "add --backend fast" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_deploy_sharded_over_two_processes_writes_the_single_process_report(tmp_path):
+    """torchrun, two CPU processes (gloo), 61 samples split 31 + 30: every file of the report,
+    plots included, is byte-identical to the one-process run's."""
+    args = ["--profile", "loihi2", "--backend", "fast", "--samples", "61"]
+    assert run_cli(main, [*args, "--out", str(tmp_path / "one")]) == 0
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29523", "-m", "ddla_neuro.deploy", *args, "--out", str(tmp_path / "two")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
+    assert {p.name: p.read_bytes() for p in (tmp_path / "two").iterdir()} == one and len(one) == 6

@@ -22,6 +22,7 @@ from .. import __version__
 from ..checkpoint import checkpoint_dataset, load_checkpoint
 from ..data import load_dataset
 from ..errors import UserError
+from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
 from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
 from .lava_run import check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
@@ -139,20 +140,21 @@ class Runner:
     """Runs one mode on the chosen backend, with a progress bar, and cross-checks Lava against
     the bit-exact simulator. The simulator's dense run also counts NeuroBench's operations."""
 
-    def __init__(self, args, spec: NetSpec, frames: np.ndarray, total_runs: int):
-        self.args, self.spec, self.frames = args, spec, frames
+    def __init__(self, args, spec: NetSpec, frames: np.ndarray, total_runs: int, part: shard.Shard):
+        self.args, self.spec, self.frames, self.part = args, spec, frames, part
         if args.backend == "lava":
             each = estimate_lava_seconds(spec, len(frames))
             print(f"Lava: about {_duration(total_runs * each)} for {total_runs} run(s) of {len(frames)} samples x "
                   f"{spec.timesteps} steps ({lava_processes(spec)} processes); "
                   f"--backend fast gives the same figures", file=sys.stderr, flush=True)
         self.bar = tqdm(total=total_runs * len(frames), unit="sample", desc=f"deploy ({args.backend})",
-                        file=sys.stderr, disable=None)
+                        file=sys.stderr, disable=True if part.rank else None)
         self.lava_matches_sim = True
         self.neurobench: Counts | None = None  # the dense simulator run's counts
 
     def __call__(self, mode: str, keep: float):
-        sim = simulate(self.spec, self.frames, mode, keep, neurobench=mode == "dense")
+        mine = self.frames[self.part.of(len(self.frames))]
+        sim = shard.gather(simulate(self.spec, mine, mode, keep, neurobench=mode == "dense"), self.part)
         if mode == "dense":
             self.neurobench = sim.counts
         if self.args.backend == "fast":
@@ -177,7 +179,7 @@ def _plan(spec: NetSpec, mode: str) -> dict[str, str]:
     return {"input": transmits, **{p.name: transmits for p in spec.senders}}
 
 
-def deploy(args: argparse.Namespace) -> dict:
+def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     profile = load_profile(args.profile)  # first: a bad profile or output path fails before any work
     check_writable(Path(args.out))
     if args.samples is not None and args.samples < 1:
@@ -191,7 +193,7 @@ def deploy(args: argparse.Namespace) -> dict:
         spec = quantize(spec)
         frames = quantize_input(frames, spec)
     ddla_keeps = [k for k in keeps if "ddla" in modes and not (k == 1.0 and "delta" in modes)]
-    runner = Runner(args, spec, frames, len([m for m in modes if m != "ddla"]) + len(ddla_keeps))
+    runner = Runner(args, spec, frames, len([m for m in modes if m != "ddla"]) + len(ddla_keeps), part)
     results, sweep_results = {}, {}
     for mode in modes:
         if mode != "ddla":
@@ -279,7 +281,11 @@ def print_report(report: dict, paths: list[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    report = deploy(args)
-    paths = write_report(report, args.out)
-    print_report(report, paths)
+    part = shard.start(args.backend)  # under torchrun: this process's share of the samples
+    try:
+        report = deploy(args, part)
+        if part.rank == 0:
+            print_report(report, write_report(report, args.out))
+    finally:
+        shard.stop(part)
     return 0 if all(report["checks"].values()) else 1
