@@ -154,11 +154,13 @@ class Runner:
 
     def __call__(self, mode: str, keep: float):
         mine = self.frames[self.part.of(len(self.frames))]
-        sim = shard.gather(simulate(self.spec, mine, mode, keep, neurobench=mode == "dense"), self.part)
+        fast = self.args.backend == "fast"  # the bar follows the simulator's batches (on Lava: Lava's samples)
+        sim = simulate(self.spec, mine, mode, keep, neurobench=mode == "dense",
+                       on_batch=(lambda n: self.bar.update(n * self.part.world)) if fast else None)
+        sim = shard.gather(sim, self.part)
         if mode == "dense":
             self.neurobench = sim.counts
-        if self.args.backend == "fast":
-            self.bar.update(len(self.frames))
+        if fast:
             return sim
         start = self.bar.n
         result = run_lava(self.spec, self.frames, mode, keep, timeout=self.args.timeout,

@@ -14,6 +14,8 @@ exact (every value below 2**24), in float32; so this is also the quantized torch
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -302,13 +304,14 @@ def fit_batch(spec: NetSpec, wanted: int, budget: int | None = None) -> int:
 
 def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
              batch_size: int = 256, neurobench: bool = False, record: bool = False,
-             memory_budget: int | None = None) -> RunResult:
+             memory_budget: int | None = None, on_batch: Callable[[int], None] | None = None) -> RunResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
     (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
     each population sent (`RunResult.sent`, in its own units: the DDLA selection is where it is
     non-zero). The batch shrinks below `batch_size` where its estimated peak would not fit in
-    `memory_budget` bytes (default: 80% of the available memory, `fit_batch`)."""
+    `memory_budget` bytes (default: 80% of the available memory, `fit_batch`). `on_batch` is
+    called with the number of samples of each batch done (a progress bar)."""
     frames = check_run(spec, frames, mode, keep)
     batch_size = fit_batch(spec, batch_size, memory_budget)
     n, t_steps = frames.shape[:2]
@@ -324,6 +327,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
             batch = _run_batch(pops, torch.as_tensor(frames[lo: lo + batch_size]).flatten(2).transpose(0, 1).contiguous(),
                                mode, counts, last, sent if record else None)
             logits.append(batch.transpose(1, 0, 2))
+            if on_batch is not None:
+                on_batch(len(batch[0]))
     counts.samples = n
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
     if spec.fixed:
