@@ -286,3 +286,19 @@ def test_a_deploy_sharded_over_two_processes_writes_the_single_process_report(tm
     assert r.returncode == 0, r.stderr[-2000:]
     one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
     assert {p.name: p.read_bytes() for p in (tmp_path / "two").iterdir()} == one and len(one) == 6
+
+
+FMNIST_MODEL = ROOT / "models" / "fmnist-convnet-ddla" / "model.pt"
+
+
+def test_the_shipped_28x28_model_deploys(tmp_path):
+    """The Fashion-MNIST convnet (28x28, T = 6) on 28x28 images of an npz (the dataset itself
+    need not be installed): all checks hold and DDLA sends fewer synaptic ops than delta, delta
+    fewer than dense."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "fm.npz", images=rng.integers(0, 256, (100, 28, 28)), labels=np.arange(100) % 10)
+    report = deploy(tmp_path, "--checkpoint", str(FMNIST_MODEL), "--dataset", "npz", "--data-dir",
+                    str(tmp_path / "fm.npz"), "--backend", "fast", "--samples", "16")
+    assert report["model"]["timesteps"] == 6 and all(report["checks"].values())
+    sops = [report["modes"][m]["totals"]["synaptic_ops"] for m in ("ddla", "delta", "dense")]
+    assert sops == sorted(sops) and sops[0] < sops[1] < sops[2]
