@@ -9,10 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, STAT_PGID, STAT_PPID, processes_where
+
+
+def lava_worker(parent: int) -> int | None:
+    """The Lava worker among `parent`'s children (others may come and go: the test must not take one)."""
+    for pid in processes_where(STAT_PPID, parent):
+        try:
+            if b"ddla_neuro.deploy.lava_run" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            pass
+    return None
 
 
 def wait_for(condition, seconds: float) -> bool:
@@ -43,8 +55,8 @@ def test_a_stopped_deploy_leaves_no_process_and_no_report(tmp_path, signum, stat
     worker = None
     try:
         # the Lava worker leads its own process group; wait until Lava has forked its processes
-        assert wait_for(lambda: processes_where(STAT_PPID, deploy.pid), 120), "no Lava worker started"
-        worker = processes_where(STAT_PPID, deploy.pid)[0]
+        assert wait_for(lambda: lava_worker(deploy.pid), 120), "no Lava worker started"
+        worker = lava_worker(deploy.pid)
         assert wait_for(lambda: len(processes_where(STAT_PGID, worker)) > 3, 120), "Lava did not start its processes"
         time.sleep(1.0)
         os.kill(deploy.pid, signum)
