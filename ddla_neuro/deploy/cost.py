@@ -51,7 +51,7 @@ import numpy as np
 
 from .profiles import Profile
 from .run import Counts
-from .spec import NetSpec, Op, projection_ends, projection_key, repeated_layer_uses
+from .spec import NetSpec, projection_ends, projection_key, repeated_layer_uses
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
 WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
@@ -81,11 +81,6 @@ class Terms:
 
 
 # --- mapping: synapses, cores, placement ---------------------------------------------------------
-
-def op_macs(op: Op) -> int:
-    """Multiply-accumulates of the op on a dense input (one timestep): the literature's FLOPs."""
-    return int(op.fanout.sum()) if op.kind in ("conv2d", "linear") else 0
-
 
 def payload_bits(spec: NetSpec, source: str, plan: dict[str, str], binary_chip: bool) -> int:
     """Payload bits of one of a sender's messages: its graded value's bits; none for a binary
@@ -381,7 +376,7 @@ def literature_energy(spec: NetSpec, dense: Counts, e_mac: float, e_ac: float) -
     repeats = repeated_layer_uses(spec)  # a layer reached through unrolled residual paths counts once
     for pop in spec.populations:
         for j, proj in enumerate(pop.inputs):
-            flops = float(sum(op_macs(op) for k, op in enumerate(proj.ops) if (pop.name, j, k) not in repeats))
+            flops = float(sum(op.macs for k, op in enumerate(proj.ops) if (pop.name, j, k) not in repeats))
             if proj.source == "input" and spec.encoding == "direct":
                 first_flops += flops
                 continue

@@ -38,7 +38,6 @@ from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
 from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
 from .spec import NetSpec, load_spec, projection_key, save_spec
 
-
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -63,6 +62,11 @@ def lava_processes(spec: NetSpec) -> int:
     return 3 + sum(1 + len(p.inputs) for p in spec.populations)
 
 
+def lava_steps(spec: NetSpec, samples: int) -> int:
+    """Lava timesteps of a run: T per sample, then the pipeline's drain (the latency)."""
+    return samples * spec.timesteps + spec.latency
+
+
 LAVA_BASE_BYTES = 128 * 2 ** 20     # the worker: Python, numpy, Lava, the runtime (measured ~110 MiB)
 LAVA_PROCESS_BYTES = 2 * 2 ** 20    # each forked process model beyond what it shares with the worker
 LAVA_UNIT_BYTES = 64                # per unit: membrane, current, held and sent values, delay queues
@@ -73,11 +77,10 @@ def estimate_lava_bytes(spec: NetSpec) -> int:
     number of samples (they stream): the worker, one process per population and projection, each
     weight twice as int64/float64 (the worker's spec and the synapse's copy), each fan-out entry
     and unit state. `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
-    procs = lava_processes(spec)
     weights = sum(np.size(op.weight) for p in spec.populations for proj in p.inputs for op in proj.ops
                   if op.weight is not None)
     units = sum(p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
-    return LAVA_BASE_BYTES + procs * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
+    return LAVA_BASE_BYTES + lava_processes(spec) * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
 
 
 def check_lava_memory(spec: NetSpec) -> None:
@@ -97,17 +100,13 @@ def estimate_lava_seconds(spec: NetSpec, samples: int) -> float:
     process (`samples` x T steps plus the pipeline's drain) paying its synchronisation and, for
     the synapses, their ops on a dense input (numpy applies a conv to the whole delta vector).
     `benchmarks/lava_scale.py` compares it with measured runs."""
-    procs = lava_processes(spec)
-    macs = sum(int(op.fanout.sum()) for p in spec.populations for proj in p.inputs for op in proj.ops
-               if op.kind in ("conv2d", "linear"))
-    steps = samples * spec.timesteps + spec.latency
-    return LAVA_BUILD_S + steps * (procs * LAVA_PROCESS_STEP_S + macs * LAVA_MAC_S)
+    macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
+    return LAVA_BUILD_S + lava_steps(spec, samples) * (lava_processes(spec) * LAVA_PROCESS_STEP_S + macs * LAVA_MAC_S)
 
 
 def default_timeout(spec: NetSpec, samples: int) -> float:
     """Generous: start-up plus 50 ms per process and step (measured: ~0.15 ms)."""
-    procs = lava_processes(spec)
-    return 120.0 + 0.05 * procs * (samples * spec.timesteps + spec.latency)
+    return 120.0 + 0.05 * lava_processes(spec) * lava_steps(spec, samples)
 
 
 def kill_group(pid: int) -> None:

@@ -67,6 +67,12 @@ class Op:
         """Synaptic ops caused by one non-zero value at each input position of this op alone."""
         return projection_fanout([self])
 
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates on a dense input (one timestep), the literature's FLOPs: the
+        fan-out summed for a conv or linear op, 0 for the others."""
+        return int(self.fanout.sum()) if self.kind in ("conv2d", "linear") else 0
+
 
 @dataclass
 class Projection:
