@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from ddla_neuro.ddla.approx import ddla_step
-from ddla_neuro.ddla.gsc import keep_count, priority_mask, priority_order, sensitivity, topk_mask
+from ddla_neuro.ddla.gsc import keep_count, priority_cut, priority_order, sensitivity, topk_mask
 from ddla_neuro.ddla.tdd import deltas, overlap_ratio, reconstruct, static_dynamic, static_share, xor_changes
 
 binary_seqs = st.builds(
@@ -95,14 +95,33 @@ def test_keep_count_is_exact():
 
 @given(st.integers(1, 60), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 5))
 @settings(max_examples=80, deadline=None)
-def test_priority_mask_selects_as_topk_on_unit_deltas(n, keep_millionths, seed, levels):
+def test_priority_cut_selects_as_topk_on_unit_deltas(n, keep_millionths, seed, levels):
     # per-neuron statistics with many ties (few levels, zeros included), deltas of +-1
     keep = keep_millionths / 10**6
     g = torch.Generator().manual_seed(seed)
     stats = torch.randint(0, levels, (n,), generator=g).float() / levels
     d = torch.randint(-1, 2, (4, n), generator=g).float()
     expected = topk_mask(stats * d.abs(), d != 0, keep)
-    assert torch.equal(priority_mask(priority_order(stats), d != 0, keep), expected)
+    assert torch.equal(d.abs() * priority_cut(priority_order(stats), d.abs(), keep) == 1, expected)
+
+
+@given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 10**6), st.integers(0, 10**6),
+       st.sampled_from(["contiguous", "channels_last", "flat"]))
+@settings(max_examples=60, deadline=None)
+def test_priority_cut_is_the_same_selection_in_every_memory_layout(c, hw, keep_millionths, seed, layout):
+    """Conv feature maps in channels-last memory (which the selection reads in memory order,
+    through a permuted priority) or flattened select exactly what top-k selects on the
+    contiguous map, and the mask comes back in the input's layout."""
+    keep = keep_millionths / 10**6
+    g = torch.Generator().manual_seed(seed)
+    stats = torch.randint(0, 3, (c, hw, hw), generator=g).float()
+    d = torch.randint(-1, 2, (3, c, hw, hw), generator=g).float()
+    expected = topk_mask(stats * d.abs(), d != 0, keep)
+    x = {"contiguous": d, "channels_last": d.contiguous(memory_format=torch.channels_last),
+         "flat": d.reshape(3, -1)}[layout]
+    cut = priority_cut(priority_order(stats), x.abs(), keep)
+    assert cut.stride() == x.stride()
+    assert torch.equal((x.abs() * cut == 1).reshape(expected.shape), expected)
 
 
 def test_topk_breaks_ties_by_lower_index():

@@ -11,38 +11,40 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .gsc import priority_mask, topk_mask
+from .gsc import Priority, priority_cut, topk_mask
 from .tdd import delta
 
 
 @dataclass
 class ApproxStep:
     transmitted: torch.Tensor  # F': what the receivers hold after this step
+    delta: torch.Tensor        # the whole delta s_t - held
     sent: torch.Tensor         # the deltas actually sent (zero where dropped)
-    dropped: torch.Tensor      # bool: non-zero deltas that were not sent
     sensitivity_loss: torch.Tensor  # MSE(F', F)
+
+    @property
+    def dropped(self) -> torch.Tensor:
+        """bool: the non-zero deltas that were not sent."""
+        return self.delta != self.sent
 
 
 def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor | None, keep: float,
-              order: torch.Tensor | None = None) -> ApproxStep:
+              order: Priority | None = None) -> ApproxStep:
     """One layer, one step. `held` is the receivers' value after t-1 (None at t = 1), `scores`
     ranks the delta entries (GSC); `keep` is the filtering ratio k. `order` (optional): the
     entries by a fixed priority (`priority_order`) that ranks exactly as `scores` do, which holds
     for per-neuron statistics times |delta| when every delta is +-1; the selection is then the
     same, computed without a top-k."""
     d = delta(s_t, held)
-    candidates = d != 0
-    lossless = held is None or keep >= 1.0 or (scores is None and order is None)
-    if lossless:
-        mask = candidates
-    elif order is not None:
-        mask = priority_mask(order, candidates, keep)
-    else:
-        mask = topk_mask(scores, candidates, keep)
-    sent = torch.where(mask, d, torch.zeros_like(d))
-    # Everything sent: the receivers hold exactly s_t (no float round trip through held + d).
-    transmitted = s_t if lossless else held + sent
-    return ApproxStep(transmitted, sent, candidates & ~mask, F.mse_loss(transmitted, s_t))
+    if held is None or keep >= 1.0 or (scores is None and order is None):
+        # everything sent: the receivers hold exactly s_t (no float round trip through held + d)
+        return ApproxStep(s_t, d, d, s_t.new_zeros(()))
+    # a product, not where(): where's output takes the mask's memory format, and mixed formats
+    # (a channels-last network, contiguous masks) cost several times more per element
+    mask = priority_cut(order, d.detach().abs(), keep) if order is not None else topk_mask(scores, d != 0, keep)
+    sent = d * mask
+    transmitted = held + sent
+    return ApproxStep(transmitted, d, sent, F.mse_loss(transmitted, s_t))
 
 
 def annealed_keep(target: float, epoch: int, warmup_epochs: int) -> float:

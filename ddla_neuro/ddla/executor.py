@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
-from .gsc import gsc_scores, priority_order
+from .gsc import Priority, gsc_scores, priority_order
 from .transmission import MODES
 
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
@@ -105,6 +105,7 @@ class DeltaExecutor:
         self.stats = stats if stats is not None else SensitivityStats()
         self.counts = EventCounts(net.timesteps)
         self.count_events = count_events  # training needs no counts; skipping them saves time
+        self.binary: dict[str, bool] = {}  # per layer: are its outputs all 0/1
         self._reset_sequence()
 
     def _reset_sequence(self) -> None:
@@ -117,28 +118,29 @@ class DeltaExecutor:
         self.sent: dict[str, list[torch.Tensor]] = {}  # per layer, the deltas sent at each step
         # stats ranking of binary layers: the statistics order the neurons once per run (they
         # change only in the backward pass), None for a layer whose outputs are not all 0/1
-        self.orders: dict[str, torch.Tensor | None] = {}
+        self.orders: dict[str, Priority | None] = {}
 
-    def _ranking(self, key: str, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(GSC scores of the delta entries, or the priority order that ranks them the same);
-        both None: send them all."""
+    def _ranking(self, key: str, s: torch.Tensor, held: torch.Tensor) -> tuple[torch.Tensor | None, Priority | None]:
+        """(GSC scores of the delta entries s - held, or the priority order that ranks them the
+        same); both None: send them all."""
         if self.source == "label-gradient":
-            return (gsc_scores(self.step_grads[key], d) if key in self.step_grads else None), None
+            return (gsc_scores(self.step_grads[key], s - held) if key in self.step_grads else None), None
         grad = self.stats.values.get(key)
         if grad is None:
             if self.learn:
                 return None, None
             raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained with DDLA")
+        if key not in self.binary:  # a property of the layer's spike function: checked once
+            self.binary[key] = bool(((s == 0) | (s == 1)).all())
         if key not in self.orders:  # binary outputs: every delta is +-1, its score the neuron's statistic
-            binary = bool(((s == 0) | (s == 1)).all())
-            self.orders[key] = priority_order(grad) if binary else None
+            self.orders[key] = priority_order(grad) if self.binary[key] else None
         order = self.orders[key]
-        return (None, order) if order is not None else (gsc_scores(grad, d), None)
+        return (None, order) if order is not None else (gsc_scores(grad, s - held), None)
 
     def _transmit(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
         """The network's transmission hook (one step, (B, ...)): what the receivers get instead of s."""
         key, held = neuron.key, self.held.get(neuron.key)
-        scores, order = self._ranking(key, s, s - held) if (held is not None and self.keep < 1.0) else (None, None)
+        scores, order = self._ranking(key, s, held) if (held is not None and self.keep < 1.0) else (None, None)
         step = ddla_step(s, held, scores, self.keep, order)
         if self.count_events:
             d_lossless = s if self.t == 0 else s - self.spikes_prev[key]

@@ -52,23 +52,72 @@ def topk_mask(scores: torch.Tensor, candidates: torch.Tensor, keep: float) -> to
     return mask.reshape(scores.shape)
 
 
-def priority_order(priority: torch.Tensor) -> torch.Tensor:
-    """The flat entry indices of a per-entry priority, highest first, equal priorities in index
-    order (the tie rule of `topk_mask`)."""
-    return torch.argsort(priority.reshape(-1), descending=True, stable=True)
+class Priority:
+    """A fixed per-entry priority of one sample's entries (`shape`), highest first, equal
+    priorities in index order (the tie rule of `topk_mask`). `in_layout` gives the entries'
+    order (flat indices, highest first) and rank (each one's position in that order) for the
+    entries flattened in a given order of the dimensions (a channels-last tensor's memory
+    order), so that a selection runs on a view of the tensor instead of a copy."""
+
+    def __init__(self, priority: torch.Tensor):
+        self.shape = tuple(priority.shape)
+        order = torch.argsort(priority.reshape(-1), descending=True, stable=True)
+        self._identity = tuple(range(len(self.shape)))
+        self._layouts = {self._identity: (order, _inverse(order))}
+
+    def in_layout(self, dims: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(order, rank) of the entries flattened in the dimension order `dims` (None: as they are)."""
+        dims = self._identity if dims is None else dims
+        if dims not in self._layouts:
+            rank = self._layouts[self._identity][1].reshape(self.shape).permute(dims).reshape(-1)
+            self._layouts[dims] = (_inverse(rank), rank)
+        return self._layouts[dims]
 
 
-def priority_mask(order: torch.Tensor, candidates: torch.Tensor, keep: float) -> torch.Tensor:
-    """`topk_mask(priority * |delta|, candidates, keep)` for deltas of magnitude 1 (binary spikes),
-    where the scores of the candidates are the priorities themselves: per sample, the first
-    ceil(keep * n) candidates in `order` (`priority_order(priority)`). A gather into priority
-    order, a running count and a gather back instead of a top-k: O(n)."""
+def _inverse(permutation: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(permutation).scatter_(0, permutation, torch.arange(len(permutation), device=permutation.device))
+
+
+def priority_order(priority: torch.Tensor) -> Priority:
+    """The entries of a per-entry priority (one sample's shape), highest first."""
+    return Priority(priority)
+
+
+def _memory_order(x: torch.Tensor) -> tuple[int, ...]:
+    """The per-sample dimensions of x (axes 1..) from the largest stride to the smallest, when
+    x permuted that way is contiguous (a channels-last tensor: C last); otherwise 1.. in order."""
+    dims = tuple(sorted(range(1, x.dim()), key=lambda i: -x.stride(i)))
+    return dims if x.permute(0, *dims).is_contiguous() else tuple(range(1, x.dim()))
+
+
+def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> torch.Tensor:
+    """`topk_mask(priority * |delta|, delta != 0, keep)` for deltas of magnitude 1 (binary spikes),
+    where the scores of the candidates are the priorities themselves: per sample (axis 0), the
+    first limit = ceil(keep * n) of its n candidates in priority order. `indicator` is 1 at the
+    candidates and 0 elsewhere (|delta|), in a float dtype. Returns, in the same dtype and memory
+    format, 1 at every entry ranked before the cut and 0 after it: times the indicator (or times
+    the deltas themselves, which it saves a product) it is the selection.
+
+    A running count of the candidates in priority order (one gather, a cumsum) locates the
+    first position past the limit-th candidate; the selection is the candidates ranked before
+    it. All float arithmetic on integers below 2**24, on the tensor in its memory order: bool
+    tensors and mixed memory formats cost several times more per element on CPU, and this runs
+    for every layer at every step."""
     if not 0.0 <= keep <= 1.0:
         raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
-    b = candidates.shape[0]
-    flat = candidates.reshape(b, -1)
-    limit = keep_count(torch.count_nonzero(flat, dim=1), keep)
-    ranked = flat.index_select(1, order)
-    kept = ranked & (ranked.cumsum(1) <= limit[:, None])
-    back = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
-    return kept.index_select(1, back).reshape(candidates.shape)
+    b = indicator.shape[0]
+    shaped = tuple(indicator.shape[1:]) == priority.shape  # else one sample's entries come flat
+    dims = _memory_order(indicator) if shaped else tuple(range(1, indicator.dim()))
+    view = indicator.permute(0, *dims)
+    order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None)
+    flat = view.reshape(b, -1)
+    limit = keep_count(flat.sum(1).to(torch.int64), keep)
+    running = flat.index_select(1, order).cumsum(1)
+    # the kept candidates are those whose running count is at most the limit: all of them
+    # before the first position where the count exceeds it
+    reach = torch.searchsorted(running, limit[:, None].to(running.dtype), right=True)
+    below = (reach.to(indicator.dtype) - rank.to(indicator.dtype)).clamp_(0, 1)  # 1 where rank < reach
+    inverse = [0] * indicator.dim()
+    for i, d in enumerate(dims, start=1):
+        inverse[d] = i
+    return below.reshape(view.shape).permute(inverse)

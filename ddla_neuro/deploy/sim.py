@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ddla.gsc import priority_mask, priority_order
+from ..ddla.gsc import priority_cut, priority_order
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
                    repeated_layer_uses)
@@ -246,7 +246,7 @@ class _Population:
                 s = s.to(v.dtype)
                 d = s if held is None else s - held
                 if t > 0:
-                    d = torch.where(priority_mask(self.order, d != 0, self.keep), d, torch.zeros_like(d))
+                    d = d * priority_cut(self.order, d.abs(), self.keep)
                 held = d if held is None else held + d
                 sent[t] = d
         counts.add("spikes", p.name, fired)
