@@ -19,7 +19,8 @@ import torch
 
 from ddla_neuro.data import load_dataset, load_digits
 from ddla_neuro.ddla.executor import DeltaExecutor
-from ddla_neuro.train import select_device, tet_loss
+from ddla_neuro.devices import select_device
+from ddla_neuro.train import tet_loss
 from ddla_neuro.zoo import build_model
 
 MODELS = {"mlp": "digits", "convnet": "digits", "convnet28": "fashion-mnist", "vgg": "cifar", "resnet19": "cifar",

@@ -25,6 +25,7 @@ from .checkpoint import Checkpoint, CheckpointError, checkpoint_dataset, load_ch
 from .data import DATASETS, DataSplit, load_dataset
 from .ddla.approx import annealed_keep
 from .ddla.executor import LEGACY_SOURCES, SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
+from .devices import DEVICES, select_device
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "batch (default 0.9)")
     p.add_argument("--warmup-epochs", type=int, default=0, metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--ddp-timeout", type=float, default=600.0, metavar="S",
                    help="torchrun: a rank that waits longer than S seconds for the others (one died or hangs) "
                         "stops with an error instead of waiting forever (default 600)")
@@ -104,14 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "method (e.g. a baseline, then DDLA fine-tuning)")
     p.add_argument("--eval", metavar="CHECKPOINT", help="only evaluate a checkpoint on the test split")
     return p
-
-
-def select_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda given but CUDA is not available; use --device cpu or auto")
-    if name == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int, device: torch.device) -> None:

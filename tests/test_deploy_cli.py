@@ -148,6 +148,8 @@ BAD = {
                          "Not a directory"),
     "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is missing or empty"),
 }
+if not torch.cuda.is_available():
+    BAD["CUDA missing"] = (lambda p: ["--device", "cuda"], "CUDA is not available")
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

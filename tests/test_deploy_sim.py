@@ -257,3 +257,20 @@ def test_lava_refuses_a_run_that_would_not_fit_without_starting_it(monkeypatch):
     with pytest.raises(LavaRunError, match=r"the Lava run needs about .* GiB for this network"):
         run_lava(spec, quantize_input(inputs(net, 2)[1], spec))
     assert not started
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_cuda_run_equals_the_cpu_run_in_fixed_point(name):
+    """Integers exact in float32/float64 on both devices (TF32 off): the same logits and the same
+    counts, DDLA's selection included."""
+    net = NETWORKS[name]()
+    spec = quantize(random_scores(spec_of(net)))
+    frames = quantize_input(inputs(net, 16)[1], spec)
+    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.3)):
+        cpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense")
+        gpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense", device="cuda")
+        np.testing.assert_array_equal(gpu.logits, cpu.logits)
+        assert gpu.counts.to_dict() == cpu.counts.to_dict() and gpu.counts.neurobench.keys() == cpu.counts.neurobench.keys()
+        assert all(np.array_equal(gpu.counts.neurobench[k], cpu.counts.neurobench[k]) for k in cpu.counts.neurobench)
+

@@ -64,14 +64,20 @@ class Priority:
         order = torch.argsort(priority.reshape(-1), descending=True, stable=True)
         self._identity = tuple(range(len(self.shape)))
         self._layouts = {self._identity: (order, _inverse(order))}
+        self._ranks: dict[tuple, torch.Tensor] = {}
 
-    def in_layout(self, dims: tuple[int, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(order, rank) of the entries flattened in the dimension order `dims` (None: as they are)."""
+    def in_layout(self, dims: tuple[int, ...] | None = None, dtype: torch.dtype = torch.int64
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(order, rank as `dtype`) of the entries flattened in the dimension order `dims` (None:
+        as they are); each computed once."""
         dims = self._identity if dims is None else dims
         if dims not in self._layouts:
             rank = self._layouts[self._identity][1].reshape(self.shape).permute(dims).reshape(-1)
             self._layouts[dims] = (_inverse(rank), rank)
-        return self._layouts[dims]
+        order, rank = self._layouts[dims]
+        if dtype != rank.dtype:
+            rank = self._ranks.setdefault((dims, dtype), rank.to(dtype))
+        return order, rank
 
 
 def _inverse(permutation: torch.Tensor) -> torch.Tensor:
@@ -109,14 +115,14 @@ def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> to
     shaped = tuple(indicator.shape[1:]) == priority.shape  # else one sample's entries come flat
     dims = _memory_order(indicator) if shaped else tuple(range(1, indicator.dim()))
     view = indicator.permute(0, *dims)
-    order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None)
+    order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None, indicator.dtype)
     flat = view.reshape(b, -1)
     limit = keep_count(flat.sum(1).to(torch.int64), keep)
     running = flat.index_select(1, order).cumsum(1)
     # the kept candidates are those whose running count is at most the limit: all of them
     # before the first position where the count exceeds it
     reach = torch.searchsorted(running, limit[:, None].to(running.dtype), right=True)
-    below = (reach.to(indicator.dtype) - rank.to(indicator.dtype)).clamp_(0, 1)  # 1 where rank < reach
+    below = (reach.to(indicator.dtype) - rank).clamp_(0, 1)  # 1 where rank < reach
     inverse = [0] * indicator.dim()
     for i, d in enumerate(dims, start=1):
         inverse[d] = i

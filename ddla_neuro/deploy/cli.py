@@ -21,6 +21,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..checkpoint import checkpoint_dataset, load_checkpoint
 from ..data import load_dataset
+from ..devices import DEVICES, select_device
 from ..errors import UserError
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="runs/deploy", help="output directory (default: runs/deploy)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the input encoding (Poisson)")
     ap.add_argument("--timeout", type=float, help="seconds before a Lava run is killed (default: generous)")
+    ap.add_argument("--device", default="cpu", choices=DEVICES,
+                    help="where the fast simulator runs (and Lava's cross-check run of it): cpu (default), cuda "
+                         "(under torchrun, each rank's GPU) or auto; the fixed-point figures are the same on both")
     return ap
 
 
@@ -142,6 +146,7 @@ class Runner:
 
     def __init__(self, args, spec: NetSpec, frames: np.ndarray, total_runs: int, part: shard.Shard):
         self.args, self.spec, self.frames, self.part = args, spec, frames, part
+        self.device = select_device(args.device)
         if args.backend == "lava":
             each = estimate_lava_seconds(spec, len(frames))
             print(f"Lava: about {_duration(total_runs * each)} for {total_runs} run(s) of {len(frames)} samples x "
@@ -155,7 +160,7 @@ class Runner:
     def __call__(self, mode: str, keep: float):
         mine = self.frames[self.part.of(len(self.frames))]
         fast = self.args.backend == "fast"  # the bar follows the simulator's batches (on Lava: Lava's samples)
-        sim = simulate(self.spec, mine, mode, keep, neurobench=mode == "dense",
+        sim = simulate(self.spec, mine, mode, keep, neurobench=mode == "dense", device=self.device,
                        on_batch=(lambda n: self.bar.update(n * self.part.world)) if fast else None)
         sim = shard.gather(sim, self.part)
         if mode == "dense":
@@ -215,7 +220,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
         report_modes[mode]["totals"]["accuracy"] = accuracy[mode]
     costed = {id(results[m]): report_modes[m]["totals"] for m in results}  # a run shared by two uses: once
     report = {"schema_version": SCHEMA_VERSION, "tool": f"ddla-neuro {__version__}", "profile": profile.to_dict(),
-              "model": model, "run": {"backend": args.backend, "samples": int(len(frames)), "seed": args.seed,
+              "model": model, "run": {"backend": args.backend, "device": runner.device.type,
+                                      "samples": int(len(frames)), "seed": args.seed,
                                       "keeps": keeps if "ddla" in modes else []},
               "checks": _checks(spec, results, runner), "modes": report_modes}
     if "dense" in results and "delta" in results:

@@ -5,7 +5,7 @@ report.json, schema_version 1:
 
     schema_version, tool, profile (the profile with every quantity's value/unit/kind/source),
     model {source, arch, dataset, timesteps, encoding, precision, method, trained_keep},
-    run {backend, samples, seed, keeps},
+    run {backend, device (where the simulator ran: cpu or cuda), samples, seed, keeps},
     checks {name: bool}                      # delta == dense, Lava == simulator, ...
     modes {dense|delta|ddla|mixed: {
         keep, plan (mixed only: sender -> dense|delta),
@@ -91,7 +91,8 @@ def markdown(report: dict) -> str:
     m, p = report["model"], report["profile"]
     out = [f"# Deploy report: {m['source']} on {p['name']}", "",
            f"{m['arch']} on {m['dataset']}, T = {m['timesteps']}, {m['encoding']} input, {m['precision']} "
-           f"precision; {report['run']['samples']} samples on the {report['run']['backend']} backend, "
+           f"precision; {report['run']['samples']} samples on the {report['run']['backend']} backend "
+           f"(simulator on {report['run']['device']}), "
            f"seed {report['run']['seed']}. Profile: {p['description']} (scope {p['scope']}).", "",
            "## Totals", "", *totals_table(report), ""]
     unknown = sorted({t for mode in report["modes"].values() for t in mode["totals"]["unknown_terms"]})

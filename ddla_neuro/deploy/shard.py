@@ -34,7 +34,8 @@ class Shard:
 
 def start(backend: str) -> Shard:
     """The shard of this process: the whole run without torchrun, else one of WORLD_SIZE, with a
-    process group started (gloo: the simulator runs on the CPU)."""
+    process group started. gloo: what the ranks exchange are results on the host, wherever
+    (CPU or each rank's GPU, `--device`) the simulator ran."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Shard()
