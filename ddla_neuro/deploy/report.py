@@ -20,7 +20,8 @@ report.json, schema_version 1:
         per_timestep {events, synaptic_ops}}},
     cheaper [{layer, dense_j, delta_j, cheaper}]                     # per sender
     sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios
-    neurobench {effective_acs, effective_macs, dense}                # SynapticOperations, per sample
+    neurobench {effective_acs, effective_macs, dense,                # SynapticOperations, per sample
+                membrane_updates, activation_sparsity}               # MembraneUpdates (per sample), ActivationSparsity
     literature {first_layer_flops, synaptic_ops, e_mac_j, e_ac_j, energy_j}
 
 Energies in joules, times in seconds, counts per inference; null where the profile lacks a term.
@@ -118,7 +119,8 @@ def markdown(report: dict) -> str:
         out += ["## Compatibility modes (dense run, per sample)", "",
                 f"- NeuroBench SynapticOperations on the {_PRECISION[report['model']['precision']]} model: "
                 f"Effective_ACs {nb['effective_acs']:,.0f}, Effective_MACs {nb['effective_macs']:,.0f}, "
-                f"Dense {nb['dense']:,.0f}" + ("" if report["model"]["precision"] == "float" else
+                f"Dense {nb['dense']:,.0f}; MembraneUpdates {nb['membrane_updates']:,.0f}, ActivationSparsity "
+                f"{nb['activation_sparsity']:.4f}" + ("" if report["model"]["precision"] == "float" else
                                                " (NeuroBench itself counts the float model: `--float --mode dense`)"),
                 f"- Literature estimate E = E_MAC x FLOPs(first layer) + E_AC x SOPs: {lit['first_layer_flops']:,.0f} "
                 f"FLOPs, {lit['synaptic_ops']:,.0f} SOPs, {si(lit['energy_j'], 'J')} "

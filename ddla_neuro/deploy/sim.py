@@ -210,6 +210,7 @@ class _Population:
         self.bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1), dtype=self.dtype, device=device)
         self.keep, self.mode = keep, mode
         self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
+        self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
         self.order = _priority(spec.scores[pop.name], device) if self.filtered else None
 
@@ -255,13 +256,19 @@ class _Population:
         spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
         fired = torch.zeros(current.shape[0], dtype=torch.int64, device=current.device)
         sent = torch.empty_like(spikes) if self.filtered else None
+        # NeuroBench's MembraneUpdates: every membrane at the first step, then those that differ
+        # from the step before (after the reset, its pre- and post-fire hooks' difference)
+        changed = torch.zeros_like(fired) if self.count_membranes else None
         v, held = None, None
         for t in range(current.shape[0]):
+            v_before = v
             v = current[t] if v is None else _decay(v, p, self.fixed) + current[t]
             if self.fixed:
                 v = v.clamp(-SATURATION, SATURATION - 1)
             s = v > p.v_th
             v = v.masked_fill(s, 0) if p.reset == "zero" else v - s * p.v_th
+            if changed is not None:
+                changed[t] = v.numel() if v_before is None else (v - v_before).bool().sum()
             spikes[t] = s
             fired[t] = s.sum()
             if sent is not None:
@@ -272,6 +279,8 @@ class _Population:
                 held = d if held is None else held + d
                 sent[t] = d
         _count(counts, "spikes", p.name, fired)
+        if changed is not None:
+            _count(counts, "neurobench", "membrane_updates", changed)
         return spikes, (sent if sent is not None else self.lossless(spikes))
 
 
