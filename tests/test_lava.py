@@ -96,7 +96,7 @@ def test_a_norse_nir_file_deploys_and_matches_norse(tmp_path):
     dyadic_(model, 0, 6.0)
     graph = fix_norse_graph(norse.to_nir(model, torch.zeros(1, 6), dt=dt))
     nir.write(tmp_path / "norse.nir", graph)
-    spec = nir_to_spec(read_nir(tmp_path / "norse.nir"), timesteps=5, norse_dt=dt)
+    spec = nir_to_spec(read_nir(tmp_path / "norse.nir"), timesteps=5, source="norse", dt=dt)
     assert [p.kind for p in spec.populations] == ["lif", "if", "readout"]
     x = torch.round(torch.rand(4, 6) * 4 * 64) / 64
     with torch.no_grad():

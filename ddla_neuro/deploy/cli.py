@@ -25,7 +25,7 @@ from ..devices import DEVICES, select_device
 from ..errors import UserError
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
-from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
+from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
 from .lava_run import check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
     ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
+    ap.add_argument("--nir-source", default="generic", choices=sorted(NIR_SOURCES),
+                    help="the library that wrote the NIR graph: its time step and reset conventions "
+                         "(default generic: the graph's metadata)")
+    ap.add_argument("--nir-dt", type=float, help="the NIR exporter's time step, overriding --nir-source's")
     ap.add_argument("--dataset", help="dataset to run (default: the checkpoint's)")
     ap.add_argument("--data-dir", help="directory of a dataset that is not bundled")
     ap.add_argument("--samples", type=int, help="run the first N test samples (default: all)")
@@ -101,7 +105,7 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
     if args.nir:
         if not args.dataset:
             raise UserError("--nir needs --dataset (and --data-dir if it is not bundled): the graph names no data")
-        spec = nir_to_spec(read_nir(args.nir), timesteps=args.timesteps)
+        spec = nir_to_spec(read_nir(args.nir), timesteps=args.timesteps, source=args.nir_source, dt=args.nir_dt)
         if spec.encoding != "direct":
             raise UserError(f"--nir graphs with {spec.encoding!r} input encoding are not supported; "
                             f"deploy a checkpoint instead, which carries its encoder")
@@ -113,7 +117,8 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
             raise UserError(f"{args.dataset} inputs have shape {data.input_shape}, the NIR graph takes "
                             f"{spec.input_shape}; pick a matching dataset")
         frames = np.repeat(x[:, None], spec.timesteps, axis=1)
-        model = {"source": str(args.nir), "arch": "nir", "dataset": args.dataset, "method": None, "trained_keep": None}
+        model = {"source": str(args.nir), "arch": "nir", "dataset": args.dataset, "method": None, "trained_keep": None,
+                 "nir_source": args.nir_source, "nir_dt": spec.meta["nir_dt"]}
     else:
         path = args.checkpoint or DEFAULT_CHECKPOINT
         ckpt = load_checkpoint(path)

@@ -31,8 +31,8 @@ from ..snn.fold import fold_batchnorm
 from ..snn.layers import Neuron, Residual, Stateless
 from ..snn.network import SpikingNetwork
 from ..zoo.models import SpikeDrivenSelfAttention
-from .spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, SPIKES, WEIGHTED, NetSpec, Op,
-                   Population, Projection, Sends, apply_op, assign_depths)
+from .spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED, NetSpec,
+                   Op, Population, Projection, Sends, apply_op, assign_depths)
 
 
 @dataclass(eq=False)
@@ -195,23 +195,54 @@ def _uniform(values, what: str, node: str) -> float:
     return float(arr.flat[0])
 
 
-def _neuron_params(name: str, node: nir.NIRNode, dt: float, norse_dt: float | None) -> dict:
+@dataclass(frozen=True)
+class NirSource:
+    """How one library writes its neurons into NIR, which stores no time step: the dt its
+    exporter discretises with (None: the graph's metadata, else 1) and its reset, which NIR's
+    LIF cannot say (None: each node's `reset` metadata, else to zero). Every source listed here
+    writes forward-Euler LIFs: decay = 1 - dt / tau, input gain = r dt / tau."""
+
+    name: str
+    dt: float | None
+    reset: str | None
+    norse: bool = False  # Norse's quirks: tau = dt times the true tau, IF gain 1, a batch axis in the types
+    # the library's own parameters (snnTorch's beta) are float32: tau = dt / (1 - beta) written in
+    # float32 gives back 1 - dt / tau within half a float32 step of beta, so rounding recovers it
+    float32_params: bool = False
+
+
+NIR_SOURCES = {
+    "generic": NirSource("generic", None, None),
+    # snntorch.export_to_nir: dt = 1e-4 hard-coded, tau = dt / (1 - beta), r = tau / dt; a Leaky
+    # resets by subtraction (its default) one step late (`reset_delay`); zero-reset Leakys look the same
+    "snntorch": NirSource("snntorch", 1e-4, "delayed-subtract", float32_params=True),
+    "norse": NirSource("norse", 1e-3, "zero", norse=True),
+}
+
+
+def _neuron_params(name: str, node: nir.NIRNode, dt: float, source: NirSource) -> dict:
     """decay, input gain, threshold and reset of a discrete-time step with `dt`."""
-    reset = (node.metadata or {}).get("reset", "zero")
+    reset = source.reset or (node.metadata or {}).get("reset", "zero")
+    if reset not in RESETS:
+        raise IRError(f"NIR node {name!r}: unknown reset {reset!r}; one of {', '.join(RESETS)}")
     if getattr(node, "v_reset", None) is not None and _uniform(node.v_reset, "v_reset", name) != 0.0:
         raise IRError(f"NIR node {name!r}: reset to a non-zero v_reset is not supported")
     v_th = _uniform(node.v_threshold, "v_threshold", name)
     r = _uniform(node.r, "r", name)
     if isinstance(node, nir.IF):
-        return dict(kind="if", decay=1.0, gain=r if norse_dt is None else 1.0, v_th=v_th, reset=reset)
+        return dict(kind="if", decay=1.0, gain=1.0 if source.norse else r, v_th=v_th, reset=reset)
     if _uniform(node.v_leak, "v_leak", name) != 0.0:
         raise IRError(f"NIR node {name!r}: a non-zero v_leak is not supported")
     tau = _uniform(node.tau, "tau", name)
     # Norse exports tau = dt / tau_mem_inv (dt times the true tau); its step is v += dt/tau_true (...)
-    rate = (norse_dt * norse_dt / tau) if norse_dt is not None else dt / tau
+    rate = dt * dt / tau if source.norse else dt / tau
     if not 0.0 < rate <= 1.0:
-        raise IRError(f"NIR node {name!r}: tau={tau} gives a decay outside [0, 1) at dt={norse_dt or dt}")
-    return dict(kind="lif", decay=1.0 - rate, gain=rate * r, v_th=v_th, reset=reset)
+        raise IRError(f"NIR node {name!r}: tau={tau} gives a decay outside [0, 1) at dt={dt}: the exporter used "
+                      f"another dt; name its library (--nir-source) or its dt (--nir-dt)")
+    decay, gain = 1.0 - rate, rate * r
+    if source.float32_params:
+        decay, gain = float(np.float32(decay)), float(np.float32(gain))
+    return dict(kind="lif", decay=decay, gain=gain, v_th=v_th, reset=reset)
 
 
 def _window_op(kind: str, in_shape: tuple[int, ...], channels: int, kernel, stride, padding,
@@ -270,9 +301,8 @@ def _normalise(ops: list[Op], factor: float, where: str) -> list[Op]:
 
 
 class _SpecBuilder:
-    def __init__(self, graph: nir.NIRGraph, input_shape: tuple[int, ...], norse_dt: float | None):
-        self.graph, self.norse_dt = graph, norse_dt
-        self.dt = float((graph.metadata or {}).get("dt", 1.0))
+    def __init__(self, graph: nir.NIRGraph, input_shape: tuple[int, ...], source: NirSource, dt: float):
+        self.graph, self.source, self.dt = graph, source, dt
         self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
         for a, b in graph.edges:
             if a not in graph.nodes or b not in graph.nodes:
@@ -355,7 +385,7 @@ class _SpecBuilder:
     def _params(self, name: str) -> dict:
         node = self.graph.nodes[name]
         if isinstance(node, NEURON_NODES):
-            return _neuron_params(name, node, self.dt, self.norse_dt)
+            return _neuron_params(name, node, self.dt, self.source)
         kind = "maxpool" if isinstance(node, MaxPool2d) else "product" if isinstance(node, Product) else "readout"
         return dict(kind=kind, decay=1.0, gain=1.0, v_th=0.0, reset="zero", pool=self.pools.get(name))
 
@@ -394,19 +424,25 @@ def population_sends(kind: str, bias: np.ndarray, inputs: list[Projection], send
 
 
 def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
-                encoding: str | None = None, norse_dt: float | None = None) -> NetSpec:
-    """A float NetSpec from a NIR graph. `norse_dt` (e.g. 0.001) undoes the quirks of graphs
-    from `norse.torch.to_nir`: tau scaled by dt, batch dimension in the input type."""
+                encoding: str | None = None, source: str = "generic", dt: float | None = None) -> NetSpec:
+    """A float NetSpec from a NIR graph written by `source` (a key of NIR_SOURCES: its dt and
+    reset conventions); `dt` overrides the source's time step. The spec's meta records both."""
+    if source not in NIR_SOURCES:
+        raise IRError(f"unknown NIR source {source!r}; one of {', '.join(NIR_SOURCES)}")
+    conventions = NIR_SOURCES[source]
     meta = dict(graph.metadata or {})
+    dt = float(dt or conventions.dt or meta.get("dt", 1.0))
+    if not dt > 0:
+        raise IRError(f"the NIR time step must be positive, got {dt}")
     if input_shape is None:
         inp = next(node for node in graph.nodes.values() if isinstance(node, nir.Input))
         input_shape = tuple(int(v) for v in np.asarray(inp.input_type["input"]).ravel())
-        if norse_dt is not None and len(input_shape) > 1 and input_shape[0] == 1:
+        if conventions.norse and len(input_shape) > 1 and input_shape[0] == 1:  # its batch axis
             input_shape = input_shape[1:]
     timesteps = int(timesteps or meta.get("timesteps", 0))
     if timesteps < 1:
         raise IRError("the NIR graph does not say how many timesteps to run; pass timesteps")
-    builder = _SpecBuilder(graph, tuple(input_shape), norse_dt)
+    builder = _SpecBuilder(graph, tuple(input_shape), conventions, dt)
     names = [n for n in builder.order if isinstance(graph.nodes[n], POPULATION_NODES)] + [builder.output]
     encoding = encoding or meta.get("encoding", "direct")
     sends = {"input": input_sends(encoding)}
@@ -415,8 +451,9 @@ def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None,
         pops.append(builder.population(name, sends))
         sends[name] = pops[-1].sends
     assign_depths(pops)
+    meta = {k: v for k, v in meta.items() if isinstance(v, (str, int, float))}
     return NetSpec(tuple(input_shape), timesteps, encoding, pops, input_sends=sends["input"],
-                   meta={k: v for k, v in meta.items() if isinstance(v, (str, int, float))})
+                   meta={**meta, "nir_source": source, "nir_dt": dt})
 
 
 def checkpoint_to_spec(ckpt: Checkpoint | str | Path) -> NetSpec:

@@ -4,7 +4,8 @@ atomically, plus the text table printed on the terminal.
 report.json, schema_version 1:
 
     schema_version, tool, profile (the profile with every quantity's value/unit/kind/source),
-    model {source, arch, dataset, timesteps, encoding, precision, method, trained_keep},
+    model {source, arch, dataset, timesteps, encoding, precision, method, trained_keep,
+           nir_source, nir_dt (NIR graphs only: the exporter's conventions and time step)},
     run {backend, device (where the simulator ran: cpu or cuda), samples, seed, keeps},
     checks {name: bool}                      # delta == dense, Lava == simulator, ...
     modes {dense|delta|ddla|mixed: {
@@ -90,8 +91,9 @@ def layer_table(report: dict, mode: str) -> list[str]:
 
 def markdown(report: dict) -> str:
     m, p = report["model"], report["profile"]
+    nir = f" (NIR graph from {m['nir_source']}, dt = {m['nir_dt']:g})" if m.get("nir_source") else ""
     out = [f"# Deploy report: {m['source']} on {p['name']}", "",
-           f"{m['arch']} on {m['dataset']}, T = {m['timesteps']}, {m['encoding']} input, {m['precision']} "
+           f"{m['arch']}{nir} on {m['dataset']}, T = {m['timesteps']}, {m['encoding']} input, {m['precision']} "
            f"precision; {report['run']['samples']} samples on the {report['run']['backend']} backend "
            f"(simulator on {report['run']['device']}), "
            f"seed {report['run']['seed']}. Profile: {p['description']} (scope {p['scope']}).", "",

@@ -259,14 +259,22 @@ class _Population:
         # NeuroBench's MembraneUpdates: every membrane at the first step, then those that differ
         # from the step before (after the reset, its pre- and post-fire hooks' difference)
         changed = torch.zeros_like(fired) if self.count_membranes else None
-        v, held = None, None
+        v, held, s = None, None, None
         for t in range(current.shape[0]):
             v_before = v
-            v = current[t] if v is None else _decay(v, p, self.fixed) + current[t]
+            if v is None:
+                v = current[t]
+            else:  # a delayed reset acts on the step after the spike (snnTorch's Leaky)
+                v = _decay(v.masked_fill(s, 0) if p.reset == "delayed-zero" else v, p, self.fixed) + current[t]
+                if p.reset == "delayed-subtract":
+                    v = v - s * p.v_th
             if self.fixed:
                 v = v.clamp(-SATURATION, SATURATION - 1)
             s = v > p.v_th
-            v = v.masked_fill(s, 0) if p.reset == "zero" else v - s * p.v_th
+            if p.reset == "zero":
+                v = v.masked_fill(s, 0)
+            elif p.reset == "subtract":
+                v = v - s * p.v_th
             if changed is not None:
                 changed[t] = v.numel() if v_before is None else (v - v_before).bool().sum()
             spikes[t] = s

@@ -8,6 +8,10 @@ Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 
     v^t         = decay(v^{t-1}) + current_P^t            (fixed point: saturated to 24 bit)
     s^t         = v^t > v_th ;  v^t reset to 0 or by subtracting v_th where s^t = 1
 
+A *delayed* reset (`delayed-zero`, `delayed-subtract`: snnTorch's `Leaky`, whose reset is
+computed from the previous step's membrane) leaves v^t as it is and acts at step t + 1:
+`v^{t+1} = decay(v^t, zeroed where s^t) + current` or `decay(v^t) + current - v_th s^t`.
+
 The readout population has no threshold: its current is the logits of the step. Every
 projection holds exactly one weighted op (conv2d, linear, or a scalar `scale`), so fixed point
 needs one 8-bit mantissa tensor and one shift per projection.
@@ -104,6 +108,7 @@ class Sends:
 
 
 SPIKES = Sends()  # binary spikes
+RESETS = ("zero", "subtract", "delayed-zero", "delayed-subtract")
 
 
 @dataclass
@@ -115,7 +120,7 @@ class Population:
     inputs: list[Projection]
     v_th: float = 1.0          # fixed point: an integer in membrane units
     decay: float = 1.0         # float: v <- decay * v ; fixed point uses dv
-    reset: str = "zero"        # zero | subtract
+    reset: str = "zero"        # one of RESETS
     dv: int = 0                # fixed point: 12-bit decay constant
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)

@@ -141,6 +141,7 @@ class _NeuronModel(_WindowedModel):
         p = proc_params
         self.bias = self.value(np.asarray(p["bias"]).reshape(-1))
         self.held = self.zeros(self.bias.size)
+        self.fired = np.zeros(self.bias.size, dtype=bool)  # the last step's spikes (delayed resets)
         self.scores = None if p["scores"] is None else np.asarray(p["scores"], dtype=np.float32).reshape(-1)
 
     def decay(self, v: np.ndarray) -> np.ndarray:
@@ -165,13 +166,21 @@ class _NeuronModel(_WindowedModel):
             self.s_out.send(self.zeros(a.size))
             return
         p = self.proc_params
-        v = self.decay(self.v) if t > 0 else self.zeros(a.size)
+        fired = self.fired if t > 0 else np.zeros(a.size, dtype=bool)
+        v = self.v if t > 0 else self.zeros(a.size)
+        v = self.decay(np.where(fired, 0, v) if p["reset"] == "delayed-zero" else v) if t > 0 else v
         v = v + a + self.bias
+        if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
+            v = v - fired * p["v_th"]
         if self.fixed:
             v = np.clip(v, -SATURATION, SATURATION - 1)
         s = v > p["v_th"]
-        v = np.where(s, 0, v) if p["reset"] == "zero" else v - s * p["v_th"]
+        if p["reset"] == "zero":
+            v = np.where(s, 0, v)
+        elif p["reset"] == "subtract":
+            v = v - s * p["v_th"]
         self.v = v.astype(self.v.dtype)
+        self.fired = s
         s = s.astype(v.dtype)
         if p["mode"] == "dense":
             out = s
