@@ -1,13 +1,17 @@
 """Real NeuroBench 2.3 metrics next to the deploy report's on the shipped models.
 
     python benchmarks/neurobench_check.py [--models models/digits-convnet-ddla,models/fmnist-convnet-ddla]
-                                          [--samples 256]
+                                          [--samples 256] [--out runs/neurobench_check]
 
 For each model, the first `--samples` test images of its dataset: NeuroBench's harness
 (`Benchmark` with ClassificationAccuracy, SynapticOperations, ActivationSparsity and
 MembraneUpdates) on the float torch network through `ddla_neuro.neurobench_model`, and the
 deploy command's dense float run (`--float --mode dense`, the fast simulator) of the same
-images. Counts must be equal, sparsity equal to 1e-12 (NeuroBench averages it over batches).
+images. NeuroBench runs the torch model in float32, the simulator's float model is float64 (as
+Lava's): a membrane within float32 rounding of its threshold can spike in one and not the
+other, so the figures must agree to 1e-6 (relative); the table says which are equal exactly.
+Ratios (accuracy, sparsity) NeuroBench averages over batches (accuracy in float32), so they
+agree to float32 precision.
 """
 from __future__ import annotations
 
@@ -52,8 +56,19 @@ def our_figures(checkpoint: Path, samples: int, out: Path) -> dict[str, float]:
             "ActivationSparsity": nb["activation_sparsity"], "MembraneUpdates": nb["membrane_updates"]}
 
 
+def _fmt(v: float) -> str:
+    return f"{v:.6f}" if abs(v) < 1 else f"{v:,.1f}"
+
+
+def relative_difference(theirs: float, ours: float) -> float:
+    return abs(theirs - ours) / max(abs(theirs), abs(ours)) if theirs != ours else 0.0
+
+
 def agree(name: str, theirs: float, ours: float) -> bool:
-    return abs(theirs - ours) <= 1e-12 if name == "ActivationSparsity" else theirs == ours
+    """Counts exactly; ratios (NeuroBench averages them over batches, accuracy in float32) to float32 precision."""
+    if name in ("ActivationSparsity", "ClassificationAccuracy"):
+        return relative_difference(theirs, ours) <= 1e-6
+    return theirs == ours
 
 
 def main() -> None:
@@ -62,19 +77,19 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--out", default="runs/neurobench_check", help="where the deploy reports go")
     args = ap.parse_args()
-    print("| model | metric | NeuroBench 2.3 | ddla-neuro (deploy --float --mode dense) | equal |")
-    print("|---|---|---:|---:|---|")
+    print("| model | metric | NeuroBench 2.3 | ddla-neuro (deploy --float --mode dense) | relative difference | equal |")
+    print("|---|---|---:|---:|---:|---|")
     failed = False
     for model in args.models.split(","):
         checkpoint = ROOT / model / "model.pt"
         theirs = neurobench_figures(checkpoint, args.samples)
         ours = our_figures(checkpoint, args.samples, Path(args.out) / Path(model).name)
         for name, value in theirs.items():
-            ok = agree(name, value, ours[name])
-            failed |= not ok
-            print(f"| {Path(model).name} | {name} | {value:,.6g} | {ours[name]:,.6g} | {'yes' if ok else 'NO'} |",
-                  flush=True)
-    print(f"\n{args.samples} test samples per model, per-sample figures.")
+            diff = relative_difference(value, ours[name])
+            failed |= diff > 1e-6
+            print(f"| {Path(model).name} | {name} | {_fmt(value)} | {_fmt(ours[name])} | {diff:.1e} | "
+                  f"{'yes' if agree(name, value, ours[name]) else 'no'} |", flush=True)
+    print(f"\nThe first {args.samples} test samples of each model's dataset (all, where fewer); per-sample figures.")
     sys.exit(1 if failed else 0)
 
 
