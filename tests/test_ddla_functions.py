@@ -149,3 +149,27 @@ def test_first_step_and_keep_one_are_lossless():
     held = (torch.rand(2, 10) < 0.5).float()
     full = ddla_step(s, held, torch.rand(2, 10), keep=1.0)
     assert torch.equal(full.transmitted, s) and not full.dropped.any()
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_priority_path_of_the_ddla_step_is_the_top_k_path_values_and_gradients(keep_millionths, seed, channels_last):
+    """The O(n) selection by a fixed priority and the top-k of statistics * |delta| send the
+    same deltas and pass the same gradients to the spikes and to what the receivers held (none
+    where no delta was sent), in either memory layout."""
+    keep = keep_millionths / 10**6
+    g = torch.Generator().manual_seed(seed)
+    stats = torch.randint(0, 4, (3, 4, 4), generator=g).float()
+    spikes = [(torch.rand(5, 3, 4, 4, generator=g) > 0.5).float() for _ in range(2)]
+    upstream = torch.randn(5, 3, 4, 4, generator=g)
+    if channels_last:
+        spikes = [x.contiguous(memory_format=torch.channels_last) for x in spikes]
+    results = []
+    for by_priority in (True, False):
+        s, held = (x.clone().requires_grad_() for x in spikes)
+        step = (ddla_step(s, held, None, keep, priority_order(stats)) if by_priority
+                else ddla_step(s, held, stats * (s - held).detach().abs(), keep))
+        ((step.transmitted * upstream).sum() + step.sensitivity_loss).backward()
+        results.append((step.sent.detach(), step.transmitted.detach(), s.grad, held.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

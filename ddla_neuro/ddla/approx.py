@@ -41,7 +41,13 @@ def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor
         return ApproxStep(s_t, d, d, s_t.new_zeros(()))
     # a product, not where(): where's output takes the mask's memory format, and mixed formats
     # (a channels-last network, contiguous masks) cost several times more per element
-    mask = priority_cut(order, d.detach().abs(), keep) if order is not None else topk_mask(scores, d != 0, keep)
+    if order is not None:
+        candidates = d.detach().abs()
+        # the cut times the candidates: the gradient to the delta passes where a delta was sent,
+        # not at the zeros ranked before the cut
+        mask = candidates * priority_cut(order, candidates, keep)
+    else:
+        mask = topk_mask(scores, d != 0, keep)
     sent = d * mask
     transmitted = held + sent
     return ApproxStep(transmitted, d, sent, F.mse_loss(transmitted, s_t))
