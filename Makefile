@@ -29,7 +29,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@# NeuroBench 2.3.0, a test dependency: its metrics need only torch and snntorch (in [dev]);
 	@# its declared torchaudio would make pip swap the CUDA torch build, so it goes in without deps.
-	$(PY) -m pip install -q --no-deps neurobench==2.3.0
+	@# Sinabs 3.1.3 (interop tests) likewise: it pins nir <= 1.0.4 and the samna hardware library,
+	@# neither of which its NIR export needs (pbr, which it imports, is in [dev]).
+	$(PY) -m pip install -q --no-deps neurobench==2.3.0 sinabs==3.1.3
 	@touch $(STAMP)
 
 # The main job: deploy the shipped default model to Lava on the digits test split, cost it on Loihi 2.

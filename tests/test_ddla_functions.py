@@ -171,5 +171,5 @@ def test_priority_path_of_the_ddla_step_is_the_top_k_path_values_and_gradients(k
                 else ddla_step(s, held, stats * (s - held).detach().abs(), keep))
         ((step.transmitted * upstream).sum() + step.sensitivity_loss).backward()
         results.append((step.sent.detach(), step.transmitted.detach(), s.grad, held.grad))
-    for a, b in zip(*results):
-        assert torch.equal(a, b)
+    for a, b in zip(*results):  # keep = 1 sends everything: nothing reaches held
+        assert (a is None and b is None) or torch.equal(a, b)

@@ -120,3 +120,69 @@ def test_unknown_reset_in_node_metadata_is_named(tmp_path):
                          edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
     with pytest.raises(IRError, match="unknown reset 'soft'"):
         nir_to_spec(graph, timesteps=2)
+
+
+def sinabs_mlp(seed: int = 0) -> torch.nn.Sequential:
+    import sinabs.layers as sl
+    from sinabs.activation import SingleSpike
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 24), sl.LIF(tau_mem=torch.tensor(3.0), spike_fn=SingleSpike),
+                              torch.nn.Linear(24, 10), sl.IAF(spike_fn=SingleSpike))
+    return dyadic_(net, seed, 4.0)
+
+
+def sinabs_spikes(net: torch.nn.Sequential, x: torch.Tensor) -> list[np.ndarray]:
+    """Each spiking layer's spikes (N, T, n) for the same input every step; Sinabs layers take
+    (N, T, ...) and keep their state between calls."""
+    for m in net:
+        if hasattr(m, "reset_states"):
+            m.reset_states()
+    spiking = [m for m in net if hasattr(m, "reset_states")]
+    out: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o: out.__setitem__(id(mod), o)) for m in spiking]
+    with torch.no_grad():
+        net(x[:, None].expand(len(x), T, *x.shape[1:]).contiguous())
+    for h in hooks:
+        h.remove()
+    return [out[id(m)].numpy() for m in spiking]
+
+
+def test_sinabs_mlp_computes_sinabs_function(tmp_path):
+    """Exponential decay, the input scaled by 1 - decay, spikes at v >= threshold (hit exactly
+    here: dyadic input and weights into the IAF layer), reset by subtraction."""
+    from sinabs.nir import to_nir
+    from ddla_neuro.deploy.ir import fix_exported_graph
+    net = sinabs_mlp()
+    nir.write(tmp_path / "sinabs.nir", fix_exported_graph(to_nir(net, torch.zeros(1, T, 64)), "sinabs"))
+    spec = nir_to_spec(read_nir(tmp_path / "sinabs.nir"), timesteps=T, source="sinabs")
+    assert [p.kind for p in spec.populations] == ["lif", "if", "readout"]
+    x = torch.round(torch.rand(16, 64, generator=torch.Generator().manual_seed(2)) * 64) / 64
+    ref = sinabs_spikes(net, x)
+    assert all(r.sum() > 0 for r in ref) and all(r.sum() < r.size for r in ref)
+    frames = x[:, None].expand(len(x), T, 64).numpy()
+    sim = simulate(spec, frames, "dense", record=True)
+    for pop, spikes in zip(spec.spiking, ref):
+        np.testing.assert_array_equal(sim.sent[pop.name], spikes)
+    np.testing.assert_array_equal(sim.predictions, ref[-1].sum(1).argmax(1))
+    strict = nir_to_spec(read_nir(tmp_path / "sinabs.nir"), timesteps=T, source="generic", dt=1.0)
+    assert strict.spiking[1].v_th == 1.0 and spec.spiking[1].v_th < 1.0  # v >= 1 read as v > the float below 1
+
+
+def test_threshold_reached_exactly_fires_in_fixed_point_too(tmp_path):
+    """A membrane that lands exactly on a v >= threshold (Sinabs) fires in the quantized network
+    as in float: the quantizer floors the threshold, and Lava agrees with the simulator."""
+    graph = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([2])}),
+                                "fc": nir.Linear(weight=np.array([[1.0, 0.0], [0.0, 0.5]])),
+                                "iaf": nir.IF(r=np.ones(2), v_threshold=np.ones(2)),
+                                "output": nir.Output({"output": np.array([2])})},
+                         edges=[("input", "fc"), ("fc", "iaf"), ("iaf", "output")], type_check=False)
+    frames = np.ones((1, 4, 2))  # unit 0 reaches 1.0 at every step; unit 1 at every other step
+    expected = np.array([[[1, 0], [1, 1], [1, 0], [1, 1]]], dtype=float)
+    spec = nir_to_spec(graph, timesteps=4, source="sinabs")
+    np.testing.assert_array_equal(simulate(spec, frames, "dense").logits, expected)
+    fixed = quantize(spec)
+    q = quantize_input(frames, fixed)
+    np.testing.assert_array_equal(simulate(fixed, q, "dense").logits, expected)
+    np.testing.assert_array_equal(run_lava(fixed, q, "delta").logits, expected)
+    generic = nir_to_spec(graph, timesteps=4)  # strict (and reset to zero): unit 0 fires only at 2.0
+    np.testing.assert_array_equal(simulate(generic, frames, "dense").logits[0, :, 0], [0, 1, 0, 1])

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
-from ddla_neuro.deploy.ir import fix_norse_graph, nir_to_spec, read_nir
+from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
 from ddla_neuro.deploy.lava_run import LavaRunError, run_isolated, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
@@ -94,7 +94,7 @@ def test_a_norse_nir_file_deploys_and_matches_norse(tmp_path):
     model = norse.SequentialState(torch.nn.Linear(6, 8), lif, torch.nn.Linear(8, 7), norse.IAFCell(),
                                   torch.nn.Linear(7, 3))
     dyadic_(model, 0, 6.0)
-    graph = fix_norse_graph(norse.to_nir(model, torch.zeros(1, 6), dt=dt))
+    graph = fix_exported_graph(norse.to_nir(model, torch.zeros(1, 6), dt=dt), "norse")
     nir.write(tmp_path / "norse.nir", graph)
     spec = nir_to_spec(read_nir(tmp_path / "norse.nir"), timesteps=5, source="norse", dt=dt)
     assert [p.kind for p in spec.populations] == ["lif", "if", "readout"]

@@ -206,6 +206,10 @@ class NirSource:
     dt: float | None
     reset: str | None
     norse: bool = False  # Norse's quirks: tau = dt times the true tau, IF gain 1, a batch axis in the types
+    # "euler": decay = 1 - dt / tau, input gain r dt / tau; "exp" (Sinabs): decay = exp(-dt / tau)
+    # and the input scaled by 1 - decay (its LIF's `norm_input`, the default)
+    decay_rule: str = "euler"
+    fires_at_threshold: bool = False  # spikes when v >= threshold (Sinabs), not only above it
     # the library's own parameters (snnTorch's beta) are float32: tau = dt / (1 - beta) written in
     # float32 gives back 1 - dt / tau within half a float32 step of beta, so rounding recovers it
     float32_params: bool = False
@@ -217,6 +221,10 @@ NIR_SOURCES = {
     # resets by subtraction (its default) one step late (`reset_delay`); zero-reset Leakys look the same
     "snntorch": NirSource("snntorch", 1e-4, "delayed-subtract", float32_params=True),
     "norse": NirSource("norse", 1e-3, "zero", norse=True),
+    # sinabs.nir.to_nir: tau in steps, exponential decay, SingleSpike fires at v >= threshold and
+    # MembraneSubtract resets at once; its default MultiSpike (several spikes a step) cannot be
+    # told from the graph and is not supported
+    "sinabs": NirSource("sinabs", 1.0, "subtract", decay_rule="exp", fires_at_threshold=True, float32_params=True),
 }
 
 
@@ -228,6 +236,8 @@ def _neuron_params(name: str, node: nir.NIRNode, dt: float, source: NirSource) -
     if getattr(node, "v_reset", None) is not None and _uniform(node.v_reset, "v_reset", name) != 0.0:
         raise IRError(f"NIR node {name!r}: reset to a non-zero v_reset is not supported")
     v_th = _uniform(node.v_threshold, "v_threshold", name)
+    if source.fires_at_threshold:  # v >= th is v > the next float below th (float64; quant floors it)
+        v_th = float(np.nextafter(v_th, -np.inf))
     r = _uniform(node.r, "r", name)
     if isinstance(node, nir.IF):
         return dict(kind="if", decay=1.0, gain=1.0 if source.norse else r, v_th=v_th, reset=reset)
@@ -236,6 +246,8 @@ def _neuron_params(name: str, node: nir.NIRNode, dt: float, source: NirSource) -
     tau = _uniform(node.tau, "tau", name)
     # Norse exports tau = dt / tau_mem_inv (dt times the true tau); its step is v += dt/tau_true (...)
     rate = dt * dt / tau if source.norse else dt / tau
+    if source.decay_rule == "exp":
+        rate = -float(np.expm1(-rate))  # 1 - exp(-dt / tau)
     if not 0.0 < rate <= 1.0:
         raise IRError(f"NIR node {name!r}: tau={tau} gives a decay outside [0, 1) at dt={dt}: the exporter used "
                       f"another dt; name its library (--nir-source) or its dt (--nir-dt)")
@@ -475,9 +487,13 @@ def input_frames(net: SpikingNetwork, x: torch.Tensor, generator: torch.Generato
 
 # --- NIR files -------------------------------------------------------------------------------------
 
-def fix_norse_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """Makes a graph from `norse.torch.to_nir` writable and readable: numpy params, neuron
-    params broadcast to the layer width, no batch dimension in the Input/Output types."""
+def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
+    """Makes a graph from `norse.torch.to_nir` or `sinabs.nir.to_nir` writable and readable:
+    numpy parameters, neuron parameters broadcast to the layer width (scalars cannot be written),
+    and Input/Output types without the exporter's leading axis (Norse: a batch axis of 1;
+    Sinabs: the time axis of its sample)."""
+    if source not in ("norse", "sinabs"):
+        raise IRError(f"fix_exported_graph knows the quirks of norse and sinabs, not {source!r}")
     nodes = {}
     for name, node in graph.nodes.items():
         fields = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else v) for k, v in vars(node).items()
@@ -485,7 +501,8 @@ def fix_norse_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
         if isinstance(node, (nir.Input, nir.Output)):
             key = "input_type" if isinstance(node, nir.Input) else "output_type"
             shape = np.asarray(next(iter(getattr(node, key).values()))).ravel()
-            shape = shape[1:] if len(shape) > 1 and shape[0] == 1 else shape
+            if len(shape) > 1 and (source == "sinabs" or shape[0] == 1):
+                shape = shape[1:]
             nodes[name] = type(node)(**{key: {key.split("_")[0]: shape}})
             continue
         nodes[name] = type(node)(**{k: v for k, v in fields.items() if k in type(node).__dataclass_fields__})

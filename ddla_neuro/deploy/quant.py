@@ -61,7 +61,9 @@ def quantize(spec: NetSpec) -> NetSpec:
         m = membrane_frac_bits(pop, wanted)
         inputs = [_quantize_projection(p, m, f) for p, f in zip(pop.inputs, f_src)]
         bias = np.clip(np.round(pop.bias * 2.0 ** m), 1 - SATURATION, SATURATION - 1).astype(np.int64)
-        v_th = max(int(round(pop.v_th * 2 ** m)), 1) if pop.kind in NEURON_KINDS else 0
+        # v > th in membrane units is, for an integer v, v > floor(th * 2**m): exact, where rounding
+        # would move the threshold by up to half a unit (and lose a v >= th read as v > the float below th)
+        v_th = max(int(np.floor(pop.v_th * 2 ** m)), 1) if pop.kind in NEURON_KINDS else 0
         dv = int(round((1.0 - pop.decay) * 2 ** DECAY_BITS))
         sends = replace(pop.sends, frac_bits=0 if pop.kind in NEURON_KINDS else m)
         pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, frac_bits=m, sends=sends))
