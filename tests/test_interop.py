@@ -186,3 +186,70 @@ def test_threshold_reached_exactly_fires_in_fixed_point_too(tmp_path):
     np.testing.assert_array_equal(run_lava(fixed, q, "delta").logits, expected)
     generic = nir_to_spec(graph, timesteps=4)  # strict (and reset to zero): unit 0 fires only at 2.0
     np.testing.assert_array_equal(simulate(generic, frames, "dense").logits[0, :, 0], [0, 1, 0, 1])
+
+
+def test_sinabs_convnet_computes_sinabs_function(tmp_path):
+    """Conv2d + LIF, sum pooling, Flatten, Linear + IAF, in Sinabs's Squeeze layers ((N*T, ...)
+    tensors); its exporter leaves the conv, pool and flatten types unset (fix_exported_graph
+    infers them)."""
+    import sinabs.layers as sl
+    from sinabs.activation import SingleSpike
+    from sinabs.nir import to_nir
+    from ddla_neuro.deploy.ir import fix_exported_graph
+    torch.manual_seed(3)
+    net = dyadic_(torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), sl.LIFSqueeze(tau_mem=3.0, spike_fn=SingleSpike, num_timesteps=T),
+        sl.SumPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 10),
+        sl.IAFSqueeze(spike_fn=SingleSpike, num_timesteps=T)), 3, 3.0)
+    nir.write(tmp_path / "conv.nir", fix_exported_graph(to_nir(net, torch.zeros(T, 1, 8, 8)), "sinabs"))
+    spec = nir_to_spec(read_nir(tmp_path / "conv.nir"), timesteps=T, source="sinabs")
+    assert spec.input_shape == (1, 8, 8) and [p.kind for p in spec.populations] == ["lif", "if", "readout"]
+    x = torch.round(torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(4)) * 64) / 64
+    spiking = [m for m in net if hasattr(m, "reset_states")]
+    out: dict[int, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o: out.__setitem__(id(mod), o)) for m in spiking]
+    with torch.no_grad():
+        for m in spiking:
+            m.reset_states()
+        net(x[:, None].expand(8, T, 1, 8, 8).reshape(8 * T, 1, 8, 8))
+    for h in hooks:
+        h.remove()
+    ref = [out[id(m)].reshape(8, T, -1).numpy() for m in spiking]
+    assert all(r.sum() > 0 for r in ref) and all(r.sum() < r.size for r in ref)
+    sim = simulate(spec, x[:, None].expand(8, T, 1, 8, 8).numpy(), "dense", record=True)
+    for pop, spikes in zip(spec.spiking, ref):
+        np.testing.assert_array_equal(sim.sent[pop.name].reshape(8, T, -1), spikes)
+
+
+def test_norse_convnet_computes_norses_function(tmp_path):
+    """Conv2d + LIFBox, Conv2d + IAF from norse.torch.to_nir (its exporter writes no pooling or
+    Flatten node, so none here): spikes per layer and step equal Norse's own."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import norse.torch as norse
+    from ddla_neuro.deploy.ir import fix_exported_graph
+    dt = 0.001
+    torch.manual_seed(5)
+    model = dyadic_(norse.SequentialState(
+        torch.nn.Conv2d(1, 4, 3, padding=1), norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(500.0)),
+                                                              dt=dt),
+        torch.nn.Conv2d(4, 2, 3, padding=1), norse.IAFCell()), 5, 4.0)
+    nir.write(tmp_path / "conv.nir", fix_exported_graph(norse.to_nir(model, torch.zeros(1, 1, 8, 8), dt=dt), "norse"))
+    spec = nir_to_spec(read_nir(tmp_path / "conv.nir"), timesteps=T, source="norse", dt=dt)
+    assert spec.input_shape == (1, 8, 8) and [p.kind for p in spec.populations] == ["lif", "if", "readout"]
+    x = torch.round(torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(6)) * 64) / 64
+    cells = [m for m in model if isinstance(m, (norse.LIFBoxCell, norse.IAFCell))]
+    steps: dict[int, list] = {id(m): [] for m in cells}
+    hooks = [m.register_forward_hook(lambda mod, i, o: steps[id(mod)].append(o[0])) for m in cells]
+    with torch.no_grad():
+        state = None
+        for _ in range(T):
+            _, state = model(x, state)
+    for h in hooks:
+        h.remove()
+    ref = [torch.stack(steps[id(m)], 1).reshape(6, T, -1).numpy() for m in cells]
+    assert all(r.sum() > 0 for r in ref) and all(r.sum() < r.size for r in ref)
+    sim = simulate(spec, x[:, None].expand(6, T, 1, 8, 8).numpy(), "dense", record=True)
+    for pop, spikes in zip(spec.spiking, ref):
+        np.testing.assert_array_equal(sim.sent[pop.name], spikes)

@@ -16,6 +16,7 @@ written as a NIR file that other tools read.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -205,7 +206,7 @@ class NirSource:
     name: str
     dt: float | None
     reset: str | None
-    norse: bool = False  # Norse's quirks: tau = dt times the true tau, IF gain 1, a batch axis in the types
+    norse: bool = False  # Norse's quirks: tau = dt times the true tau, IF gain 1 (fix_exported_graph: its batch axis)
     # "euler": decay = 1 - dt / tau, input gain r dt / tau; "exp" (Sinabs): decay = exp(-dt / tau)
     # and the input scaled by 1 - decay (its LIF's `norm_input`, the default)
     decay_rule: str = "euler"
@@ -449,8 +450,6 @@ def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None,
     if input_shape is None:
         inp = next(node for node in graph.nodes.values() if isinstance(node, nir.Input))
         input_shape = tuple(int(v) for v in np.asarray(inp.input_type["input"]).ravel())
-        if conventions.norse and len(input_shape) > 1 and input_shape[0] == 1:  # its batch axis
-            input_shape = input_shape[1:]
     timesteps = int(timesteps or meta.get("timesteps", 0))
     if timesteps < 1:
         raise IRError("the NIR graph does not say how many timesteps to run; pass timesteps")
@@ -489,35 +488,43 @@ def input_frames(net: SpikingNetwork, x: torch.Tensor, generator: torch.Generato
 
 def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
     """Makes a graph from `norse.torch.to_nir` or `sinabs.nir.to_nir` writable and readable:
-    numpy parameters, neuron parameters broadcast to the layer width (scalars cannot be written),
-    and Input/Output types without the exporter's leading axis (Norse: a batch axis of 1;
-    Sinabs: the time axis of its sample)."""
+    numpy parameters, scalar neuron parameters broadcast to the layer width (0-d arrays cannot
+    be written), and Input/Output types without the exporter's leading axis (Norse: a batch
+    axis of 1; Sinabs: the time axis of a (1, T, ...) sample, on both ends). Scalar parameters
+    take the layer's shape, found by our own shape inference (NIR's needs them first)."""
     if source not in ("norse", "sinabs"):
         raise IRError(f"fix_exported_graph knows the quirks of norse and sinabs, not {source!r}")
+    io = {name: np.asarray(next(iter((node.input_type if isinstance(node, nir.Input) else node.output_type)
+                                      .values()))).ravel()
+          for name, node in graph.nodes.items() if isinstance(node, (nir.Input, nir.Output))}
+    shapes = list(io.values())
+    time_axis = source == "sinabs" and all(len(v) > 1 for v in shapes) and len({int(v[0]) for v in shapes}) == 1
     nodes = {}
     for name, node in graph.nodes.items():
-        fields = {k: (v.detach().cpu().numpy() if torch.is_tensor(v) else v) for k, v in vars(node).items()
-                  if not k.startswith(("input_type", "output_type"))}
-        if isinstance(node, (nir.Input, nir.Output)):
-            key = "input_type" if isinstance(node, nir.Input) else "output_type"
-            shape = np.asarray(next(iter(getattr(node, key).values()))).ravel()
-            if len(shape) > 1 and (source == "sinabs" or shape[0] == 1):
-                shape = shape[1:]
-            nodes[name] = type(node)(**{key: {key.split("_")[0]: shape}})
+        if name in io:
+            shape = io[name][1:] if len(io[name]) > 1 and (time_axis or (source == "norse" and io[name][0] == 1)) \
+                else io[name]
+            key = "input" if isinstance(node, nir.Input) else "output"
+            nodes[name] = type(node)(**{f"{key}_type": {key: shape}})
             continue
-        nodes[name] = type(node)(**{k: v for k, v in fields.items() if k in type(node).__dataclass_fields__})
-    width: dict[str, int] = {}
-    for a, b in graph.edges:
-        w = getattr(nodes[a], "weight", None)
-        if w is not None and isinstance(nodes[b], NEURON_NODES):
-            width[b] = int(np.asarray(w).shape[0])
-    for name, n in width.items():
-        node = nodes[name]
-        for k in ("r", "v_threshold", "tau", "v_leak", "v_reset"):
-            v = getattr(node, k, None)
-            if v is not None:
-                setattr(node, k, np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy())
-    return nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=dict(graph.metadata or {}), type_check=False)
+        kwargs = {f.name: getattr(node, f.name) for f in dataclasses.fields(node) if f.init and hasattr(node, f.name)}
+        nodes[name] = type(node)(**{k: v.detach().cpu().numpy() if torch.is_tensor(v) else v for k, v in kwargs.items()})
+    input_shape = next(tuple(int(v) for v in nodes[n].input_type["input"]) for n in io if isinstance(nodes[n], nir.Input))
+    untyped = nir.NIRGraph(nodes=dict(nodes), edges=list(graph.edges), type_check=False)
+    shapes = _SpecBuilder(untyped, input_shape, NIR_SOURCES[source], 1.0).shapes  # ours: no neuron shapes needed
+    for name, node in nodes.items():
+        if isinstance(node, NEURON_NODES):  # rebuilt, so that its types follow the new shapes
+            kwargs = {f.name: getattr(node, f.name) for f in dataclasses.fields(node) if f.init}
+            nodes[name] = type(node)(**{k: np.full(shapes[name], float(np.asarray(v).ravel()[0]))
+                                        if k in NEURON_PARAMS and v is not None and np.size(v) == 1 else v
+                                        for k, v in kwargs.items()})
+    fixed = nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=dict(graph.metadata or {}), type_check=False)
+    if any(t is None for n in nodes.values() for t in (*n.input_type.values(), *n.output_type.values())):
+        fixed.infer_types()  # Sinabs leaves its convolutions' and pools' types unset; nir.write needs them
+    return fixed
+
+
+NEURON_PARAMS = ("r", "v_threshold", "tau", "v_leak", "v_reset")
 
 
 def read_nir(path: str | Path) -> nir.NIRGraph:
