@@ -147,6 +147,7 @@ BAD = {
     "out below a file": (lambda p: (p / "afile").write_text("x") and ["--out", str(p / "afile" / "report")],
                          "Not a directory"),
     "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is missing or empty"),
+    "non-positive NIR dt": (lambda p: _unsupported_nir(p) + ["--nir-dt", "0"], "time step must be positive"),
 }
 if not torch.cuda.is_available():
     BAD["CUDA missing"] = (lambda p: ["--device", "cuda"], "CUDA is not available")

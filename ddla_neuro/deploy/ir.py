@@ -444,7 +444,7 @@ def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None,
         raise IRError(f"unknown NIR source {source!r}; one of {', '.join(NIR_SOURCES)}")
     conventions = NIR_SOURCES[source]
     meta = dict(graph.metadata or {})
-    dt = float(dt or conventions.dt or meta.get("dt", 1.0))
+    dt = float(dt if dt is not None else conventions.dt or meta.get("dt", 1.0))
     if not dt > 0:
         raise IRError(f"the NIR time step must be positive, got {dt}")
     if input_shape is None:
