@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
 from ddla_neuro.ddla.approx import ddla_step
-from ddla_neuro.ddla.gsc import keep_count, priority_cut, priority_order, sensitivity, topk_mask
+from ddla_neuro.ddla.gsc import Priority, keep_count, priority_cut, sensitivity, topk_mask
 from ddla_neuro.ddla.tdd import deltas, overlap_ratio, reconstruct, static_dynamic, static_share, xor_changes
 
 binary_seqs = st.builds(
@@ -102,7 +102,7 @@ def test_priority_cut_selects_as_topk_on_unit_deltas(n, keep_millionths, seed, l
     stats = torch.randint(0, levels, (n,), generator=g).float() / levels
     d = torch.randint(-1, 2, (4, n), generator=g).float()
     expected = topk_mask(stats * d.abs(), d != 0, keep)
-    assert torch.equal(d.abs() * priority_cut(priority_order(stats), d.abs(), keep) == 1, expected)
+    assert torch.equal(d.abs() * priority_cut(Priority(stats), d.abs(), keep) == 1, expected)
 
 
 @given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 10**6), st.integers(0, 10**6),
@@ -119,7 +119,7 @@ def test_priority_cut_is_the_same_selection_in_every_memory_layout(c, hw, keep_m
     expected = topk_mask(stats * d.abs(), d != 0, keep)
     x = {"contiguous": d, "channels_last": d.contiguous(memory_format=torch.channels_last),
          "flat": d.reshape(3, -1)}[layout]
-    cut = priority_cut(priority_order(stats), x.abs(), keep)
+    cut = priority_cut(Priority(stats), x.abs(), keep)
     assert cut.stride() == x.stride()
     assert torch.equal((x.abs() * cut == 1).reshape(expected.shape), expected)
 
@@ -167,7 +167,7 @@ def test_priority_path_of_the_ddla_step_is_the_top_k_path_values_and_gradients(k
     results = []
     for by_priority in (True, False):
         s, held = (x.clone().requires_grad_() for x in spikes)
-        step = (ddla_step(s, held, None, keep, priority_order(stats)) if by_priority
+        step = (ddla_step(s, held, None, keep, Priority(stats)) if by_priority
                 else ddla_step(s, held, stats * (s - held).detach().abs(), keep))
         ((step.transmitted * upstream).sum() + step.sensitivity_loss).backward()
         results.append((step.sent.detach(), step.transmitted.detach(), s.grad, held.grad))

@@ -32,7 +32,7 @@ def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor
               order: Priority | None = None) -> ApproxStep:
     """One layer, one step. `held` is the receivers' value after t-1 (None at t = 1), `scores`
     ranks the delta entries (GSC); `keep` is the filtering ratio k. `order` (optional): the
-    entries by a fixed priority (`priority_order`) that ranks exactly as `scores` do, which holds
+    entries by a fixed priority (`gsc.Priority`) that ranks exactly as `scores` do, which holds
     for per-neuron statistics times |delta| when every delta is +-1; the selection is then the
     same, computed without a top-k."""
     d = delta(s_t, held)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
-from .gsc import Priority, gsc_scores, priority_order
+from .gsc import Priority, gsc_scores
 from .transmission import MODES
 
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
@@ -133,7 +133,7 @@ class DeltaExecutor:
         if key not in self.binary:  # a property of the layer's spike function: checked once
             self.binary[key] = bool(((s == 0) | (s == 1)).all())
         if key not in self.orders:  # binary outputs: every delta is +-1, its score the neuron's statistic
-            self.orders[key] = priority_order(grad) if self.binary[key] else None
+            self.orders[key] = Priority(grad) if self.binary[key] else None
         order = self.orders[key]
         return (None, order) if order is not None else (gsc_scores(grad, s - held), None)
 

@@ -84,11 +84,6 @@ def _inverse(permutation: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(permutation).scatter_(0, permutation, torch.arange(len(permutation), device=permutation.device))
 
 
-def priority_order(priority: torch.Tensor) -> Priority:
-    """The entries of a per-entry priority (one sample's shape), highest first."""
-    return Priority(priority)
-
-
 def _memory_order(x: torch.Tensor) -> tuple[int, ...]:
     """The per-sample dimensions of x (axes 1..) from the largest stride to the smallest, when
     x permuted that way is contiguous (a channels-last tensor: C last); otherwise 1.. in order."""
@@ -101,8 +96,9 @@ def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> to
     where the scores of the candidates are the priorities themselves: per sample (axis 0), the
     first limit = ceil(keep * n) of its n candidates in priority order. `indicator` is 1 at the
     candidates and 0 elsewhere (|delta|), in a float dtype. Returns, in the same dtype and memory
-    format, 1 at every entry ranked before the cut and 0 after it: times the indicator (or times
-    the deltas themselves, which it saves a product) it is the selection.
+    format, 1 at every entry ranked before the cut and 0 after it: times the indicator it is the
+    selection. (Without gradients the deltas can take the cut directly, zero where no delta is;
+    with them, take the selection, or the gradient passes at the zeros before the cut.)
 
     A running count of the candidates in priority order (one gather, a cumsum) locates the
     first position past the limit-th candidate; the selection is the candidates ranked before

@@ -199,11 +199,10 @@ def _uniform(values, what: str, node: str) -> float:
 @dataclass(frozen=True)
 class NirSource:
     """How one library writes its neurons into NIR, which stores no time step: the dt its
-    exporter discretises with (None: the graph's metadata, else 1) and its reset, which NIR's
-    LIF cannot say (None: each node's `reset` metadata, else to zero). Every source listed here
-    writes forward-Euler LIFs: decay = 1 - dt / tau, input gain = r dt / tau."""
+    exporter discretises with (None: the graph's metadata, else 1), its reset, which NIR's LIF
+    cannot say (None: each node's `reset` metadata, else to zero), how its LIF decays and
+    whether it fires at the threshold."""
 
-    name: str
     dt: float | None
     reset: str | None
     norse: bool = False  # Norse's quirks: tau = dt times the true tau, IF gain 1 (fix_exported_graph: its batch axis)
@@ -217,15 +216,15 @@ class NirSource:
 
 
 NIR_SOURCES = {
-    "generic": NirSource("generic", None, None),
+    "generic": NirSource(None, None),
     # snntorch.export_to_nir: dt = 1e-4 hard-coded, tau = dt / (1 - beta), r = tau / dt; a Leaky
     # resets by subtraction (its default) one step late (`reset_delay`); zero-reset Leakys look the same
-    "snntorch": NirSource("snntorch", 1e-4, "delayed-subtract", float32_params=True),
-    "norse": NirSource("norse", 1e-3, "zero", norse=True),
+    "snntorch": NirSource(1e-4, "delayed-subtract", float32_params=True),
+    "norse": NirSource(1e-3, "zero", norse=True),
     # sinabs.nir.to_nir: tau in steps, exponential decay, SingleSpike fires at v >= threshold and
     # MembraneSubtract resets at once; its default MultiSpike (several spikes a step) cannot be
     # told from the graph and is not supported
-    "sinabs": NirSource("sinabs", 1.0, "subtract", decay_rule="exp", fires_at_threshold=True, float32_params=True),
+    "sinabs": NirSource(1.0, "subtract", decay_rule="exp", fires_at_threshold=True, float32_params=True),
 }
 
 

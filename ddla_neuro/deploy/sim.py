@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ddla.gsc import Priority, priority_cut, priority_order
+from ..ddla.gsc import Priority, priority_cut
 from ..devices import exact_float32
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
@@ -180,7 +180,7 @@ def _priority(scores: np.ndarray, device: torch.device) -> Priority:
 
 @functools.lru_cache(maxsize=64)
 def _sorted_priority(scores: bytes, shape: tuple[int, ...], device: str) -> Priority:
-    return priority_order(torch.frombuffer(bytearray(scores), dtype=torch.float32).reshape(shape).to(device))
+    return Priority(torch.frombuffer(bytearray(scores), dtype=torch.float32).reshape(shape).to(device))
 
 
 def _count(counts: Counts, kind: str, key: str, per_step: torch.Tensor) -> None:
