@@ -179,7 +179,12 @@ def _reason(stderr: str) -> str:
 
 def check_lava_mappable(spec: NetSpec) -> None:
     """Max pools and spike products (the Spike-driven Transformer) have no Loihi synapse or neuron
-    model, so they stay in the fast simulator rather than in a Lava process that would pretend."""
+    model, so they stay in the fast simulator rather than in a Lava process that would pretend;
+    our delta neuron process has no CUBA current state yet, so CUBA populations stay there too."""
+    cuba = [p.name for p in spec.populations if p.kind == "cuba"]
+    if cuba:
+        raise LavaRunError(f"CUBA populations ({', '.join(cuba)}) run in the fast simulator only so far: "
+                           f"use --backend fast")
     if spec.compute:
         names = ", ".join(f"{p.name} ({p.kind})" for p in spec.compute)
         raise LavaRunError(f"the network has max-pool/product populations, which are not mapped to Lava: {names}; "

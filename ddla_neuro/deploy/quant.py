@@ -65,8 +65,9 @@ def quantize(spec: NetSpec) -> NetSpec:
         # would move the threshold by up to half a unit (and lose a v >= th read as v > the float below th)
         v_th = max(int(np.floor(pop.v_th * 2 ** m)), 1) if pop.kind in NEURON_KINDS else 0
         dv = int(round((1.0 - pop.decay) * 2 ** DECAY_BITS))
+        du = int(round((1.0 - pop.u_decay) * 2 ** DECAY_BITS))  # cuba's current decay
         sends = replace(pop.sends, frac_bits=0 if pop.kind in NEURON_KINDS else m)
-        pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, frac_bits=m, sends=sends))
+        pops.append(replace(pop, bias=bias, inputs=inputs, v_th=v_th, dv=dv, du=du, frac_bits=m, sends=sends))
         sent_frac[pop.name] = sends.frac_bits
     return replace(spec, populations=pops, fixed=True, input_sends=input_sends, scores=dict(spec.scores),
                    meta=dict(spec.meta))

@@ -210,6 +210,9 @@ class _Population:
         self.bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1), dtype=self.dtype, device=device)
         self.keep, self.mode = keep, mode
         self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
+        if self.filtered and pop.kind == "cuba":
+            raise RunError(f"population {pop.name} is a CUBA neuron, which DDLA's selection does not handle yet; "
+                           f"run it in dense or delta mode")
         self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
         self.order = _priority(spec.scores[pop.name], device) if self.filtered else None
@@ -238,6 +241,8 @@ class _Population:
             return out, self.lossless(out)
         synaptic = sum(currents[1:], currents[0])
         _count(counts, "active", self.pop.name, _per_step(synaptic))
+        if kind == "cuba":
+            return self.run_cuba(synaptic, counts)
         total = synaptic + self.bias
         if kind == "readout":
             return total, total
@@ -290,6 +295,41 @@ class _Population:
         if changed is not None:
             _count(counts, "neurobench", "membrane_updates", changed)
         return spikes, (sent if sent is not None else self.lossless(spikes))
+
+    def run_cuba(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loihi's current-based LIF through t (spec.py): the current is a state, the bias goes to
+        the voltage; in fixed point the arithmetic of Lava's bit-accurate `LIF`. Dense or lossless
+        delta sending (DDLA's selection is for IF/LIF populations)."""
+        p = self.pop
+        x = synaptic.double()  # the wrap-around needs exact integers past 2**24
+        spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        u = v = torch.zeros_like(x[0])
+        bias = self.bias.double()
+        for t in range(x.shape[0]):
+            u = _decay_by(u, p.u_decay, p.du, self.fixed) + x[t]
+            if self.fixed:
+                u = _wrap24(u)
+            v = _decay_by(v, p.decay, p.dv, self.fixed) + u + bias
+            if self.fixed:
+                v = v.clamp(1 - SATURATION, SATURATION - 1)
+            s = v > p.v_th
+            v = v.masked_fill(s, 0)
+            spikes[t] = s
+        _count(counts, "spikes", p.name, _per_step(spikes))
+        return spikes, self.lossless(spikes)
+
+
+def _decay_by(x: torch.Tensor, factor: float, d: int, fixed: bool) -> torch.Tensor:
+    """x times a 12-bit decay: float `factor`, or in fixed point x * (4096 - d) >> 12 toward zero."""
+    if not fixed:
+        return x * factor if factor != 1.0 else x
+    return torch.trunc(x * (2 ** DECAY_BITS - d) / 2 ** DECAY_BITS) if d else x
+
+
+def _wrap24(u: torch.Tensor) -> torch.Tensor:
+    """Loihi's 24-bit current register: a value past 2**23 wraps around (as Lava's LIF computes it)."""
+    wrapped = torch.where(u > SATURATION, u - 2 * SATURATION, u)
+    return torch.where(wrapped <= -SATURATION, u + 2 * SATURATION, wrapped)
 
 
 def _product(a: torch.Tensor, b: torch.Tensor, frac_bits: int | None) -> torch.Tensor:

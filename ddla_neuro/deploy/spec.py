@@ -8,6 +8,13 @@ Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 
     v^t         = decay(v^{t-1}) + current_P^t            (fixed point: saturated to 24 bit)
     s^t         = v^t > v_th ;  v^t reset to 0 or by subtracting v_th where s^t = 1
 
+A `cuba` population is Loihi's current-based LIF (Lava's `LIF`, lava-dl's CUBA): the current
+is a state of its own, and the bias goes to the voltage:
+
+    u^t = decay_u(u^{t-1}) + (current_P^t - bias_P)        (the synaptic part; fixed point: wraps at 24 bits)
+    v^t = decay(v^{t-1}) + u^t + bias_P                    (fixed point: clipped to +-(2**23 - 1))
+    s^t = v^t > v_th ;  v^t reset to 0 where s^t = 1 (u is not reset)
+
 A *delayed* reset (`delayed-zero`, `delayed-subtract`: snnTorch's `Leaky`, whose reset is
 computed from the previous step's membrane) leaves v^t as it is and acts at step t + 1:
 `v^{t+1} = decay(v^t, zeroed where s^t) + current` or `decay(v^t) + current - v_th s^t`.
@@ -39,7 +46,7 @@ import numpy as np
 
 OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
 WEIGHTED = ("conv2d", "linear", "scale")
-NEURON_KINDS = ("if", "lif")
+NEURON_KINDS = ("if", "lif", "cuba")
 COMPUTE_KINDS = ("maxpool", "product")
 POPULATION_KINDS = NEURON_KINDS + COMPUTE_KINDS + ("readout",)
 MEMBRANE_BITS = 24  # Loihi's membrane register
@@ -121,6 +128,8 @@ class Population:
     v_th: float = 1.0          # fixed point: an integer in membrane units
     decay: float = 1.0         # float: v <- decay * v ; fixed point uses dv
     reset: str = "zero"        # one of RESETS
+    u_decay: float = 1.0       # cuba, float: u <- u_decay * u + current
+    du: int = 0                # cuba, fixed point: 12-bit current decay (Loihi's register plus its offset 1)
     dv: int = 0                # fixed point: 12-bit decay constant
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)
@@ -353,6 +362,7 @@ def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
             inputs.append({"source": proj.source, "delay": int(proj.delay), "shift": int(proj.shift), "ops": ops})
         pops.append({"name": pop.name, "shape": _ints(pop.shape), "kind": pop.kind, "v_th": pop.v_th,
                      "decay": pop.decay, "reset": pop.reset, "dv": int(pop.dv), "frac_bits": int(pop.frac_bits),
+                     "u_decay": pop.u_decay, "du": int(pop.du),
                      "depth": int(pop.depth), "inputs": inputs, "sends": asdict(pop.sends),
                      "pool": None if pop.pool is None else _op_header(pop.pool)})
     for name, s in spec.scores.items():
@@ -379,6 +389,7 @@ def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
         pool = None if pool is None else _op_from_header(pool)
         pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
                                inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
+                               u_decay=p["u_decay"], du=p["du"],
                                frac_bits=p["frac_bits"], depth=p["depth"], pool=pool, sends=Sends(**p["sends"])))
     return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],
                    {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"],
