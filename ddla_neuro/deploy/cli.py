@@ -25,7 +25,7 @@ from ..devices import DEVICES, select_device
 from ..errors import UserError
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
-from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
+from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_netx, read_nir
 from .lava_run import check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
+    src.add_argument("--netx", help="a lava-dl netx file (.net: dense CUBA layers on input spikes; needs an event "
+                                    "--dataset and --timesteps; --backend fast)")
     ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
     ap.add_argument("--nir-source", default="generic", choices=sorted(NIR_SOURCES),
                     help="the library that wrote the NIR graph: its time step and reset conventions "
@@ -102,6 +104,8 @@ def check_writable(out: Path) -> None:
 
 def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
     """The float spec, the test frames (N, T, ...), the labels and the model's description."""
+    if args.netx:
+        return _load_netx(args)
     if args.nir:
         if not args.dataset:
             raise UserError("--nir needs --dataset (and --data-dir if it is not bundled): the graph names no data")
@@ -129,6 +133,25 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
                  "method": ckpt.meta.get("method"), "trained_keep": ckpt.meta.get("keep")}
     model.update(timesteps=spec.timesteps, encoding=spec.encoding, precision="fixed" if args.fixed else "float")
     return spec, frames, data.y_test.numpy(), model
+
+
+def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
+    """A netx network on an event dataset: its spec (fixed point: the file's integers as they are;
+    `--float`: scaled to a threshold of 1), the spike frames (N, T, n_in), labels and description."""
+    if not args.dataset or not args.timesteps:
+        raise UserError("--netx needs --dataset (event frames: the network takes spikes) and --timesteps")
+    spec = read_netx(args.netx, args.timesteps, fixed=args.fixed)
+    data = load_dataset(args.dataset, args.data_dir, spec.timesteps)
+    if not data.is_events:
+        raise UserError(f"a netx network takes input spikes: {args.dataset} holds images; use event data (npz "
+                        f"frames (N, T, C, H, W), nmnist, ...); the rate-encoding input neuron is not implemented yet")
+    x = data.x_test.numpy()
+    if int(np.prod(x.shape[2:])) != spec.input_shape[0]:
+        raise UserError(f"{args.dataset} frames have {int(np.prod(x.shape[2:]))} values a step, the netx network "
+                        f"takes {spec.input_shape[0]}")
+    model = {"source": str(args.netx), "arch": "netx", "dataset": args.dataset, "method": None, "trained_keep": None,
+             "timesteps": spec.timesteps, "encoding": spec.encoding, "precision": "fixed" if args.fixed else "float"}
+    return spec, x.reshape(len(x), x.shape[1], -1), data.y_test.numpy(), model
 
 
 def pick_runs(args: argparse.Namespace, spec: NetSpec, model: dict) -> tuple[list[str], list[float]]:

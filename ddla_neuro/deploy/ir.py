@@ -526,6 +526,77 @@ def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
 NEURON_PARAMS = ("r", "v_threshold", "tau", "v_leak", "v_reset")
 
 
+# --- lava-dl netx files ------------------------------------------------------------------------------
+
+NETX_ACT_SHIFT = 6  # Loihi: a synaptic input and a threshold mantissa are shifted left by 6 bits
+NETX_FRAC_BITS = 12  # membrane units of a netx network: a threshold mantissa of 64 is 1.0
+
+
+def read_netx(path: str | Path, timesteps: int, fixed: bool = True) -> NetSpec:
+    """A NetSpec of a lava-dl netx file (HDF5): its `dense` layers of CUBA neurons, on binary
+    input spikes. Fixed point (the default) keeps the file's integers as Lava's `Dense` + `LIF`
+    use them: weights as stored, the input shifted by 6 bits, threshold `vThMant << 6`, the
+    current decay `iDecay` plus Loihi's offset of 1, the voltage decay `vDecay`; float divides
+    by 2**12 (a threshold mantissa of 64 is 1.0). Any other layer or neuron setting gets one
+    line naming it."""
+    import h5py
+    path = Path(path)
+    if not path.is_file():
+        raise IRError(f"netx file {path} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            layers = [_netx_layer(f["layer"][k], k) for k in sorted(f["layer"], key=int)]
+    except (OSError, KeyError) as e:
+        raise IRError(f"{path} is not a readable lava-dl netx file ({type(e).__name__}: {str(e)[:100]})") from None
+    if not layers:
+        raise IRError(f"{path} holds no layers")
+    scale = 1.0 if fixed else 2.0 ** -NETX_FRAC_BITS
+    pops, source = [], "input"
+    for k, (w, cuba) in enumerate(layers):
+        op = Op("linear", (w.shape[1],), (w.shape[0],), w * (1.0 if fixed else 2.0 ** (NETX_ACT_SHIFT - NETX_FRAC_BITS)))
+        du, dv = cuba["iDecay"] + 1, cuba["vDecay"]
+        pops.append(Population(f"layer{k}", (w.shape[0],), "cuba", np.zeros(w.shape[0]),
+                               [Projection(source, [op], shift=NETX_ACT_SHIFT if fixed else 0)],
+                               v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 4096, dv=dv,
+                               u_decay=1 - du / 4096, du=du, frac_bits=NETX_FRAC_BITS if fixed else 0, sends=SPIKES))
+        if k and w.shape[1] != layers[k - 1][0].shape[0]:
+            raise IRError(f"netx layer {k} takes {w.shape[1]} inputs, layer {k - 1} has {layers[k - 1][0].shape[0]}")
+        source = pops[-1].name
+    n = layers[-1][0].shape[0]
+    identity = [Op("flatten", (n,), (n,)), Op("scale", (n,), (n,), np.array(1.0))]
+    pops.append(Population("output", (n,), "readout", np.zeros(n), [Projection(source, identity)],
+                           sends=Sends(graded=True, bits=MEMBRANE_BITS)))
+    assign_depths(pops)
+    return NetSpec((layers[0][0].shape[1],), timesteps, "events", pops, fixed=fixed, input_sends=SPIKES,
+                   meta={"netx": str(path)})
+
+
+def _netx_layer(layer, index: str) -> tuple[np.ndarray, dict[str, int]]:
+    """(weights, CUBA parameters) of one netx layer; one line for what is not supported yet."""
+    kind = np.asarray(layer["type"][()]).ravel()[0]
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+    where = f"netx layer {index} ({kind})"
+    if kind != "dense":
+        raise IRError(f"{where}: only dense layers of CUBA neurons are supported so far")
+    for key in ("bias", "delay", "weight_rec"):
+        if key in layer:
+            raise IRError(f"{where}: its {key!r} is not supported yet")
+    neuron = layer["neuron"]
+    ntype = neuron["type"][()]
+    ntype = ntype.decode() if isinstance(ntype, bytes) else str(ntype)
+    if ntype != "CUBA":
+        raise IRError(f"{where}: {ntype} neurons are not supported; CUBA only so far")
+    if bool(neuron["gradedSpike"][()]) if "gradedSpike" in neuron else False:
+        raise IRError(f"{where}: graded spikes are not supported yet")
+    if int(neuron["refDelay"][()]) != 1 if "refDelay" in neuron else False:
+        raise IRError(f"{where}: a refractory delay other than 1 is not supported")
+    w = np.asarray(layer["weight"][()], dtype=np.float64)
+    w = w.reshape(int(layer["outFeatures"][()]), int(layer["inFeatures"][()]))
+    if not np.all(w == np.round(w)) or np.abs(w).max(initial=0) > 256:
+        raise IRError(f"{where}: weights must be Loihi's 8-bit integers (as netx stores them)")
+    return w, {k: int(neuron[k][()]) for k in ("iDecay", "vDecay", "vThMant")}
+
+
 def read_nir(path: str | Path) -> nir.NIRGraph:
     path = Path(path)
     if not path.is_file():
