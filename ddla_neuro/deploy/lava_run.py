@@ -179,12 +179,8 @@ def _reason(stderr: str) -> str:
 
 def check_lava_mappable(spec: NetSpec) -> None:
     """Max pools and spike products (the Spike-driven Transformer) have no Loihi synapse or neuron
-    model, so they stay in the fast simulator rather than in a Lava process that would pretend;
-    our delta neuron process has no CUBA current state yet, so CUBA populations stay there too."""
-    cuba = [p.name for p in spec.populations if p.kind == "cuba"]
-    if cuba:
-        raise LavaRunError(f"CUBA populations ({', '.join(cuba)}) run in the fast simulator only so far: "
-                           f"use --backend fast")
+    model, so they stay in the fast simulator rather than in a Lava process that would pretend
+    (DDLA's selection on CUBA populations is refused by the run contract, `check_run`)."""
     if spec.compute:
         names = ", ".join(f"{p.name} ({p.kind})" for p in spec.compute)
         raise LavaRunError(f"the network has max-pool/product populations, which are not mapped to Lava: {names}; "
@@ -248,7 +244,8 @@ class LavaNetwork:
             else:
                 proc = DeltaNeuron(size=pop.size, bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv,
                                    reset=pop.reset, mode=mode, keep=keep, scores=spec.scores.get(pop.name),
-                                   depth=pop.depth, timesteps=t, num_samples=n)
+                                   depth=pop.depth, timesteps=t, num_samples=n, kind=pop.kind,
+                                   u_decay=pop.u_decay, du=pop.du)
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:

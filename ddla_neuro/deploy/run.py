@@ -113,6 +113,10 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.n
     if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
         raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
                        f"{', '.join(map(str, spec.input_shape))})")
+    cuba = [p.name for p in spec.spiking if p.kind == "cuba"]
+    if mode == "ddla" and keep < 1.0 and cuba:
+        raise RunError(f"populations {cuba} are CUBA neurons, which DDLA's selection does not handle yet; "
+                       f"run them in dense or delta mode")
     missing = [p.name for p in spec.spiking if p.name not in spec.scores]
     if mode == "ddla" and keep < 1.0 and missing:
         raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "

@@ -210,9 +210,6 @@ class _Population:
         self.bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1), dtype=self.dtype, device=device)
         self.keep, self.mode = keep, mode
         self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
-        if self.filtered and pop.kind == "cuba":
-            raise RunError(f"population {pop.name} is a CUBA neuron, which DDLA's selection does not handle yet; "
-                           f"run it in dense or delta mode")
         self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
         self.order = _priority(spec.scores[pop.name], device) if self.filtered else None
@@ -299,7 +296,7 @@ class _Population:
     def run_cuba(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
         """Loihi's current-based LIF through t (spec.py): the current is a state, the bias goes to
         the voltage; in fixed point the arithmetic of Lava's bit-accurate `LIF`. Dense or lossless
-        delta sending (DDLA's selection is for IF/LIF populations)."""
+        delta sending (`check_run` refuses DDLA's selection on CUBA populations)."""
         p = self.pop
         x = synaptic.double()  # the wrap-around needs exact integers past 2**24
         spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)

@@ -142,13 +142,25 @@ class _NeuronModel(_WindowedModel):
         self.bias = self.value(np.asarray(p["bias"]).reshape(-1))
         self.held = self.zeros(self.bias.size)
         self.fired = np.zeros(self.bias.size, dtype=bool)  # the last step's spikes (delayed resets)
+        self.u = self.zeros(self.bias.size)  # cuba: the current state
         self.scores = None if p["scores"] is None else np.asarray(p["scores"], dtype=np.float32).reshape(-1)
 
-    def decay(self, v: np.ndarray) -> np.ndarray:
+    def decay(self, v: np.ndarray, factor: str = "decay", register: str = "dv") -> np.ndarray:
         p = self.proc_params
         if self.fixed:
-            return decay_fixed(v, p["dv"])
-        return v * p["decay"] if p["decay"] != 1.0 else v
+            return decay_fixed(v, p[register])
+        return v * p[factor] if p[factor] != 1.0 else v
+
+    def integrate_cuba(self, t: int, a: np.ndarray) -> np.ndarray:
+        """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
+        as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
+        u = (self.decay(self.u, "u_decay", "du") if t > 0 else self.zeros(a.size)) + a
+        if self.fixed:
+            wrapped = np.where(u > SATURATION, u - 2 * SATURATION, u)
+            u = np.where(wrapped <= -SATURATION, u + 2 * SATURATION, wrapped)
+        self.u = u
+        v = (self.decay(self.v) if t > 0 else self.zeros(a.size)) + u + self.bias
+        return np.clip(v, 1 - SATURATION, SATURATION - 1) if self.fixed else v
 
     def select(self, d: np.ndarray) -> np.ndarray:
         """DDLA: the ceil(keep * n) non-zero deltas with the highest scores (ties: lower index)."""
@@ -166,14 +178,17 @@ class _NeuronModel(_WindowedModel):
             self.s_out.send(self.zeros(a.size))
             return
         p = self.proc_params
-        fired = self.fired if t > 0 else np.zeros(a.size, dtype=bool)
-        v = self.v if t > 0 else self.zeros(a.size)
-        v = self.decay(np.where(fired, 0, v) if p["reset"] == "delayed-zero" else v) if t > 0 else v
-        v = v + a + self.bias
-        if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
-            v = v - fired * p["v_th"]
-        if self.fixed:
-            v = np.clip(v, -SATURATION, SATURATION - 1)
+        if p["kind"] == "cuba":
+            v = self.integrate_cuba(t, a)
+        else:
+            fired = self.fired if t > 0 else np.zeros(a.size, dtype=bool)
+            v = self.v if t > 0 else self.zeros(a.size)
+            v = self.decay(np.where(fired, 0, v) if p["reset"] == "delayed-zero" else v) if t > 0 else v
+            v = v + a + self.bias
+            if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
+                v = v - fired * p["v_th"]
+            if self.fixed:
+                v = np.clip(v, -SATURATION, SATURATION - 1)
         s = v > p["v_th"]
         if p["reset"] == "zero":
             v = np.where(s, 0, v)
