@@ -148,6 +148,9 @@ BAD = {
                          "Not a directory"),
     "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is missing or empty"),
     "non-positive NIR dt": (lambda p: _unsupported_nir(p) + ["--nir-dt", "0"], "time step must be positive"),
+    "corrupt netx file": (lambda p: (p / "bad.net").write_bytes(b"\x00not hdf5" * 10) and
+                          ["--netx", str(p / "bad.net"), "--dataset", "npz", "--timesteps", "4"],
+                          "not a readable lava-dl netx file"),
 }
 if not torch.cuda.is_available():
     BAD["CUDA missing"] = (lambda p: ["--device", "cuda"], "CUDA is not available")

@@ -591,7 +591,10 @@ def _netx_layer(layer, index: str) -> tuple[np.ndarray, dict[str, int]]:
     if int(neuron["refDelay"][()]) != 1 if "refDelay" in neuron else False:
         raise IRError(f"{where}: a refractory delay other than 1 is not supported")
     w = np.asarray(layer["weight"][()], dtype=np.float64)
-    w = w.reshape(int(layer["outFeatures"][()]), int(layer["inFeatures"][()]))
+    shape = (int(layer["outFeatures"][()]), int(layer["inFeatures"][()]))
+    if w.size != shape[0] * shape[1]:
+        raise IRError(f"{where}: {w.size} weights for {shape[0]} x {shape[1]} features")
+    w = w.reshape(shape)
     if not np.all(w == np.round(w)) or np.abs(w).max(initial=0) > 256:
         raise IRError(f"{where}: weights must be Loihi's 8-bit integers (as netx stores them)")
     return w, {k: int(neuron[k][()]) for k in ("iDecay", "vDecay", "vThMant")}
