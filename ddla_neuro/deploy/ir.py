@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import h5py
 import nir
 import numpy as np
 import torch
@@ -32,8 +33,8 @@ from ..snn.fold import fold_batchnorm
 from ..snn.layers import Neuron, Residual, Stateless
 from ..snn.network import SpikingNetwork
 from ..zoo.models import SpikeDrivenSelfAttention
-from .spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED, NetSpec,
-                   Op, Population, Projection, Sends, apply_op, assign_depths)
+from .spec import (COMPUTE_KINDS, DECAY_BITS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED,
+                   NetSpec, Op, Population, Projection, Sends, apply_op, assign_depths)
 
 
 @dataclass(eq=False)
@@ -539,7 +540,6 @@ def read_netx(path: str | Path, timesteps: int, fixed: bool = True) -> NetSpec:
     current decay `iDecay` plus Loihi's offset of 1, the voltage decay `vDecay`; float divides
     by 2**12 (a threshold mantissa of 64 is 1.0). Any other layer or neuron setting gets one
     line naming it."""
-    import h5py
     path = Path(path)
     if not path.is_file():
         raise IRError(f"netx file {path} does not exist")
@@ -557,8 +557,9 @@ def read_netx(path: str | Path, timesteps: int, fixed: bool = True) -> NetSpec:
         du, dv = cuba["iDecay"] + 1, cuba["vDecay"]
         pops.append(Population(f"layer{k}", (w.shape[0],), "cuba", np.zeros(w.shape[0]),
                                [Projection(source, [op], shift=NETX_ACT_SHIFT if fixed else 0)],
-                               v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 4096, dv=dv,
-                               u_decay=1 - du / 4096, du=du, frac_bits=NETX_FRAC_BITS if fixed else 0, sends=SPIKES))
+                               v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 2 ** DECAY_BITS,
+                               dv=dv, u_decay=1 - du / 2 ** DECAY_BITS, du=du, frac_bits=NETX_FRAC_BITS if fixed else 0,
+                               sends=SPIKES))
         if k and w.shape[1] != layers[k - 1][0].shape[0]:
             raise IRError(f"netx layer {k} takes {w.shape[1]} inputs, layer {k - 1} has {layers[k - 1][0].shape[0]}")
         source = pops[-1].name
