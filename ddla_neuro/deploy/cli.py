@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
     src.add_argument("--netx", help="a lava-dl netx file (.net: dense CUBA layers on input spikes; needs an event "
-                                    "--dataset and --timesteps; --backend fast)")
+                                    "--dataset and --timesteps)")
     ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
     ap.add_argument("--nir-source", default="generic", choices=sorted(NIR_SOURCES),
                     help="the library that wrote the NIR graph: its time step and reset conventions "
@@ -103,7 +103,8 @@ def check_writable(out: Path) -> None:
 
 
 def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
-    """The float spec, the test frames (N, T, ...), the labels and the model's description."""
+    """The spec (float, but a netx file's in fixed point), the test frames (N, T, ...), the labels
+    and the model's description."""
     if args.netx:
         return _load_netx(args)
     if args.nir:
