@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError, read_netx
@@ -158,3 +159,15 @@ def test_netx_layers_not_supported_yet_are_named(tmp_path):
         layer["type"] = np.array([b"conv"])
     with pytest.raises(IRError, match=r"netx layer 0 \(conv\): only dense layers"):
         read_netx(tmp_path / "conv.net", 4)
+
+
+def test_current_wraps_as_lavas_lif_computes_it():
+    """wrap_current (shared by the simulator and our Lava neuron) against the two `where`s of
+    Lava's bit-accurate LIF, at the edges of the 24-bit register."""
+    from ddla_neuro.deploy.spec import SATURATION, wrap_current
+    u = np.array([-2 * SATURATION, -SATURATION - 1, -SATURATION, -SATURATION + 1, 0, SATURATION - 1, SATURATION,
+                  SATURATION + 1, 2 * SATURATION - 1])
+    wrapped = np.where(u > SATURATION, u - 2 * SATURATION, u)
+    lava = np.where(wrapped <= -SATURATION, u + 2 * SATURATION, wrapped)
+    np.testing.assert_array_equal(wrap_current(u), lava)
+    np.testing.assert_array_equal(wrap_current(torch.as_tensor(u, dtype=torch.float64)).numpy(), lava)

@@ -179,8 +179,7 @@ def _reason(stderr: str) -> str:
 
 def check_lava_mappable(spec: NetSpec) -> None:
     """Max pools and spike products (the Spike-driven Transformer) have no Loihi synapse or neuron
-    model, so they stay in the fast simulator rather than in a Lava process that would pretend
-    (DDLA's selection on CUBA populations is refused by the run contract, `check_run`)."""
+    model, so they stay in the fast simulator rather than in a Lava process that would pretend."""
     if spec.compute:
         names = ", ".join(f"{p.name} ({p.kind})" for p in spec.compute)
         raise LavaRunError(f"the network has max-pool/product populations, which are not mapped to Lava: {names}; "

@@ -249,6 +249,13 @@ def repeated_layer_uses(spec: NetSpec) -> set[tuple[str, int, int]]:
     return repeats
 
 
+def wrap_current(u):
+    """Loihi's 24-bit current register (a cuba population's u): a value above 2**23 - 1 or at
+    -2**23 and below wraps around, as Lava's bit-accurate LIF computes it. Plain arithmetic, so
+    numpy arrays and torch tensors alike."""
+    return u - 2 * SATURATION * (u > SATURATION) + 2 * SATURATION * (u <= -SATURATION)
+
+
 def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
     """Loihi's leak: v * (4096 - dv) / 4096, rounded toward zero (int64 in, int64 out)."""
     if dv == 0:

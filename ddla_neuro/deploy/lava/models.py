@@ -24,7 +24,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ddla_neuro.ddla.transmission import keep_count
 from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
-from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed
+from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed, wrap_current
 
 
 class _WindowedModel:
@@ -155,10 +155,7 @@ class _NeuronModel(_WindowedModel):
         """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
         as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
         u = (self.decay(self.u, "u_decay", "du") if t > 0 else self.zeros(a.size)) + a
-        if self.fixed:
-            wrapped = np.where(u > SATURATION, u - 2 * SATURATION, u)
-            u = np.where(wrapped <= -SATURATION, u + 2 * SATURATION, wrapped)
-        self.u = u
+        self.u = u = wrap_current(u) if self.fixed else u
         v = (self.decay(self.v) if t > 0 else self.zeros(a.size)) + u + self.bias
         return np.clip(v, 1 - SATURATION, SATURATION - 1) if self.fixed else v
 
