@@ -23,9 +23,10 @@ from ..checkpoint import checkpoint_dataset, load_checkpoint
 from ..data import load_dataset
 from ..devices import DEVICES, select_device
 from ..errors import UserError
+from ..snn.encoders import encode
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
-from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_netx, read_nir
+from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, load_netx_layers, netx_to_spec, nir_to_spec, read_nir
 from .lava_run import check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
@@ -47,8 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
-    src.add_argument("--netx", help="a lava-dl netx file (.net: dense CUBA layers on input spikes; needs an event "
-                                    "--dataset and --timesteps)")
+    src.add_argument("--netx", help="a lava-dl netx file (.net: input, conv, pool, flatten and dense layers of CUBA "
+                                    "neurons; needs --dataset and --timesteps)")
+    ap.add_argument("--netx-encoding", choices=("events", "if-rate"), default="events",
+                    help="what a netx network receives: events (the dataset's event frames, default) or if-rate "
+                         "(images in [0, 1] rate-coded by an integrate-and-fire neuron, threshold 1, as lava-dl's "
+                         "MNIST netx tutorial trained it; the file does not store its encoding)")
     ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
     ap.add_argument("--nir-source", default="generic", choices=sorted(NIR_SOURCES),
                     help="the library that wrote the NIR graph: its time step and reset conventions "
@@ -137,22 +142,27 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
 
 
 def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
-    """A netx network on an event dataset: its spec (fixed point: the file's integers as they are;
-    `--float`: scaled to a threshold of 1), the spike frames (N, T, n_in), labels and description."""
+    """A netx network on spike frames (an event dataset's, or images rate-coded by `if-rate`): its
+    spec (fixed point: the file's integers as they are; `--float`: scaled to a threshold of 1),
+    the frames (N, T, ...) in the network's input shape, labels and description."""
     if not args.dataset or not args.timesteps:
-        raise UserError("--netx needs --dataset (event frames: the network takes spikes) and --timesteps")
-    spec = read_netx(args.netx, args.timesteps, fixed=args.fixed)
-    data = load_dataset(args.dataset, args.data_dir, spec.timesteps)
-    if not data.is_events:
-        raise UserError(f"a netx network takes input spikes: {args.dataset} holds images; use event data (npz "
-                        f"frames (N, T, C, H, W), nmnist, ...); the rate-encoding input neuron is not implemented yet")
-    x = data.x_test.numpy()
-    if int(np.prod(x.shape[2:])) != spec.input_shape[0]:
-        raise UserError(f"{args.dataset} frames have {int(np.prod(x.shape[2:]))} values a step, the netx network "
-                        f"takes {spec.input_shape[0]}")
+        raise UserError("--netx needs --dataset and --timesteps (the file stores neither)")
+    layers = load_netx_layers(args.netx)
+    data = load_dataset(args.dataset, args.data_dir, args.timesteps)
+    rate = args.netx_encoding == "if-rate"
+    if data.is_events == rate:
+        raise UserError(f"{args.dataset} holds {'event frames' if data.is_events else 'images'}: use "
+                        f"--netx-encoding {'events' if data.is_events else 'if-rate'} (a netx network takes spikes)")
+    x = data.x_test
+    frames = (encode(x, "if-rate", args.timesteps).transpose(0, 1) if rate else x).numpy()
+    spec = netx_to_spec(layers, args.timesteps, args.fixed, frames.shape[2:], str(args.netx))
+    if int(np.prod(frames.shape[2:])) != int(np.prod(spec.input_shape)):
+        raise UserError(f"{args.dataset} frames have {int(np.prod(frames.shape[2:]))} values a step, the netx "
+                        f"network takes {int(np.prod(spec.input_shape))}")
     model = {"source": str(args.netx), "arch": "netx", "dataset": args.dataset, "method": None, "trained_keep": None,
-             "timesteps": spec.timesteps, "encoding": spec.encoding, "precision": "fixed" if args.fixed else "float"}
-    return spec, x.reshape(len(x), x.shape[1], -1), data.y_test.numpy(), model
+             "timesteps": spec.timesteps, "encoding": args.netx_encoding,
+             "precision": "fixed" if args.fixed else "float"}
+    return spec, frames.reshape(len(frames), frames.shape[1], *spec.input_shape), data.y_test.numpy(), model
 
 
 def pick_runs(args: argparse.Namespace, spec: NetSpec, model: dict) -> tuple[list[str], list[float]]:

@@ -529,76 +529,232 @@ NEURON_PARAMS = ("r", "v_threshold", "tau", "v_leak", "v_reset")
 
 # --- lava-dl netx files ------------------------------------------------------------------------------
 
-NETX_ACT_SHIFT = 6  # Loihi: a synaptic input and a threshold mantissa are shifted left by 6 bits
+NETX_ACT_SHIFT = 6  # Loihi: a synaptic input, a bias mantissa and a threshold mantissa are shifted left by 6
 NETX_FRAC_BITS = 12  # membrane units of a netx network: a threshold mantissa of 64 is 1.0
+NETX_LAYERS = ("input", "conv", "pool", "flatten", "dense")
 
 
-def read_netx(path: str | Path, timesteps: int, fixed: bool = True) -> NetSpec:
-    """A NetSpec of a lava-dl netx file (HDF5): its `dense` layers of CUBA neurons, on binary
-    input spikes. Fixed point (the default) keeps the file's integers as Lava's `Dense` + `LIF`
-    use them: weights as stored, the input shifted by 6 bits, threshold `vThMant << 6`, the
-    current decay `iDecay` plus Loihi's offset of 1, the voltage decay `vDecay`; float divides
-    by 2**12 (a threshold mantissa of 64 is 1.0). Any other layer or neuron setting gets one
-    line naming it."""
+def read_netx(path: str | Path, timesteps: int, fixed: bool = True,
+              input_shape: tuple[int, ...] | None = None) -> NetSpec:
+    """A NetSpec of a lava-dl netx file (HDF5), the network lava-dl's `netx.hdf5.Network` builds
+    from it: `input`, `conv`, `pool`, `flatten` and `dense` layers of CUBA neurons, with biases,
+    on binary input spikes. Fixed point (the default) keeps the file's integers as Lava runs
+    them: weights as stored, the synaptic input and the bias shifted by 6 bits, threshold
+    `vThMant << 6`, current decay `iDecay` and voltage decay `vDecay` (of 4096); float divides by
+    2**12 (a threshold mantissa of 64 is 1.0). `input_shape` (C, H, W) is needed when the first
+    layer is a conv or pool without an `input` layer before it (the file does not store it).
+    Anything else (delays, sigma-delta or other neurons, recurrent layers) gets one line."""
+    return netx_to_spec(load_netx_layers(path), timesteps, fixed, input_shape, str(path))
+
+
+def load_netx_layers(path: str | Path) -> list[tuple[str, dict]]:
+    """The layers of a netx file in order, as (index, nested dict of its datasets)."""
     path = Path(path)
     if not path.is_file():
         raise IRError(f"netx file {path} does not exist")
     try:
         with h5py.File(path, "r") as f:
-            layers = [_netx_layer(f["layer"][k], k) for k in sorted(f["layer"], key=int)]
-    except (OSError, KeyError) as e:
+            layers = [(k, _h5_dict(f["layer"][k])) for k in sorted(f["layer"], key=int)]
+    except (OSError, KeyError, ValueError) as e:
         raise IRError(f"{path} is not a readable lava-dl netx file ({type(e).__name__}: {str(e)[:100]})") from None
     if not layers:
         raise IRError(f"{path} holds no layers")
-    scale = 1.0 if fixed else 2.0 ** -NETX_FRAC_BITS
-    pops, source = [], "input"
-    for k, (w, cuba) in enumerate(layers):
-        op = Op("linear", (w.shape[1],), (w.shape[0],), w * (1.0 if fixed else 2.0 ** (NETX_ACT_SHIFT - NETX_FRAC_BITS)))
-        du, dv = cuba["iDecay"] + 1, cuba["vDecay"]
-        pops.append(Population(f"layer{k}", (w.shape[0],), "cuba", np.zeros(w.shape[0]),
-                               [Projection(source, [op], shift=NETX_ACT_SHIFT if fixed else 0)],
-                               v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 2 ** DECAY_BITS,
-                               dv=dv, u_decay=1 - du / 2 ** DECAY_BITS, du=du, frac_bits=NETX_FRAC_BITS if fixed else 0,
-                               sends=SPIKES))
-        if k and w.shape[1] != layers[k - 1][0].shape[0]:
-            raise IRError(f"netx layer {k} takes {w.shape[1]} inputs, layer {k - 1} has {layers[k - 1][0].shape[0]}")
-        source = pops[-1].name
-    n = layers[-1][0].shape[0]
-    identity = [Op("flatten", (n,), (n,)), Op("scale", (n,), (n,), np.array(1.0))]
-    pops.append(Population("output", (n,), "readout", np.zeros(n), [Projection(source, identity)],
-                           sends=Sends(graded=True, bits=MEMBRANE_BITS)))
-    assign_depths(pops)
-    return NetSpec((layers[0][0].shape[1],), timesteps, "events", pops, fixed=fixed, input_sends=SPIKES,
-                   meta={"netx": str(path)})
+    return layers
 
 
-def _netx_layer(layer, index: str) -> tuple[np.ndarray, dict[str, int]]:
-    """(weights, CUBA parameters) of one netx layer; one line for what is not supported yet."""
-    kind = np.asarray(layer["type"][()]).ravel()[0]
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-    where = f"netx layer {index} ({kind})"
-    if kind != "dense":
-        raise IRError(f"{where}: only dense layers of CUBA neurons are supported so far")
-    for key in ("bias", "delay", "weight_rec"):
-        if key in layer:
-            raise IRError(f"{where}: its {key!r} is not supported yet")
-    neuron = layer["neuron"]
-    ntype = neuron["type"][()]
-    ntype = ntype.decode() if isinstance(ntype, bytes) else str(ntype)
-    if ntype != "CUBA":
-        raise IRError(f"{where}: {ntype} neurons are not supported; CUBA only so far")
-    if bool(neuron["gradedSpike"][()]) if "gradedSpike" in neuron else False:
-        raise IRError(f"{where}: graded spikes are not supported yet")
-    if int(neuron["refDelay"][()]) != 1 if "refDelay" in neuron else False:
-        raise IRError(f"{where}: a refractory delay other than 1 is not supported")
-    w = np.asarray(layer["weight"][()], dtype=np.float64)
-    shape = (int(layer["outFeatures"][()]), int(layer["inFeatures"][()]))
-    if w.size != shape[0] * shape[1]:
-        raise IRError(f"{where}: {w.size} weights for {shape[0]} x {shape[1]} features")
-    w = w.reshape(shape)
+def netx_to_spec(layers: list[tuple[str, dict]], timesteps: int, fixed: bool = True,
+                 input_shape: tuple[int, ...] | None = None, source: str = "netx") -> NetSpec:
+    """The NetSpec of a netx file's layers (`read_netx`)."""
+    reader = _NetxReader(tuple(int(v) for v in input_shape) if input_shape else None, fixed)
+    for index, layer in layers:
+        reader.add(index, layer)
+    return reader.spec(timesteps, source)
+
+
+def _h5_dict(group) -> dict:
+    """An HDF5 group as nested dicts of numpy values (strings decoded)."""
+    out = {}
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            out[key] = _h5_dict(item)
+            continue
+        value = item[()]
+        if isinstance(value, np.ndarray) and value.dtype.kind == "S":
+            value = value.ravel()[0]
+        out[key] = value.decode() if isinstance(value, bytes) else value
+    return out
+
+
+class _NetxReader:
+    """Walks the layers in order, keeping the shape of what the last layer sends (C, H, W or
+    (n,)) and the stateless ops (flatten) waiting for the next synapse."""
+
+    def __init__(self, input_shape: tuple[int, ...] | None, fixed: bool):
+        self.input_shape, self.shape, self.fixed = input_shape, input_shape, fixed
+        self.pops: list[Population] = []
+        self.pending: list[Op] = []
+
+    @property
+    def source(self) -> str:
+        return self.pops[-1].name if self.pops else "input"
+
+    def add(self, index: str, layer: dict) -> None:
+        kind = layer.get("type", "?")
+        where = f"netx layer {index} ({kind})"
+        if kind not in NETX_LAYERS:
+            raise IRError(f"{where}: not supported; supported: {', '.join(NETX_LAYERS)} (lava-dl's own netx "
+                          f"runner also lacks pool, average, concat, convT and unpool)")
+        for key in ("delay", "weight_rec"):
+            if key in layer:
+                raise IRError(f"{where}: its {key!r} (synaptic delays, recurrence) is not supported")
+        if kind == "input":
+            return self._input(layer, where)
+        if self.shape is None and kind == "dense":  # a flat network: the input is its first layer's fan-in
+            self.shape = self.input_shape = (int(layer["inFeatures"]),)
+        if self.shape is None:
+            raise IRError(f"{where}: the input shape is unknown (no input layer before it); give it (C, H, W)")
+        if kind == "flatten":
+            self._flatten()
+            return
+        op = getattr(self, f"_{kind}")(layer, where)
+        self._population(f"layer{index}", self.pending + [op], layer, where)
+
+    def _input(self, layer: dict, where: str) -> None:
+        """Input neurons, as slayer's `Input` block computes them (lava-nc 0.10 cannot compile
+        netx's `Input` block, which would also drop the transform): current = weight * x, in the
+        stored units (a weight of 64, the default, is 1.0)."""
+        if self.pops:
+            raise IRError(f"{where}: an input layer after other layers")
+        if "shape" in layer:
+            self.shape = self.input_shape = tuple(int(v) for v in np.atleast_1d(layer["shape"]))
+        if "neuron" not in layer:
+            return
+        if self.shape is None:
+            raise IRError(f"{where}: has no shape")
+        if "bias" in layer:  # slayer adds it to the current, not to the voltage as a CUBA neuron's bias
+            raise IRError(f"{where}: an input layer's bias (added to the current by slayer) is not supported")
+        weight = np.asarray(layer.get("weight", 2 ** NETX_ACT_SHIFT), dtype=np.float64)
+        if weight.size != 1:
+            raise IRError(f"{where}: one scalar weight expected, got {weight.size}")
+        scale = Op("scale", self.shape, self.shape, weight.reshape(()))
+        self._population("input_neurons", [scale], layer, where)
+
+    def _flatten(self) -> None:
+        n = int(np.prod(self.shape))
+        if len(self.shape) > 1:
+            self.pending.append(Op("flatten", self.shape, (n,)))
+        self.shape = (n,)
+
+    def _dense(self, layer: dict, where: str) -> Op:
+        shape = (int(layer["outFeatures"]), int(layer["inFeatures"]))
+        w = _netx_weight(layer, where, shape[0] * shape[1]).reshape(shape)
+        if int(np.prod(self.shape)) != shape[1]:
+            raise IRError(f"{where}: takes {shape[1]} inputs, the layer before sends {int(np.prod(self.shape))}")
+        if len(self.shape) > 1:  # a flat layer on a map reads it flattened (C, H, W order, as netx's flatten)
+            self._flatten()
+        return Op("linear", (shape[1],), (shape[0],), w)
+
+    def _conv(self, layer: dict, where: str) -> Op:
+        w = _netx_weight(layer, where)
+        if w.ndim != 4 or len(self.shape) != 3 or w.shape[1] != self.shape[0]:
+            raise IRError(f"{where}: weights of shape {w.shape} do not take input of shape {self.shape}")
+        self._plain_window(layer, where)
+        if int(np.asarray(layer.get("groups", 1))) != 1:
+            raise IRError(f"{where}: grouped convolution is not supported")
+        return self._checked(_window_op("conv2d", self.shape, w.shape[0], w.shape[2:], layer["stride"],
+                                        layer["padding"], w), layer, where)
+
+    def _pool(self, layer: dict, where: str) -> Op:
+        w = _netx_weight(layer, where)
+        if len(self.shape) != 3 or np.unique(w).size != 1:
+            raise IRError(f"{where}: a pool needs a (C, H, W) input and one weight for its whole window")
+        self._plain_window(layer, where)
+        op = _window_op("sumpool2d", self.shape, self.shape[0], layer["kernelSize"], layer["stride"],
+                        layer["padding"])
+        self._checked(op, layer, where)  # slayer pads an odd size at the end: such a file is refused here
+        self.pending.append(op)
+        return Op("scale", op.out_shape, op.out_shape, np.array(float(w.ravel()[0])))
+
+    @staticmethod
+    def _plain_window(layer: dict, where: str) -> None:
+        if np.any(np.asarray(layer.get("dilation", 1)) != 1):
+            raise IRError(f"{where}: dilation is not supported")
+
+    @staticmethod
+    def _checked(op: Op, layer: dict, where: str) -> Op:
+        stored = tuple(int(v) for v in np.atleast_1d(layer["shape"]))
+        if stored != tuple(op.out_shape):
+            raise IRError(f"{where}: stores output shape {stored}, its window gives {op.out_shape}")
+        return op
+
+    def _population(self, name: str, ops: list[Op], layer: dict, where: str) -> None:
+        cuba = _netx_neuron(layer, where)
+        out_shape = tuple(ops[-1].out_shape)
+        scale = 1.0 if self.fixed else 2.0 ** -NETX_FRAC_BITS
+        weighted = next(op for op in ops if op.kind in WEIGHTED)
+        if not self.fixed:
+            ops = [replace(op, weight=op.weight * 2.0 ** (NETX_ACT_SHIFT - NETX_FRAC_BITS)) if op is weighted else op
+                   for op in ops]
+        bias = _netx_bias(layer, out_shape, where) * (2 ** NETX_ACT_SHIFT * scale)
+        du, dv = cuba["iDecay"], cuba["vDecay"]
+        self.pops.append(Population(
+            name, out_shape, "cuba", bias, [Projection(self.source, ops, shift=NETX_ACT_SHIFT if self.fixed else 0)],
+            v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 2 ** DECAY_BITS, dv=dv,
+            u_decay=1 - du / 2 ** DECAY_BITS, du=du, frac_bits=NETX_FRAC_BITS if self.fixed else 0, sends=SPIKES))
+        self.pending, self.shape = [], out_shape
+
+    def spec(self, timesteps: int, source: str) -> NetSpec:
+        if not self.pops:
+            raise IRError(f"{source} holds no layer of neurons")
+        shape = self.pops[-1].shape
+        n = int(np.prod(shape))
+        identity = [Op("flatten", shape, (n,)), Op("scale", (n,), (n,), np.array(1.0))]  # counts the last spikes
+        readout = Population("output", (n,), "readout", np.zeros(n), [Projection(self.source, identity)],
+                             sends=Sends(graded=True, bits=MEMBRANE_BITS))
+        pops = self.pops + [readout]
+        assign_depths(pops)
+        return NetSpec(self.input_shape, timesteps, "events", pops, fixed=self.fixed, input_sends=SPIKES,
+                       meta={"netx": source})
+
+
+def _netx_weight(layer: dict, where: str, size: int | None = None) -> np.ndarray:
+    if "weight" not in layer or isinstance(layer["weight"], dict):
+        raise IRError(f"{where}: needs real weights (complex weights are not supported)")
+    w = np.asarray(layer["weight"], dtype=np.float64)
+    if size is not None and w.size != size:
+        raise IRError(f"{where}: {w.size} weights for {size} synapses")
     if not np.all(w == np.round(w)) or np.abs(w).max(initial=0) > 256:
         raise IRError(f"{where}: weights must be Loihi's 8-bit integers (as netx stores them)")
-    return w, {k: int(neuron[k][()]) for k in ("iDecay", "vDecay", "vThMant")}
+    return w
+
+
+def _netx_neuron(layer: dict, where: str) -> dict[str, int]:
+    neuron = layer.get("neuron")
+    if neuron is None:
+        raise IRError(f"{where}: a layer without neurons (netx's output integrator) is not supported")
+    if neuron.get("type") != "CUBA":
+        raise IRError(f"{where}: {neuron.get('type')} neurons are not supported; CUBA only "
+                      f"(sigma-delta SDNN layers are not exact here yet)")
+    if bool(neuron.get("gradedSpike", False)):
+        raise IRError(f"{where}: graded spikes are not supported")
+    if int(neuron.get("refDelay", 1)) != 1:
+        raise IRError(f"{where}: a refractory delay other than 1 is not supported")
+    cuba = {k: int(neuron[k]) for k in ("iDecay", "vDecay", "vThMant")}
+    if not (0 <= cuba["iDecay"] <= 2 ** DECAY_BITS and 0 <= cuba["vDecay"] <= 2 ** DECAY_BITS):
+        raise IRError(f"{where}: decays must lie in 0..{2 ** DECAY_BITS}")
+    return cuba
+
+
+def _netx_bias(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """The bias mantissas per neuron (netx truncates them to integers), per channel for a map."""
+    if "bias" not in layer:
+        return np.zeros(shape)
+    b = np.trunc(np.asarray(layer["bias"], dtype=np.float64)).ravel()
+    if b.size == 1 or b.size == int(np.prod(shape)):
+        return np.broadcast_to(b.reshape(shape) if b.size > 1 else b, shape).astype(np.float64)
+    if len(shape) == 3 and b.size == shape[0]:
+        return np.broadcast_to(b[:, None, None], shape).astype(np.float64)
+    raise IRError(f"{where}: {b.size} biases for neurons of shape {shape}")
 
 
 def read_nir(path: str | Path) -> nir.NIRGraph:

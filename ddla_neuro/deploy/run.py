@@ -35,7 +35,7 @@ class Counts:
     events: dict[str, np.ndarray] = field(default_factory=dict)   # values sent by "input" and each sender
     sops: dict[str, np.ndarray] = field(default_factory=dict)     # synaptic ops into each population
     sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
-    active: dict[str, np.ndarray] = field(default_factory=dict)   # units whose synaptic current is non-zero
+    active: dict[str, np.ndarray] = field(default_factory=dict)   # units with a non-zero synaptic current (cuba: state)
                                                                   # (a product: both factors non-zero)
     neurobench: dict[str, np.ndarray] = field(default_factory=dict)  # see `sim.neurobench_ops` (simulator only)
     samples: int = 0

@@ -238,9 +238,9 @@ class _Population:
             out = _product(a, b, self.pop.frac_bits if self.fixed else None).flatten(2)
             return out, self.lossless(out)
         synaptic = sum(currents[1:], currents[0])
-        _count(counts, "active", self.pop.name, _per_step(synaptic))
         if kind == "cuba":
             return self.run_cuba(synaptic, counts)
+        _count(counts, "active", self.pop.name, _per_step(synaptic))
         total = synaptic + self.bias
         if kind == "readout":
             return total, total
@@ -298,10 +298,12 @@ class _Population:
     def run_cuba(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
         """Loihi's current-based LIF through t (spec.py): the current is a state, the bias goes to
         the voltage; in fixed point the arithmetic of Lava's bit-accurate `LIF`. Dense or lossless
-        delta sending (`check_run` refuses DDLA's selection on CUBA populations)."""
+        delta sending (`check_run` refuses DDLA's selection on CUBA populations). An update is
+        active while the current state is non-zero, also in steps without input."""
         p = self.pop
         x = synaptic.double()  # the wrap-around needs exact integers past 2**24
         spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        current = torch.empty(x.shape, dtype=torch.bool, device=x.device)
         u = v = torch.zeros_like(x[0])
         bias = self.bias.double()
         for t in range(x.shape[0]):
@@ -313,8 +315,9 @@ class _Population:
                 v = v.clamp(1 - SATURATION, SATURATION - 1)
             s = v > p.v_th
             v = v.masked_fill(s, 0)
-            spikes[t] = s
+            spikes[t], current[t] = s, u.bool()
         _count(counts, "spikes", p.name, _per_step(spikes))
+        _count(counts, "active", p.name, _per_step(current))  # a decaying current keeps the neuron active
         return spikes, self.lossless(spikes)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-ENCODINGS = ("direct", "poisson", "events")
+ENCODINGS = ("direct", "poisson", "events", "if-rate")
 
 
 def direct(x: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -15,6 +15,19 @@ def poisson(x: torch.Tensor, timesteps: int, generator: torch.Generator | None =
     """Rate coding: a spike with probability clamp(x, 0, 1) at every step, independently."""
     p = x.clamp(0.0, 1.0).unsqueeze(0).expand(timesteps, *x.shape)
     return torch.bernoulli(p, generator=generator)
+
+
+def if_rate(x: torch.Tensor, timesteps: int, gain: float = 1.0, bias: float = 0.0) -> torch.Tensor:
+    """Deterministic rate coding by an integrate-and-fire neuron per input, the input layer of
+    lava-dl's MNIST netx tutorial: v += gain * x + bias; a spike when v > 1, then v = 0. A pixel
+    of 1 spikes every second step."""
+    v, out = torch.zeros_like(x), []
+    for _ in range(timesteps):
+        v = v + (gain * x + bias)
+        spikes = v > 1.0
+        v = torch.where(spikes, torch.zeros_like(v), v)
+        out.append(spikes.to(x.dtype))
+    return torch.stack(out)
 
 
 def events(x: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -31,4 +44,6 @@ def encode(x: torch.Tensor, kind: str, timesteps: int, generator: torch.Generato
         return poisson(x, timesteps, generator)
     if kind == "events":
         return events(x, timesteps)
+    if kind == "if-rate":
+        return if_rate(x, timesteps)
     raise ValueError(f"unknown encoding {kind!r}; choose one of {ENCODINGS}")

@@ -203,7 +203,7 @@ class _NeuronModel(_WindowedModel):
             self.held = out if t == 0 else self.held + out
         self.spikes[t] += np.count_nonzero(s)
         self.events[t] += np.count_nonzero(out)
-        self.active[t] += np.count_nonzero(a)
+        self.active[t] += np.count_nonzero(self.u if p["kind"] == "cuba" else a)  # cuba: its current state
         self.s_out.send(out)
 
 
