@@ -75,6 +75,30 @@ def test_snntorch_mlp_computes_snntorchs_function(exported):
     np.testing.assert_array_equal(lava.logits, sim.logits)
 
 
+def test_snntorch_convnet_computes_snntorchs_function(tmp_path):
+    """Conv2d + Leaky, AvgPool2d, Flatten, Linear + Leaky, exported by snnTorch with a batched
+    sample and `ignore_dims=[0]` (NIR's conv type inference fails on the batch axis): every
+    layer spikes as in snnTorch, step by step, and the float Lava run equals the simulator."""
+    torch.manual_seed(0)
+    net = dyadic_(torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        snntorch.Leaky(beta=torch.full((4, 8, 8), 0.75), threshold=torch.ones(4, 8, 8), init_hidden=True),
+        torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 10),
+        snntorch.Leaky(beta=torch.full((10,), 0.5), threshold=torch.ones(10), init_hidden=True, output=True)), 0, 4.0)
+    nir.write(tmp_path / "conv.nir", export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0]))
+    spec = nir_to_spec(read_nir(tmp_path / "conv.nir"), timesteps=T, source="snntorch")
+    assert [op.kind for op in spec.spiking[1].inputs[0].ops] == ["sumpool2d", "flatten", "linear"]
+    x = torch.round(torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 64) / 64
+    ref = snntorch_spikes(net, x)
+    assert all(0 < r.mean() < 1 for r in ref)
+    frames = x[:, None].expand(len(x), T, 1, 8, 8).numpy()
+    sim = simulate(spec, frames, "dense", record=True)
+    for pop, spikes in zip(spec.spiking, ref):
+        np.testing.assert_array_equal(sim.sent[pop.name], spikes.reshape(len(x), T, -1))
+    np.testing.assert_array_equal(sim.predictions, ref[-1].sum(1).argmax(1))
+    np.testing.assert_array_equal(run_lava(spec, frames[:2], "delta").logits, sim.logits[:2])
+
+
 def test_delayed_reset_is_not_the_immediate_one(exported):
     """The one-step-late subtraction changes the function of a leaky neuron (with beta = 1 the
     two would agree): the snnTorch graph read with the generic immediate reset differs."""

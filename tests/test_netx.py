@@ -5,6 +5,7 @@ the library that trains and exports these files. Networks are built in slayer an
 its own `export_hdf5`."""
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -108,6 +109,32 @@ def test_conv_net_with_biases_spikes_as_lava_dl_runs_it(tmp_path):
     np.testing.assert_array_equal(simulate(spec, x, "delta").logits, sim.logits)
 
 
+def test_synaptic_delays_spike_as_lava_dl_runs_them(tmp_path):
+    """slayer's per-neuron delays (a dense block with delay=True), which lava-dl's runner sets on
+    every synapse into the neuron: each neuron's current arrives late, the bias does not; our
+    Lava processes equal the simulator."""
+    torch.manual_seed(2)
+    first = slayer.block.cuba.Dense(CUBA, 64, 24, weight_scale=4, delay=True)
+    first(torch.zeros(1, 64, 2))  # slayer sizes its delays on the first forward
+    first.delay.delay.data = (torch.arange(24, dtype=torch.float32) % 5).reshape(first.delay.delay.shape)
+    x = spikes((2, T, 64), seed=4)
+    export([first, slayer.block.cuba.Dense(CUBA, 24, 10, weight_scale=4)], torch.as_tensor(np.moveaxis(x, 1, -1)),
+           tmp_path / "delay.net")
+    with h5py.File(tmp_path / "delay.net", "a") as f:
+        f["layer/0/bias"] = np.arange(24) % 3 - 1.0
+    spec = read_netx(tmp_path / "delay.net", T)
+    np.testing.assert_array_equal(spec.spiking[0].input_delay, np.arange(24) % 5)
+    sim = simulate(spec, x, "dense", record=True)
+    assert_same_spikes(spec, sim, lava_dl_run(tmp_path / "delay.net", x, tmp_path))
+    undelayed = replace(spec.spiking[0], input_delay=None)
+    assert not np.array_equal(simulate(replace(spec, populations=[undelayed, *spec.populations[1:]]), x, "dense",
+                                       record=True).sent["layer0"], sim.sent["layer0"])
+    for mode in ("dense", "delta"):
+        lava = run_lava(spec, x, mode)
+        np.testing.assert_array_equal(lava.logits, sim.logits)
+        assert lava.counts.to_dict() == simulate(spec, x, mode).counts.to_dict()
+
+
 def test_input_neurons_and_pool_spike_as_slayer_computes_them(tmp_path):
     """lava-dl's runner has no pool layer, and its input block does not compile in lava-nc 0.10;
     slayer's forward is the reference for input neurons -> conv -> pool -> dense. (It agrees
@@ -135,7 +162,11 @@ def edit(path: Path, change) -> Path:
 
 
 UNSUPPORTED = {
-    "delay": (lambda f: f.create_dataset("layer/2/delay", data=np.zeros(10)), r"layer 2 \(dense\): its 'delay'"),
+    "conv delay": (lambda f: f.create_dataset("layer/0/delay", data=np.zeros(4)), r"layer 0 \(conv\): its 'delay'"),
+    "synapse delays": (lambda f: f.create_dataset("layer/2/delay", data=np.zeros((10, 256))),
+                       r"layer 2 \(dense\): 2560 delays for 10 neurons"),
+    "long delay": (lambda f: f.create_dataset("layer/2/delay", data=np.full(10, 63.0)),
+                   r"layer 2 \(dense\): delays must lie in 0..62"),
     "sigma-delta": (lambda f: (f["layer/2/neuron"].pop("type"), f["layer/2/neuron"].create_dataset("type", data=b"SDNN")),
                     r"layer 2 \(dense\): SDNN neurons are not supported"),
     "average": (lambda f: (f["layer/1"].pop("type"), f["layer/1"].create_dataset("type", data=np.array([b"average"]))),

@@ -532,6 +532,7 @@ NEURON_PARAMS = ("r", "v_threshold", "tau", "v_leak", "v_reset")
 NETX_ACT_SHIFT = 6  # Loihi: a synaptic input, a bias mantissa and a threshold mantissa are shifted left by 6
 NETX_FRAC_BITS = 12  # membrane units of a netx network: a threshold mantissa of 64 is 1.0
 NETX_LAYERS = ("input", "conv", "pool", "flatten", "dense")
+NETX_MAX_DELAY = 62  # Loihi's longest synaptic delay (lava-dl's DelayDense: max_delay=62)
 
 
 def read_netx(path: str | Path, timesteps: int, fixed: bool = True,
@@ -543,7 +544,8 @@ def read_netx(path: str | Path, timesteps: int, fixed: bool = True,
     `vThMant << 6`, current decay `iDecay` and voltage decay `vDecay` (of 4096); float divides by
     2**12 (a threshold mantissa of 64 is 1.0). `input_shape` (C, H, W) is needed when the first
     layer is a conv or pool without an `input` layer before it (the file does not store it).
-    Anything else (delays, sigma-delta or other neurons, recurrent layers) gets one line."""
+    Per-neuron synaptic delays of dense layers are kept. Anything else (sigma-delta or other
+    neurons, recurrent layers, per-synapse delays) gets one line."""
     return netx_to_spec(load_netx_layers(path), timesteps, fixed, input_shape, str(path))
 
 
@@ -604,9 +606,10 @@ class _NetxReader:
         if kind not in NETX_LAYERS:
             raise IRError(f"{where}: not supported; supported: {', '.join(NETX_LAYERS)} (lava-dl's own netx "
                           f"runner also lacks pool, average, concat, convT and unpool)")
-        for key in ("delay", "weight_rec"):
-            if key in layer:
-                raise IRError(f"{where}: its {key!r} (synaptic delays, recurrence) is not supported")
+        if "weight_rec" in layer:
+            raise IRError(f"{where}: recurrent weights ('weight_rec') are not supported")
+        if "delay" in layer and kind != "dense":  # lava-dl's runner reads delays of dense layers only
+            raise IRError(f"{where}: its 'delay' is ignored by lava-dl's netx runner; remove it")
         if kind == "input":
             return self._input(layer, where)
         if self.shape is None and kind == "dense":  # a flat network: the input is its first layer's fan-in
@@ -700,7 +703,8 @@ class _NetxReader:
         self.pops.append(Population(
             name, out_shape, "cuba", bias, [Projection(self.source, ops, shift=NETX_ACT_SHIFT if self.fixed else 0)],
             v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 2 ** DECAY_BITS, dv=dv,
-            u_decay=1 - du / 2 ** DECAY_BITS, du=du, frac_bits=NETX_FRAC_BITS if self.fixed else 0, sends=SPIKES))
+            u_decay=1 - du / 2 ** DECAY_BITS, du=du, input_delay=_netx_delay(layer, out_shape, where),
+            frac_bits=NETX_FRAC_BITS if self.fixed else 0, sends=SPIKES))
         self.pending, self.shape = [], out_shape
 
     def spec(self, timesteps: int, source: str) -> NetSpec:
@@ -743,6 +747,21 @@ def _netx_neuron(layer: dict, where: str) -> dict[str, int]:
     if not (0 <= cuba["iDecay"] <= 2 ** DECAY_BITS and 0 <= cuba["vDecay"] <= 2 ** DECAY_BITS):
         raise IRError(f"{where}: decays must lie in 0..{2 ** DECAY_BITS}")
     return cuba
+
+
+def _netx_delay(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray | None:
+    """Per neuron, the steps its synaptic input arrives late: slayer's per-neuron delays, which
+    lava-dl's runner applies to every synapse into that neuron. None when all are zero."""
+    if "delay" not in layer:
+        return None
+    d = np.asarray(layer["delay"]).ravel()
+    if d.size != int(np.prod(shape)):
+        raise IRError(f"{where}: {d.size} delays for {int(np.prod(shape))} neurons (only one delay per neuron, "
+                      f"as slayer exports them, is supported)")
+    d = d.astype(np.int64)  # as lava-dl's runner reads them
+    if d.min() < 0 or d.max() > NETX_MAX_DELAY:
+        raise IRError(f"{where}: delays must lie in 0..{NETX_MAX_DELAY} steps (Loihi's), got {d.min()}..{d.max()}")
+    return d.reshape(shape) if d.any() else None
 
 
 def _netx_bias(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray:

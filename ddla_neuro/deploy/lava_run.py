@@ -244,7 +244,7 @@ class LavaNetwork:
                 proc = DeltaNeuron(size=pop.size, bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv,
                                    reset=pop.reset, mode=mode, keep=keep, scores=spec.scores.get(pop.name),
                                    depth=pop.depth, timesteps=t, num_samples=n, kind=pop.kind,
-                                   u_decay=pop.u_decay, du=pop.du)
+                                   u_decay=pop.u_decay, du=pop.du, input_delay=pop.input_delay)
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:

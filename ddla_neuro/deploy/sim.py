@@ -302,6 +302,8 @@ class _Population:
         active while the current state is non-zero, also in steps without input."""
         p = self.pop
         x = synaptic.double()  # the wrap-around needs exact integers past 2**24
+        if p.input_delay is not None:
+            x = _delayed(x, p.input_delay)
         spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         current = torch.empty(x.shape, dtype=torch.bool, device=x.device)
         u = v = torch.zeros_like(x[0])
@@ -319,6 +321,17 @@ class _Population:
         _count(counts, "spikes", p.name, _per_step(spikes))
         _count(counts, "active", p.name, _per_step(current))  # a decaying current keeps the neuron active
         return spikes, self.lossless(spikes)
+
+
+def _delayed(x: torch.Tensor, delay: np.ndarray) -> torch.Tensor:
+    """(T, B, n) with unit j's values `delay[j]` steps later (zeros before), cut at T."""
+    out = torch.zeros_like(x)
+    for d in np.unique(delay):
+        units = torch.as_tensor(np.flatnonzero(delay == d), device=x.device)
+        d = int(d)
+        if d < x.shape[0]:
+            out[d:, :, units] = x[: x.shape[0] - d, :, units]
+    return out
 
 
 def _product(a: torch.Tensor, b: torch.Tensor, frac_bits: int | None) -> torch.Tensor:

@@ -15,6 +15,11 @@ is a state of its own, and the bias goes to the voltage:
     v^t = decay(v^{t-1}) + u^t + bias_P                    (fixed point: clipped to +-(2**23 - 1))
     s^t = v^t > v_th ;  v^t reset to 0 where s^t = 1 (u is not reset)
 
+A cuba population may delay each unit's synaptic current by its own number of steps
+(`input_delay`, lava-dl's synaptic delays: Loihi's dendritic delay slots), the bias not:
+
+    u^t = decay_u(u^{t-1}) + (current_P - bias_P)^{t - input_delay}     (zero before step 1)
+
 A *delayed* reset (`delayed-zero`, `delayed-subtract`: snnTorch's `Leaky`, whose reset is
 computed from the previous step's membrane) leaves v^t as it is and acts at step t + 1:
 `v^{t+1} = decay(v^t, zeroed where s^t) + current` or `decay(v^t) + current - v_th s^t`.
@@ -130,6 +135,7 @@ class Population:
     reset: str = "zero"        # one of RESETS
     u_decay: float = 1.0       # cuba, float: u <- u_decay * u + current
     du: int = 0                # cuba, fixed point: 12-bit current decay (Loihi's register plus its offset 1)
+    input_delay: np.ndarray | None = None  # cuba: steps each unit's synaptic current arrives late (0..62)
     dv: int = 0                # fixed point: 12-bit decay constant
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)
@@ -359,6 +365,8 @@ def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
     pops = []
     for i, pop in enumerate(spec.populations):
         arrays[f"p{i}.bias"] = np.asarray(pop.bias)
+        if pop.input_delay is not None:
+            arrays[f"p{i}.input_delay"] = np.asarray(pop.input_delay, dtype=np.int64)
         inputs = []
         for j, proj in enumerate(pop.inputs):
             ops = []
@@ -396,7 +404,7 @@ def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
         pool = None if pool is None else _op_from_header(pool)
         pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
                                inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
-                               u_decay=p["u_decay"], du=p["du"],
+                               u_decay=p["u_decay"], du=p["du"], input_delay=arrays.get(f"p{i}.input_delay"),
                                frac_bits=p["frac_bits"], depth=p["depth"], pool=pool, sends=Sends(**p["sends"])))
     return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],
                    {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"],

@@ -143,6 +143,10 @@ class _NeuronModel(_WindowedModel):
         self.held = self.zeros(self.bias.size)
         self.fired = np.zeros(self.bias.size, dtype=bool)  # the last step's spikes (delayed resets)
         self.u = self.zeros(self.bias.size)  # cuba: the current state
+        delay = p["input_delay"]
+        self.delay = None if delay is None else np.asarray(delay, dtype=np.int64).reshape(-1)
+        if self.delay is not None:  # row k: the current received k steps ago in this sample
+            self.history = np.zeros((int(self.delay.max()) + 1, self.bias.size), dtype=self.bias.dtype)
         self.scores = None if p["scores"] is None else np.asarray(p["scores"], dtype=np.float32).reshape(-1)
 
     def decay(self, v: np.ndarray, factor: str = "decay", register: str = "dv") -> np.ndarray:
@@ -151,9 +155,19 @@ class _NeuronModel(_WindowedModel):
             return decay_fixed(v, p[register])
         return v * p[factor] if p[factor] != 1.0 else v
 
+    def delayed(self, t: int, a: np.ndarray) -> np.ndarray:
+        """Each unit's current from `input_delay` steps ago in this sample (zero before its start)."""
+        if t == 0:
+            self.history[:] = 0
+        self.history = np.roll(self.history, 1, axis=0)
+        self.history[0] = a
+        return self.history[self.delay, np.arange(a.size)]
+
     def integrate_cuba(self, t: int, a: np.ndarray) -> np.ndarray:
         """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
         as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
+        if self.delay is not None:
+            a = self.delayed(t, a)
         u = (self.decay(self.u, "u_decay", "du") if t > 0 else self.zeros(a.size)) + a
         self.u = u = wrap_current(u) if self.fixed else u
         v = (self.decay(self.v) if t > 0 else self.zeros(a.size)) + u + self.bias

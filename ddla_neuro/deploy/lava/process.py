@@ -57,16 +57,17 @@ class DeltaNeuron(_WindowedProcess):
     mode from t = 2 only the ceil(keep * n) deltas with the highest `scores` (ties to the lower
     index), the receivers holding the rest. Counts spikes, sent events and active neurons (non-zero
     synaptic current) per timestep. `kind` cuba: Loihi's current-based LIF (spec.py), the current
-    a state with its decay `u_decay` (float) or `du` (fixed point)."""
+    a state with its decay `u_decay` (float) or `du` (fixed point), each unit's current arriving
+    `input_delay` steps late."""
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
-                 kind: str = "if", u_decay: float = 1.0, du: int = 0):
+                 kind: str = "if", u_decay: float = 1.0, du: int = 0, input_delay: np.ndarray | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias, v_th=v_th,
                          decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores, kind=kind,
-                         u_decay=u_decay, du=du)
+                         u_decay=u_decay, du=du, input_delay=input_delay)
         self.a_in = InPort(shape=(size,))
         self.s_out = OutPort(shape=(size,))
         self.v = Var(shape=(size,), init=0)
