@@ -192,6 +192,57 @@ def test_sinabs_mlp_computes_sinabs_function(tmp_path):
     assert strict.spiking[1].v_th == 1.0 and spec.spiking[1].v_th < 1.0  # v >= 1 read as v > the float below 1
 
 
+def spikingjelly_graph(net: torch.nn.Sequential, n_in: int, dt: float = 1e-4) -> nir.NIRGraph:
+    """The graph SpikingJelly's `export_to_nir` writes for Linear, LIFNode and IFNode layers (its
+    repository's exporter; the PyPI release has none): LIF tau = tau * dt, r = 1, v_leak = 0;
+    IF r = 1 / dt; thresholds and v_reset per neuron."""
+    from spikingjelly.activation_based import neuron
+    nodes, shape = {"input": nir.Input({"input": np.array([n_in])})}, n_in
+    for i, m in enumerate(net):
+        if isinstance(m, torch.nn.Linear):
+            nodes[str(i)] = nir.Affine(m.weight.detach().numpy(), m.bias.detach().numpy())
+            shape = m.out_features
+            continue
+        full = lambda v: np.full(shape, float(v))  # noqa: E731
+        if isinstance(m, neuron.LIFNode):
+            nodes[str(i)] = nir.LIF(tau=full(m.tau * dt), r=full(1.0), v_leak=full(0.0),
+                                    v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
+        else:
+            nodes[str(i)] = nir.IF(r=full(1 / dt), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
+    nodes["output"] = nir.Output({"output": np.array([shape])})
+    names = list(nodes)
+    return nir.NIRGraph(nodes, list(zip(names, names[1:])))
+
+
+def test_spikingjelly_mlp_computes_spikingjellys_function(tmp_path, capsys):
+    """LIFNode (tau 2, hard reset) and IFNode layers: spikes per layer and step as SpikingJelly's
+    own forward, which fires at v >= threshold (hit exactly: dyadic weights and input)."""
+    from spikingjelly.activation_based import functional, layer, neuron
+    torch.manual_seed(0)
+    net = dyadic_(torch.nn.Sequential(layer.Linear(64, 24), neuron.LIFNode(tau=2.0), layer.Linear(24, 10),
+                                      neuron.IFNode()), 0, 4.0)
+    nir.write(tmp_path / "sj.nir", spikingjelly_graph(net, 64))
+    spec = nir_to_spec(read_nir(tmp_path / "sj.nir"), timesteps=T, source="spikingjelly")
+    assert [(p.kind, p.reset) for p in spec.spiking] == [("lif", "zero"), ("if", "zero")]
+    x = torch.round(torch.rand(16, 64, generator=torch.Generator().manual_seed(2)) * 64) / 64
+    functional.reset_net(net)
+    neurons = [m for m in net if isinstance(m, neuron.BaseNode)]
+    steps = {id(m): [] for m in neurons}
+    for m in neurons:
+        m.register_forward_hook(lambda mod, i, o: steps[id(mod)].append(o))
+    with torch.no_grad():
+        for _ in range(T):
+            net(x)
+    ref = [torch.stack(steps[id(m)], 1).numpy() for m in neurons]
+    assert all(0 < r.mean() < 1 for r in ref)
+    sim = simulate(spec, x[:, None].expand(len(x), T, 64).numpy(), "dense", record=True)
+    for pop, spikes in zip(spec.spiking, ref):
+        np.testing.assert_array_equal(sim.sent[pop.name], spikes)
+    base = ["--profile", "loihi2", "--nir", str(tmp_path / "sj.nir"), "--dataset", "digits", "--timesteps", str(T),
+            "--backend", "fast", "--samples", "20", "--nir-source", "spikingjelly"]
+    assert run_cli(main, base + ["--out", str(tmp_path / "report")]) == 0
+
+
 def test_threshold_reached_exactly_fires_in_fixed_point_too(tmp_path):
     """A membrane that lands exactly on a v >= threshold (Sinabs) fires in the quantized network
     as in float: the quantizer floors the threshold, and Lava agrees with the simulator."""

@@ -226,6 +226,10 @@ NIR_SOURCES = {
     # MembraneSubtract resets at once; its default MultiSpike (several spikes a step) cannot be
     # told from the graph and is not supported
     "sinabs": NirSource(1.0, "subtract", decay_rule="exp", fires_at_threshold=True, float32_params=True),
+    # SpikingJelly's export_to_nir (in its repository; its PyPI release 0.0.0.0.14 has none): dt
+    # argument (default 1e-4), LIF tau = tau_steps * dt with r = 1, IF r = 1 / dt; hard reset
+    # (a soft-reset neuron is exported as a hard one), heaviside(v - threshold) fires at v >= threshold
+    "spikingjelly": NirSource(1e-4, "zero", fires_at_threshold=True),
 }
 
 
@@ -241,7 +245,7 @@ def _neuron_params(name: str, node: nir.NIRNode, dt: float, source: NirSource) -
         v_th = float(np.nextafter(v_th, -np.inf))
     r = _uniform(node.r, "r", name)
     if isinstance(node, nir.IF):
-        return dict(kind="if", decay=1.0, gain=1.0 if source.norse else r, v_th=v_th, reset=reset)
+        return dict(kind="if", decay=1.0, gain=1.0 if source.norse else r * dt, v_th=v_th, reset=reset)  # v += dt r I
     if _uniform(node.v_leak, "v_leak", name) != 0.0:
         raise IRError(f"NIR node {name!r}: a non-zero v_leak is not supported")
     tau = _uniform(node.tau, "tau", name)
