@@ -33,7 +33,9 @@ $(STAMP): pyproject.toml
 	@# neither of which its NIR export needs (pbr, which it imports, is in [dev]).
 	@# lava-dl 0.6.0 (the netx tests' reference: its own netx runner and slayer) pins torch < 2.4;
 	@# its netx and slayer run on ours, with OpenCV (which slayer imports) and nothing else.
-	$(PY) -m pip install -q --no-deps neurobench==2.3.0 sinabs==3.1.3 lava-dl==0.6.0 opencv-python-headless==4.14.0.94
+	@# SANA-FE 2.2.9 (the cost model's cross-check) needs nothing beyond numpy.
+	$(PY) -m pip install -q --no-deps neurobench==2.3.0 sinabs==3.1.3 lava-dl==0.6.0 opencv-python-headless==4.14.0.94 \
+	  sanafe==2.2.9
 	@touch $(STAMP)
 
 # The main job: deploy the shipped default model to Lava on the digits test split, cost it on Loihi 2.

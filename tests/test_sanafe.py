@@ -1,0 +1,78 @@
+"""Our networks exported to SANA-FE (its Loihi architecture, `deploy/sanafe_net.py`) compute our
+function: every layer's spikes at every step equal our fixed-point simulator's."""
+import builtins
+
+import numpy as np
+import pytest
+import torch
+
+from deploy_nets import convnet, residual, spec_of
+from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint
+from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT
+from ddla_neuro.deploy.cost import Terms, map_network
+from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames
+from ddla_neuro.deploy.profiles import load_profile
+from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.sanafe_net import SanafeError, run_sanafe
+from ddla_neuro.deploy.sim import simulate
+from ddla_neuro.deploy.spec import SPIKES
+
+pytest.importorskip("sanafe")  # installed by make setup
+
+
+def loihi_mapping(spec):
+    return map_network(spec, {}, Terms(load_profile("loihi")))
+
+
+def assert_same_spikes(spec, frames):
+    sim = simulate(spec, frames, "dense", record=True)
+    for i, sample in enumerate(frames):
+        run = run_sanafe(spec, sample, loihi_mapping(spec))
+        for pop in spec.spiking:
+            np.testing.assert_array_equal(run.spikes[pop.name], sim.sent[pop.name][i], err_msg=pop.name)
+            assert 0 < run.spikes[pop.name].mean() < 1, pop.name
+    return run
+
+
+def test_shipped_model_spikes_as_our_simulator():
+    """Analog input: the first layer's current is its bias; the second layer's bias (folded
+    BatchNorm) comes from a bias unit, since SANA-FE would integrate it while its pipeline fills."""
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    _, data = checkpoint_dataset(ckpt, None, None)
+    spec = quantize(checkpoint_to_spec(ckpt))
+    frames = quantize_input(input_frames(ckpt.net, data.x_test[:2], torch.Generator().manual_seed(0)), spec)
+    run = assert_same_spikes(spec, frames)
+    assert run.bias_units == ["6"] and run.fill == 2 and run.energy["total"] > 0
+    assert run.energy["total"] == pytest.approx(sum(run.energy[k] for k in ("synapse", "dendrite", "soma", "network")))
+
+
+def test_lif_convnet_on_input_spikes_spikes_as_our_simulator():
+    """Binary input from SANA-FE's input units, leaky neurons (decay 1/2), every layer late."""
+    net = convnet(seed=1, neuron="lif")
+    spec = spec_of(net)
+    spec.encoding, spec.input_sends = "events", SPIKES
+    spec = quantize(spec)
+    frames = (np.random.default_rng(0).random((2, spec.timesteps, *spec.input_shape)) < 0.4).astype(float)
+    assert {p.dv for p in spec.spiking} == {2048}
+    run = assert_same_spikes(spec, frames)
+    assert run.fill == spec.latency
+
+
+def test_what_sanafe_cannot_carry_is_one_line():
+    spec = spec_of(residual())
+    with pytest.raises(SanafeError, match="the fixed-point spec"):
+        run_sanafe(spec, np.zeros((spec.timesteps, *spec.input_shape)), None)
+    fixed = quantize(spec)
+    with pytest.raises(SanafeError, match="residual shortcut") as err:
+        run_sanafe(fixed, np.zeros((fixed.timesteps, *fixed.input_shape)), loihi_mapping(fixed))
+    assert "\n" not in str(err.value)
+
+
+def test_missing_sanafe_says_how_to_install(monkeypatch):
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__",
+                        lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "sanafe"
+                        else real(name, *a, **k))
+    spec = quantize(spec_of(convnet()))
+    with pytest.raises(SanafeError, match="pip install --no-deps sanafe==2.2.9"):
+        run_sanafe(spec, np.zeros((spec.timesteps, *spec.input_shape)), None)
