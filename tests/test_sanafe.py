@@ -35,14 +35,15 @@ def assert_same_spikes(spec, frames):
 
 
 def test_shipped_model_spikes_as_our_simulator():
-    """Analog input: the first layer's current is its bias; the second layer's bias (folded
-    BatchNorm) comes from a bias unit, since SANA-FE would integrate it while its pipeline fills."""
+    """Analog input: the first layer's current joins its bias; the biases (folded BatchNorm)
+    come from bias units, active only during each layer's steps of the sample."""
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     _, data = checkpoint_dataset(ckpt, None, None)
     spec = quantize(checkpoint_to_spec(ckpt))
     frames = quantize_input(input_frames(ckpt.net, data.x_test[:2], torch.Generator().manual_seed(0)), spec)
     run = assert_same_spikes(spec, frames)
-    assert run.bias_units == ["6"] and run.fill == 2 and run.energy["total"] > 0
+    assert set(run.bias_events) == {"2", "6"} and run.fill == spec.latency == 3 and run.energy["total"] > 0
+    assert run.bias_events["6"] == (6 * 512, 6 * 2)  # every neuron of layer 6 has a bias; it spans 2 cores
     assert run.energy["total"] == pytest.approx(sum(run.energy[k] for k in ("synapse", "dendrite", "soma", "network")))
 
 

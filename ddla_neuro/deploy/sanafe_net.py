@@ -11,18 +11,18 @@ reset to zero or by subtraction:
   (integers over 64) are exact in its float arithmetic.
 * SANA-FE has no graded messages. Binary input spikes come from its input units (one per
   input position, 0 J each). An analog input (direct encoding) is the same every step, so the
-  first layer's input current enters as a per-neuron bias, and no input messages are sent.
+  first layer's input current is added to its bias, and no input messages are sent.
 * Neurons sit on the cores our cost model chose (`cost.map_network`), in contiguous blocks;
-  core c is SANA-FE's tile c // 4, core c % 4.
-* Each hop through a synapse costs SANA-FE one step: a population `d` synapses from its
-  source spikes `d` steps late (one less when the input is a bias), so a sample runs
-  `T + depth` steps and the spikes are realigned.
-* A bias on SANA-FE's soma is added from its first step, so a late population would integrate
-  it alone while the pipeline fills (Loihi avoids this by resetting each layer as its first
-  input arrives; SANA-FE has no resets). Such a population's bias comes instead from a bias
-  unit: an input unit on its first core that fires from the step its first input arrives, with
-  the biases as weights. Its synapse events and messages are SANA-FE's, not the chip's: the
-  cross-check subtracts them (`bias_units`).
+  core c is SANA-FE's tile c // 4, core c % 4. Input and bias units (below) count against a
+  core's 1,024 neurons there, so they take the cores after the network's.
+* Each hop through a synapse costs SANA-FE one step: a population `d` synapses from the input
+  spikes `d` steps late, so a sample runs `T + depth` steps and the spikes are realigned.
+* A bias on SANA-FE's soma is added at every step of the run, so a population would integrate
+  it alone while the pipeline fills and go on after its sample (Loihi resets each layer as its
+  first input arrives; SANA-FE has no resets). A neuron population's bias comes instead from a
+  bias unit: an input unit on its first core that fires during the population's T steps, with
+  the biases as weights. Its synapse events and messages are SANA-FE's, not the chip's; the run
+  records them (`bias_events`) for the cross-check to take out.
 
 The readout is a population of SANA-FE neurons that never fire (`leak_decay` 0: the step's
 current, as ours). Max-pool and product populations, CUBA neurons, delayed resets and float
@@ -105,7 +105,7 @@ class SanafeRun:
     step_energy: np.ndarray
     step_time: np.ndarray
     fill: int
-    bias_units: list[str]  # populations whose bias came from a bias unit
+    bias_events: dict[str, tuple[int, int]]  # per population fed by a bias unit: its (synapse events, messages)
     wall_s: float
 
 
@@ -115,7 +115,8 @@ class _Builder:
         self.arch = sanafe.load_loihi()
         self.net = sanafe.Network()
         self.groups = {}
-        self.bias_units: list[str] = []
+        self.bias_events: dict[str, tuple[int, int]] = {}
+        self.spare = sum(mapping.cores.values())  # the first core after the network's
 
     def core(self, index: int):
         return self.arch.tiles[index // CORES_PER_TILE].cores[index % CORES_PER_TILE]
@@ -127,23 +128,23 @@ class _Builder:
         for i in range(n):
             group[i].set_attributes(soma_hw_name=f"loihi_inputs[{i % INPUT_UNITS_PER_CORE}]",
                                     model_attributes={"spikes": [int(s) for s in frames[:, i]]})
-            group[i].map_to_core(self.core(i // INPUT_UNITS_PER_CORE))
+            group[i].map_to_core(self.core(self.spare + i // INPUT_UNITS_PER_CORE))
         self.groups["input"] = group
+        self.spare += -(-n // INPUT_UNITS_PER_CORE)
 
     def add_bias_unit(self, pop: Population, bias: np.ndarray, first_step: int, steps: int, total: int) -> None:
-        """An input unit on the population's first core firing at SANA-FE steps first_step ..
-        first_step + steps - 1 (1-based), its spikes landing one step later, with the biases as
-        weights; it takes the last free input slot of that core."""
+        """An input unit on the spare core firing at SANA-FE steps first_step .. first_step +
+        steps - 1 (1-based), its spikes landing one step later, with the biases as weights."""
         train = [0] * total
         train[first_step - 1: first_step - 1 + steps] = [1] * steps
         unit = self.net.create_neuron_group(f"bias:{pop.name}", 1, model_attributes={"spikes": train})
-        core = self.mapping.first_core[pop.name]
-        unit[0].set_attributes(soma_hw_name=f"loihi_inputs[{INPUT_UNITS_PER_CORE - 1 - len(self.bias_units)}]")
-        unit[0].map_to_core(self.core(core))
-        target = self.groups[pop.name]
-        for j in np.flatnonzero(bias):
+        unit[0].set_attributes(soma_hw_name=f"loihi_inputs[{len(self.bias_events)}]")
+        unit[0].map_to_core(self.core(self.spare))
+        target, targets = self.groups[pop.name], np.flatnonzero(bias)
+        for j in targets:
             unit[0].connect_to_neuron(target[int(j)], {"w": float(bias[j]) / UNIT})
-        self.bias_units.append(pop.name)
+        cores = len(set(self.mapping.cores[pop.name] * targets // pop.size))  # one message per target core
+        self.bias_events[pop.name] = (steps * targets.size, steps * cores)
 
     def add_population(self, pop: Population, bias: np.ndarray) -> None:
         readout = pop.kind == "readout"
@@ -184,17 +185,16 @@ def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, timing_model
             raise SanafeError("the analog input changes over time: SANA-FE has no graded messages")
     else:
         b.add_input(frames)
-    lag = {pop.name: pop.depth - (1 if analog else 0) for pop in spec.populations}
-    fill = max(lag.values())
+    fill = spec.latency
     for pop in spec.populations:
         bias = np.asarray(pop.bias, dtype=np.float64).reshape(-1)
-        if analog:  # the first layer's constant input current becomes its bias
+        if analog:  # the first layer's constant input current joins its bias
             bias = bias + sum(apply_ops(p.ops, frames[0]).reshape(-1) * 2.0 ** p.shift
                               for p in pop.inputs if p.source == "input")
-        late = lag[pop.name] > 0 and pop.kind != "readout" and bias.any()  # the readout integrates nothing
-        b.add_population(pop, np.zeros_like(bias) if late else bias)
-        if late:
-            b.add_bias_unit(pop, bias, lag[pop.name], steps, steps + fill)
+        unit = pop.kind != "readout" and bias.any()  # the readout integrates nothing: its bias stays on the soma
+        b.add_population(pop, np.zeros_like(bias) if unit else bias)
+        if unit:
+            b.add_bias_unit(pop, bias, pop.depth, steps, steps + fill)
     for pop in spec.populations:
         for proj in pop.inputs:
             if not (analog and proj.source == "input"):
@@ -203,10 +203,11 @@ def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, timing_model
     chip.load(b.net)
     res = chip.sim(steps + fill, timing_model=timing_model, spike_trace=True, perf_trace=True)
     wall = time.perf_counter() - start
+    lag = {pop.name: pop.depth for pop in spec.populations}
     return SanafeRun(_spikes(spec, res["spike_trace"], lag, steps), {k: float(res["energy"][k]) for k in
                                                                      ("total", *SANAFE_TERMS)},
                      np.asarray(res["perf_trace"]["total_energy"], dtype=np.float64),
-                     np.asarray(res["perf_trace"]["sim_time"], dtype=np.float64), fill, b.bias_units, wall)
+                     np.asarray(res["perf_trace"]["sim_time"], dtype=np.float64), fill, b.bias_events, wall)
 
 
 def _spikes(spec: NetSpec, trace: list, lag: dict[str, int], steps: int) -> dict[str, np.ndarray]:

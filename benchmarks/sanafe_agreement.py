@@ -1,0 +1,114 @@
+"""Our cost model (the `loihi` profile) next to SANA-FE's silicon-fitted Loihi model on the same
+runs, dense mode, per sample: energy by term, latency, and the wall time of each.
+
+    python benchmarks/sanafe_agreement.py [--samples 2] [--json OUT]
+
+Networks: the shipped digits convnet (analog input), and an IF MLP 784-512-512-10 and a LIF
+convnet fed binary spikes (random weights, dyadic, and random input spikes: the figures are
+about cost, not accuracy). SANA-FE runs T + depth steps (its pipeline) and its bias units add
+synapse events and messages that a Loihi bias does not cost; both are shown, not yet taken out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from deploy_nets import convnet, spec_of  # noqa: E402
+
+from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
+from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT  # noqa: E402
+from ddla_neuro.deploy.cost import Terms, cost_run, map_network  # noqa: E402
+from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
+from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
+from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.sanafe_net import SANAFE_TERMS, run_sanafe  # noqa: E402
+from ddla_neuro.deploy.sim import simulate  # noqa: E402
+from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths  # noqa: E402
+
+
+def shipped(samples: int):
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    _, data = checkpoint_dataset(ckpt, None, None)
+    spec = quantize(checkpoint_to_spec(ckpt))
+    return spec, quantize_input(input_frames(ckpt.net, data.x_test[:samples], torch.Generator().manual_seed(0)), spec)
+
+
+def if_mlp(samples: int, sizes=(784, 512, 512, 10), steps: int = 6):
+    """IF neurons, threshold 1, weights of +-1/32 drawn at random (fixed point: exact)."""
+    rng = np.random.default_rng(0)
+    pops, source = [], "input"
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.choice([-1.0, 1.0, 2.0], size=(n_out, n_in)) / 32
+        kind = "readout" if k == len(sizes) - 2 else "if"
+        sends = Sends(graded=True, bits=24) if kind == "readout" else SPIKES
+        pops.append(Population(f"fc{k}", (n_out,), kind, np.zeros(n_out), [Projection(source, [Op("linear", (n_in,), (n_out,), w)])],
+                               sends=sends))
+        source = pops[-1].name
+    assign_depths(pops)
+    spec = quantize(NetSpec((sizes[0],), steps, "events", pops, input_sends=SPIKES))
+    return spec, (rng.random((samples, steps, sizes[0])) < 0.2).astype(float)
+
+
+def lif_convnet(samples: int):
+    spec = spec_of(convnet(seed=1, neuron="lif"))
+    spec.encoding, spec.input_sends = "events", SPIKES
+    spec = quantize(spec)
+    return spec, (np.random.default_rng(0).random((samples, spec.timesteps, *spec.input_shape)) < 0.4).astype(float)
+
+
+NETWORKS = {"digits-convnet": shipped, "if-mlp-784-512-512-10": if_mlp, "lif-convnet": lif_convnet}
+
+
+def compare(name: str, spec: NetSpec, frames: np.ndarray) -> dict:
+    profile = load_profile("loihi")
+    mapping = map_network(spec, {}, Terms(profile))
+    start = time.perf_counter()
+    counts = simulate(spec, frames, "dense").counts
+    ours = cost_run(spec, counts, profile, {})["totals"]
+    wall_ours = time.perf_counter() - start
+    runs = [run_sanafe(spec, sample, mapping) for sample in frames]
+    mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
+    row = {"network": name, "mode": "dense", "steps": spec.timesteps, "sanafe_steps": spec.timesteps + runs[0].fill,
+           "energy_j_ours": ours["dynamic_energy_j"], "energy_j_sanafe": mean(lambda r: r.energy["total"]),
+           "latency_s_ours": ours["latency_s"], "latency_s_sanafe": mean(lambda r: float(r.step_time.sum())),
+           "wall_s_ours": wall_ours, "wall_s_sanafe": mean(lambda r: r.wall_s)}
+    row["terms_ours_j"] = {k: v for k, v in ours["energy_parts_j"].items() if k != "static"}
+    row["terms_sanafe_j"] = {k: mean(lambda r, k=k: r.energy[k]) for k in SANAFE_TERMS}
+    row["bias_unit_events"] = mean(lambda r: sum(e for e, _ in r.bias_events.values()))
+    row["bias_unit_messages"] = mean(lambda r: sum(m for _, m in r.bias_events.values()))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=2)
+    ap.add_argument("--networks", default=",".join(NETWORKS))
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args()
+    rows = [compare(n, *NETWORKS[n](args.samples)) for n in args.networks.split(",")]
+    print("| network | steps (SANA-FE) | energy ours | energy SANA-FE | ratio | latency ours | latency SANA-FE | ratio "
+          "| wall ours | wall SANA-FE |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['network']} | {r['steps']} ({r['sanafe_steps']}) | {r['energy_j_ours'] * 1e6:.2f} uJ | "
+              f"{r['energy_j_sanafe'] * 1e6:.2f} uJ | {r['energy_j_ours'] / r['energy_j_sanafe']:.2f} | "
+              f"{r['latency_s_ours'] * 1e6:.0f} us | {r['latency_s_sanafe'] * 1e6:.0f} us | "
+              f"{r['latency_s_ours'] / r['latency_s_sanafe']:.2f} | {r['wall_s_ours']:.2f} s | {r['wall_s_sanafe']:.1f} s |")
+    for r in rows:
+        terms = ", ".join(f"{k} {v * 1e6:.3f}" for k, v in r["terms_ours_j"].items())
+        theirs = ", ".join(f"{k} {v * 1e6:.3f}" for k, v in r["terms_sanafe_j"].items())
+        print(f"{r['network']}: ours (uJ) {terms}; SANA-FE (uJ) {theirs}; bias units {r['bias_unit_events']:.0f} "
+              f"synapse events, {r['bias_unit_messages']:.0f} messages")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
