@@ -22,8 +22,9 @@ What is counted, per sample (the counts are totals over the samples run):
   cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
   otherwise (leak only). A CUBA neuron's current is a state that decays over several steps
   after an input: it is active while that state is non-zero, which is the price of its extra
-  state (Loihi's compartment update is the CUBA update, so there is no other term). Delta transmission does not save neuron updates: the receiver
-  integrates the current it holds. DDLA can, by holding stale values.
+  state (Loihi's compartment update is the CUBA update, so there is no other term). Delta
+  transmission does not save neuron updates: the receiver integrates the current it holds.
+  DDLA can, by holding stale values.
 * Routing: each event leaves its neuron once (`e_spike_out`) and is delivered as one message
   to every core of each target layer (`e_msg_local` plus the mean mesh hops between the two
   layers' cores, layers placed on consecutive cores, row-major on the tile mesh). Sending to
