@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,10 @@ from deploy_nets import convnet, spec_of  # noqa: E402
 
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
 from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT  # noqa: E402
-from ddla_neuro.deploy.cost import Terms, cost_run, map_network  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
 from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
-from ddla_neuro.deploy.sanafe_net import SANAFE_TERMS, run_sanafe  # noqa: E402
-from ddla_neuro.deploy.sim import simulate  # noqa: E402
+from ddla_neuro.deploy.sanafe_net import cross_check  # noqa: E402
 from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths  # noqa: E402
 
 
@@ -67,23 +64,12 @@ NETWORKS = {"digits-convnet": shipped, "if-mlp-784-512-512-10": if_mlp, "lif-con
 
 
 def compare(name: str, spec: NetSpec, frames: np.ndarray) -> dict:
-    profile = load_profile("loihi")
-    mapping = map_network(spec, {}, Terms(profile))
-    start = time.perf_counter()
-    counts = simulate(spec, frames, "dense").counts
-    ours = cost_run(spec, counts, profile, {})["totals"]
-    wall_ours = time.perf_counter() - start
-    runs = [run_sanafe(spec, sample, mapping) for sample in frames]
-    mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
-    row = {"network": name, "mode": "dense", "steps": spec.timesteps, "sanafe_steps": spec.timesteps + runs[0].fill,
-           "energy_j_ours": ours["dynamic_energy_j"], "energy_j_sanafe": mean(lambda r: r.energy["total"]),
-           "latency_s_ours": ours["latency_s"], "latency_s_sanafe": mean(lambda r: float(r.step_time.sum())),
-           "wall_s_ours": wall_ours, "wall_s_sanafe": mean(lambda r: r.wall_s)}
-    row["terms_ours_j"] = {k: v for k, v in ours["energy_parts_j"].items() if k != "static"}
-    row["terms_sanafe_j"] = {k: mean(lambda r, k=k: r.energy[k]) for k in SANAFE_TERMS}
-    row["bias_unit_events"] = mean(lambda r: sum(e for e, _ in r.bias_events.values()))
-    row["bias_unit_messages"] = mean(lambda r: sum(m for _, m in r.bias_events.values()))
-    return row
+    c = cross_check(spec, frames, load_profile("loihi"))
+    return {"network": name, "mode": c["mode"], "steps": c["steps"], "sanafe_steps": c["sanafe_steps"],
+            **{f"{what}_{side}": c[key][side] for what, key in (("energy_j", "energy_j"), ("latency_s", "latency_s"),
+                                                                ("wall_s", "wall_s")) for side in ("ours", "sanafe")},
+            "terms_ours_j": c["terms_j"]["ours"], "terms_sanafe_j": c["terms_j"]["sanafe"],
+            "bias_unit_events": c["bias_unit_events"], "bias_unit_messages": c["bias_unit_messages"]}
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Our networks exported to SANA-FE (its Loihi architecture, `deploy/sanafe_net.py`) compute our
 function: every layer's spikes at every step equal our fixed-point simulator's."""
 import builtins
+import json
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from deploy_nets import convnet, residual, spec_of
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint
-from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT
+from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
 from ddla_neuro.deploy.cost import Terms, map_network
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames
 from ddla_neuro.deploy.profiles import load_profile
@@ -16,6 +17,7 @@ from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sanafe_net import SanafeError, run_sanafe
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import SPIKES
+from ddla_neuro.errors import run_cli
 
 pytest.importorskip("sanafe")  # installed by make setup
 
@@ -77,3 +79,30 @@ def test_missing_sanafe_says_how_to_install(monkeypatch):
     spec = quantize(spec_of(convnet()))
     with pytest.raises(SanafeError, match="pip install --no-deps sanafe==2.2.9"):
         run_sanafe(spec, np.zeros((spec.timesteps, *spec.input_shape)), None)
+
+
+def test_deploy_cross_check_reports_both_sides(tmp_path, capsys):
+    base = ["--profile", "loihi", "--backend", "fast", "--samples", "4", "--cross-check", "sanafe",
+            "--cross-check-samples", "1"]
+    assert run_cli(main, base + ["--out", str(tmp_path / "r")]) == 0
+    c = json.loads((tmp_path / "r" / "report.json").read_text())["cross_check"]
+    assert c["samples"] == 1 and c["sanafe_steps"] == c["steps"] + 3
+    assert c["energy_j"]["ratio"] == pytest.approx(c["energy_j"]["ours"] / c["energy_j"]["sanafe"])
+    assert c["energy_j"]["sanafe"] == pytest.approx(sum(c["terms_j"]["sanafe"].values()))
+    assert "## Cross-check: sanafe" in (tmp_path / "r" / "report.md").read_text()
+    assert "cross-check sanafe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [(["--profile", "loihi2"], "first-generation chip only"),
+                                             (["--float"], "drop --float")])
+def test_cross_check_that_cannot_run_is_one_line(change, message, tmp_path, capsys):
+    argv = ["--profile", "loihi", "--backend", "fast", "--samples", "2", "--cross-check", "sanafe"] + change
+    assert run_cli(main, argv + ["--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and not (tmp_path / "r").exists()
+
+
+def test_loihi2_report_says_the_cross_check_covers_loihi_only(tmp_path):
+    assert run_cli(main, ["--profile", "loihi2", "--backend", "fast", "--samples", "2", "--mode", "dense",
+                          "--out", str(tmp_path / "r")]) == 0
+    assert "covers the first-generation Loihi only" in (tmp_path / "r" / "report.md").read_text()

@@ -32,6 +32,7 @@ from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
 from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
 from .run import MODES, Counts
+from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
 from .spec import NetSpec
 
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="runs/deploy", help="output directory (default: runs/deploy)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the input encoding (Poisson)")
     ap.add_argument("--timeout", type=float, help="seconds before a Lava run is killed (default: generous)")
+    ap.add_argument("--cross-check", choices=("sanafe",),
+                    help="sanafe: cost the first --cross-check-samples samples (dense) with SANA-FE's silicon-fitted "
+                         "Loihi model too, next to ours (--profile loihi, fixed point; needs the sanafe package)")
+    ap.add_argument("--cross-check-samples", type=int, default=2,
+                    help="samples SANA-FE simulates for --cross-check (default 2: it takes seconds per sample)")
     ap.add_argument("--device", default="cpu", choices=DEVICES,
                     help="where the fast simulator runs (and Lava's cross-check run of it): cpu (default), cuda "
                          "(under torchrun, each rank's GPU) or auto; the fixed-point figures are the same on both")
@@ -233,6 +239,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     spec, frames, labels, model = load_model(args)
     if args.backend == "lava":
         check_lava_mappable(spec)
+    if args.cross_check:
+        _check_cross_check(args, profile, spec)
     modes, keeps = pick_runs(args, spec, model)
     frames, labels = frames[: args.samples], labels[: args.samples]
     if args.fixed:
@@ -270,7 +278,22 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
                            for k, r in sorted(sweep_results.items(), reverse=True)]
     if runner.neurobench is not None:
         _add_compat(report, spec, runner.neurobench)
+    if args.cross_check:
+        report["cross_check"] = cross_check(spec, frames[: args.cross_check_samples], profile)
     return report
+
+
+def _check_cross_check(args: argparse.Namespace, profile, spec: NetSpec) -> None:
+    """One line, before any work, for a cross-check that cannot run."""
+    if profile.name != "loihi":
+        raise UserError(f"--cross-check sanafe compares with SANA-FE's Loihi model, the first-generation chip only "
+                        f"(there is no Loihi 2 model upstream): use --profile loihi, not {profile.name}")
+    if not args.fixed:
+        raise UserError("--cross-check sanafe runs the fixed-point network: drop --float")
+    if args.cross_check_samples < 1:
+        raise UserError(f"--cross-check-samples must be at least 1, got {args.cross_check_samples}")
+    require_sanafe()
+    check_exportable(quantize(spec))
 
 
 def _checks(spec: NetSpec, results: dict, runner: Runner) -> dict[str, bool]:
@@ -327,6 +350,10 @@ def print_report(report: dict, paths: list[Path]) -> None:
         print(f"unknown in this profile (left out of energy/latency): {', '.join(unknown)}")
     for name, ok in report["checks"].items():
         print(f"check: {name}: {'yes' if ok else 'NO'}")
+    if "cross_check" in report:
+        c = report["cross_check"]
+        print(f"cross-check {c['tool']} (dense, {c['samples']} samples): energy ours / SANA-FE "
+              f"{c['energy_j']['ratio']:.2f}, latency {c['latency_s']['ratio']:.2f} (report.md: by term)")
     print(f"wrote {', '.join(str(p) for p in paths)}")
 
 

@@ -24,6 +24,10 @@ report.json, schema_version 1:
     neurobench {effective_acs, effective_macs, dense,                # SynapticOperations, per sample
                 membrane_updates, activation_sparsity}               # MembraneUpdates (per sample), ActivationSparsity
     literature {first_layer_flops, synaptic_ops, e_mac_j, e_ac_j, energy_j}
+    cross_check {tool, architecture, mode, samples, steps, sanafe_steps,   # --cross-check sanafe only
+                 energy_j {ours, sanafe, ratio}, latency_s {ours, sanafe, ratio},
+                 terms_j {ours {synaptic, neuron, routing}, sanafe {synapse, dendrite, soma, network}},
+                 wall_s {ours, sanafe}, bias_unit_events, bias_unit_messages}   # per sample
 
 Energies in joules, times in seconds, counts per inference; null where the profile lacks a term.
 """
@@ -127,7 +131,27 @@ def markdown(report: dict) -> str:
                 f"- Literature estimate E = E_MAC x FLOPs(first layer) + E_AC x SOPs: {lit['first_layer_flops']:,.0f} "
                 f"FLOPs, {lit['synaptic_ops']:,.0f} SOPs, {si(lit['energy_j'], 'J')} "
                 f"(E_MAC {si(lit['e_mac_j'], 'J')}, E_AC {si(lit['e_ac_j'], 'J')})", ""]
+    out += _cross_check_md(report)
     return "\n".join(out)
+
+
+def _cross_check_md(report: dict) -> list[str]:
+    c = report.get("cross_check")
+    if c is None:
+        return [] if report["profile"]["name"] != "loihi2" else [
+            "SANA-FE's silicon-fitted model (`--cross-check sanafe`) covers the first-generation Loihi only: "
+            "there is no Loihi 2 model to check this profile against.", ""]
+    terms = lambda side: ", ".join(f"{k} {si(v, 'J')}" for k, v in c["terms_j"][side].items())  # noqa: E731
+    return [f"## Cross-check: {c['tool']} ({c['architecture']}), {c['mode']}, per sample of {c['samples']}", "",
+            "| | ours | SANA-FE | ours / SANA-FE |", "|---|---:|---:|---:|",
+            f"| energy (no static) | {si(c['energy_j']['ours'], 'J')} | {si(c['energy_j']['sanafe'], 'J')} | "
+            f"{c['energy_j']['ratio']:.2f} |",
+            f"| latency | {si(c['latency_s']['ours'], 's')} | {si(c['latency_s']['sanafe'], 's')} | "
+            f"{c['latency_s']['ratio']:.2f} |",
+            f"| wall time | {c['wall_s']['ours']:.3g} s | {c['wall_s']['sanafe']:.3g} s | |", "",
+            f"Terms, ours: {terms('ours')}; SANA-FE: {terms('sanafe')}. SANA-FE ran {c['sanafe_steps']} steps for "
+            f"{c['steps']} (its pipeline); its bias units added {c['bias_unit_events']:,.0f} synapse events and "
+            f"{c['bias_unit_messages']:,.0f} messages that a Loihi bias does not cost.", ""]
 
 
 def _png(fig) -> bytes:

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 
 import numpy as np
 
 from ..errors import UserError
-from .cost import Mapping
+from .cost import Mapping, Terms, cost_run, map_network
+from .profiles import Profile
+from .sim import simulate
 from .spec import DECAY_BITS, NetSpec, Population, Projection, apply_ops
 
 UNIT = 64              # SANA-FE truncates the potential to multiples of 1/64: one of our integers
@@ -224,3 +227,28 @@ def _spikes(spec: NetSpec, trace: list, lag: dict[str, int], steps: int) -> dict
 def _address(neuron) -> tuple[str, int]:
     """(group name, index) of a neuron in a SANA-FE spike trace."""
     return str(neuron.group_name), int(neuron.neuron_offset)
+
+
+def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile) -> dict:
+    """Our cost of a dense run of `frames` (N, T, ...) on `profile` next to SANA-FE's of the same
+    samples on its Loihi model, per sample: energy by term (ours without static power, which
+    SANA-FE does not model), latency and wall time. SANA-FE runs T + depth steps (its pipeline)
+    and counts its bias units' synapse events and messages, which are reported beside it."""
+    require_sanafe()
+    start = time.perf_counter()
+    ours = cost_run(spec, simulate(spec, frames, "dense").counts, profile, {})["totals"]
+    wall_ours = time.perf_counter() - start
+    mapping = map_network(spec, {}, Terms(profile))
+    runs = [run_sanafe(spec, sample, mapping) for sample in frames]
+    mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
+    energy = {"ours": ours["dynamic_energy_j"], "sanafe": mean(lambda r: r.energy["total"])}
+    latency = {"ours": ours["latency_s"], "sanafe": mean(lambda r: float(r.step_time.sum()))}
+    return {"tool": f"sanafe {version('sanafe')}", "architecture": "sanafe/examples/loihi.yaml",
+            "mode": "dense", "samples": len(runs), "steps": spec.timesteps, "sanafe_steps": spec.timesteps + runs[0].fill,
+            "energy_j": {**energy, "ratio": energy["ours"] / energy["sanafe"]},
+            "latency_s": {**latency, "ratio": latency["ours"] / latency["sanafe"]},
+            "terms_j": {"ours": {k: v for k, v in ours["energy_parts_j"].items() if k != "static"},
+                        "sanafe": {k: mean(lambda r, k=k: r.energy[k]) for k in SANAFE_TERMS}},
+            "wall_s": {"ours": wall_ours / len(runs), "sanafe": mean(lambda r: r.wall_s)},
+            "bias_unit_events": mean(lambda r: sum(e for e, _ in r.bias_events.values())),
+            "bias_unit_messages": mean(lambda r: sum(m for _, m in r.bias_events.values()))}
