@@ -26,10 +26,12 @@ def loihi_mapping(spec):
     return map_network(spec, {}, Terms(load_profile("loihi")))
 
 
-def assert_same_spikes(spec, frames):
+def assert_same_spikes(spec, frames, mode="dense"):
+    """SANA-FE's spikes per layer and step equal our simulator's (in delta mode the receivers
+    integrate the replayed changes: the same spikes)."""
     sim = simulate(spec, frames, "dense", record=True)
     for i, sample in enumerate(frames):
-        run = run_sanafe(spec, sample, loihi_mapping(spec))
+        run = run_sanafe(spec, sample, loihi_mapping(spec), mode)
         for pop in spec.spiking:
             np.testing.assert_array_equal(run.spikes[pop.name], sim.sent[pop.name][i], err_msg=pop.name)
             assert 0 < run.spikes[pop.name].mean() < 1, pop.name
@@ -44,8 +46,8 @@ def test_shipped_model_spikes_as_our_simulator():
     spec = quantize(checkpoint_to_spec(ckpt))
     frames = quantize_input(input_frames(ckpt.net, data.x_test[:2], torch.Generator().manual_seed(0)), spec)
     run = assert_same_spikes(spec, frames)
-    assert set(run.bias_events) == {"2", "6"} and run.fill == spec.latency == 3 and run.energy["total"] > 0
-    assert run.bias_events["6"] == (6 * 512, 6 * 2)  # every neuron of layer 6 has a bias; it spans 2 cores
+    assert set(run.extra) == {"bias:2", "bias:6"} and run.fill == spec.latency == 3 and run.energy["total"] > 0
+    assert run.extra["bias:6"] == (6 * 512, 6 * 2, "loihi_conv_synapse")  # all 512 have a bias, on 2 cores
     assert run.energy["total"] == pytest.approx(sum(run.energy[k] for k in ("synapse", "dendrite", "soma", "network")))
 
 
@@ -59,6 +61,8 @@ def test_lif_convnet_on_input_spikes_spikes_as_our_simulator():
     assert {p.dv for p in spec.spiking} == {2048}
     run = assert_same_spikes(spec, frames)
     assert run.fill == spec.latency
+    delta = assert_same_spikes(spec, frames, "delta")
+    assert {"undo:input>2", "bias:2"} <= set(delta.extra)  # input changes replayed on/off; reset after the sample
 
 
 def test_what_sanafe_cannot_carry_is_one_line():
@@ -86,9 +90,11 @@ def test_deploy_cross_check_reports_both_sides(tmp_path, capsys):
             "--cross-check-samples", "1"]
     assert run_cli(main, base + ["--out", str(tmp_path / "r")]) == 0
     c = json.loads((tmp_path / "r" / "report.json").read_text())["cross_check"]
-    assert c["samples"] == 1 and c["sanafe_steps"] == c["steps"] + 3
-    assert c["energy_j"]["ratio"] == pytest.approx(c["energy_j"]["ours"] / c["energy_j"]["sanafe"])
-    assert c["energy_j"]["sanafe"] == pytest.approx(sum(c["terms_j"]["sanafe"].values()))
+    assert c["samples"] == 1 and c["sanafe_steps"] == c["steps"] + 3 and set(c["modes"]) == {"dense", "delta", "ddla"}
+    for m in c["modes"].values():
+        assert m["energy_j"]["ratio"] == pytest.approx(m["energy_j"]["ours"] / m["energy_j"]["sanafe"])
+        assert m["energy_j"]["sanafe"] == pytest.approx(sum(m["terms_j"]["sanafe"].values()))
+        assert m["energy_j"]["sanafe_as_run"] == pytest.approx(m["energy_j"]["sanafe"] + sum(m["stand_in_j"].values()))
     assert "## Cross-check: sanafe" in (tmp_path / "r" / "report.md").read_text()
     assert "cross-check sanafe" in capsys.readouterr().out
 

@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed of the input encoding (Poisson)")
     ap.add_argument("--timeout", type=float, help="seconds before a Lava run is killed (default: generous)")
     ap.add_argument("--cross-check", choices=("sanafe",),
-                    help="sanafe: cost the first --cross-check-samples samples (dense) with SANA-FE's silicon-fitted "
-                         "Loihi model too, next to ours (--profile loihi, fixed point; needs the sanafe package)")
+                    help="sanafe: cost the first --cross-check-samples samples with SANA-FE's silicon-fitted Loihi "
+                         "model too, next to ours, in every mode run (--profile loihi, fixed point; needs sanafe)")
     ap.add_argument("--cross-check-samples", type=int, default=2,
                     help="samples SANA-FE simulates for --cross-check (default 2: it takes seconds per sample)")
     ap.add_argument("--device", default="cpu", choices=DEVICES,
@@ -279,7 +279,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     if runner.neurobench is not None:
         _add_compat(report, spec, runner.neurobench)
     if args.cross_check:
-        report["cross_check"] = cross_check(spec, frames[: args.cross_check_samples], profile)
+        report["cross_check"] = cross_check(spec, frames[: args.cross_check_samples], profile,
+                                            tuple(m for m in MODES if m in results), keeps[0])
     return report
 
 
@@ -352,8 +353,9 @@ def print_report(report: dict, paths: list[Path]) -> None:
         print(f"check: {name}: {'yes' if ok else 'NO'}")
     if "cross_check" in report:
         c = report["cross_check"]
-        print(f"cross-check {c['tool']} (dense, {c['samples']} samples): energy ours / SANA-FE "
-              f"{c['energy_j']['ratio']:.2f}, latency {c['latency_s']['ratio']:.2f} (report.md: by term)")
+        ratios = "; ".join(f"{mode} energy {m['energy_j']['ratio']:.2f}, latency {m['latency_s']['ratio']:.2f}"
+                           for mode, m in c["modes"].items())
+        print(f"cross-check {c['tool']} ({c['samples']} samples), ours / SANA-FE: {ratios} (report.md: by term)")
     print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
