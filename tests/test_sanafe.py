@@ -62,7 +62,7 @@ def test_lif_convnet_on_input_spikes_spikes_as_our_simulator():
     run = assert_same_spikes(spec, frames)
     assert run.fill == spec.latency
     delta = assert_same_spikes(spec, frames, "delta")
-    assert {"undo:input>2", "bias:2"} <= set(delta.extra)  # input changes replayed on/off; reset after the sample
+    assert set(delta.extra) == {"bias:2", "bias:6"} and delta.reset_step and len(delta.step_time) == run.fill + 5
 
 
 def test_what_sanafe_cannot_carry_is_one_line():

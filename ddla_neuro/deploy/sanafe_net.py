@@ -27,8 +27,10 @@ reset to zero or by subtraction:
   changes, recorded by our simulator, are replayed by an on and an off input unit per neuron
   (an on/off axon pair, as our cost model prices signed events on binary chips), while its own
   neurons still compute (their spikes are checked) and send nothing. The receivers hold their
-  current (`input_decay` 1), and after the sample the off/on units undo what they hold, since
-  SANA-FE cannot reset; those events are recorded in `extra` too.
+  current (`input_decay` 1). SANA-FE cannot reset, so one extra step after the sample's undoes
+  what the receivers hold (the off/on units fire once more); that step is taken out whole, and
+  so are the spikes the receivers fire from what they still hold between the end of their
+  window and that step (`SanafeRun.late_spikes`; they reach nothing).
 
 The readout is a population of SANA-FE neurons that never fire (`leak_decay` 0: the step's
 current, as ours). Max-pool and product populations, CUBA neurons, delayed resets and float
@@ -111,15 +113,17 @@ def projection_edges(proj: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarr
 class SanafeRun:
     """One sample through SANA-FE: each spiking population's spikes (T, n) realigned to our
     steps, the energy of the whole run by SANA-FE's terms (J), and per SANA-FE step its energy
-    and simulated time (the run has `fill` more steps than the sample: the pipeline). `extra`:
-    the (synapse events, messages) of the units that stand in for what Loihi does without
-    messages (biases; in delta mode, the reset of what receivers hold after the sample)."""
+    and simulated time and per term its energy per step (the run has `fill` more steps than the
+    sample: the pipeline, and in delta mode the reset step at the end). `extra`: the (synapse
+    events, messages) of the bias units within the sample's steps, which Loihi's biases do without."""
 
     spikes: dict[str, np.ndarray]
     energy: dict[str, float]
-    step_energy: np.ndarray
+    step_energy: dict[str, np.ndarray]  # "total" and each of SANAFE_TERMS, per SANA-FE step
     step_time: np.ndarray
     fill: int
+    reset_step: bool  # delta: the last step only undoes what the receivers hold
+    late_spikes: int  # spikes after a population's window (delta: from what it still holds)
     extra: dict[str, tuple[int, int, str]]  # (synapse events, messages, the targets' synapse unit)
     wall_s: float
 
@@ -129,44 +133,52 @@ class _Builder:
     carry what `name` sends: its own neurons (dense), or on/off units replaying its signed
     changes (delta)."""
 
-    def __init__(self, sanafe, spec: NetSpec, mapping: Mapping, steps: int):
+    def __init__(self, sanafe, spec: NetSpec, mapping: Mapping, steps: int, delta: bool):
         self.sanafe, self.spec, self.mapping = sanafe, spec, mapping
-        self.total = steps + spec.latency  # SANA-FE steps of the sample, pipeline included
+        self.total = steps + spec.latency + delta  # SANA-FE steps: the sample, its pipeline, delta's reset
         self.arch = sanafe.load_loihi()
         self.net = sanafe.Network()
         self.groups, self.senders = {}, {}
         self.extra: dict[str, tuple[int, int, str]] = {}
-        self.held: dict[str, np.ndarray] = {}  # delta: per sender, what receivers hold after the sample
-        self.spare, self.slot = sum(mapping.cores.values()), 0  # input units go after the network's cores
+        self.spare = sum(mapping.cores.values())  # input units go on the cores after the network's
+        self.slots: dict[int, int] = {}  # per core, its input units so far
 
     def core(self, index: int):
         return self.arch.tiles[index // CORES_PER_TILE].cores[index % CORES_PER_TILE]
 
-    def units(self, name: str, trains: np.ndarray):
-        """Input units replaying `trains` (n, SANA-FE steps) of 0/1 on the spare cores."""
+    def spare_cores(self, count: int) -> list[int]:
+        """`count` unused cores after the network's."""
+        cores = list(range(self.spare, self.spare + count))
+        self.spare += count
+        return cores
+
+    def units(self, name: str, trains: np.ndarray, cores: list[int]):
+        """Input units replaying `trains` (n, SANA-FE steps) of 0/1, spread evenly over `cores`."""
         group = self.net.create_neuron_group(name, len(trains), model_attributes={"spikes": []})
         for i, train in enumerate(trains):
-            if self.slot == INPUT_UNITS_PER_CORE:
-                self.spare, self.slot = self.spare + 1, 0
-            group[i].set_attributes(soma_hw_name=f"loihi_inputs[{self.slot}]",
+            core = cores[i * len(cores) // len(trains)]
+            slot = self.slots.get(core, 0)
+            group[i].set_attributes(soma_hw_name=f"loihi_inputs[{slot}]",
                                     model_attributes={"spikes": [int(v) for v in train]})
-            group[i].map_to_core(self.core(self.spare))
-            self.slot += 1
+            group[i].map_to_core(self.core(core))
+            self.slots[core] = slot + 1
         return group
 
     def replay(self, name: str, sends: np.ndarray, lag: int, signed: bool) -> None:
-        """Units sending `sends` (T, n) from SANA-FE step `lag` on; signed: an on and an off unit
-        per position, the off one also undoing at the end what the receivers still hold."""
+        """Units sending `sends` (T, n) from SANA-FE step `lag` on, spread over as many spare cores
+        as the sender's own (one core per 512 on/off pairs at least); signed: an on and an off
+        unit per position, the off one also undoing in the reset step what the receivers hold."""
         trains = np.zeros((2 if signed else 1, sends.shape[1], self.total))
         steps = len(sends)
         trains[0, :, lag: lag + steps] = (sends > 0).T
         if signed:
             trains[1, :, lag: lag + steps] = (sends < 0).T
             held = sends.sum(0)  # one change undoes it (binary values: held in {-1, 0, 1})
-            trains[0, :, lag + steps] += held < 0
-            trains[1, :, lag + steps] += held > 0
-            self.held[name] = np.abs(held)  # the undo spikes, priced when connected
-        self.senders[name] = [(self.units(f"{name}{'+-'[k]}" if signed else name, trains[k]), 1.0 - 2 * k)
+            trains[0, :, -1] += held < 0
+            trains[1, :, -1] += held > 0
+        room = -(-len(trains) * sends.shape[1] // INPUT_UNITS_PER_CORE)
+        cores = self.spare_cores(max(self.mapping.cores.get(name) or 1, room))
+        self.senders[name] = [(self.units(f"{name}{'+-'[k]}" if signed else name, trains[k], cores), 1.0 - 2 * k)
                               for k in range(len(trains))]
 
     def add_population(self, pop: Population, bias: np.ndarray, delta: bool) -> None:
@@ -189,24 +201,26 @@ class _Builder:
 
     def add_bias(self, pop: Population, bias: np.ndarray, delta: bool) -> None:
         """A bias unit for the population: dense, firing during its steps of the sample; delta,
-        switching it on at its first step (the current holds it) and off after its last."""
-        steps = self.total - self.spec.latency
+        switching it on at its first step (the current holds it) and off in the reset step."""
+        steps = self.spec.timesteps
+        core = self.spare_cores(1)
         if delta:
             on = np.zeros((1, self.total))
             on[0, pop.depth - 1] = 1
             off = np.zeros((1, self.total))
-            off[0, pop.depth - 1 + steps] = 1
-            units = [(self.units(f"bias:{pop.name}+", on), 1.0), (self.units(f"bias:{pop.name}-", off), -1.0)]
+            off[0, -1] = 1
+            units = [(self.units(f"bias:{pop.name}+", on, core), 1.0),
+                     (self.units(f"bias:{pop.name}-", off, core), -1.0)]
         else:
             train = np.zeros((1, self.total))
             train[0, pop.depth - 1: pop.depth - 1 + steps] = 1
-            units = [(self.units(f"bias:{pop.name}", train), 1.0)]
+            units = [(self.units(f"bias:{pop.name}", train, core), 1.0)]
         target, targets = self.groups[pop.name], np.flatnonzero(bias)
         for unit, sign in units:
             for j in targets:
                 unit[0].connect_to_neuron(target[int(j)], {"w": sign * float(bias[j]) / UNIT})
         cores = len(set(self.mapping.cores[pop.name] * targets // pop.size))  # one message per target core
-        spikes = 2 if delta else steps
+        spikes = 1 if delta else steps  # within the sample's steps (delta's off spike: the reset step)
         self.extra[f"bias:{pop.name}"] = (spikes * targets.size, spikes * cores, _synapse_hw(pop))
 
     def connect(self, pop: Population, proj: Projection) -> None:
@@ -215,12 +229,6 @@ class _Builder:
         for group, sign in self.senders[proj.source]:
             for i, j, weight in zip(src, dst, w):
                 group[int(i)].connect_to_neuron(target[int(j)], {"w": sign * float(weight) / UNIT})
-        held = self.held.get(proj.source)
-        if held is not None:  # the undo spikes' synapse events and messages through this projection
-            cores = self.mapping.cores[pop.name]
-            reach = [len(set(cores * dst[src == i] // pop.size)) for i in range(len(held))]
-            self.extra[f"undo:{proj.source}>{pop.name}"] = (int(np.bincount(src, minlength=len(held)) @ held),
-                                                             int(np.asarray(reach) @ held), _synapse_hw(pop))
 
 
 def _synapse_hw(pop: Population) -> str:
@@ -230,13 +238,15 @@ def _synapse_hw(pop: Population) -> str:
 
 
 def sanafe_event_energies() -> dict[str, float]:
-    """From the installed SANA-FE's loihi.yaml: J per spike processed by each synapse unit, and
-    per message sent ("message_out")."""
+    """From the installed SANA-FE's loihi.yaml: J per spike processed by each synapse unit, per
+    message sent ("message_out") and per spike a neuron fires ("spike_out")."""
     import yaml
     path = Path(require_sanafe().__file__).parent / "examples" / "loihi.yaml"
     core = yaml.safe_load(path.read_text())["architecture"]["tile"][0]["core"][0]
     energies = {u["name"]: float(u["attributes"]["energy_process_spike"]) for u in core["synapse"]}
     energies["message_out"] = float(core["axon_out"][0]["attributes"]["energy_message_out"])
+    lif = next(u for u in core["soma"] if u["name"] == "loihi_lif")
+    energies["spike_out"] = float(lif["attributes"]["energy_spike_out"])
     return energies
 
 
@@ -251,7 +261,7 @@ def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = 
     steps, delta = spec.timesteps, mode != "dense"
     frames = np.asarray(frames, dtype=np.float64).reshape(steps, -1)
     start = time.perf_counter()
-    b = _Builder(sanafe, spec, mapping, steps)
+    b = _Builder(sanafe, spec, mapping, steps, delta)
     analog = spec.input_sends.graded
     if analog and not np.all(frames == frames[0]):
         raise SanafeError("the analog input changes over time: SANA-FE has no graded messages")
@@ -277,22 +287,29 @@ def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = 
     chip.load(b.net)
     res = chip.sim(b.total, timing_model=timing_model, spike_trace=True, perf_trace=True)
     wall = time.perf_counter() - start
-    lag = {pop.name: pop.depth for pop in spec.populations}
-    return SanafeRun(_spikes(spec, res["spike_trace"], lag, steps), {k: float(res["energy"][k]) for k in
-                                                                     ("total", *SANAFE_TERMS)},
-                     np.asarray(res["perf_trace"]["total_energy"], dtype=np.float64),
-                     np.asarray(res["perf_trace"]["sim_time"], dtype=np.float64), spec.latency, b.extra, wall)
+    spikes, late = _spikes(spec, res["spike_trace"][: b.total - delta], steps)  # the reset step goes whole
+    trace = res["perf_trace"]
+    return SanafeRun(spikes, {k: float(res["energy"][k]) for k in ("total", *SANAFE_TERMS)},
+                     {k: np.asarray(trace[f"{k}_energy"], dtype=np.float64) for k in ("total", *SANAFE_TERMS)},
+                     np.asarray(trace["sim_time"], dtype=np.float64), spec.latency, delta, late, b.extra, wall)
 
 
-def _spikes(spec: NetSpec, trace: list, lag: dict[str, int], steps: int) -> dict[str, np.ndarray]:
-    """Per spiking population, its spikes (steps, n): SANA-FE step k + lag holds our step k."""
+def _spikes(spec: NetSpec, trace: list, steps: int) -> tuple[dict[str, np.ndarray], int]:
+    """Per spiking population, its spikes (steps, n): SANA-FE step k + depth holds our step k;
+    and the count of spikes after a population's window (`trace` without a reset step)."""
     out = {pop.name: np.zeros((steps, pop.size)) for pop in spec.spiking}
+    lag = {pop.name: pop.depth for pop in spec.spiking}
+    late = 0
     for k, fired in enumerate(trace):
         for neuron in fired:
             name, index = _address(neuron)
-            if name in out and 0 <= k - lag[name] < steps:
+            if name not in out:
+                continue
+            if 0 <= k - lag[name] < steps:
                 out[name][k - lag[name], index] = 1.0
-    return out
+            else:
+                late += 1
+    return out, late
 
 
 def _address(neuron) -> tuple[str, int]:
@@ -300,15 +317,25 @@ def _address(neuron) -> tuple[str, int]:
     return str(neuron.group_name), int(neuron.neuron_offset)
 
 
+def _stand_in(run: SanafeRun, costs: dict[str, float]) -> dict[str, float]:
+    """SANA-FE energy by term that stands in for what Loihi does without it: the bias units'
+    synapse events and messages, delta's reset step, the spikes fired after a window."""
+    out = {k: float(run.step_energy[k][-1]) if run.reset_step else 0.0 for k in SANAFE_TERMS}
+    out["synapse"] += sum(e * costs[hw] for e, _, hw in run.extra.values())
+    out["network"] += sum(m * costs["message_out"] for _, m, _ in run.extra.values())
+    out["soma"] += run.late_spikes * costs["spike_out"]
+    return out
+
+
 def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tuple[str, ...] = ("dense", "delta"),
                 keep: float = 1.0) -> dict:
     """Our cost of `frames` (N, T, ...) on `profile` next to SANA-FE's of the same samples on its
     Loihi model, per mode and sample: energy by term (ours without static power, which SANA-FE
-    does not model), latency and wall time. SANA-FE's energy leaves out its stand-in units'
-    synapse events and messages (`SanafeRun.extra`, priced at its own loihi.yaml figures; their
-    few mesh hops stay in), as it ran is `sanafe_as_run`. It runs T + depth steps (its pipeline)."""
+    does not model), latency and wall time. SANA-FE's energy and latency leave out what stands in
+    for what Loihi does without it (`_stand_in`: bias units' events and messages at SANA-FE's own
+    loihi.yaml figures, their few mesh hops staying in; delta's reset step; late spikes); the
+    energy as it ran is `sanafe_as_run`. It runs T + depth steps (its pipeline)."""
     costs = sanafe_event_energies()
-    mapping = map_network(spec, {}, Terms(profile))
     out = {"tool": f"sanafe {version('sanafe')}", "architecture": "sanafe/examples/loihi.yaml",
            "samples": len(frames), "steps": spec.timesteps, "sanafe_steps": spec.timesteps + spec.latency, "modes": {}}
     for mode in modes:
@@ -317,13 +344,14 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
         plan = {"input": sends, **{p.name: sends for p in spec.senders}}
         ours = cost_run(spec, simulate(spec, frames, mode, keep).counts, profile, plan)["totals"]
         wall_ours = time.perf_counter() - start
+        mapping = map_network(spec, plan, Terms(profile))  # on/off pairs double a target's synapses: more cores
         runs = [run_sanafe(spec, sample, mapping, mode, keep) for sample in frames]
         mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
-        stand_in = {"synapse": mean(lambda r: sum(e * costs[hw] for e, _, hw in r.extra.values())),
-                    "network": mean(lambda r: sum(m * costs["message_out"] for _, m, _ in r.extra.values()))}
-        terms = {k: mean(lambda r, k=k: r.energy[k]) - stand_in.get(k, 0.0) for k in SANAFE_TERMS}
+        stand_in = {k: mean(lambda r, k=k: _stand_in(r, costs)[k]) for k in SANAFE_TERMS}
+        terms = {k: mean(lambda r, k=k: r.energy[k]) - stand_in[k] for k in SANAFE_TERMS}
         energy = {"ours": ours["dynamic_energy_j"], "sanafe": sum(terms.values())}
-        latency = {"ours": ours["latency_s"], "sanafe": mean(lambda r: float(r.step_time.sum()))}
+        latency = {"ours": ours["latency_s"],
+                   "sanafe": mean(lambda r: float(r.step_time[: len(r.step_time) - r.reset_step].sum()))}
         out["modes"][mode] = {
             "energy_j": {**energy, "ratio": energy["ours"] / energy["sanafe"],
                          "sanafe_as_run": mean(lambda r: r.energy["total"])},
