@@ -9,7 +9,7 @@ import pytest
 from ddla_neuro.deploy.cost import Terms, cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs
 from ddla_neuro.deploy.ir import input_sends
 from ddla_neuro.deploy.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
-from ddla_neuro.deploy.quant import quantize
+from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import MEMBRANE_BITS, SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
 
@@ -229,3 +229,23 @@ def test_compute_layers_are_mapping_problems_and_graded_senders_cost_multibit_op
     assert g["message_bits"] == g["messages"] * (32 + 24) and g["messages"] > 0
     problems = report["totals"]["mapping_problems"]
     assert [p.split()[1] for p in problems] == [p.name for p in spec.compute]
+
+
+def test_loihi_prices_convolutions_at_their_own_synop():
+    """On loihi (SANA-FE's silicon fit) a synaptic op into a convolution costs e_synop_conv
+    (24.0 pJ), into a dense layer e_synop (35.5 pJ), the analog input's e_synop_graded; profiles
+    without e_synop_conv price all at e_synop."""
+    from deploy_nets import convnet, inputs, spec_of
+    net = convnet()
+    spec = quantize(spec_of(net))
+    counts = simulate(spec, quantize_input(inputs(net, 2)[1], spec), "dense").counts
+    loihi, loihi2 = load_profile("loihi"), load_profile("loihi2")
+    for profile, conv_price in ((loihi, 24.0e-12), (loihi2, loihi2.energy["e_synop"].value)):
+        report = cost_run(spec, counts, profile, {})
+        for pop in spec.populations:
+            row = rows(report)[pop.name]
+            (source, ops), = [(p.source, p.ops) for p in pop.inputs]
+            price = (profile.energy["e_synop_graded"].value if source == "input" else
+                     conv_price if any(op.kind == "conv2d" for op in ops) else profile.energy["e_synop"].value)
+            assert row["energy_j"]["synaptic"] == pytest.approx(row["synaptic_ops"] * price), pop.name
+    assert loihi.energy["e_synop"].value == 35.5e-12

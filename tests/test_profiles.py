@@ -71,7 +71,9 @@ def test_derived_energies_match_their_stated_derivation():
 
 
 def test_optional_fields():
-    assert set(load_profile("generic-45nm").energy) == set(REQUIRED["energy"]) | set(OPTIONAL["energy"])
+    assert set(load_profile("generic-45nm").energy) == set(REQUIRED["energy"]) | {"e_mac", "e_ac"}
+    assert set(load_profile("loihi").energy) == set(REQUIRED["energy"]) | {"e_synop_conv"}
+    assert set(OPTIONAL["energy"]) == {"e_mac", "e_ac", "e_synop_conv"}
     with pytest.raises(ProfileError, match="e_mac"):
         load_profile("loihi").quantity("energy", "e_mac")
     with pytest.raises(ProfileError, match="watts"):
@@ -127,22 +129,22 @@ BAD = {  # case -> (edited text, what the message must name)
     "no unit": (_sub('e_barrier = { unit = "J", ', "e_barrier = { "), r"\[energy\] e_barrier has no unit"),
     "no kind": (_sub('unit = "J", kind = "unknown", ', 'unit = "J", '), r"\[energy\] e_barrier has no kind"),
     "no source": (_sub(BARRIER, 'e_barrier = { unit = "J", kind = "unknown" }'), r"\[energy\] e_barrier has no source"),
-    "bad kind": (_sub('kind = "simulated"', 'kind = "guess"'), r"\[energy\] e_synop has unknown kind 'guess'"),
-    "wrong unit": (_sub('23.6e-12, unit = "J"', '23.6e-12, unit = "pJ"'), r"\[energy\] e_synop has unit 'pJ'"),
+    "bad kind": (_sub('kind = "measured"', 'kind = "guess"'), r"\[energy\] e_synop has unknown kind 'guess'"),
+    "wrong unit": (_sub('35.5e-12, unit = "J"', '35.5e-12, unit = "pJ"'), r"\[energy\] e_synop has unit 'pJ'"),
     "wrong chip unit": (_sub('value = 128, unit = "count"', 'value = 128, unit = "bits"'), r"\[chip\] cores has unit"),
-    "not a number": (_sub("value = 23.6e-12", 'value = "23.6 pJ"'), r"\[energy\] e_synop value '23.6 pJ' is not a"),
-    "bool": (_sub("value = 23.6e-12", "value = true"), r"\[energy\] e_synop value True is not a finite"),
-    "nan": (_sub("value = 23.6e-12", "value = nan"), r"\[energy\] e_synop value nan is not a finite"),
-    "inf": (_sub("value = 23.6e-12", "value = inf"), r"\[energy\] e_synop value inf is not a finite"),
-    "negative": (_sub("value = 23.6e-12", "value = -23.6e-12"), r"\[energy\] e_synop value -2.36e-11 is negative"),
+    "not a number": (_sub("value = 35.5e-12", 'value = "35.5 pJ"'), r"\[energy\] e_synop value '35.5 pJ' is not a"),
+    "bool": (_sub("value = 35.5e-12", "value = true"), r"\[energy\] e_synop value True is not a finite"),
+    "nan": (_sub("value = 35.5e-12", "value = nan"), r"\[energy\] e_synop value nan is not a finite"),
+    "inf": (_sub("value = 35.5e-12", "value = inf"), r"\[energy\] e_synop value inf is not a finite"),
+    "negative": (_sub("value = 35.5e-12", "value = -35.5e-12"), r"\[energy\] e_synop value -3.55e-11 is negative"),
     "value with unknown": (_sub('e_barrier = { unit = "J", kind = "unknown"', 'e_barrier = { value = 0, unit = "J", '
                                 'kind = "unknown"'), r"\[energy\] e_barrier has a value but kind 'unknown'"),
-    "unknown without value": (_sub("value = 23.6e-12, ", ""), r"\[energy\] e_synop has no value but kind 'simulated'"),
+    "unknown without value": (_sub("value = 35.5e-12, ", ""), r"\[energy\] e_synop has no value but kind 'measured'"),
     "extra field": (_sub("e_hop_ew =", "e_hop_we = { value = 1.0, unit = \"J\", kind = \"estimate\", source = \"x\" }"
                          "\ne_hop_ew ="), r"\[energy\] e_hop_we is not a known field: allowed: e_synop"),
     "optional elsewhere": (LOIHI + 'e_mac = { value = 1.0, unit = "J", kind = "estimate", source = "x" }\n',
                            r"\[time\] e_mac is not a known field"),
-    "extra attr": (_sub("value = 23.6e-12,", "value = 23.6e-12, note = 1,"), r"\[energy\] e_synop note is not"),
+    "extra attr": (_sub("value = 35.5e-12,", "value = 35.5e-12, note = 1,"), r"\[energy\] e_synop note is not"),
     "extra section": (LOIHI + "\n[energi]\n", r"\[energi\] is not a known section"),
     "fractional count": (_sub("value = 128,", "value = 128.5,"), r"\[chip\] cores value 128.5 is not a positive int"),
     "zero count": (_sub("value = 128,", "value = 0,"), r"\[chip\] cores value 0 is not a positive integer"),
@@ -164,6 +166,6 @@ def test_bad_profile(tmp_path, case):
 
 def test_zero_payload_and_zero_energy_allowed(tmp_path):
     path = tmp_path / "ok.toml"
-    path.write_text(_sub("value = 1.7e-12", "value = 0"))  # a measured 0 is a value, not "unknown"
+    path.write_text(_sub("value = 111e-12", "value = 0"))  # a measured 0 is a value, not "unknown"
     p = load_profile(path)
     assert p.energy["e_msg_local"].value == 0.0 and p.chip["spike_payload_bits_max"].value == 0

@@ -9,7 +9,8 @@ What is counted, per sample (the counts are totals over the samples run):
 * The transmission plan says how each sender transmits (the report's per-layer `encoding`
   column; not the input code): `dense` sends spikes (binary) or, for the input, the
   analog frame; `delta` sends changes: ternary (+-1) for spiking layers, multi-bit for the
-  input. A +-1 event costs `e_synop` per SOP (the sign picks add or subtract); a multi-bit
+  input. A +-1 event costs `e_synop` per SOP (the sign picks add or subtract; `e_synop_conv`
+  into a convolution where the profile prices shared kernels apart); a multi-bit
   value (analog input, graded output) costs `e_synop_graded` (a multiply). Signed events travel as graded
   messages (2-bit payload) on a chip with graded spikes (`spike_payload_bits_max > 0`); on a
   binary chip they need an on/off pair of axons: the same messages and SOPs, twice the
@@ -74,6 +75,10 @@ class Terms:
             self.unknown.add(f"{section}.{name}")
             return None
         return float(q.value)
+
+    def has(self, section: str, name: str) -> bool:
+        """Whether the profile defines an optional field at all."""
+        return name in getattr(self.profile, section)
 
     def energy(self, name: str, count: float) -> float:
         """count x the energy per event (0 counted events cost 0 even where the term is unknown)."""
@@ -217,7 +222,8 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
         s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
         sops += s
         events_in += float(_per_sample(counts, "events", proj.source).sum())
-        price = "e_synop_graded" if spec.sends(proj.source).graded and not all_in else "e_synop"
+        price = "e_synop_graded" if spec.sends(proj.source).graded and not all_in else \
+            "e_synop_conv" if proj.weighted.kind == "conv2d" and terms.has("energy", "e_synop_conv") else "e_synop"
         by_source[proj.source] = by_source.get(proj.source, 0.0) + terms.energy(price, float(s.sum()))
     e_syn = sum(by_source.values())
     n = 0 if pop is None else pop.size

@@ -32,7 +32,9 @@ REQUIRED: dict[str, dict[str, str]] = {
     "time": {"t_synop": "s", "t_neuron_active": "s", "t_neuron_idle": "s", "t_spike_out": "s", "t_hop_ew": "s",
              "t_hop_ns": "s", "t_barrier": "s"},
 }
-OPTIONAL: dict[str, dict[str, str]] = {"energy": {"e_mac": "J", "e_ac": "J"}}
+# e_synop_conv: a synaptic op of a convolutional projection where the chip stores shared kernels
+# at another cost than a dense matrix (e_synop where absent)
+OPTIONAL: dict[str, dict[str, str]] = {"energy": {"e_mac": "J", "e_ac": "J", "e_synop_conv": "J"}}
 ZERO_OK = ("spike_payload_bits_max",)  # 0 = binary spikes; every other chip limit must be >= 1
 FORM = '{field} = {{ value = ..., unit = "{unit}", kind = "...", source = "..." }}'
 

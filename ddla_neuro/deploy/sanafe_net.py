@@ -239,7 +239,8 @@ def _synapse_hw(pop: Population) -> str:
 
 def sanafe_event_energies() -> dict[str, float]:
     """From the installed SANA-FE's loihi.yaml: J per spike processed by each synapse unit, per
-    message sent ("message_out") and per spike a neuron fires ("spike_out")."""
+    message sent ("message_out"), per spike a neuron fires ("spike_out") and per neuron and step
+    ("access_neuron", paid by every mapped neuron)."""
     import yaml
     path = Path(require_sanafe().__file__).parent / "examples" / "loihi.yaml"
     core = yaml.safe_load(path.read_text())["architecture"]["tile"][0]["core"][0]
@@ -247,6 +248,7 @@ def sanafe_event_energies() -> dict[str, float]:
     energies["message_out"] = float(core["axon_out"][0]["attributes"]["energy_message_out"])
     lif = next(u for u in core["soma"] if u["name"] == "loihi_lif")
     energies["spike_out"] = float(lif["attributes"]["energy_spike_out"])
+    energies["access_neuron"] = float(lif["attributes"]["energy_access_neuron"])
     return energies
 
 
@@ -317,13 +319,14 @@ def _address(neuron) -> tuple[str, int]:
     return str(neuron.group_name), int(neuron.neuron_offset)
 
 
-def _stand_in(run: SanafeRun, costs: dict[str, float]) -> dict[str, float]:
-    """SANA-FE energy by term that stands in for what Loihi does without it: the bias units'
-    synapse events and messages, delta's reset step, the spikes fired after a window."""
+def _stand_in(run: SanafeRun, costs: dict[str, float], neurons: int) -> dict[str, float]:
+    """SANA-FE energy by term that a chip running samples back to back does not spend on one:
+    the bias units' synapse events and messages, delta's reset step, the spikes fired after a
+    window, and the `fill` steps every neuron idles while one sample fills the pipeline."""
     out = {k: float(run.step_energy[k][-1]) if run.reset_step else 0.0 for k in SANAFE_TERMS}
     out["synapse"] += sum(e * costs[hw] for e, _, hw in run.extra.values())
     out["network"] += sum(m * costs["message_out"] for _, m, _ in run.extra.values())
-    out["soma"] += run.late_spikes * costs["spike_out"]
+    out["soma"] += run.late_spikes * costs["spike_out"] + run.fill * neurons * costs["access_neuron"]
     return out
 
 
@@ -331,10 +334,10 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
                 keep: float = 1.0) -> dict:
     """Our cost of `frames` (N, T, ...) on `profile` next to SANA-FE's of the same samples on its
     Loihi model, per mode and sample: energy by term (ours without static power, which SANA-FE
-    does not model), latency and wall time. SANA-FE's energy and latency leave out what stands in
-    for what Loihi does without it (`_stand_in`: bias units' events and messages at SANA-FE's own
-    loihi.yaml figures, their few mesh hops staying in; delta's reset step; late spikes); the
-    energy as it ran is `sanafe_as_run`. It runs T + depth steps (its pipeline)."""
+    does not model), latency and wall time. Ours assumes samples back to back (T steps each);
+    SANA-FE runs one sample from empty (T + depth steps). Its energy leaves out what that and the
+    stand-in units add (`_stand_in`, at SANA-FE's own loihi.yaml figures; the stand-ins' few mesh
+    hops stay in); its latency, delta's reset step; the energy as it ran is `sanafe_as_run`."""
     costs = sanafe_event_energies()
     out = {"tool": f"sanafe {version('sanafe')}", "architecture": "sanafe/examples/loihi.yaml",
            "samples": len(frames), "steps": spec.timesteps, "sanafe_steps": spec.timesteps + spec.latency, "modes": {}}
@@ -347,7 +350,8 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
         mapping = map_network(spec, plan, Terms(profile))  # on/off pairs double a target's synapses: more cores
         runs = [run_sanafe(spec, sample, mapping, mode, keep) for sample in frames]
         mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
-        stand_in = {k: mean(lambda r, k=k: _stand_in(r, costs)[k]) for k in SANAFE_TERMS}
+        neurons = sum(p.size for p in spec.populations)
+        stand_in = {k: mean(lambda r, k=k: _stand_in(r, costs, neurons)[k]) for k in SANAFE_TERMS}
         terms = {k: mean(lambda r, k=k: r.energy[k]) - stand_in[k] for k in SANAFE_TERMS}
         energy = {"ours": ours["dynamic_energy_j"], "sanafe": sum(terms.values())}
         latency = {"ours": ours["latency_s"],
