@@ -26,16 +26,14 @@ $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON310)" ]; then \
 	  echo "error: python3.10 not found (lava-nc 0.10 needs Python 3.10): install it, e.g. 'pyenv install 3.10', or set PYTHON310=/path/to/python3.10"; exit 1; fi
 	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,sanafe]'
 	@# NeuroBench 2.3.0, a test dependency: its metrics need only torch and snntorch (in [dev]);
 	@# its declared torchaudio would make pip swap the CUDA torch build, so it goes in without deps.
 	@# Sinabs 3.1.3 (interop tests) likewise: it pins nir <= 1.0.4 and the samna hardware library,
 	@# neither of which its NIR export needs (pbr, which it imports, is in [dev]).
 	@# lava-dl 0.6.0 (the netx tests' reference: its own netx runner and slayer) pins torch < 2.4;
 	@# its netx and slayer run on ours, with OpenCV (which slayer imports) and nothing else.
-	@# SANA-FE 2.2.9 (the cost model's cross-check) needs nothing beyond numpy.
-	$(PY) -m pip install -q --no-deps neurobench==2.3.0 sinabs==3.1.3 lava-dl==0.6.0 opencv-python-headless==4.14.0.94 \
-	  sanafe==2.2.9
+	$(PY) -m pip install -q --no-deps neurobench==2.3.0 sinabs==3.1.3 lava-dl==0.6.0 opencv-python-headless==4.14.0.94
 	@touch $(STAMP)
 
 # The main job: deploy the shipped default model to Lava on the digits test split, cost it on Loihi 2.

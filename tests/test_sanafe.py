@@ -81,7 +81,7 @@ def test_missing_sanafe_says_how_to_install(monkeypatch):
                         lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "sanafe"
                         else real(name, *a, **k))
     spec = quantize(spec_of(convnet()))
-    with pytest.raises(SanafeError, match="pip install --no-deps sanafe==2.2.9"):
+    with pytest.raises(SanafeError, match=r"pip install 'ddla-neuro\[sanafe\]'"):
         run_sanafe(spec, np.zeros((spec.timesteps, *spec.input_shape)), None)
 
 

@@ -68,8 +68,8 @@ def require_sanafe():
         import sanafe
         import yaml  # noqa: F401  (its architecture file's figures)
     except ImportError:
-        raise SanafeError("the SANA-FE cross-check needs the sanafe package: pip install pyyaml; pip install "
-                          "--no-deps sanafe==2.2.9 (make setup installs both)") from None
+        raise SanafeError("the SANA-FE cross-check needs the sanafe package: pip install 'ddla-neuro[sanafe]' "
+                          "(sanafe==2.2.9 and pyyaml; make setup installs them)") from None
     return sanafe
 
 
