@@ -26,6 +26,7 @@ report.json, schema_version 1:
     literature {first_layer_flops, synaptic_ops, e_mac_j, e_ac_j, energy_j}
     cross_check {tool, architecture, samples, steps, sanafe_steps,       # --cross-check sanafe only
                  modes {dense|delta|ddla: {energy_j {ours, sanafe, ratio, sanafe_as_run},
+                        energy_per_step_j {ours, sanafe}, step_latency_s {ours [T], sanafe [T + depth]},
                         latency_s {ours, sanafe, ratio}, wall_s {ours, sanafe, sanafe_sim},   # per sample
                         terms_j {ours {synaptic, neuron, routing}, sanafe {synapse, dendrite, soma, network}},
                         stand_in_j {synapse, network}}}}   # SANA-FE's bias/reset stand-ins, taken out

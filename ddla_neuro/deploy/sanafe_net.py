@@ -363,7 +363,11 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
         out["modes"][mode] = {
             "energy_j": {**energy, "ratio": energy["ours"] / energy["sanafe"],
                          "sanafe_as_run": mean(lambda r: r.energy["total"])},
+            "energy_per_step_j": {side: v / spec.timesteps for side, v in energy.items()},
             "latency_s": {**latency, "ratio": latency["ours"] / latency["sanafe"]},
+            "step_latency_s": {"ours": ours["step_latency_s"],  # SANA-FE's: its T + depth steps, pipelined
+                               "sanafe": np.mean([r.step_time[: len(r.step_time) - r.reset_step] for r in runs],
+                                                 axis=0).tolist()},
             "terms_j": {"ours": {k: v for k, v in ours["energy_parts_j"].items() if k != "static"}, "sanafe": terms},
             "stand_in_j": stand_in,
             "wall_s": {"ours": wall_ours / len(runs), "sanafe": mean(lambda r: r.wall_s),
