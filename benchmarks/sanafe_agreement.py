@@ -7,9 +7,9 @@ building and simulating one sample, and its simulation alone).
 
 Networks: the shipped digits convnet (analog input), and an IF MLP 784-512-512-10 and a LIF
 convnet fed binary spikes (random weights, dyadic, and random input spikes: the figures are
-about cost, not accuracy). SANA-FE runs T + depth steps (its pipeline); the synapse events and
-messages of its stand-in units (biases; in delta mode the reset after the sample) are taken out
-at its own loihi.yaml figures (`sanafe_net.cross_check`).
+about cost, not accuracy). SANA-FE runs one sample from an empty pipeline (T + depth steps);
+what that and its stand-in units (biases; delta's reset step) add is taken out at its own
+loihi.yaml figures (`sanafe_net.cross_check`), and shown.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from deploy_nets import convnet, spec_of  # noqa: E402
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
 from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
+from ddla_neuro.deploy.cost import cost_run  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
 from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
-from ddla_neuro.deploy.cost import cost_run  # noqa: E402
 from ddla_neuro.deploy.sanafe_net import cross_check  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths  # noqa: E402
