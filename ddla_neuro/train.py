@@ -277,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = select_device(args.device, local_rank)
         seed_everything(args.seed, device)
-        if args.eval:
-            return run_eval(args, device) if rank == 0 else 0
-        return train(args, device, rank, world)
+        code = (run_eval(args, device) if rank == 0 else 0) if args.eval else train(args, device, rank, world)
+        if world > 1:  # leave together: a rank tearing down its gloo pairs while another finishes can abort
+            dist.barrier()
+        return code
     except RuntimeError as e:
         if world == 1 or not lost_peer(e):
             raise
