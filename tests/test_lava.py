@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
 from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
-from ddla_neuro.deploy.lava_run import LavaRunError, run_isolated, run_lava
+from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_isolated, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.zoo import build_model
@@ -61,6 +61,23 @@ def test_lava_delta_equals_dense_and_matches_the_simulator(name, fixed):
     with torch.no_grad():
         ref = net.run(x).transpose(0, 1).numpy()
     np.testing.assert_array_equal(runs["dense"].logits, ref)  # Lava float == the torch network
+
+
+@pytest.mark.parametrize("name", sorted(LAVA_NETWORKS))
+def test_split_graph_equals_the_simulator_as_the_fused_one_does(name):
+    """The two Lava graphs (one process per population where it has one projection, the
+    default; or a synapse process per projection and a neuron process per population) give the
+    simulator's logits and counters; the residual network mixes both in the fused graph."""
+    _, spec, _, frames = prepared(name, True)
+    for mode, keep in (("dense", 1.0), ("ddla", 0.5)):
+        sim = simulate(spec, frames, mode, keep)
+        for graph in ("fused", "split"):
+            run = run_lava(spec, frames, mode, keep, graph=graph)
+            np.testing.assert_array_equal(run.logits, sim.logits)
+            assert same_counts(run, sim), (graph, mode)
+    populations = len(spec.populations)
+    assert lava_processes(spec, "split") - lava_processes(spec, "fused") == sum(
+        1 for p in spec.populations if p.kind != "readout" and len(p.inputs) == 1) <= populations
 
 
 def test_lava_ddla_with_keep_one_equals_delta():

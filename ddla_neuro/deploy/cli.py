@@ -27,7 +27,7 @@ from ..snn.encoders import encode
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, load_netx_layers, netx_to_spec, nir_to_spec, read_nir
-from .lava_run import check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
+from .lava_run import LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
 from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3)")
     ap.add_argument("--backend", choices=("lava", "fast"), default="lava",
                     help="lava: Lava's CPU simulator; fast: the bit-exact batched simulator, for full test sets")
+    ap.add_argument("--lava-graph", choices=LAVA_GRAPHS, default="fused",
+                    help="fused (default, faster): one Lava process per population with one projection; split: a "
+                         "synapse process per projection and a neuron process per population; the same figures")
     prec = ap.add_mutually_exclusive_group()
     prec.add_argument("--fixed", dest="fixed", action="store_true", default=True, help="Loihi fixed point (default)")
     prec.add_argument("--float", dest="fixed", action="store_false", help="floating point")
@@ -193,9 +196,9 @@ class Runner:
         self.args, self.spec, self.frames, self.part = args, spec, frames, part
         self.device = select_device(args.device)
         if args.backend == "lava":
-            each = estimate_lava_seconds(spec, len(frames))
+            each = estimate_lava_seconds(spec, len(frames), args.lava_graph)
             print(f"Lava: about {_duration(total_runs * each)} for {total_runs} run(s) of {len(frames)} samples x "
-                  f"{spec.timesteps} steps ({lava_processes(spec)} processes); "
+                  f"{spec.timesteps} steps ({lava_processes(spec, args.lava_graph)} processes); "
                   f"--backend fast gives the same figures", file=sys.stderr, flush=True)
         self.bar = tqdm(total=total_runs * len(frames), unit="sample", desc=f"deploy ({args.backend})",
                         file=sys.stderr, disable=True if part.rank else None)
@@ -213,7 +216,7 @@ class Runner:
         if fast:
             return sim
         start = self.bar.n
-        result = run_lava(self.spec, self.frames, mode, keep, timeout=self.args.timeout,
+        result = run_lava(self.spec, self.frames, mode, keep, timeout=self.args.timeout, graph=self.args.lava_graph,
                           on_progress=lambda done, total: self.bar.update(start + done - self.bar.n))
         self.lava_matches_sim &= bool(np.array_equal(result.logits, sim.logits)
                                       and result.counts.to_dict() == sim.counts.to_dict())

@@ -34,9 +34,9 @@ from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
 from ..errors import STOP_SIGNALS, UserError
-from .lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
+from .lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
 from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
-from .spec import NetSpec, load_spec, projection_key, save_spec
+from .spec import NetSpec, Population, load_spec, projection_key, save_spec
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -56,10 +56,19 @@ class LavaResult(RunResult):
         return 1000.0 * self.run_s / max(self.steps, 1)
 
 
-def lava_processes(spec: NetSpec) -> int:
-    """Processes of the Lava network: Injector, DeltaEncoder, Extractor, one per population and
-    one per projection."""
-    return 3 + sum(1 + len(p.inputs) for p in spec.populations)
+LAVA_GRAPHS = ("fused", "split")
+
+
+def fused(pop: Population, graph: str) -> bool:
+    """Whether a population runs as one DeltaPopulation process (a neuron population with one
+    projection, in the fused graph) rather than a DeltaSynapse per projection and a neuron process."""
+    return graph == "fused" and pop.kind != "readout" and len(pop.inputs) == 1
+
+
+def lava_processes(spec: NetSpec, graph: str = "fused") -> int:
+    """Processes of the Lava network: Injector, DeltaEncoder, Extractor, and per population one
+    (fused) or one per projection plus one."""
+    return 3 + sum(1 if fused(p, graph) else 1 + len(p.inputs) for p in spec.populations)
 
 
 def lava_steps(spec: NetSpec, samples: int) -> int:
@@ -95,18 +104,19 @@ LAVA_PROCESS_STEP_S = 1.5e-4  # per process and step: Lava's synchronisation (me
 LAVA_MAC_S = 5e-10             # per multiply-accumulate of a synapse's numpy ops at a step with events
 
 
-def estimate_lava_seconds(spec: NetSpec, samples: int) -> float:
+def estimate_lava_seconds(spec: NetSpec, samples: int, graph: str = "fused") -> float:
     """The Lava run's wall time, printed before it starts: the build, then every step of every
     process (`samples` x T steps plus the pipeline's drain) paying its synchronisation and, for
     the synapses, their ops on a dense input (numpy applies a conv to the whole delta vector).
     `benchmarks/lava_scale.py` compares it with measured runs."""
     macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
-    return LAVA_BUILD_S + lava_steps(spec, samples) * (lava_processes(spec) * LAVA_PROCESS_STEP_S + macs * LAVA_MAC_S)
+    return LAVA_BUILD_S + lava_steps(spec, samples) * (lava_processes(spec, graph) * LAVA_PROCESS_STEP_S
+                                                       + macs * LAVA_MAC_S)
 
 
-def default_timeout(spec: NetSpec, samples: int) -> float:
+def default_timeout(spec: NetSpec, samples: int, graph: str = "fused") -> float:
     """Generous: start-up plus 50 ms per process and step (measured: ~0.15 ms)."""
-    return 120.0 + 0.05 * lava_processes(spec) * lava_steps(spec, samples)
+    return 120.0 + 0.05 * lava_processes(spec, graph) * lava_steps(spec, samples)
 
 
 def kill_group(pid: int) -> None:
@@ -187,9 +197,13 @@ def check_lava_mappable(spec: NetSpec) -> None:
 
 
 def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
-             timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None) -> LavaResult:
+             timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None,
+             graph: str = "fused") -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
-    `spec` and returns logits (N, T, classes) and counts as every backend does (`run.py`)."""
+    `spec` and returns logits (N, T, classes) and counts as every backend does (`run.py`).
+    `graph`: fused (one process per population where it has one projection) or split."""
+    if graph not in LAVA_GRAPHS:
+        raise ValueError(f"graph must be one of {LAVA_GRAPHS}, got {graph!r}")
     frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
     check_lava_mappable(spec)
     check_lava_memory(spec)
@@ -202,9 +216,9 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
 
     with tempfile.TemporaryDirectory(prefix="ddla-lava-") as tmp:
         job, result = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
-        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "keep": keep}))
+        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "keep": keep, "graph": graph}))
         cmd = [sys.executable, "-m", "ddla_neuro.deploy.lava_run", str(job), str(result)]
-        run_isolated(cmd, timeout or default_timeout(spec, n), progress)
+        run_isolated(cmd, timeout or default_timeout(spec, n, graph), progress)
         with np.load(result, allow_pickle=False) as f:
             out = {k: f[k] for k in f.files}
     counts = Counts(spec.timesteps, samples=n)
@@ -220,10 +234,10 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
 # --- the worker (in its own session) ---------------------------------------------------------------
 
 class LavaNetwork:
-    """The processes of one NetSpec, connected: Injector -> DeltaEncoder -> (DeltaSynapse ->
-    DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor."""
+    """The processes of one NetSpec, connected: Injector -> DeltaEncoder -> (DeltaPopulation, or
+    DeltaSynapse(s) -> DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor."""
 
-    def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int):
+    def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int, graph: str = "fused"):
         t, n = spec.timesteps, num_samples
         self.spec = spec
         self.buffer = t + spec.latency + 1
@@ -237,6 +251,19 @@ class LavaNetwork:
         self.readout: Readout | None = None
         self.synapses: dict[str, list[tuple[str, DeltaSynapse]]] = {}  # target -> (source, synapse)
         for pop in spec.populations:
+            if fused(pop, graph):
+                proj = pop.inputs[0]
+                proc = DeltaPopulation(size=pop.size, ops=list(proj.ops), fanout=proj.fanout,
+                                       in_size=int(np.prod(proj.ops[0].in_shape)), shift=proj.shift, delay=proj.delay,
+                                       synapse_depth=spec.depth_of(proj.source), bias=pop.bias, v_th=pop.v_th,
+                                       decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode, keep=keep,
+                                       scores=spec.scores.get(pop.name), depth=pop.depth, timesteps=t, num_samples=n,
+                                       kind=pop.kind, u_decay=pop.u_decay, du=pop.du, input_delay=pop.input_delay)
+                outputs[proj.source].connect(proc.s_in)
+                self.neurons[pop.name] = proc
+                self.synapses[pop.name] = [(proj.source, proc)]  # its sops counter
+                outputs[pop.name] = proc.s_out
+                continue
             if pop.kind == "readout":
                 proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, timesteps=t,
                                               num_samples=n)
@@ -288,12 +315,13 @@ class LavaNetwork:
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 
-def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> dict[str, np.ndarray]:
+def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float, graph: str = "fused"
+                ) -> dict[str, np.ndarray]:
     """In the worker: the logits, counters and timing of the frames through the Lava network."""
     n, t = frames.shape[:2]
     flat = frames.reshape(n, t, -1)
     t0 = time.perf_counter()
-    net = LavaNetwork(spec, mode, keep, n)
+    net = LavaNetwork(spec, mode, keep, n, graph)
     net.extractor.create_runtime(run_cfg=net.run_config())
     t_built = time.perf_counter()
     readout = []
@@ -341,7 +369,7 @@ def worker_main(argv: list[str]) -> int:
     spec, extra = load_spec(job)
     params = json.loads(extra["run"].tobytes().decode())
     try:
-        out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]))
+        out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]), params["graph"])
     except Exception as e:  # the runner kills the process group: never call stop() after a failure (it hangs)
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=sys.stderr, flush=True)
         os._exit(3)

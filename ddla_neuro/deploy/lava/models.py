@@ -23,7 +23,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ddla_neuro.ddla.transmission import keep_count
-from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaSynapse, Readout
+from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
 from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed, wrap_current
 
 
@@ -34,9 +34,9 @@ class _WindowedModel:
 
     fixed = False
 
-    def step(self) -> int | None:
+    def step(self, depth: int | None = None) -> int | None:
         p = self.proc_params
-        w = self.time_step - 1 - p["depth"]
+        w = self.time_step - 1 - (p["depth"] if depth is None else depth)
         return w % p["timesteps"] if 0 <= w < p["timesteps"] * p["num_samples"] else None
 
     def value(self, x: np.ndarray) -> np.ndarray:
@@ -83,6 +83,9 @@ class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
 # --- synapse -----------------------------------------------------------------------------------
 
 class _SynapseModel(_WindowedModel):
+    """A projection's ops on what its source sent; `synapse_depth` (default `depth`) is the
+    source's depth, the window of what arrives."""
+
     def __init__(self, proc_params):
         super().__init__(proc_params)
         dtype = np.int64 if self.fixed else np.float64
@@ -91,16 +94,15 @@ class _SynapseModel(_WindowedModel):
         self.fanout = proc_params["fanout"]
         self.out_size = int(np.prod(self.ops[-1].out_shape))
         self.queue = deque(self.zeros(self.out_size) for _ in range(proc_params["delay"]))
-        self.held = self.zeros(self.out_size)
+        self.accumulated = self.zeros(self.out_size)
 
-    def run_spk(self) -> None:
-        self.a_out.send(self.queue.popleft())  # what arrived `delay` steps ago
-        d = self.value(self.s_in.recv())
-        t = self.step()
+    def receive(self, d: np.ndarray) -> None:
+        """What the source sent this step, turned into the current `delay` steps later."""
+        p = self.proc_params
+        t = self.step(p.get("synapse_depth"))
         if t is None:
             self.queue.append(self.zeros(self.out_size))
             return
-        p = self.proc_params
         if d.any():
             a, sops = apply_counting(self.ops, self.fanout, d)
             self.sops[t] += sops
@@ -109,9 +111,13 @@ class _SynapseModel(_WindowedModel):
             a = self.zeros(self.out_size)
         a = a << p["shift"] if self.fixed else a
         if p["accumulate"]:
-            self.held = a if t == 0 else self.held + a
-            a = self.held
+            self.accumulated = a if t == 0 else self.accumulated + a
+            a = self.accumulated
         self.queue.append(a.copy())
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.queue.popleft())  # what arrived `delay` steps ago
+        self.receive(self.value(self.s_in.recv()))
 
 
 @implements(proc=DeltaSynapse, protocol=LoihiProtocol)
@@ -183,11 +189,13 @@ class _NeuronModel(_WindowedModel):
         return out
 
     def run_spk(self) -> None:
-        a = self.value(self.a_in.recv())
+        self.s_out.send(self.integrate(self.value(self.a_in.recv())))
+
+    def integrate(self, a: np.ndarray) -> np.ndarray:
+        """One step with synaptic current `a`: what the neurons send (zeros outside the window)."""
         t = self.step()
         if t is None:
-            self.s_out.send(self.zeros(a.size))
-            return
+            return self.zeros(a.size)
         p = self.proc_params
         if p["kind"] == "cuba":
             v = self.integrate_cuba(t, a)
@@ -218,7 +226,7 @@ class _NeuronModel(_WindowedModel):
         self.spikes[t] += np.count_nonzero(s)
         self.events[t] += np.count_nonzero(out)
         self.active[t] += np.count_nonzero(self.u if p["kind"] == "cuba" else a)  # cuba: its current state
-        self.s_out.send(out)
+        return out
 
 
 @implements(proc=DeltaNeuron, protocol=LoihiProtocol)
@@ -241,6 +249,41 @@ class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+# --- fused population --------------------------------------------------------------------------
+
+class _PopulationModel(_SynapseModel, _NeuronModel):
+    def run_spk(self) -> None:
+        self.s_out.send(self.integrate(self.queue.popleft()))  # the current computed `delay` steps ago
+        self.receive(self.value(self.s_in.recv()))
+
+
+@implements(proc=DeltaPopulation, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyDeltaPopulationFloat(_PopulationModel, PyLoihiProcessModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@implements(proc=DeltaPopulation, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDeltaPopulationFixed(_PopulationModel, PyLoihiProcessModel):
+    fixed = True
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
     active: np.ndarray = LavaPyType(np.ndarray, np.int64)

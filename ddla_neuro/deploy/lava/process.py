@@ -76,6 +76,32 @@ class DeltaNeuron(_WindowedProcess):
         self.active = Var(shape=(timesteps,), init=0)
 
 
+class DeltaPopulation(_WindowedProcess):
+    """A `DeltaSynapse` and its `DeltaNeuron` in one process, as a Loihi core holds a layer's
+    synapses and its neurons: one process instead of two to synchronise every step. Each step
+    it integrates the current that arrives now (computed `delay` steps ago), sends what its
+    neurons send, then takes what its source sent (`synapse_depth`: the source's depth) into
+    the current of a later step. The same numbers as the two processes, counters included."""
+
+    def __init__(self, *, size: int, ops: list, fanout: np.ndarray, in_size: int, shift: int, delay: int,
+                 synapse_depth: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
+                 keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
+                 kind: str = "if", u_decay: float = 1.0, du: int = 0, input_delay: np.ndarray | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, fanout=fanout,
+                         shift=shift, delay=delay, accumulate=mode != "dense", synapse_depth=synapse_depth,
+                         bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores,
+                         kind=kind, u_decay=u_decay, du=du, input_delay=input_delay)
+        self.s_in = InPort(shape=(in_size,))
+        self.s_out = OutPort(shape=(size,))
+        self.v = Var(shape=(size,), init=0)
+        self.sops = Var(shape=(timesteps,), init=0)
+        self.spikes = Var(shape=(timesteps,), init=0)
+        self.events = Var(shape=(timesteps,), init=0)
+        self.active = Var(shape=(timesteps,), init=0)
+
+
 class Readout(_WindowedProcess):
     """Non-spiking output: sends its input current plus bias (the logits of the step). Counts
     active neurons (non-zero synaptic current) per timestep."""
