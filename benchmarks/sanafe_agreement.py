@@ -92,7 +92,8 @@ def compare(name: str, samples: int) -> list[dict]:
              "wall_s_ours": ours_per_sample_s(spec, frames, mode), "wall_s_sanafe": m["wall_s"]["sanafe"],
              "energy_j_sanafe_as_run": m["energy_j"]["sanafe_as_run"], "wall_s_sanafe_sim": m["wall_s"]["sanafe_sim"],
              "terms_ours_j": m["terms_j"]["ours"],
-             "terms_sanafe_j": m["terms_j"]["sanafe"], "stand_in_j": m["stand_in_j"]} for mode, m in c["modes"].items()]
+             "terms_sanafe_j": m["terms_j"]["sanafe"], "stand_in_j": m["stand_in_j"],
+             "input_synaptic_j": m["input_synaptic_j"]} for mode, m in c["modes"].items()]
 
 
 def main() -> None:
@@ -114,8 +115,9 @@ def main() -> None:
     for r in rows:
         terms = ", ".join(f"{k} {v * 1e6:.3f}" for k, v in r["terms_ours_j"].items())
         theirs = ", ".join(f"{k} {v * 1e6:.3f}" for k, v in r["terms_sanafe_j"].items())
-        print(f"{r['network']} {r['mode']}: ours (uJ) {terms}; SANA-FE (uJ) {theirs}; its stand-in units "
-              f"{sum(r['stand_in_j'].values()) * 1e6:.3f} uJ (taken out), as run {r['energy_j_sanafe_as_run'] * 1e6:.3f} uJ")
+        print(f"{r['network']} {r['mode']}: ours (uJ) {terms}, of which the input's synaptic ops "
+              f"{r['input_synaptic_j'] * 1e6:.3f}; SANA-FE (uJ) {theirs}; taken out of SANA-FE's "
+              f"{sum(r['stand_in_j'].values()) * 1e6:.3f} uJ, as run {r['energy_j_sanafe_as_run'] * 1e6:.3f} uJ")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -242,13 +242,13 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     spec, frames, labels, model = load_model(args)
     if args.backend == "lava":
         check_lava_mappable(spec)
-    if args.cross_check:
-        _check_cross_check(args, profile, spec)
     modes, keeps = pick_runs(args, spec, model)
     frames, labels = frames[: args.samples], labels[: args.samples]
     if args.fixed:
         spec = quantize(spec)
         frames = quantize_input(frames, spec)
+    if args.cross_check:
+        _check_cross_check(args, profile, spec)
     ddla_keeps = [k for k in keeps if "ddla" in modes and not (k == 1.0 and "delta" in modes)]
     runner = Runner(args, spec, frames, len([m for m in modes if m != "ddla"]) + len(ddla_keeps), part)
     results, sweep_results = {}, {}
@@ -297,7 +297,7 @@ def _check_cross_check(args: argparse.Namespace, profile, spec: NetSpec) -> None
     if args.cross_check_samples < 1:
         raise UserError(f"--cross-check-samples must be at least 1, got {args.cross_check_samples}")
     require_sanafe()
-    check_exportable(quantize(spec))
+    check_exportable(spec)
 
 
 def _checks(spec: NetSpec, results: dict, runner: Runner) -> dict[str, bool]:

@@ -490,6 +490,9 @@ def input_frames(net: SpikingNetwork, x: torch.Tensor, generator: torch.Generato
 
 # --- NIR files -------------------------------------------------------------------------------------
 
+NEURON_PARAMS = ("r", "v_threshold", "tau", "v_leak", "v_reset")
+
+
 def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
     """Makes a graph from `norse.torch.to_nir` or `sinabs.nir.to_nir` writable and readable:
     numpy parameters, scalar neuron parameters broadcast to the layer width (0-d arrays cannot
@@ -526,9 +529,6 @@ def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
     if any(t is None for n in nodes.values() for t in (*n.input_type.values(), *n.output_type.values())):
         fixed.infer_types()  # Sinabs leaves its convolutions' and pools' types unset; nir.write needs them
     return fixed
-
-
-NEURON_PARAMS = ("r", "v_threshold", "tau", "v_leak", "v_reset")
 
 
 # --- lava-dl netx files ------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 from ..errors import STOP_SIGNALS, UserError
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
 from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
-from .spec import NetSpec, Population, load_spec, projection_key, save_spec
+from .spec import NetSpec, Population, Projection, load_spec, projection_key, save_spec
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -233,6 +233,19 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
 
 # --- the worker (in its own session) ---------------------------------------------------------------
 
+def _synapse_params(proj: Projection) -> dict:
+    """What a projection's synapse process takes from the spec (DeltaSynapse, DeltaPopulation)."""
+    return dict(ops=list(proj.ops), fanout=proj.fanout, in_size=int(np.prod(proj.ops[0].in_shape)), shift=proj.shift,
+                delay=proj.delay)
+
+
+def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: float, num_samples: int) -> dict:
+    """What a population's neuron process takes from the spec and the run (DeltaNeuron, DeltaPopulation)."""
+    return dict(bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode, keep=keep,
+                scores=spec.scores.get(pop.name), depth=pop.depth, timesteps=spec.timesteps, num_samples=num_samples,
+                kind=pop.kind, u_decay=pop.u_decay, du=pop.du, input_delay=pop.input_delay)
+
+
 class LavaNetwork:
     """The processes of one NetSpec, connected: Injector -> DeltaEncoder -> (DeltaPopulation, or
     DeltaSynapse(s) -> DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor."""
@@ -253,12 +266,8 @@ class LavaNetwork:
         for pop in spec.populations:
             if fused(pop, graph):
                 proj = pop.inputs[0]
-                proc = DeltaPopulation(size=pop.size, ops=list(proj.ops), fanout=proj.fanout,
-                                       in_size=int(np.prod(proj.ops[0].in_shape)), shift=proj.shift, delay=proj.delay,
-                                       synapse_depth=spec.depth_of(proj.source), bias=pop.bias, v_th=pop.v_th,
-                                       decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode, keep=keep,
-                                       scores=spec.scores.get(pop.name), depth=pop.depth, timesteps=t, num_samples=n,
-                                       kind=pop.kind, u_decay=pop.u_decay, du=pop.du, input_delay=pop.input_delay)
+                proc = DeltaPopulation(size=pop.size, **_synapse_params(proj), synapse_depth=spec.depth_of(proj.source),
+                                       **_neuron_params(spec, pop, mode, keep, n))
                 outputs[proj.source].connect(proc.s_in)
                 self.neurons[pop.name] = proc
                 self.synapses[pop.name] = [(proj.source, proc)]  # its sops counter
@@ -268,17 +277,12 @@ class LavaNetwork:
                 proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, timesteps=t,
                                               num_samples=n)
             else:
-                proc = DeltaNeuron(size=pop.size, bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv,
-                                   reset=pop.reset, mode=mode, keep=keep, scores=spec.scores.get(pop.name),
-                                   depth=pop.depth, timesteps=t, num_samples=n, kind=pop.kind,
-                                   u_decay=pop.u_decay, du=pop.du, input_delay=pop.input_delay)
+                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep, n))
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:
-                syn = DeltaSynapse(ops=list(proj.ops), fanout=proj.fanout, in_size=int(np.prod(proj.ops[0].in_shape)),
-                                   out_size=pop.size, shift=proj.shift, delay=proj.delay,
-                                   accumulate=mode != "dense", depth=spec.depth_of(proj.source), timesteps=t,
-                                   num_samples=n)
+                syn = DeltaSynapse(**_synapse_params(proj), out_size=pop.size, accumulate=mode != "dense",
+                                   depth=spec.depth_of(proj.source), timesteps=t, num_samples=n)
                 outputs[proj.source].connect(syn.s_in)
                 syn.a_out.connect(proc.a_in)
                 self.synapses[pop.name].append((proj.source, syn))

@@ -29,7 +29,8 @@ report.json, schema_version 1:
                         energy_per_step_j {ours, sanafe}, step_latency_s {ours [T], sanafe [T + depth]},
                         latency_s {ours, sanafe, ratio}, wall_s {ours, sanafe, sanafe_sim},   # per sample
                         terms_j {ours {synaptic, neuron, routing}, sanafe {synapse, dendrite, soma, network}},
-                        stand_in_j {synapse, network}}}}   # SANA-FE's bias/reset stand-ins, taken out
+                        stand_in_j {synapse, dendrite, soma, network},   # taken out of SANA-FE's (stand-ins, fill)
+                        input_synaptic_j}}}   # ours: the input's synaptic ops (SANA-FE: a bias for analog input)
 
 Energies in joules, times in seconds, counts per inference; null where the profile lacks a term.
 """

@@ -119,7 +119,7 @@ class SanafeRun:
 
     spikes: dict[str, np.ndarray]
     energy: dict[str, float]
-    step_energy: dict[str, np.ndarray]  # "total" and each of SANAFE_TERMS, per SANA-FE step
+    step_energy: dict[str, np.ndarray]  # each of SANAFE_TERMS, per SANA-FE step
     step_time: np.ndarray
     fill: int
     reset_step: bool  # delta: the last step only undoes what the receivers hold
@@ -135,7 +135,7 @@ class _Builder:
     changes (delta)."""
 
     def __init__(self, sanafe, spec: NetSpec, mapping: Mapping, steps: int, delta: bool):
-        self.sanafe, self.spec, self.mapping = sanafe, spec, mapping
+        self.spec, self.mapping = spec, mapping
         self.total = steps + spec.latency + delta  # SANA-FE steps: the sample, its pipeline, delta's reset
         self.arch = sanafe.load_loihi()
         self.net = sanafe.Network()
@@ -295,7 +295,7 @@ def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = 
     spikes, late = _spikes(spec, res["spike_trace"][: b.total - delta], steps)  # the reset step goes whole
     trace = res["perf_trace"]
     return SanafeRun(spikes, {k: float(res["energy"][k]) for k in ("total", *SANAFE_TERMS)},
-                     {k: np.asarray(trace[f"{k}_energy"], dtype=np.float64) for k in ("total", *SANAFE_TERMS)},
+                     {k: np.asarray(trace[f"{k}_energy"], dtype=np.float64) for k in SANAFE_TERMS},
                      np.asarray(trace["sim_time"], dtype=np.float64), spec.latency, delta, late, b.extra, wall,
                      sim_s)
 
@@ -349,8 +349,9 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
         start = time.perf_counter()
         sends = "dense" if mode == "dense" else "delta"
         plan = {"input": sends, **{p.name: sends for p in spec.senders}}
-        ours = cost_run(spec, simulate(spec, frames, mode, keep).counts, profile, plan)["totals"]
+        report = cost_run(spec, simulate(spec, frames, mode, keep).counts, profile, plan)
         wall_ours = time.perf_counter() - start
+        ours = report["totals"]
         mapping = map_network(spec, plan, Terms(profile))  # on/off pairs double a target's synapses: more cores
         runs = [run_sanafe(spec, sample, mapping, mode, keep) for sample in frames]
         mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
@@ -371,6 +372,8 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
                                                  axis=0).tolist()},
             "terms_j": {"ours": {k: v for k, v in ours["energy_parts_j"].items() if k != "static"}, "sanafe": terms},
             "stand_in_j": stand_in,
+            # our price of the input's synaptic ops: SANA-FE carries no analog input (a bias there)
+            "input_synaptic_j": sum(r["synaptic_j_by_source"].get("input", 0.0) for r in report["layers"]),
             "wall_s": {"ours": wall_ours / len(runs), "sanafe": mean(lambda r: r.wall_s),
                        "sanafe_sim": mean(lambda r: r.sim_s)}}
     return out

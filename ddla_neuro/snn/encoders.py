@@ -17,13 +17,13 @@ def poisson(x: torch.Tensor, timesteps: int, generator: torch.Generator | None =
     return torch.bernoulli(p, generator=generator)
 
 
-def if_rate(x: torch.Tensor, timesteps: int, gain: float = 1.0, bias: float = 0.0) -> torch.Tensor:
+def if_rate(x: torch.Tensor, timesteps: int) -> torch.Tensor:
     """Deterministic rate coding by an integrate-and-fire neuron per input, the input layer of
-    lava-dl's MNIST netx tutorial: v += gain * x + bias; a spike when v > 1, then v = 0. A pixel
-    of 1 spikes every second step."""
+    lava-dl's MNIST netx tutorial: v += x; a spike when v > 1, then v = 0. A pixel of 1 spikes
+    every second step."""
     v, out = torch.zeros_like(x), []
     for _ in range(timesteps):
-        v = v + (gain * x + bias)
+        v = v + x
         spikes = v > 1.0
         v = torch.where(spikes, torch.zeros_like(v), v)
         out.append(spikes.to(x.dtype))
