@@ -63,8 +63,8 @@ def test_lava_backend_gives_the_report_of_the_fast_simulator(tmp_path, capsys):
     args = ("--samples", "12", "--keep", "0.3")
     lava = deploy(tmp_path, *args, name="lava")
     first = capsys.readouterr().err.splitlines()[0]  # the wall-time estimate, before any run: dense, delta, ddla
-    # injector, encoder, extractor, the two fused populations, the readout's synapse and the readout
-    assert first.startswith("Lava: about ") and "for 3 run(s) of 12 samples x 6 steps (7 processes)" in first
+    # injector, the first population (with the encoder), the second (with the readout), extractor
+    assert first.startswith("Lava: about ") and "for 3 run(s) of 12 samples x 6 steps (4 processes)" in first
     fast = deploy(tmp_path, "--backend", "fast", *args, name="fast")
     assert lava["checks"]["Lava == fast simulator (logits and counters, every run)"]
     assert lava["modes"] == fast["modes"] and lava["sweep"] == fast["sweep"]

@@ -129,8 +129,8 @@ def test_synaptic_delays_spike_as_lava_dl_runs_them(tmp_path):
     undelayed = replace(spec.spiking[0], input_delay=None)
     assert not np.array_equal(simulate(replace(spec, populations=[undelayed, *spec.populations[1:]]), x, "dense",
                                        record=True).sent["layer0"], sim.sent["layer0"])
-    for mode in ("dense", "delta"):
-        lava = run_lava(spec, x, mode)
+    for mode, batch in (("dense", 1), ("delta", 1), ("delta", 2)):  # batch 2: each sample's own delay queue
+        lava = run_lava(spec, x, mode, batch=batch)
         np.testing.assert_array_equal(lava.logits, sim.logits)
         assert lava.counts.to_dict() == simulate(spec, x, mode).counts.to_dict()
 

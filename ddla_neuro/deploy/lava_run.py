@@ -65,15 +65,39 @@ def fused(pop: Population, graph: str) -> bool:
     return graph == "fused" and pop.kind != "readout" and len(pop.inputs) == 1
 
 
+@dataclass(frozen=True)
+class Folds:
+    """In the fused graph, the populations that also run the input's encoder and the readout
+    (with its projection), or None where the network's shape does not allow it."""
+
+    encoder: str | None
+    readout: str | None
+
+
+def folds(spec: NetSpec, graph: str) -> Folds:
+    """The encoder folds into the input's only reader when that is a fused population; the
+    readout into its only source when that is a fused population sending nowhere else."""
+    readers = [p for p in spec.populations for proj in p.inputs if proj.source == "input"]
+    encoder = readers[0].name if len(readers) == 1 and fused(readers[0], graph) else None
+    sources = [proj.source for proj in spec.readout.inputs]
+    readout = None
+    if len(sources) == 1 and sources[0] != "input":
+        last = spec.population(sources[0])
+        readout = last.name if fused(last, graph) and spec.targets[last.name] == [spec.readout.name] else None
+    return Folds(encoder, readout)
+
+
 def lava_processes(spec: NetSpec, graph: str = "fused") -> int:
-    """Processes of the Lava network: Injector, DeltaEncoder, Extractor, and per population one
-    (fused) or one per projection plus one."""
-    return 3 + sum(1 if fused(p, graph) else 1 + len(p.inputs) for p in spec.populations)
+    """Processes of the Lava network: Injector, Extractor, the DeltaEncoder unless folded, and
+    per population one (fused), none (a folded readout) or one per projection plus one."""
+    f = folds(spec, graph)
+    per_population = sum(1 if fused(p, graph) else 1 + len(p.inputs) for p in spec.populations)
+    return 2 + (f.encoder is None) + per_population - (0 if f.readout is None else 1 + len(spec.readout.inputs))
 
 
-def lava_steps(spec: NetSpec, samples: int) -> int:
-    """Lava timesteps of a run: T per sample, then the pipeline's drain (the latency)."""
-    return samples * spec.timesteps + spec.latency
+def lava_steps(spec: NetSpec, samples: int, batch: int = 1) -> int:
+    """Lava timesteps of a run: T per round of `batch` samples, then the pipeline's drain (the latency)."""
+    return -(-samples // batch) * spec.timesteps + spec.latency
 
 
 LAVA_BASE_BYTES = 128 * 2 ** 20     # the worker: Python, numpy, Lava, the runtime (measured ~110 MiB)
@@ -81,19 +105,20 @@ LAVA_PROCESS_BYTES = 2 * 2 ** 20    # each forked process model beyond what it s
 LAVA_UNIT_BYTES = 64                # per unit: membrane, current, held and sent values, delay queues
 
 
-def estimate_lava_bytes(spec: NetSpec) -> int:
+def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
     """The Lava run's memory (all its processes, shared pages counted once), independent of the
     number of samples (they stream): the worker, one process per population and projection, each
     weight twice as int64/float64 (the worker's spec and the synapse's copy), each fan-out entry
-    and unit state. `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
+    and, per sample in lockstep, each unit's state. `benchmarks/sim_memory.py --lava` compares it
+    with the measured peak."""
     weights = sum(np.size(op.weight) for p in spec.populations for proj in p.inputs for op in proj.ops
                   if op.weight is not None)
-    units = sum(p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
+    units = sum(batch * p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
     return LAVA_BASE_BYTES + lava_processes(spec) * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
 
 
-def check_lava_memory(spec: NetSpec) -> None:
-    need, free = estimate_lava_bytes(spec), int(0.8 * available_memory())
+def check_lava_memory(spec: NetSpec, batch: int = 1) -> None:
+    need, free = estimate_lava_bytes(spec, batch), int(0.8 * available_memory())
     if need > free:
         raise LavaRunError(f"the Lava run needs about {gib(need)} for this network, {gib(free)} is free: use the "
                            f"fast simulator (--backend fast) or a machine with more memory")
@@ -104,19 +129,23 @@ LAVA_PROCESS_STEP_S = 1.5e-4  # per process and step: Lava's synchronisation (me
 LAVA_MAC_S = 5e-10             # per multiply-accumulate of a synapse's numpy ops at a step with events
 
 
-def estimate_lava_seconds(spec: NetSpec, samples: int, graph: str = "fused") -> float:
+def estimate_lava_seconds(spec: NetSpec, samples: int, graph: str = "fused", batch: int = 1) -> float:
     """The Lava run's wall time, printed before it starts: the build, then every step of every
-    process (`samples` x T steps plus the pipeline's drain) paying its synchronisation and, for
-    the synapses, their ops on a dense input (numpy applies a conv to the whole delta vector).
-    `benchmarks/lava_scale.py` compares it with measured runs."""
+    process (T per round of `batch` samples plus the pipeline's drain) paying its
+    synchronisation and, for the synapses, their ops on a dense input of `batch` rows (numpy
+    applies a conv to the whole delta vector). `benchmarks/lava_scale.py` compares it with
+    measured runs."""
     macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
-    return LAVA_BUILD_S + lava_steps(spec, samples) * (lava_processes(spec, graph) * LAVA_PROCESS_STEP_S
-                                                       + macs * LAVA_MAC_S)
+    return LAVA_BUILD_S + lava_steps(spec, samples, batch) * (lava_processes(spec, graph) * LAVA_PROCESS_STEP_S
+                                                              + batch * macs * LAVA_MAC_S)
 
 
-def default_timeout(spec: NetSpec, samples: int, graph: str = "fused") -> float:
-    """Generous: start-up plus 50 ms per process and step (measured: ~0.15 ms)."""
-    return 120.0 + 0.05 * lava_processes(spec, graph) * lava_steps(spec, samples)
+def default_timeout(spec: NetSpec, samples: int, graph: str = "fused", batch: int = 1) -> float:
+    """Generous: start-up, 50 ms per process and step (measured: ~0.15 ms) and 20x the
+    estimated arithmetic."""
+    macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
+    return 120.0 + lava_steps(spec, samples, batch) * (0.05 * lava_processes(spec, graph)
+                                                       + 20 * batch * macs * LAVA_MAC_S)
 
 
 def kill_group(pid: int) -> None:
@@ -198,16 +227,21 @@ def check_lava_mappable(spec: NetSpec) -> None:
 
 def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
              timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None,
-             graph: str = "fused") -> LavaResult:
+             graph: str = "fused", batch: int = 1) -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
     `spec` and returns logits (N, T, classes) and counts as every backend does (`run.py`).
-    `graph`: fused (one process per population where it has one projection) or split."""
+    `graph`: fused (one process per population where it has one projection, the encoder and
+    readout folded in where they can be) or split. `batch`: samples in lockstep (every process
+    state carries a batch dimension; each sample's numbers are those of running it alone)."""
     if graph not in LAVA_GRAPHS:
         raise ValueError(f"graph must be one of {LAVA_GRAPHS}, got {graph!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise LavaRunError(f"the Lava batch must be a positive integer, got {batch!r}")
     frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
     check_lava_mappable(spec)
-    check_lava_memory(spec)
     n = frames.shape[0]
+    batch = min(int(batch), n)
+    check_lava_memory(spec, batch)
 
     def progress(line: str) -> None:
         parts = line.split()
@@ -216,9 +250,10 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
 
     with tempfile.TemporaryDirectory(prefix="ddla-lava-") as tmp:
         job, result = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
-        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "keep": keep, "graph": graph}))
+        save_spec(job, spec, frames=frames,
+                  run=_json_bytes({"mode": mode, "keep": keep, "graph": graph, "batch": batch}))
         cmd = [sys.executable, "-m", "ddla_neuro.deploy.lava_run", str(job), str(result)]
-        run_isolated(cmd, timeout or default_timeout(spec, n, graph), progress)
+        run_isolated(cmd, timeout or default_timeout(spec, n, graph, batch), progress)
         with np.load(result, allow_pickle=False) as f:
             out = {k: f[k] for k in f.files}
     counts = Counts(spec.timesteps, samples=n)
@@ -239,56 +274,84 @@ def _synapse_params(proj: Projection) -> dict:
                 delay=proj.delay)
 
 
-def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: float, num_samples: int) -> dict:
+def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: float) -> dict:
     """What a population's neuron process takes from the spec and the run (DeltaNeuron, DeltaPopulation)."""
     return dict(bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode, keep=keep,
-                scores=spec.scores.get(pop.name), depth=pop.depth, timesteps=spec.timesteps, num_samples=num_samples,
-                kind=pop.kind, u_decay=pop.u_decay, du=pop.du, input_delay=pop.input_delay)
+                scores=spec.scores.get(pop.name), depth=pop.depth, kind=pop.kind, u_decay=pop.u_decay, du=pop.du,
+                input_delay=pop.input_delay)
 
 
 class LavaNetwork:
     """The processes of one NetSpec, connected: Injector -> DeltaEncoder -> (DeltaPopulation, or
-    DeltaSynapse(s) -> DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor."""
+    DeltaSynapse(s) -> DeltaNeuron)* -> DeltaSynapse -> Readout -> Extractor, the encoder and
+    the readout folded into the first and last DeltaPopulation where `folds` allows. Ports carry
+    `batch` samples in lockstep."""
 
-    def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int, graph: str = "fused"):
-        t, n = spec.timesteps, num_samples
-        self.spec = spec
+    def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int, graph: str = "fused",
+                 batch: int = 1):
+        t = spec.timesteps
+        window = dict(timesteps=t, num_samples=num_samples, batch=batch)
+        self.spec, self.batch, self.folds = spec, batch, folds(spec, graph)
         self.buffer = t + spec.latency + 1
         n_in = int(np.prod(spec.input_shape))
-        self.injector = Injector(shape=(n_in,), buffer_size=self.buffer)
-        self.encoder = DeltaEncoder(size=n_in, mode="dense" if mode == "dense" else "delta", timesteps=t,
-                                    num_samples=n)
-        self.injector.out_port.connect(self.encoder.a_in)
-        outputs = {"input": self.encoder.s_out}
-        self.neurons: dict[str, DeltaNeuron] = {}
-        self.readout: Readout | None = None
-        self.synapses: dict[str, list[tuple[str, DeltaSynapse]]] = {}  # target -> (source, synapse)
+        encoding = "dense" if mode == "dense" else "delta"
+        self.injector = Injector(shape=(batch, n_in), buffer_size=self.buffer)
+        self.encoder: DeltaEncoder | DeltaPopulation
+        if self.folds.encoder is None:
+            self.encoder = DeltaEncoder(size=n_in, mode=encoding, **window)
+            self.injector.out_port.connect(self.encoder.a_in)
+            outputs = {"input": self.encoder.s_out}
+        else:
+            outputs = {"input": self.injector.out_port}
+        self.neurons: dict[str, DeltaNeuron | DeltaPopulation] = {}
+        self.readout: Readout | DeltaPopulation | None = None
+        self.synapses: dict[str, list[tuple[str, DeltaSynapse | DeltaPopulation]]] = {}  # target -> (source, synapse)
         for pop in spec.populations:
+            if pop.name == self.folds.readout or (pop.kind == "readout" and self.folds.readout is not None):
+                continue  # built with the last population below
             if fused(pop, graph):
-                proj = pop.inputs[0]
-                proc = DeltaPopulation(size=pop.size, **_synapse_params(proj), synapse_depth=spec.depth_of(proj.source),
-                                       **_neuron_params(spec, pop, mode, keep, n))
-                outputs[proj.source].connect(proc.s_in)
-                self.neurons[pop.name] = proc
-                self.synapses[pop.name] = [(proj.source, proc)]  # its sops counter
+                proc = self.population(pop, mode, keep, window, encoding)
+                outputs[pop.inputs[0].source].connect(proc.s_in)
                 outputs[pop.name] = proc.s_out
                 continue
             if pop.kind == "readout":
-                proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, timesteps=t,
-                                              num_samples=n)
+                proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, **window)
             else:
-                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep, n))
+                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep), **window)
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:
                 syn = DeltaSynapse(**_synapse_params(proj), out_size=pop.size, accumulate=mode != "dense",
-                                   depth=spec.depth_of(proj.source), timesteps=t, num_samples=n)
+                                   depth=spec.depth_of(proj.source), **window)
                 outputs[proj.source].connect(syn.s_in)
                 syn.a_out.connect(proc.a_in)
                 self.synapses[pop.name].append((proj.source, syn))
             outputs[pop.name] = proc.out if pop.kind == "readout" else proc.s_out
-        self.extractor = Extractor(shape=(spec.readout.size,), buffer_size=self.buffer)
+        if self.folds.readout is not None:
+            last = spec.population(self.folds.readout)
+            proc = self.population(last, mode, keep, window, encoding)
+            outputs[last.inputs[0].source].connect(proc.s_in)
+            outputs[spec.readout.name] = proc.s_out
+        self.extractor = Extractor(shape=(batch, spec.readout.size), buffer_size=self.buffer)
         outputs[spec.readout.name].connect(self.extractor.in_port)
+
+    def population(self, pop: Population, mode: str, keep: float, window: dict, encoding: str) -> DeltaPopulation:
+        """The fused process of `pop`, with the encoder and the readout if they fold into it."""
+        spec, proj = self.spec, pop.inputs[0]
+        readout = None
+        if pop.name == self.folds.readout:
+            r = spec.readout
+            readout = dict(**_synapse_params(r.inputs[0]), bias=r.bias, depth=r.depth, size=r.size)
+        proc = DeltaPopulation(size=pop.size, **_synapse_params(proj), synapse_depth=spec.depth_of(proj.source),
+                               **_neuron_params(spec, pop, mode, keep), **window,
+                               encode=encoding if pop.name == self.folds.encoder else None, readout=readout)
+        self.neurons[pop.name] = proc
+        self.synapses[pop.name] = [(proj.source, proc)]  # its sops counter
+        if readout is not None:
+            self.readout = proc
+        if pop.name == self.folds.encoder:
+            self.encoder = proc
+        return proc
 
     def run_config(self) -> Loihi2SimCfg:
         # Injector and Extractor have two untagged models each; pick the Loihi-protocol ones
@@ -297,21 +360,26 @@ class LavaNetwork:
                                                       Injector: PyLoihiInjectorModel})
 
     def steps(self, frames: list[np.ndarray]) -> np.ndarray:
-        """Feeds the frames (one per step) and returns the readout of those steps."""
+        """Feeds the frames (one (batch, n) array per step) and returns the readout of those steps."""
         for f in frames:
             self.injector.send(f)
         self.extractor.run(condition=RunSteps(num_steps=len(frames)))
         return np.stack([self.extractor.receive() for _ in frames])
 
     def counters(self) -> dict[str, np.ndarray]:
-        out = {"events.input": self.encoder.events.get(),
-               f"active.{self.spec.readout.name}": self.readout.active.get()}
+        readout = self.spec.readout.name
+        folded = self.folds.readout is not None
+        out = {"events.input": (self.encoder.input_events if self.folds.encoder else self.encoder.events).get(),
+               f"active.{readout}": (self.readout.readout_active if folded else self.readout.active).get()}
         for name, proc in self.neurons.items():
             out[f"events.{name}"] = proc.events.get()
             out[f"spikes.{name}"] = proc.spikes.get()
             out[f"active.{name}"] = proc.active.get()
-        for name, syns in self.synapses.items():
-            sops = [syn.sops.get() for _, syn in syns]
+        synapses = dict(self.synapses)
+        if folded:
+            synapses[readout] = [(self.folds.readout, None)]
+        for name, syns in synapses.items():
+            sops = [self.readout.readout_sops.get() if syn is None else syn.sops.get() for _, syn in syns]
             out[f"sops.{name}"] = sum(sops)
             for (source, _), value in zip(syns, sops):  # two paths from one source add up, as in sim.py
                 key = f"sops_proj.{projection_key(source, name)}"
@@ -319,28 +387,32 @@ class LavaNetwork:
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 
-def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float, graph: str = "fused"
-                ) -> dict[str, np.ndarray]:
-    """In the worker: the logits, counters and timing of the frames through the Lava network."""
+def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float, graph: str = "fused",
+                batch: int = 1) -> dict[str, np.ndarray]:
+    """In the worker: the logits, counters and timing of the frames through the Lava network,
+    `batch` samples at a time (the last round padded with zero frames, which nothing counts)."""
     n, t = frames.shape[:2]
-    flat = frames.reshape(n, t, -1)
+    rounds = -(-n // batch)
+    flat = np.zeros((rounds * batch, t, int(np.prod(frames.shape[2:]))), dtype=frames.dtype)
+    flat[:n] = frames.reshape(n, t, -1)
+    flat = flat.reshape(rounds, batch, t, -1)
     t0 = time.perf_counter()
-    net = LavaNetwork(spec, mode, keep, n, graph)
+    net = LavaNetwork(spec, mode, keep, n, graph, batch)
     net.extractor.create_runtime(run_cfg=net.run_config())
     t_built = time.perf_counter()
     readout = []
-    for i in range(n):
-        readout.append(net.steps(list(flat[i])))
-        print(f"progress {i + 1} {n}", flush=True)
-    zero = np.zeros(flat.shape[2])
+    for r in range(rounds):
+        readout.append(net.steps(list(flat[r].transpose(1, 0, 2))))
+        print(f"progress {min((r + 1) * batch, n)} {n}", flush=True)
+    zero = np.zeros(flat.shape[1::2])
     readout.append(net.steps([zero] * spec.latency))  # drain the pipeline
     t_ran = time.perf_counter()
     counts = net.counters()
     # Only after success: stop() hangs once a process model has failed; then the runner kills the group.
     net.extractor.stop()
     steps = np.concatenate(readout)[spec.latency:]  # the readout of frame (i, t) leaves `latency` steps later
-    return {"logits": steps.reshape(n, t, -1), **counts,
-            "timing": np.array([t_built - t0, t_ran - t_built, n * t + spec.latency])}
+    logits = steps.reshape(rounds, t, batch, -1).transpose(0, 2, 1, 3).reshape(rounds * batch, t, -1)[:n]
+    return {"logits": logits, **counts, "timing": np.array([t_built - t0, t_ran - t_built, rounds * t + spec.latency])}
 
 
 def _json_bytes(obj) -> np.ndarray:
@@ -373,7 +445,8 @@ def worker_main(argv: list[str]) -> int:
     spec, extra = load_spec(job)
     params = json.loads(extra["run"].tobytes().decode())
     try:
-        out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]), params["graph"])
+        out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]), params["graph"],
+                          int(params["batch"]))
     except Exception as e:  # the runner kills the process group: never call stop() after a failure (it hangs)
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=sys.stderr, flush=True)
         os._exit(3)

@@ -270,38 +270,47 @@ def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
     return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)
 
 
-# --- op semantics in numpy (one sample); the torch versions in sim.py must agree ---------------
+# --- op semantics in numpy (a batch of samples); the torch versions in sim.py must agree -------
 
 def _windows(x: np.ndarray, op: Op) -> np.ndarray:
-    """(C, H, W) -> (C, Ho, Wo, kh, kw) sliding windows with zero padding."""
+    """(B, C, H, W) -> (B, C, Ho, Wo, kh, kw) sliding windows with zero padding."""
     (ph, pw), (sh, sw), (kh, kw) = op.padding, op.stride, op.kernel
-    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))
-    return win[:, ::sh, ::sw][:, : op.out_shape[1], : op.out_shape[2]]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    return win[:, :, ::sh, ::sw][:, :, : op.out_shape[1], : op.out_shape[2]]
 
 
-def apply_op(op: Op, x: np.ndarray) -> np.ndarray:
-    """One op on one sample given in the op's `in_shape` (or flat)."""
-    x = x.reshape(op.in_shape)
+def apply_op_batch(op: Op, x: np.ndarray) -> np.ndarray:
+    """One op on a batch: `x` (B, *in_shape) or (B, flat) -> (B, *out_shape)."""
+    x = x.reshape(x.shape[0], *op.in_shape)
     if op.kind == "conv2d":
-        y = np.tensordot(op.weight, _windows(x, op), axes=([1, 2, 3], [0, 3, 4]))
+        y = np.moveaxis(np.tensordot(op.weight, _windows(x, op), axes=([1, 2, 3], [1, 4, 5])), 0, 1)
     elif op.kind == "linear":
-        y = op.weight @ x
+        y = x @ op.weight.T
     elif op.kind == "sumpool2d":
-        y = _windows(x, op).sum(axis=(3, 4))
+        y = _windows(x, op).sum(axis=(4, 5))
     elif op.kind == "flatten":
         y = x
     elif op.kind == "scale":
         y = op.weight * x
     else:
         raise SpecError(f"unknown op {op.kind!r}")
-    return y.reshape(op.out_shape)
+    return y.reshape(x.shape[0], *op.out_shape)
+
+
+def apply_ops_batch(ops: list[Op], x: np.ndarray) -> np.ndarray:
+    for op in ops:
+        x = apply_op_batch(op, x)
+    return x
+
+
+def apply_op(op: Op, x: np.ndarray) -> np.ndarray:
+    """One op on one sample given in the op's `in_shape` (or flat)."""
+    return apply_op_batch(op, np.asarray(x).reshape(1, -1))[0]
 
 
 def apply_ops(ops: list[Op], x: np.ndarray) -> np.ndarray:
-    for op in ops:
-        x = apply_op(op, x)
-    return x
+    return apply_ops_batch(ops, np.asarray(x).reshape(1, -1))[0]
 
 
 def _reach_back(op: Op, reach: np.ndarray) -> np.ndarray:
@@ -332,19 +341,6 @@ def projection_fanout(ops: list[Op]) -> np.ndarray:
         reach = _reach_back(op, reach)
     return reach.astype(np.int64)
 
-
-def apply_counting(ops: list[Op], fan: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, int]:
-    """The ops' output for input `x` (one sample) and their synaptic ops: each non-zero input
-    value costs its composed fan-out `fan` (`projection_fanout(ops)`)."""
-    total = int(fan[np.asarray(x).reshape(fan.shape) != 0].sum())
-    return apply_ops(ops, x), total
-
-
-def synaptic_ops(ops: list[Op], fan: np.ndarray, x: np.ndarray) -> int:
-    return apply_counting(ops, fan, x)[1]
-
-
-# --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------
 
 def _ints(v) -> list[int]:
     return [int(x) for x in v]

@@ -3,6 +3,11 @@ saturating membrane and Loihi's 12-bit leak). The behaviour per step is that of
 `ddla_neuro/deploy/spec.py`; `ddla_neuro/deploy/sim.py` implements the same in batched torch and the tests
 hold the two bit-exact.
 
+The step logic lives in small stage classes without Lava (`Encoding`, `Synapse`, `Neurons`,
+`Logits`), each on (batch, n) arrays, one row per sample in lockstep; a process model composes
+the stages it holds (a `DeltaPopulation` a synapse and neurons, with the encoder or the readout
+folded in) and adds their counts to its counter Vars for the rows that hold real samples.
+
 Imports are absolute: Lava's compiler executes this file as a top-level module named
 `models` when it looks for process models, and relative imports fail there.
 
@@ -24,40 +29,244 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ddla_neuro.ddla.transmission import keep_count
 from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
-from ddla_neuro.deploy.spec import SATURATION, apply_counting, decay_fixed, wrap_current
+from ddla_neuro.deploy.spec import SATURATION, Op, apply_ops_batch, decay_fixed, wrap_current
 
+EXACT_FLOAT = 2 ** 53  # integers below this add and multiply exactly in float64 (BLAS)
+
+Step = tuple[int, int]  # (the 0-based timestep within the sample, the rows that hold real samples)
+
+
+def _dtype(fixed: bool) -> type:
+    return np.int64 if fixed else np.float64
+
+
+def values(x, fixed: bool) -> np.ndarray:
+    """`x` as the model's numbers: rounded int64 in fixed point, float64 otherwise."""
+    return np.rint(x).astype(np.int64) if fixed else np.asarray(x, dtype=np.float64)
+
+
+# --- stages (no Lava) --------------------------------------------------------------------------
+
+class Window:
+    """Where a process of depth `depth` is in the run: at Lava step `time_step` (from 1), the
+    step within the current round of `batch` samples and how many of its rows are real, or None
+    outside the ceil(N / batch) * T steps of its window."""
+
+    def __init__(self, depth: int, timesteps: int, num_samples: int, batch: int):
+        self.depth, self.timesteps, self.num_samples, self.batch = depth, timesteps, num_samples, batch
+        self.steps = timesteps * -(-num_samples // batch)
+
+    def at(self, time_step: int) -> Step | None:
+        w = time_step - 1 - self.depth
+        if not 0 <= w < self.steps:
+            return None
+        r, t = divmod(w, self.timesteps)
+        return t, min(self.batch, self.num_samples - r * self.batch)
+
+
+class Encoding:
+    """The input code of a delta network: the frame (dense) or its change since the last step
+    (delta; the whole frame at t = 0)."""
+
+    def __init__(self, mode: str):
+        self.mode, self.previous = mode, None
+
+    def step(self, t: int, x: np.ndarray) -> np.ndarray:
+        out = x if self.mode == "dense" or t == 0 else x - self.previous
+        self.previous = x
+        return out
+
+
+def op_gain(op: Op) -> float:
+    """The largest factor by which `op` can grow the largest input magnitude."""
+    if op.kind in ("linear", "conv2d"):
+        return float(np.abs(op.weight).reshape(op.weight.shape[0], -1).sum(axis=1).max(initial=0))
+    if op.kind == "sumpool2d":
+        return float(np.prod(op.kernel))
+    if op.kind == "scale":
+        return float(np.abs(op.weight).max(initial=0))
+    return 1.0
+
+
+class Synapse:
+    """A projection's ops on what its source sent (a batch), turned into the current `delay`
+    steps later; with `accumulate` (a delta-coded source) the sum of all it received in the
+    sample. The weights are kept as float64: integer inputs go through BLAS when every partial
+    sum stays below 2**53 (exact there), through int64 numpy otherwise."""
+
+    def __init__(self, p: dict, fixed: bool, batch: int):
+        self.fixed, self.shift, self.accumulate = fixed, p["shift"], p["accumulate"]
+        self.ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=np.float64))
+                    for op in p["ops"]]
+        self.gain = float(np.prod([op_gain(op) for op in self.ops]))
+        self.fanout = np.asarray(p["fanout"]).reshape(-1)
+        self.zeros = np.zeros((batch, int(np.prod(self.ops[-1].out_shape))), dtype=_dtype(fixed))
+        self.queue = deque(self.zeros for _ in range(p["delay"]))
+        self.accumulated = self.zeros
+
+    def pop(self) -> np.ndarray:
+        """The current that arrives now (computed `delay` steps ago)."""
+        return self.queue.popleft()
+
+    def apply(self, d: np.ndarray) -> np.ndarray:
+        if not self.fixed:
+            return apply_ops_batch(self.ops, d).reshape(self.zeros.shape)
+        if np.abs(d).max() * self.gain < EXACT_FLOAT:
+            a = np.rint(apply_ops_batch(self.ops, d.astype(np.float64))).astype(np.int64)
+        else:  # integer weights in int64 (their float64 values are exact: quantized to a few bits)
+            ops = [op if op.weight is None else replace(op, weight=op.weight.astype(np.int64)) for op in self.ops]
+            a = apply_ops_batch(ops, d)
+        return a.reshape(self.zeros.shape) << self.shift
+
+    def push(self, at: Step | None, d: np.ndarray) -> int:
+        """Takes what the source sent this step; returns its synaptic ops (each non-zero value
+        of a real sample times its fan-out)."""
+        if at is None:
+            self.queue.append(self.zeros)
+            return 0
+        t, rows = at
+        if d.any():
+            a, sops = self.apply(d), int(np.count_nonzero(d[:rows], axis=0) @ self.fanout)
+        else:  # event-driven: no event, no synaptic work (a delta-coded input after t = 1)
+            a, sops = self.zeros, 0
+        if self.accumulate:
+            self.accumulated = a if t == 0 else self.accumulated + a
+            a = self.accumulated
+        self.queue.append(a)
+        return sops
+
+
+class Neurons:
+    """IF/LIF/CUBA neurons of a batch and what they send (spec.py): `step` integrates the
+    current of one step and returns the sent values and (spikes, sent events, active units)
+    over the real rows."""
+
+    def __init__(self, p: dict, fixed: bool, batch: int):
+        self.p, self.fixed = p, fixed
+        self.bias = values(p["bias"], fixed).reshape(-1)
+        n = self.bias.size
+        self.zeros = np.zeros((batch, n), dtype=_dtype(fixed))
+        self.v = self.held = self.u = self.zeros
+        self.fired = np.zeros((batch, n), dtype=bool)  # the last step's spikes (delayed resets)
+        delay = p["input_delay"]
+        self.delay = None if delay is None else np.asarray(delay, dtype=np.int64).reshape(-1)
+        if self.delay is not None:  # [k, b]: sample b's current received k steps ago
+            self.history = np.zeros((int(self.delay.max()) + 1, batch, n), dtype=self.bias.dtype)
+        if p["scores"] is not None:  # DDLA: units by descending score, ties to the lower index
+            self.order = np.argsort(-np.asarray(p["scores"], dtype=np.float32).reshape(-1), kind="stable")
+
+    def decay(self, v: np.ndarray, factor: str = "decay", register: str = "dv") -> np.ndarray:
+        if self.fixed:
+            return decay_fixed(v, self.p[register])
+        return v * self.p[factor] if self.p[factor] != 1.0 else v
+
+    def delayed(self, t: int, a: np.ndarray) -> np.ndarray:
+        """Each unit's current from `input_delay` steps ago in this sample (zero before its start)."""
+        if t == 0:
+            self.history[:] = 0
+        self.history = np.roll(self.history, 1, axis=0)
+        self.history[0] = a
+        return self.history[self.delay, :, np.arange(a.shape[1])].T
+
+    def integrate_cuba(self, t: int, a: np.ndarray) -> np.ndarray:
+        """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
+        as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
+        if self.delay is not None:
+            a = self.delayed(t, a)
+        u = (self.decay(self.u, "u_decay", "du") if t > 0 else self.zeros) + a
+        self.u = u = wrap_current(u) if self.fixed else u
+        v = (self.decay(self.v) if t > 0 else self.zeros) + u + self.bias
+        return np.clip(v, 1 - SATURATION, SATURATION - 1) if self.fixed else v
+
+    def integrate(self, t: int, a: np.ndarray) -> np.ndarray:
+        """IF/LIF: v before firing."""
+        p = self.p
+        if t == 0:
+            v = self.zeros + a + self.bias
+        else:
+            v = self.decay(np.where(self.fired, 0, self.v) if p["reset"] == "delayed-zero" else self.v) + a + self.bias
+            if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
+                v = v - self.fired * p["v_th"]
+        return np.clip(v, -SATURATION, SATURATION - 1) if self.fixed else v
+
+    def select(self, d: np.ndarray) -> np.ndarray:
+        """DDLA: per sample, the ceil(keep * n) non-zero deltas with the highest scores."""
+        ranked = d[:, self.order]
+        nonzero = ranked != 0
+        kept = nonzero & (np.cumsum(nonzero, axis=1) <= keep_count(nonzero.sum(axis=1), self.p["keep"])[:, None])
+        out = np.zeros_like(d)
+        out[:, self.order] = np.where(kept, ranked, 0)
+        return out
+
+    def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+        t, rows = at
+        p = self.p
+        v = self.integrate_cuba(t, a) if p["kind"] == "cuba" else self.integrate(t, a)
+        s = v > p["v_th"]
+        if p["reset"] == "zero":
+            v = np.where(s, 0, v)
+        elif p["reset"] == "subtract":
+            v = v - s * p["v_th"]
+        self.v = v.astype(self.zeros.dtype)
+        self.fired = s
+        s = s.astype(self.zeros.dtype)
+        if p["mode"] == "dense":
+            out = s
+        else:
+            out = s - self.held if t > 0 else s
+            if p["mode"] == "ddla" and t > 0 and p["keep"] < 1.0:
+                out = self.select(out)
+            self.held = out if t == 0 else self.held + out
+        active = self.u if p["kind"] == "cuba" else a  # cuba: its current state
+        return out, (np.count_nonzero(s[:rows]), np.count_nonzero(out[:rows]), np.count_nonzero(active[:rows]))
+
+
+class Logits:
+    """The non-spiking readout: its current plus bias; counts active units (non-zero current)."""
+
+    def __init__(self, bias: np.ndarray, fixed: bool):
+        self.bias = values(bias, fixed).reshape(-1)
+
+    def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, int]:
+        return a + self.bias, np.count_nonzero(a[:at[1]])
+
+
+# --- process models ----------------------------------------------------------------------------
 
 class _WindowedModel:
-    """Sample window of a process: `step()` is the 0-based timestep within the sample being
-    processed, or None outside the run's N*T steps (before the first frame reaches this depth,
-    or while the last samples drain)."""
+    """What every model shares: its batch and the sample windows of its stages."""
 
     fixed = False
 
-    def step(self, depth: int | None = None) -> int | None:
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.batch = proc_params["batch"]
+        self.windows: dict[int, Window] = {}
+
+    def at(self, depth: int | None = None) -> Step | None:
+        """Where the sample window of `depth` (default: this process's) is at this step."""
         p = self.proc_params
-        w = self.time_step - 1 - (p["depth"] if depth is None else depth)
-        return w % p["timesteps"] if 0 <= w < p["timesteps"] * p["num_samples"] else None
-
-    def value(self, x: np.ndarray) -> np.ndarray:
-        return np.rint(x).astype(np.int64) if self.fixed else np.asarray(x, dtype=np.float64)
-
-    def zeros(self, n: int) -> np.ndarray:
-        return np.zeros(n, dtype=np.int64 if self.fixed else np.float64)
+        depth = p["depth"] if depth is None else depth
+        if depth not in self.windows:
+            self.windows[depth] = Window(depth, p["timesteps"], p["num_samples"], self.batch)
+        return self.windows[depth].at(self.time_step)
 
 
 # --- encoder -----------------------------------------------------------------------------------
 
 class _EncoderModel(_WindowedModel):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.encoding = Encoding(proc_params["mode"])
+
     def run_spk(self) -> None:
-        x = self.value(self.a_in.recv())
-        t = self.step()
-        if t is None:
-            self.s_out.send(self.zeros(x.size))
+        x = values(self.a_in.recv(), self.fixed)
+        at = self.at()
+        if at is None:
+            self.s_out.send(np.zeros_like(x))
             return
-        out = x if (self.proc_params["mode"] == "dense" or t == 0) else x - self.previous
-        self.previous = x
-        self.events[t] += np.count_nonzero(out)
+        out = self.encoding.step(at[0], x)
+        self.events[at[0]] += np.count_nonzero(out[:at[1]])
         self.s_out.send(out)
 
 
@@ -83,41 +292,22 @@ class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
 # --- synapse -----------------------------------------------------------------------------------
 
 class _SynapseModel(_WindowedModel):
-    """A projection's ops on what its source sent; `synapse_depth` (default `depth`) is the
-    source's depth, the window of what arrives."""
+    """`synapse_depth` (default `depth`) is the source's depth, the window of what arrives."""
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        dtype = np.int64 if self.fixed else np.float64
-        self.ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=dtype))
-                    for op in proc_params["ops"]]
-        self.fanout = proc_params["fanout"]
-        self.out_size = int(np.prod(self.ops[-1].out_shape))
-        self.queue = deque(self.zeros(self.out_size) for _ in range(proc_params["delay"]))
-        self.accumulated = self.zeros(self.out_size)
+        self.synapse = Synapse(proc_params, self.fixed, self.batch)
 
-    def receive(self, d: np.ndarray) -> None:
-        """What the source sent this step, turned into the current `delay` steps later."""
-        p = self.proc_params
-        t = self.step(p.get("synapse_depth"))
-        if t is None:
-            self.queue.append(self.zeros(self.out_size))
-            return
-        if d.any():
-            a, sops = apply_counting(self.ops, self.fanout, d)
-            self.sops[t] += sops
-            a = a.reshape(-1)
-        else:  # event-driven: no event, no synaptic work (a delta-coded input after t = 1)
-            a = self.zeros(self.out_size)
-        a = a << p["shift"] if self.fixed else a
-        if p["accumulate"]:
-            self.accumulated = a if t == 0 else self.accumulated + a
-            a = self.accumulated
-        self.queue.append(a.copy())
+    def take(self, x: np.ndarray) -> None:
+        """What the source sent this step into the synapse."""
+        at = self.at(self.proc_params.get("synapse_depth"))
+        sops = self.synapse.push(at, x)
+        if at is not None:
+            self.sops[at[0]] += sops
 
     def run_spk(self) -> None:
-        self.a_out.send(self.queue.popleft())  # what arrived `delay` steps ago
-        self.receive(self.value(self.s_in.recv()))
+        self.a_out.send(self.synapse.pop())
+        self.take(values(self.s_in.recv(), self.fixed))
 
 
 @implements(proc=DeltaSynapse, protocol=LoihiProtocol)
@@ -144,89 +334,22 @@ class PyDeltaSynapseFixed(_SynapseModel, PyLoihiProcessModel):
 class _NeuronModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        p = proc_params
-        self.bias = self.value(np.asarray(p["bias"]).reshape(-1))
-        self.held = self.zeros(self.bias.size)
-        self.fired = np.zeros(self.bias.size, dtype=bool)  # the last step's spikes (delayed resets)
-        self.u = self.zeros(self.bias.size)  # cuba: the current state
-        delay = p["input_delay"]
-        self.delay = None if delay is None else np.asarray(delay, dtype=np.int64).reshape(-1)
-        if self.delay is not None:  # row k: the current received k steps ago in this sample
-            self.history = np.zeros((int(self.delay.max()) + 1, self.bias.size), dtype=self.bias.dtype)
-        self.scores = None if p["scores"] is None else np.asarray(p["scores"], dtype=np.float32).reshape(-1)
+        self.neurons = Neurons(proc_params, self.fixed, self.batch)
 
-    def decay(self, v: np.ndarray, factor: str = "decay", register: str = "dv") -> np.ndarray:
-        p = self.proc_params
-        if self.fixed:
-            return decay_fixed(v, p[register])
-        return v * p[factor] if p[factor] != 1.0 else v
-
-    def delayed(self, t: int, a: np.ndarray) -> np.ndarray:
-        """Each unit's current from `input_delay` steps ago in this sample (zero before its start)."""
-        if t == 0:
-            self.history[:] = 0
-        self.history = np.roll(self.history, 1, axis=0)
-        self.history[0] = a
-        return self.history[self.delay, np.arange(a.size)]
-
-    def integrate_cuba(self, t: int, a: np.ndarray) -> np.ndarray:
-        """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
-        as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
-        if self.delay is not None:
-            a = self.delayed(t, a)
-        u = (self.decay(self.u, "u_decay", "du") if t > 0 else self.zeros(a.size)) + a
-        self.u = u = wrap_current(u) if self.fixed else u
-        v = (self.decay(self.v) if t > 0 else self.zeros(a.size)) + u + self.bias
-        return np.clip(v, 1 - SATURATION, SATURATION - 1) if self.fixed else v
-
-    def select(self, d: np.ndarray) -> np.ndarray:
-        """DDLA: the ceil(keep * n) non-zero deltas with the highest scores (ties: lower index)."""
-        idx = np.flatnonzero(d)
-        order = np.argsort(-self.scores[idx], kind="stable")
-        kept = idx[order[: keep_count(idx.size, self.proc_params["keep"])]]
-        out = np.zeros_like(d)
-        out[kept] = d[kept]
+    def fire(self, a: np.ndarray) -> np.ndarray:
+        """The neuron stage on current `a`: what it sends (zeros outside the window)."""
+        at = self.at()
+        if at is None:
+            return self.neurons.zeros
+        out, (spikes, events, active) = self.neurons.step(at, a)
+        self.spikes[at[0]] += spikes
+        self.events[at[0]] += events
+        self.active[at[0]] += active
+        self.v = self.neurons.v
         return out
 
     def run_spk(self) -> None:
-        self.s_out.send(self.integrate(self.value(self.a_in.recv())))
-
-    def integrate(self, a: np.ndarray) -> np.ndarray:
-        """One step with synaptic current `a`: what the neurons send (zeros outside the window)."""
-        t = self.step()
-        if t is None:
-            return self.zeros(a.size)
-        p = self.proc_params
-        if p["kind"] == "cuba":
-            v = self.integrate_cuba(t, a)
-        else:
-            fired = self.fired if t > 0 else np.zeros(a.size, dtype=bool)
-            v = self.v if t > 0 else self.zeros(a.size)
-            v = self.decay(np.where(fired, 0, v) if p["reset"] == "delayed-zero" else v) if t > 0 else v
-            v = v + a + self.bias
-            if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
-                v = v - fired * p["v_th"]
-            if self.fixed:
-                v = np.clip(v, -SATURATION, SATURATION - 1)
-        s = v > p["v_th"]
-        if p["reset"] == "zero":
-            v = np.where(s, 0, v)
-        elif p["reset"] == "subtract":
-            v = v - s * p["v_th"]
-        self.v = v.astype(self.v.dtype)
-        self.fired = s
-        s = s.astype(v.dtype)
-        if p["mode"] == "dense":
-            out = s
-        else:
-            out = s - self.held if t > 0 else s
-            if p["mode"] == "ddla" and t > 0 and p["keep"] < 1.0:
-                out = self.select(out)
-            self.held = out if t == 0 else self.held + out
-        self.spikes[t] += np.count_nonzero(s)
-        self.events[t] += np.count_nonzero(out)
-        self.active[t] += np.count_nonzero(self.u if p["kind"] == "cuba" else a)  # cuba: its current state
-        return out
+        self.s_out.send(self.fire(values(self.a_in.recv(), self.fixed)))
 
 
 @implements(proc=DeltaNeuron, protocol=LoihiProtocol)
@@ -257,9 +380,48 @@ class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
 # --- fused population --------------------------------------------------------------------------
 
 class _PopulationModel(_SynapseModel, _NeuronModel):
+    """A synapse and its neurons; with `encode`, the input's encoder before the synapse; with
+    `readout`, the readout's synapse and logits after the neurons."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = proc_params
+        self.encoding = Encoding(p["encode"]) if p["encode"] else None
+        if p["readout"] is not None:
+            r = p["readout"]
+            self.readout = Synapse({**r, "accumulate": p["accumulate"]}, self.fixed, self.batch)
+            self.logits = Logits(r["bias"], self.fixed)
+
+    def read(self, out: np.ndarray) -> np.ndarray:
+        """The readout stage: the logits of the current computed `delay` steps ago, then this
+        step's sent values into its synapse."""
+        r = self.proc_params["readout"]
+        at = self.at(r["depth"])
+        a = self.readout.pop()
+        logits = np.zeros_like(a)
+        if at is not None:
+            logits, active = self.logits.step(at, a)
+            self.readout_active[at[0]] += active
+        own = self.at()
+        sops = self.readout.push(own, out)
+        if own is not None:
+            self.readout_sops[own[0]] += sops
+        return logits
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """The encoder stage on the raw frame (the input's window: depth 0)."""
+        at = self.at(0)
+        if at is None:
+            return np.zeros_like(x)
+        out = self.encoding.step(at[0], x)
+        self.input_events[at[0]] += np.count_nonzero(out[:at[1]])
+        return out
+
     def run_spk(self) -> None:
-        self.s_out.send(self.integrate(self.queue.popleft()))  # the current computed `delay` steps ago
-        self.receive(self.value(self.s_in.recv()))
+        out = self.fire(self.synapse.pop())
+        self.s_out.send(out if self.proc_params["readout"] is None else self.read(out))
+        x = values(self.s_in.recv(), self.fixed)
+        self.take(x if self.encoding is None else self.encode(x))
 
 
 @implements(proc=DeltaPopulation, protocol=LoihiProtocol)
@@ -273,6 +435,9 @@ class PyDeltaPopulationFloat(_PopulationModel, PyLoihiProcessModel):
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
     active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaPopulation, protocol=LoihiProtocol)
@@ -287,6 +452,9 @@ class PyDeltaPopulationFixed(_PopulationModel, PyLoihiProcessModel):
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
     active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 # --- readout -----------------------------------------------------------------------------------
@@ -294,16 +462,17 @@ class PyDeltaPopulationFixed(_PopulationModel, PyLoihiProcessModel):
 class _ReadoutModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        self.bias = self.value(np.asarray(proc_params["bias"]).reshape(-1))
+        self.logits = Logits(proc_params["bias"], self.fixed)
 
     def run_spk(self) -> None:
-        a = self.value(self.a_in.recv())
-        t = self.step()
-        if t is None:
-            self.out.send(self.zeros(a.size))
+        a = values(self.a_in.recv(), self.fixed)
+        at = self.at()
+        if at is None:
+            self.out.send(np.zeros_like(a))
             return
-        self.active[t] += np.count_nonzero(a)
-        self.out.send(a + self.bias)
+        logits, active = self.logits.step(at, a)
+        self.active[at[0]] += active
+        self.out.send(logits)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)

@@ -1,11 +1,13 @@
-"""Processes of a delta-spike network. Ports carry flat vectors (a population's values in
-torch's C-order, (C, H, W) flattened), so no layout conversion is needed anywhere; we do not
-use Lava's `Conv` process, whose (W, H, C) layout and flipped kernel therefore never come in.
+"""Processes of a delta-spike network. Ports carry (batch, n) arrays: `batch` samples in
+lockstep, each row a population's values in torch's C-order ((C, H, W) flattened), so no
+layout conversion is needed anywhere; we do not use Lava's `Conv` process, whose (W, H, C)
+layout and flipped kernel therefore never come in.
 
-Every process knows its `depth` (the steps from the input frame to it), T and the number of
-samples N of the run: it is active for the N*T steps of its window and resets its per-sample
-state at the start of each sample's window (time-based, as Lava's `LIFReset` does). Outside
-its window it sends zeros and counts nothing.
+Every process knows its `depth` (the steps from the input frame to it), T, the number of
+samples N of the run and the batch B: it is active for the ceil(N / B) * T steps of its window
+and resets its per-sample state at the start of each round of B samples (time-based, as Lava's
+`LIFReset` does). Outside its window it sends zeros and counts nothing; the rows of the last
+round beyond sample N run on zero frames and are not counted.
 """
 from __future__ import annotations
 
@@ -18,18 +20,18 @@ from ddla_neuro.deploy.run import MODES
 
 
 class _WindowedProcess(AbstractProcess):
-    def __init__(self, *, depth: int, timesteps: int, num_samples: int, **kwargs):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, **kwargs)
+    def __init__(self, *, depth: int, timesteps: int, num_samples: int, batch: int = 1, **kwargs):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, **kwargs)
 
 
 class DeltaEncoder(_WindowedProcess):
     """Input frames in, sent on as the frame (dense) or its change since the last step (delta;
     the whole frame at t = 1). Counts the non-zero values it sends per timestep."""
 
-    def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int):
-        super().__init__(depth=0, timesteps=timesteps, num_samples=num_samples, mode=mode)
-        self.a_in = InPort(shape=(size,))
-        self.s_out = OutPort(shape=(size,))
+    def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int, batch: int = 1):
+        super().__init__(depth=0, timesteps=timesteps, num_samples=num_samples, batch=batch, mode=mode)
+        self.a_in = InPort(shape=(batch, size))
+        self.s_out = OutPort(shape=(batch, size))
         self.events = Var(shape=(timesteps,), init=0)
 
 
@@ -43,11 +45,11 @@ class DeltaSynapse(_WindowedProcess):
     times its fan-out) per timestep."""
 
     def __init__(self, *, ops: list, fanout: np.ndarray, in_size: int, out_size: int, shift: int, delay: int,
-                 accumulate: bool, depth: int, timesteps: int, num_samples: int):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, fanout=fanout,
-                         shift=shift, delay=delay, accumulate=accumulate)
-        self.s_in = InPort(shape=(in_size,))
-        self.a_out = OutPort(shape=(out_size,))
+                 accumulate: bool, depth: int, timesteps: int, num_samples: int, batch: int = 1):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, ops=ops,
+                         fanout=fanout, shift=shift, delay=delay, accumulate=accumulate)
+        self.s_in = InPort(shape=(batch, in_size))
+        self.a_out = OutPort(shape=(batch, out_size))
         self.sops = Var(shape=(timesteps,), init=0)
 
 
@@ -62,15 +64,16 @@ class DeltaNeuron(_WindowedProcess):
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
-                 kind: str = "if", u_decay: float = 1.0, du: int = 0, input_delay: np.ndarray | None = None):
+                 batch: int = 1, kind: str = "if", u_decay: float = 1.0, du: int = 0,
+                 input_delay: np.ndarray | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias, v_th=v_th,
-                         decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores, kind=kind,
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, bias=bias,
+                         v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores, kind=kind,
                          u_decay=u_decay, du=du, input_delay=input_delay)
-        self.a_in = InPort(shape=(size,))
-        self.s_out = OutPort(shape=(size,))
-        self.v = Var(shape=(size,), init=0)
+        self.a_in = InPort(shape=(batch, size))
+        self.s_out = OutPort(shape=(batch, size))
+        self.v = Var(shape=(batch, size), init=0)
         self.spikes = Var(shape=(timesteps,), init=0)
         self.events = Var(shape=(timesteps,), init=0)
         self.active = Var(shape=(timesteps,), init=0)
@@ -81,33 +84,46 @@ class DeltaPopulation(_WindowedProcess):
     synapses and its neurons: one process instead of two to synchronise every step. Each step
     it integrates the current that arrives now (computed `delay` steps ago), sends what its
     neurons send, then takes what its source sent (`synapse_depth`: the source's depth) into
-    the current of a later step. The same numbers as the two processes, counters included."""
+    the current of a later step. The same numbers as the two processes, counters included.
+
+    Folded in where the graph allows (`lava_run.folds`): `encode` (dense or delta), the
+    `DeltaEncoder` of the network's input when this population is its only reader (s_in then
+    takes the raw frames, `input_events` counts what the encoder would send); `readout`, the
+    network's `Readout` and its one projection when it reads only this population (a dict:
+    ops, fanout, shift, delay, bias, depth, size; s_out then sends the logits, `readout_sops`
+    and `readout_active` count them)."""
 
     def __init__(self, *, size: int, ops: list, fanout: np.ndarray, in_size: int, shift: int, delay: int,
                  synapse_depth: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
-                 kind: str = "if", u_decay: float = 1.0, du: int = 0, input_delay: np.ndarray | None = None):
+                 batch: int = 1, kind: str = "if", u_decay: float = 1.0, du: int = 0,
+                 input_delay: np.ndarray | None = None, encode: str | None = None, readout: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, ops=ops, fanout=fanout,
-                         shift=shift, delay=delay, accumulate=mode != "dense", synapse_depth=synapse_depth,
-                         bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores,
-                         kind=kind, u_decay=u_decay, du=du, input_delay=input_delay)
-        self.s_in = InPort(shape=(in_size,))
-        self.s_out = OutPort(shape=(size,))
-        self.v = Var(shape=(size,), init=0)
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, ops=ops,
+                         fanout=fanout, shift=shift, delay=delay, accumulate=mode != "dense",
+                         synapse_depth=synapse_depth, bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset,
+                         mode=mode, keep=keep, scores=scores, kind=kind, u_decay=u_decay, du=du,
+                         input_delay=input_delay, encode=encode, readout=readout)
+        self.s_in = InPort(shape=(batch, in_size))
+        self.s_out = OutPort(shape=(batch, size if readout is None else readout["size"]))
+        self.v = Var(shape=(batch, size), init=0)
         self.sops = Var(shape=(timesteps,), init=0)
         self.spikes = Var(shape=(timesteps,), init=0)
         self.events = Var(shape=(timesteps,), init=0)
         self.active = Var(shape=(timesteps,), init=0)
+        self.input_events = Var(shape=(timesteps,), init=0)
+        self.readout_sops = Var(shape=(timesteps,), init=0)
+        self.readout_active = Var(shape=(timesteps,), init=0)
 
 
 class Readout(_WindowedProcess):
     """Non-spiking output: sends its input current plus bias (the logits of the step). Counts
     active neurons (non-zero synaptic current) per timestep."""
 
-    def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, bias=bias)
-        self.a_in = InPort(shape=(size,))
-        self.out = OutPort(shape=(size,))
+    def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int,
+                 batch: int = 1):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, bias=bias)
+        self.a_in = InPort(shape=(batch, size))
+        self.out = OutPort(shape=(batch, size))
         self.active = Var(shape=(timesteps,), init=0)
