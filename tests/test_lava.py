@@ -18,7 +18,9 @@ from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
 from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
 from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_isolated, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.lava import models
 from ddla_neuro.deploy.sim import simulate
+from ddla_neuro.deploy.spec import Op
 from ddla_neuro.zoo import build_model
 
 COUNTS = ("events", "spikes", "sops", "sops_proj", "active")
@@ -113,6 +115,26 @@ def test_a_bad_batch_is_refused_in_one_line():
     for batch in (0, -1, 1.5, True):
         with pytest.raises(LavaRunError, match="the Lava batch must be a positive integer"):
             run_lava(spec, frames, batch=batch)
+
+
+@pytest.mark.parametrize("as_matrix", [True, False])
+@pytest.mark.parametrize("magnitude", [2 ** 6, 2 ** 14])
+def test_synapse_integers_are_exact_beyond_float64(as_matrix, magnitude, monkeypatch):
+    """The synapse multiplies integers in float64 BLAS only while every partial sum stays
+    below 2**53. Weights near 2**40 times inputs near 2**14 pass it (products near 2**54): then
+    the int64 path must give the exact integers, as it must with only one input changed (the
+    composed matrix multiplies that row alone) and through a chain of ops."""
+    monkeypatch.setattr(models, "MATRIX_ENTRIES", 2 ** 21 if as_matrix else 0)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-2 ** 40, 2 ** 40, size=(6, 20))
+    ops = [Op("scale", (20,), (20,), weight=np.full(20, 3.0)), Op("linear", (20,), (6,), weight=w.astype(float))]
+    syn = models.Synapse(dict(ops=ops, fanout=np.full(20, 6), shift=1, accumulate=False, delay=1), True, 3)
+    x = rng.integers(-magnitude, magnitude, size=(3, 20))
+    one = np.zeros_like(x)
+    one[:, 7] = x[:, 7]
+    for d in (x, one):
+        exact = [[2 * sum(int(wi) * 3 * int(xi) for wi, xi in zip(row, sample)) for row in w] for sample in d]
+        assert syn.apply(d).tolist() == exact
 
 
 def test_lava_ddla_with_keep_one_equals_delta():

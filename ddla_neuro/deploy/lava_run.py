@@ -34,6 +34,7 @@ from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
 from ..errors import STOP_SIGNALS, UserError
+from .lava.models import MATRIX_ENTRIES
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
 from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
 from .spec import NetSpec, Population, Projection, load_spec, projection_key, save_spec
@@ -108,11 +109,14 @@ LAVA_UNIT_BYTES = 64                # per unit: membrane, current, held and sent
 def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
     """The Lava run's memory (all its processes, shared pages counted once), independent of the
     number of samples (they stream): the worker, one process per population and projection, each
-    weight twice as int64/float64 (the worker's spec and the synapse's copy), each fan-out entry
-    and, per sample in lockstep, each unit's state. `benchmarks/sim_memory.py --lava` compares it
-    with the measured peak."""
+    weight twice as int64/float64 (the worker's spec and the synapse's copy), a small
+    projection's composed matrix (`models.Synapse`), each fan-out entry and, per sample in
+    lockstep, each unit's state. `benchmarks/sim_memory.py --lava` compares it with the measured
+    peak."""
     weights = sum(np.size(op.weight) for p in spec.populations for proj in p.inputs for op in proj.ops
                   if op.weight is not None)
+    synapses = (proj.fanout.size * int(np.prod(proj.ops[-1].out_shape)) for p in spec.populations for proj in p.inputs)
+    weights += sum(n for n in synapses if n <= MATRIX_ENTRIES) // 2
     units = sum(batch * p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
     return LAVA_BASE_BYTES + lava_processes(spec) * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
 

@@ -32,6 +32,7 @@ from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaPopul
 from ddla_neuro.deploy.spec import SATURATION, Op, apply_ops_batch, decay_fixed, wrap_current
 
 EXACT_FLOAT = 2 ** 53  # integers below this add and multiply exactly in float64 (BLAS)
+MATRIX_ENTRIES = 2 ** 21  # a projection with at most this many synapses runs as one matrix (16 MiB)
 
 Step = tuple[int, int]  # (the 0-based timestep within the sample, the rows that hold real samples)
 
@@ -91,16 +92,22 @@ def op_gain(op: Op) -> float:
 class Synapse:
     """A projection's ops on what its source sent (a batch), turned into the current `delay`
     steps later; with `accumulate` (a delta-coded source) the sum of all it received in the
-    sample. The weights are kept as float64: integer inputs go through BLAS when every partial
-    sum stays below 2**53 (exact there), through int64 numpy otherwise."""
+    sample. A projection of at most `MATRIX_ENTRIES` synapses runs as its composed matrix (as a
+    chip stores it), multiplying only the rows of inputs that changed when few did; a bigger one
+    runs its ops (a conv on the whole input). Weights are float64: integer inputs go through
+    BLAS when every partial sum stays below 2**53 (exact there), through int64 numpy otherwise."""
 
     def __init__(self, p: dict, fixed: bool, batch: int):
         self.fixed, self.shift, self.accumulate = fixed, p["shift"], p["accumulate"]
-        self.ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=np.float64))
-                    for op in p["ops"]]
-        self.gain = float(np.prod([op_gain(op) for op in self.ops]))
+        ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=np.float64))
+               for op in p["ops"]]
+        self.gain = float(np.prod([op_gain(op) for op in ops]))
         self.fanout = np.asarray(p["fanout"]).reshape(-1)
-        self.zeros = np.zeros((batch, int(np.prod(self.ops[-1].out_shape))), dtype=_dtype(fixed))
+        n_in, n_out = self.fanout.size, int(np.prod(ops[-1].out_shape))
+        self.ops, self.matrix = ops, None
+        if n_in * n_out <= MATRIX_ENTRIES:  # row i: the current one unit of input i adds
+            self.ops, self.matrix = [], apply_ops_batch(ops, np.eye(n_in)).reshape(n_in, n_out)
+        self.zeros = np.zeros((batch, n_out), dtype=_dtype(fixed))
         self.queue = deque(self.zeros for _ in range(p["delay"]))
         self.accumulated = self.zeros
 
@@ -108,14 +115,24 @@ class Synapse:
         """The current that arrives now (computed `delay` steps ago)."""
         return self.queue.popleft()
 
+    def product(self, x: np.ndarray) -> np.ndarray:
+        """The ops on `x` in its own number type (float64, or int64 with the weights cast)."""
+        cast = (lambda w: w) if x.dtype == np.float64 else (lambda w: w.astype(np.int64))
+        if self.matrix is None:
+            return apply_ops_batch([op if op.weight is None else replace(op, weight=cast(op.weight))
+                                    for op in self.ops], x)
+        changed = np.flatnonzero(x.any(axis=0))
+        if 4 * changed.size < x.shape[1]:  # few inputs changed: only their rows
+            return x[:, changed] @ cast(self.matrix[changed])
+        return x @ cast(self.matrix)
+
     def apply(self, d: np.ndarray) -> np.ndarray:
         if not self.fixed:
-            return apply_ops_batch(self.ops, d).reshape(self.zeros.shape)
+            return self.product(d).reshape(self.zeros.shape)
         if np.abs(d).max() * self.gain < EXACT_FLOAT:
-            a = np.rint(apply_ops_batch(self.ops, d.astype(np.float64))).astype(np.int64)
-        else:  # integer weights in int64 (their float64 values are exact: quantized to a few bits)
-            ops = [op if op.weight is None else replace(op, weight=op.weight.astype(np.int64)) for op in self.ops]
-            a = apply_ops_batch(ops, d)
+            a = np.rint(self.product(d.astype(np.float64))).astype(np.int64)
+        else:
+            a = self.product(d)
         return a.reshape(self.zeros.shape) << self.shift
 
     def push(self, at: Step | None, d: np.ndarray) -> int:
