@@ -94,17 +94,18 @@ def test_conv_fanout_counts_borders_strides_and_padding_by_hand():
     np.testing.assert_array_equal(op.fanout[0], 2 * np.outer(reach, reach))
     x = np.zeros((1, 5, 5))
     x[0, 0, 0], x[0, 1, 1], x[0, 2, 3] = 1, -1, 1
-    assert synaptic_ops([op], projection_fanout([op]), x) == 2 * (1 * 1 + 2 * 2 + 1 * 2)
+    assert synaptic_ops(projection_fanout([op]), x) == 2 * (1 * 1 + 2 * 2 + 1 * 2)
     lin = Op("linear", (4,), (3,), np.ones((3, 4)))
-    assert synaptic_ops([lin], projection_fanout([lin]), np.array([0, 1, 0, -1])) == 6
+    assert synaptic_ops(projection_fanout([lin]), np.array([0, 1, 0, -1])) == 6
     pool = Op("sumpool2d", (1, 4, 4), (1, 2, 2), None, (2, 2), (0, 0), (2, 2))
     flat, lin2 = Op("flatten", (1, 2, 2), (4,)), Op("linear", (4,), (5,), np.ones((5, 4)))
     x = np.zeros((1, 4, 4))
     x[0, 0, 0] = x[0, 0, 1] = x[0, 3, 3] = 1  # each reaches one pooled value, which reaches 5 targets
     ops = [pool, flat, lin2]
-    assert synaptic_ops(ops, projection_fanout(ops), x) == 3 * 5  # the composed matrix: 5 synapses per input
+    assert synaptic_ops(projection_fanout(ops), x) == 3 * 5  # the composed matrix: 5 synapses per input
     x[0, 1, 0] = -1  # cancels x[0, 0, 0] inside the pooling window: a chip still does its 5 SOPs
-    assert synaptic_ops(ops, projection_fanout(ops), x) == 4 * 5
+    assert synaptic_ops(projection_fanout(ops), x) == 4 * 5
+    assert synaptic_ops(projection_fanout(ops), np.stack([x, x[:, ::-1]])) == 2 * 4 * 5  # a batch: its sum
     np.testing.assert_array_equal(lin.fanout, [3, 3, 3, 3])  # every input reaches every output
     np.testing.assert_array_equal(pool.fanout, np.ones((1, 4, 4)))  # 2x2 windows, stride 2: one each
     overlapping = Op("sumpool2d", (1, 3, 3), (1, 2, 2), None, (1, 1), (0, 0), (2, 2))

@@ -27,7 +27,7 @@ from ..snn.encoders import encode
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, load_netx_layers, netx_to_spec, nir_to_spec, read_nir
-from .lava_run import LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
+from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
 from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--lava-graph", choices=LAVA_GRAPHS, default="fused",
                     help="fused (default, faster): one Lava process per population with one projection; split: a "
                          "synapse process per projection and a neuron process per population; the same figures")
-    ap.add_argument("--lava-batch", type=int, default=1, metavar="B",
-                    help="samples Lava runs in lockstep (every process state carries a batch dimension); "
-                         "the same figures, faster per sample (default: 1)")
+    ap.add_argument("--lava-batch", type=int, default=LAVA_BATCH, metavar="B",
+                    help="samples Lava runs in lockstep (every process state carries a batch dimension); the same "
+                         f"figures, faster per sample (default: {LAVA_BATCH}; 1: one sample at a time)")
     prec = ap.add_mutually_exclusive_group()
     prec.add_argument("--fixed", dest="fixed", action="store_true", default=True, help="Loihi fixed point (default)")
     prec.add_argument("--float", dest="fixed", action="store_false", help="floating point")

@@ -58,6 +58,7 @@ class LavaResult(RunResult):
 
 
 LAVA_GRAPHS = ("fused", "split")
+LAVA_BATCH = 32  # deploy's default lockstep: larger batches gain little on the shipped model and hold more state
 
 
 def fused(pop: Population, graph: str) -> bool:
@@ -124,32 +125,37 @@ def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
 def check_lava_memory(spec: NetSpec, batch: int = 1) -> None:
     need, free = estimate_lava_bytes(spec, batch), int(0.8 * available_memory())
     if need > free:
-        raise LavaRunError(f"the Lava run needs about {gib(need)} for this network, {gib(free)} is free: use the "
-                           f"fast simulator (--backend fast) or a machine with more memory")
+        raise LavaRunError(f"the Lava run needs about {gib(need)} for this network and batch ({batch} samples in "
+                           f"lockstep), {gib(free)} is free: lower --lava-batch, use the fast simulator "
+                           f"(--backend fast) or a machine with more memory")
 
 
-LAVA_BUILD_S = 1.0            # compile and start the runtime (measured 0.3-1.1 s, benchmarks/lava_scale.py)
+LAVA_START_S = 1.5            # start the worker, build, compile and start the runtime (benchmarks/lava_scale.py)
 LAVA_PROCESS_STEP_S = 1.5e-4  # per process and step: Lava's synchronisation (measured ~0.15 ms, lava.md)
-LAVA_MAC_S = 5e-10             # per multiply-accumulate of a synapse's numpy ops at a step with events
+LAVA_MAC_S = 2e-10            # per multiply-accumulate of a synapse's ops on a dense input (float64 BLAS)
+
+
+def _arithmetic_seconds(spec: NetSpec, samples: int, batch: int) -> float:
+    """The synapses' ops on a dense input (numpy applies a conv to the whole delta vector), each
+    in its own window only: T steps per round of `batch` samples."""
+    macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
+    return -(-samples // batch) * spec.timesteps * batch * macs * LAVA_MAC_S
 
 
 def estimate_lava_seconds(spec: NetSpec, samples: int, graph: str = "fused", batch: int = 1) -> float:
-    """The Lava run's wall time, printed before it starts: the build, then every step of every
+    """The Lava run's wall time, printed before it starts: the start-up, every step of every
     process (T per round of `batch` samples plus the pipeline's drain) paying its
-    synchronisation and, for the synapses, their ops on a dense input of `batch` rows (numpy
-    applies a conv to the whole delta vector). `benchmarks/lava_scale.py` compares it with
+    synchronisation, and the synapses' arithmetic. `benchmarks/lava_scale.py` compares it with
     measured runs."""
-    macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
-    return LAVA_BUILD_S + lava_steps(spec, samples, batch) * (lava_processes(spec, graph) * LAVA_PROCESS_STEP_S
-                                                              + batch * macs * LAVA_MAC_S)
+    sync = lava_steps(spec, samples, batch) * lava_processes(spec, graph) * LAVA_PROCESS_STEP_S
+    return LAVA_START_S + sync + _arithmetic_seconds(spec, samples, batch)
 
 
 def default_timeout(spec: NetSpec, samples: int, graph: str = "fused", batch: int = 1) -> float:
-    """Generous: start-up, 50 ms per process and step (measured: ~0.15 ms) and 20x the
-    estimated arithmetic."""
-    macs = sum(op.macs for p in spec.populations for proj in p.inputs for op in proj.ops)
-    return 120.0 + lava_steps(spec, samples, batch) * (0.05 * lava_processes(spec, graph)
-                                                       + 20 * batch * macs * LAVA_MAC_S)
+    """Generous: two minutes to start, 50 ms per process and step (measured: ~0.15 ms) and 20x
+    the estimated arithmetic."""
+    return (120.0 + 0.05 * lava_processes(spec, graph) * lava_steps(spec, samples, batch)
+            + 20 * _arithmetic_seconds(spec, samples, batch))
 
 
 def kill_group(pid: int) -> None:

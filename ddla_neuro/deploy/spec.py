@@ -342,6 +342,12 @@ def projection_fanout(ops: list[Op]) -> np.ndarray:
     return reach.astype(np.int64)
 
 
+def synaptic_ops(fan: np.ndarray, x: np.ndarray) -> int:
+    """Synaptic ops of input `x` (one sample, or a batch with the samples first): each non-zero
+    value costs its composed fan-out `fan` (`projection_fanout`)."""
+    return int(np.count_nonzero(np.asarray(x).reshape(-1, fan.size), axis=0) @ fan.reshape(-1))
+
+
 def _ints(v) -> list[int]:
     return [int(x) for x in v]
 

@@ -29,7 +29,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ddla_neuro.ddla.transmission import keep_count
 from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
-from ddla_neuro.deploy.spec import SATURATION, Op, apply_ops_batch, decay_fixed, wrap_current
+from ddla_neuro.deploy.spec import SATURATION, Op, apply_ops_batch, decay_fixed, synaptic_ops, wrap_current
 
 EXACT_FLOAT = 2 ** 53  # integers below this add and multiply exactly in float64 (BLAS)
 MATRIX_ENTRIES = 2 ** 21  # a projection with at most this many synapses runs as one matrix (16 MiB)
@@ -143,7 +143,7 @@ class Synapse:
             return 0
         t, rows = at
         if d.any():
-            a, sops = self.apply(d), int(np.count_nonzero(d[:rows], axis=0) @ self.fanout)
+            a, sops = self.apply(d), synaptic_ops(self.fanout, d[:rows])
         else:  # event-driven: no event, no synaptic work (a delta-coded input after t = 1)
             a, sops = self.zeros, 0
         if self.accumulate:
