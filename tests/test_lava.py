@@ -103,6 +103,20 @@ def test_samples_in_lockstep_are_each_the_sample_run_alone(name):
     assert alone.counts.to_dict() == run.counts.to_dict()
 
 
+def test_one_population_holds_the_encoder_and_the_readout():
+    """One hidden layer: its fused process also encodes the input and computes the logits, so
+    the network is Injector -> one DeltaPopulation -> Extractor; the simulator's numbers."""
+    torch.manual_seed(1)
+    net = dyadic_(build_model("mlp", num_classes=3, input_shape=(1, 4, 4), hidden=[9], timesteps=4), 1, 3.0)
+    spec = quantize(random_scores(spec_of(net)))
+    frames = quantize_input(inputs(net, 3)[1], spec)
+    assert lava_processes(spec) == 3
+    for mode, keep in (("dense", 1.0), ("ddla", 0.5)):
+        run, sim = run_lava(spec, frames, mode, keep, batch=2), simulate(spec, frames, mode, keep)
+        np.testing.assert_array_equal(run.logits, sim.logits)
+        assert same_counts(run, sim), mode
+
+
 def test_float_samples_in_lockstep_in_the_split_graph():
     _, spec, _, frames = prepared("convnet", False, n=4)
     run, sim = run_lava(spec, frames, "dense", batch=4, graph="split"), simulate(spec, frames, "dense")
