@@ -1,7 +1,7 @@
 """Lava at scale: the runner's build time and ms per step on bigger networks, against the
 wall-time estimate `deploy` prints before a Lava run (`lava_run.estimate_lava_seconds`).
 
-    python benchmarks/lava_scale.py [--samples 1] [--networks resnet19,convnet28]
+    python benchmarks/lava_scale.py [--samples 1] [--networks resnet19,convnet28] [--repeat 3]
 
 Networks with random dyadic weights (scaled so that every layer spikes), fixed point, delta
 mode, direct input of random images: ResNet-19 at CIFAR shape (3x32x32, T = 6) and the zoo
@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--networks", default="resnet19,convnet28")
+    ap.add_argument("--repeat", type=int, default=1, help="consecutive runs of each network, one row each")
     args = ap.parse_args()
     print("| network | Lava processes | samples | build | ms / step | wall | estimate | estimate / wall |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -42,12 +43,13 @@ def main() -> None:
         net = dyadic_(build_model(model, num_classes=10, input_shape=shape, timesteps=6), 0, 3.0).eval()
         spec = quantize(nir_to_spec(network_to_nir(net)))
         frames = quantize_input(input_frames(net, torch.rand(args.samples, *shape)), spec)
-        t0 = time.perf_counter()
-        r = run_lava(spec, frames, "delta")
-        wall = time.perf_counter() - t0
         est = estimate_lava_seconds(spec, args.samples)
-        print(f"| {name} | {lava_processes(spec)} | {args.samples} | {r.build_s:.1f} s | {r.ms_per_step:,.1f} | {wall:.1f} s | "
-              f"{est:.0f} s | {est / wall:.2f} |", flush=True)
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            r = run_lava(spec, frames, "delta")
+            wall = time.perf_counter() - t0
+            print(f"| {name} | {lava_processes(spec)} | {args.samples} | {r.build_s:.1f} s | {r.ms_per_step:,.1f} | "
+                  f"{wall:.1f} s | {est:.0f} s | {est / wall:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

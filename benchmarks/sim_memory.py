@@ -47,7 +47,8 @@ print(json.dumps({{"measured": status("VmHWM:") - before, "estimate": estimate_p
 """
 
 
-LAVA_CASES = [("mlp", dict(hidden=(512, 512))), ("convnet", {})]  # 1x28x28, T = 6, 60 samples
+LAVA_CASES = [(model, kw, batch) for model, kw in (("mlp", dict(hidden=(512, 512))), ("convnet", {}))
+              for batch in (1, 32)]  # 1x28x28, T = 6, 64 samples, `batch` of them in lockstep
 
 LAVA_CHILD = r"""
 import json, os, sys, threading, time, torch
@@ -58,7 +59,7 @@ from ddla_neuro.zoo import build_model
 from ddla_neuro.deploy.ir import input_frames, network_to_nir, nir_to_spec
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.lava_run import estimate_lava_bytes, run_lava
-model, kw = {case!r}
+model, kw, batch = {case!r}
 def stat(pid):
     try:
         return Path(f"/proc/{{pid}}/stat").read_text().rsplit(")", 1)[1].split()
@@ -74,7 +75,7 @@ def pss(pid):
 torch.manual_seed(0)
 net = dyadic_(build_model(model, num_classes=10, input_shape=(1, 28, 28), timesteps=6, **kw), 0, 3.0).eval()
 spec = quantize(nir_to_spec(network_to_nir(net)))
-frames = quantize_input(input_frames(net, torch.rand(60, 1, 28, 28)), spec)
+frames = quantize_input(input_frames(net, torch.rand(64, 1, 28, 28)), spec)
 peak, done = [0], threading.Event()
 def watch():
     while not done.is_set():
@@ -82,9 +83,9 @@ def watch():
             peak[0] = max(peak[0], sum(pss(p) for p in members(2, worker)))
         time.sleep(0.2)
 threading.Thread(target=watch, daemon=True).start()
-run_lava(spec, frames, "delta")
+run_lava(spec, frames, "delta", batch=batch)
 done.set()
-print(json.dumps({{"measured": peak[0], "estimate": estimate_lava_bytes(spec)}}))
+print(json.dumps({{"measured": peak[0], "estimate": estimate_lava_bytes(spec, batch)}}))
 """
 
 
@@ -101,10 +102,10 @@ def _row(cells: list[str], m: dict) -> str:
 
 def main() -> None:
     if "--lava" in sys.argv[1:]:
-        print("| network (1x28x28, T = 6) | measured peak (PSS) | estimate | estimate / measured |")
-        print("|---|---:|---:|---:|")
+        print("| network (1x28x28, T = 6) | batch | measured peak (PSS) | estimate | estimate / measured |")
+        print("|---|---:|---:|---:|---:|")
         for case in LAVA_CASES:
-            print(_row([case[0]], _child(LAVA_CHILD.format(root=str(ROOT), case=case))))
+            print(_row([case[0], str(case[2])], _child(LAVA_CHILD.format(root=str(ROOT), case=case))))
         return
     print("| network | input | T | batch | measured peak | estimate | estimate / measured |")
     print("|---|---|---:|---:|---:|---:|---:|")

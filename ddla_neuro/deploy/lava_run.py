@@ -112,14 +112,16 @@ def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
     number of samples (they stream): the worker, one process per population and projection, each
     weight twice as int64/float64 (the worker's spec and the synapse's copy), a small
     projection's composed matrix (`models.Synapse`), each fan-out entry and, per sample in
-    lockstep, each unit's state. `benchmarks/sim_memory.py --lava` compares it with the measured
-    peak."""
-    weights = sum(np.size(op.weight) for p in spec.populations for proj in p.inputs for op in proj.ops
-                  if op.weight is not None)
-    synapses = (proj.fanout.size * int(np.prod(proj.ops[-1].out_shape)) for p in spec.populations for proj in p.inputs)
+    lockstep, each unit's state and each conv's unrolled input windows (float64, all at once).
+    `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
+    projections = [proj for p in spec.populations for proj in p.inputs]
+    weights = sum(np.size(op.weight) for proj in projections for op in proj.ops if op.weight is not None)
+    synapses = (proj.fanout.size * int(np.prod(proj.ops[-1].out_shape)) for proj in projections)
     weights += sum(n for n in synapses if n <= MATRIX_ENTRIES) // 2
     units = sum(batch * p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
-    return LAVA_BASE_BYTES + lava_processes(spec) * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
+    windows = batch * sum(op.macs // op.out_shape[0] for proj in projections for op in proj.ops if op.kind == "conv2d")
+    return (LAVA_BASE_BYTES + lava_processes(spec) * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
+            + 8 * windows)
 
 
 def check_lava_memory(spec: NetSpec, batch: int = 1) -> None:
@@ -130,7 +132,8 @@ def check_lava_memory(spec: NetSpec, batch: int = 1) -> None:
                            f"(--backend fast) or a machine with more memory")
 
 
-LAVA_START_S = 1.5            # start the worker, build, compile and start the runtime (benchmarks/lava_scale.py)
+LAVA_START_S = 1.0            # start the worker, pass the job, stop Lava (benchmarks/lava_scale.py)
+LAVA_PROCESS_BUILD_S = 0.02   # per process: build, compile and fork it (ResNet-19's 36: ~1 s in all)
 LAVA_PROCESS_STEP_S = 1.5e-4  # per process and step: Lava's synchronisation (measured ~0.15 ms, lava.md)
 LAVA_MAC_S = 2e-10            # per multiply-accumulate of a synapse's ops on a dense input (float64 BLAS)
 
@@ -143,12 +146,13 @@ def _arithmetic_seconds(spec: NetSpec, samples: int, batch: int) -> float:
 
 
 def estimate_lava_seconds(spec: NetSpec, samples: int, graph: str = "fused", batch: int = 1) -> float:
-    """The Lava run's wall time, printed before it starts: the start-up, every step of every
-    process (T per round of `batch` samples plus the pipeline's drain) paying its
+    """The Lava run's wall time, printed before it starts: the start-up and build, every step of
+    every process (T per round of `batch` samples plus the pipeline's drain) paying its
     synchronisation, and the synapses' arithmetic. `benchmarks/lava_scale.py` compares it with
     measured runs."""
-    sync = lava_steps(spec, samples, batch) * lava_processes(spec, graph) * LAVA_PROCESS_STEP_S
-    return LAVA_START_S + sync + _arithmetic_seconds(spec, samples, batch)
+    processes = lava_processes(spec, graph)
+    sync = lava_steps(spec, samples, batch) * processes * LAVA_PROCESS_STEP_S
+    return LAVA_START_S + processes * LAVA_PROCESS_BUILD_S + sync + _arithmetic_seconds(spec, samples, batch)
 
 
 def default_timeout(spec: NetSpec, samples: int, graph: str = "fused", batch: int = 1) -> float:

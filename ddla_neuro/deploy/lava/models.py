@@ -89,6 +89,18 @@ def op_gain(op: Op) -> float:
     return 1.0
 
 
+def composed_matrix(ops: list[Op], n_in: int, n_out: int, chunk: int = 256) -> np.ndarray:
+    """Row i: the output of the ops for one unit at input i. Built `chunk` rows at a time, so
+    the identity it applies the ops to stays small however wide the input is."""
+    matrix = np.empty((n_in, n_out))
+    for start in range(0, n_in, chunk):
+        rows = min(chunk, n_in - start)
+        eye = np.zeros((rows, n_in))
+        eye[np.arange(rows), start + np.arange(rows)] = 1.0
+        matrix[start:start + rows] = apply_ops_batch(ops, eye).reshape(rows, n_out)
+    return matrix
+
+
 class Synapse:
     """A projection's ops on what its source sent (a batch), turned into the current `delay`
     steps later; with `accumulate` (a delta-coded source) the sum of all it received in the
@@ -105,8 +117,8 @@ class Synapse:
         self.fanout = np.asarray(p["fanout"]).reshape(-1)
         n_in, n_out = self.fanout.size, int(np.prod(ops[-1].out_shape))
         self.ops, self.matrix = ops, None
-        if n_in * n_out <= MATRIX_ENTRIES:  # row i: the current one unit of input i adds
-            self.ops, self.matrix = [], apply_ops_batch(ops, np.eye(n_in)).reshape(n_in, n_out)
+        if n_in * n_out <= MATRIX_ENTRIES:
+            self.ops, self.matrix = [], composed_matrix(ops, n_in, n_out)
         self.zeros = np.zeros((batch, n_out), dtype=_dtype(fixed))
         self.queue = deque(self.zeros for _ in range(p["delay"]))
         self.accumulated = self.zeros
