@@ -86,8 +86,9 @@ def measure(network: str, spec: NetSpec, frames: np.ndarray, n_lava: int, fixed:
     rows[-1]["agrees_with_sim"] = float(np.mean(np.array(a["predictions"]) == ref))
     run_spec = quantize(spec) if fixed else spec
     run_frames = quantize_input(frames, run_spec) if fixed else frames
-    for runner, mode, graph, b in (("lava-dense", "dense", "split", 1), ("lava-delta", "delta", "split", 1),
-                                   ("lava-fused", "delta", "fused", 1), ("lava-fused-batched", "delta", "fused", batch)):
+    runners = (("lava-dense", "dense", "split", 1), ("lava-delta", "delta", "split", 1),
+               ("lava-fused", "delta", "fused", 1), ("lava-fused-batched", "delta", "fused", batch))
+    for runner, mode, graph, b in runners:
         r = run_lava(run_spec, run_frames[:n_lava], mode, graph=graph, batch=b)
         rows.append(row(network, runner, r.run_s, r.steps, n_lava, t,
                         precision="fixed" if fixed else "float", build_s=r.build_s, batch=b))

@@ -142,6 +142,7 @@ BAD = {
     "missing data dir": (lambda p: ["--dataset", "mnist", "--data-dir", str(p / "nowhere")], "mnist"),
     "bad keep": (lambda p: ["--keep", "0.3,2"], "--keep"),
     "bad mode": (lambda p: ["--mode", "sparse"], "--mode"),
+    "bad Lava batch": (lambda p: ["--lava-batch", "0"], "--lava-batch must be at least 1"),
     "negative energy": (lambda p: _edited_profile(p, "value = 23.6e-12", "value = -23.6e-12"), "is negative"),
     "NaN energy": (lambda p: _edited_profile(p, "value = 23.6e-12", "value = nan"), "not a finite"),
     "unknown unit": (lambda p: _edited_profile(p, '23.6e-12, unit = "J"', '23.6e-12, unit = "kcal"'), "unit 'kcal'"),

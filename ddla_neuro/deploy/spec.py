@@ -348,6 +348,8 @@ def synaptic_ops(fan: np.ndarray, x: np.ndarray) -> int:
     return int(np.count_nonzero(np.asarray(x).reshape(-1, fan.size), axis=0) @ fan.reshape(-1))
 
 
+# --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------
+
 def _ints(v) -> list[int]:
     return [int(x) for x in v]
 
