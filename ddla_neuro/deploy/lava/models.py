@@ -280,6 +280,31 @@ class _WindowedModel:
             self.windows[depth] = Window(depth, p["timesteps"], p["num_samples"], self.batch)
         return self.windows[depth].at(self.time_step)
 
+    def encode(self, x: np.ndarray, counter: np.ndarray) -> np.ndarray:
+        """The encoder stage on a raw frame (the input's window: depth 0); its events into `counter`."""
+        at = self.at(0)
+        if at is None:
+            return np.zeros_like(x)
+        out = self.encoding.step(at[0], x)
+        counter[at[0]] += np.count_nonzero(out[:at[1]])
+        return out
+
+    def feed(self, synapse: Synapse, depth: int | None, x: np.ndarray, counter: np.ndarray) -> None:
+        """What a source of depth `depth` sent this step into `synapse`; its synaptic ops into `counter`."""
+        at = self.at(depth)
+        sops = synapse.push(at, x)
+        if at is not None:
+            counter[at[0]] += sops
+
+    def read(self, a: np.ndarray, depth: int, counter: np.ndarray) -> np.ndarray:
+        """The readout stage (of depth `depth`) on current `a`: the logits; its active units into `counter`."""
+        at = self.at(depth)
+        if at is None:
+            return np.zeros_like(a)
+        logits, active = self.logits.step(at, a)
+        counter[at[0]] += active
+        return logits
+
 
 # --- encoder -----------------------------------------------------------------------------------
 
@@ -289,14 +314,7 @@ class _EncoderModel(_WindowedModel):
         self.encoding = Encoding(proc_params["mode"])
 
     def run_spk(self) -> None:
-        x = values(self.a_in.recv(), self.fixed)
-        at = self.at()
-        if at is None:
-            self.s_out.send(np.zeros_like(x))
-            return
-        out = self.encoding.step(at[0], x)
-        self.events[at[0]] += np.count_nonzero(out[:at[1]])
-        self.s_out.send(out)
+        self.s_out.send(self.encode(values(self.a_in.recv(), self.fixed), self.events))
 
 
 @implements(proc=DeltaEncoder, protocol=LoihiProtocol)
@@ -321,22 +339,15 @@ class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
 # --- synapse -----------------------------------------------------------------------------------
 
 class _SynapseModel(_WindowedModel):
-    """`synapse_depth` (default `depth`) is the source's depth, the window of what arrives."""
+    """A DeltaSynapse's depth is its source's: the window of what arrives."""
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.synapse = Synapse(proc_params, self.fixed, self.batch)
 
-    def take(self, x: np.ndarray) -> None:
-        """What the source sent this step into the synapse."""
-        at = self.at(self.proc_params.get("synapse_depth"))
-        sops = self.synapse.push(at, x)
-        if at is not None:
-            self.sops[at[0]] += sops
-
     def run_spk(self) -> None:
         self.a_out.send(self.synapse.pop())
-        self.take(values(self.s_in.recv(), self.fixed))
+        self.feed(self.synapse, None, values(self.s_in.recv(), self.fixed), self.sops)
 
 
 @implements(proc=DeltaSynapse, protocol=LoihiProtocol)
@@ -421,36 +432,20 @@ class _PopulationModel(_SynapseModel, _NeuronModel):
             self.readout = Synapse({**r, "accumulate": p["accumulate"]}, self.fixed, self.batch)
             self.logits = Logits(r["bias"], self.fixed)
 
-    def read(self, out: np.ndarray) -> np.ndarray:
-        """The readout stage: the logits of the current computed `delay` steps ago, then this
-        step's sent values into its synapse."""
-        r = self.proc_params["readout"]
-        at = self.at(r["depth"])
-        a = self.readout.pop()
-        logits = np.zeros_like(a)
-        if at is not None:
-            logits, active = self.logits.step(at, a)
-            self.readout_active[at[0]] += active
-        own = self.at()
-        sops = self.readout.push(own, out)
-        if own is not None:
-            self.readout_sops[own[0]] += sops
+    def to_logits(self, out: np.ndarray) -> np.ndarray:
+        """The folded readout: the logits of the current computed `delay` steps ago, then what the
+        neurons sent this step into its synapse."""
+        logits = self.read(self.readout.pop(), self.proc_params["readout"]["depth"], self.readout_active)
+        self.feed(self.readout, None, out, self.readout_sops)
         return logits
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        """The encoder stage on the raw frame (the input's window: depth 0)."""
-        at = self.at(0)
-        if at is None:
-            return np.zeros_like(x)
-        out = self.encoding.step(at[0], x)
-        self.input_events[at[0]] += np.count_nonzero(out[:at[1]])
-        return out
-
     def run_spk(self) -> None:
+        p = self.proc_params
         out = self.fire(self.synapse.pop())
-        self.s_out.send(out if self.proc_params["readout"] is None else self.read(out))
+        self.s_out.send(out if p["readout"] is None else self.to_logits(out))
         x = values(self.s_in.recv(), self.fixed)
-        self.take(x if self.encoding is None else self.encode(x))
+        x = x if self.encoding is None else self.encode(x, self.input_events)
+        self.feed(self.synapse, p["synapse_depth"], x, self.sops)
 
 
 @implements(proc=DeltaPopulation, protocol=LoihiProtocol)
@@ -494,14 +489,7 @@ class _ReadoutModel(_WindowedModel):
         self.logits = Logits(proc_params["bias"], self.fixed)
 
     def run_spk(self) -> None:
-        a = values(self.a_in.recv(), self.fixed)
-        at = self.at()
-        if at is None:
-            self.out.send(np.zeros_like(a))
-            return
-        logits, active = self.logits.step(at, a)
-        self.active[at[0]] += active
-        self.out.send(logits)
+        self.out.send(self.read(values(self.a_in.recv(), self.fixed), self.proc_params["depth"], self.active))
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
