@@ -132,17 +132,20 @@ def test_a_bad_batch_is_refused_in_one_line():
 
 
 @pytest.mark.parametrize("as_matrix", [True, False])
-@pytest.mark.parametrize("magnitude", [2 ** 6, 2 ** 14])
-def test_synapse_integers_are_exact_beyond_float64(as_matrix, magnitude, monkeypatch):
-    """The synapse multiplies integers in float64 BLAS only while every partial sum stays
-    below 2**53. Weights near 2**40 times inputs near 2**14 pass it (products near 2**54): then
-    the int64 path must give the exact integers, as it must with only one input changed (the
-    composed matrix multiplies that row alone) and through a chain of ops."""
+@pytest.mark.parametrize("weight, magnitude", [(2 ** 7, 2 ** 12), (2 ** 7, 2 ** 20), (2 ** 40, 2 ** 6),
+                                               (2 ** 40, 2 ** 14)])
+def test_synapse_integers_are_exact_beyond_float_range(as_matrix, weight, magnitude, monkeypatch):
+    """The synapse multiplies integers in float32 BLAS only while every partial sum stays below
+    2**24, in float64 below 2**53, in int64 beyond. Sums near 2**23 (float32), 2**31 (float64:
+    float32 would round them), 2**49 and 2**57 (int64: float64 would round them) must all come
+    out as the exact integers, also with only one input changed (the composed matrix multiplies
+    that row alone) and through a chain of ops."""
     monkeypatch.setattr(models, "MATRIX_ENTRIES", 2 ** 21 if as_matrix else 0)
     rng = np.random.default_rng(0)
-    w = rng.integers(-2 ** 40, 2 ** 40, size=(6, 20))
+    w = rng.integers(-weight, weight, size=(6, 20))
     ops = [Op("scale", (20,), (20,), weight=np.full(20, 3.0)), Op("linear", (20,), (6,), weight=w.astype(float))]
     syn = models.Synapse(dict(ops=ops, fanout=np.full(20, 6), shift=1, accumulate=False, delay=1), True, 3)
+    assert syn.float32 == (weight < 2 ** 24)
     x = rng.integers(-magnitude, magnitude, size=(3, 20))
     one = np.zeros_like(x)
     one[:, 7] = x[:, 7]

@@ -32,6 +32,7 @@ from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaPopul
 from ddla_neuro.deploy.spec import SATURATION, Op, apply_ops_batch, decay_fixed, synaptic_ops, wrap_current
 
 EXACT_FLOAT = 2 ** 53  # integers below this add and multiply exactly in float64 (BLAS)
+EXACT_FLOAT32 = 2 ** 24  # and in float32
 MATRIX_ENTRIES = 2 ** 21  # a projection with at most this many synapses runs as one matrix (16 MiB)
 
 Step = tuple[int, int]  # (the 0-based timestep within the sample, the rows that hold real samples)
@@ -89,6 +90,10 @@ def op_gain(op: Op) -> float:
     return 1.0
 
 
+def _exact_in_float32(w: np.ndarray) -> bool:
+    return bool(np.array_equal(w, w.astype(np.float32)))
+
+
 def composed_matrix(ops: list[Op], n_in: int, n_out: int, chunk: int = 256) -> np.ndarray:
     """Row i: the output of the ops for one unit at input i. Built `chunk` rows at a time, so
     the identity it applies the ops to stays small however wide the input is."""
@@ -106,8 +111,11 @@ class Synapse:
     steps later; with `accumulate` (a delta-coded source) the sum of all it received in the
     sample. A projection of at most `MATRIX_ENTRIES` synapses runs as its composed matrix (as a
     chip stores it), multiplying only the rows of inputs that changed when few did; a bigger one
-    runs its ops (a conv on the whole input). Weights are float64: integer inputs go through
-    BLAS when every partial sum stays below 2**53 (exact there), through int64 numpy otherwise."""
+    runs its ops (a conv on the whole input).
+
+    Fixed point multiplies integers in BLAS, exactly: in float32 while every partial sum stays
+    below 2**24 (the weights are then held in float32), in float64 below 2**53, in int64
+    beyond. Floating point runs float64, as the simulator does."""
 
     def __init__(self, p: dict, fixed: bool, batch: int):
         self.fixed, self.shift, self.accumulate = fixed, p["shift"], p["accumulate"]
@@ -119,17 +127,27 @@ class Synapse:
         self.ops, self.matrix = ops, None
         if n_in * n_out <= MATRIX_ENTRIES:
             self.ops, self.matrix = [], composed_matrix(ops, n_in, n_out)
+        self.float32 = fixed and all(_exact_in_float32(w) for w in self.weights())
+        if self.float32:
+            self.ops = [op if op.weight is None else replace(op, weight=op.weight.astype(np.float32))
+                        for op in self.ops]
+            self.matrix = None if self.matrix is None else self.matrix.astype(np.float32)
         self.zeros = np.zeros((batch, n_out), dtype=_dtype(fixed))
         self.queue = deque(self.zeros for _ in range(p["delay"]))
         self.accumulated = self.zeros
+
+    def weights(self) -> list[np.ndarray]:
+        return [op.weight for op in self.ops if op.weight is not None] if self.matrix is None else [self.matrix]
 
     def pop(self) -> np.ndarray:
         """The current that arrives now (computed `delay` steps ago)."""
         return self.queue.popleft()
 
     def product(self, x: np.ndarray) -> np.ndarray:
-        """The ops on `x` in its own number type (float64, or int64 with the weights cast)."""
-        cast = (lambda w: w) if x.dtype == np.float64 else (lambda w: w.astype(np.int64))
+        """The ops on `x` in its own number type (the weights cast to it where they differ)."""
+        def cast(w: np.ndarray) -> np.ndarray:
+            return w if w.dtype == x.dtype else w.astype(x.dtype)
+
         if self.matrix is None:
             return apply_ops_batch([op if op.weight is None else replace(op, weight=cast(op.weight))
                                     for op in self.ops], x)
@@ -141,7 +159,10 @@ class Synapse:
     def apply(self, d: np.ndarray) -> np.ndarray:
         if not self.fixed:
             return self.product(d).reshape(self.zeros.shape)
-        if np.abs(d).max() * self.gain < EXACT_FLOAT:
+        peak = np.abs(d).max() * self.gain
+        if peak < EXACT_FLOAT32 and self.float32:
+            a = np.rint(self.product(d.astype(np.float32))).astype(np.int64)
+        elif peak < EXACT_FLOAT:
             a = np.rint(self.product(d.astype(np.float64))).astype(np.int64)
         else:
             a = self.product(d)
