@@ -321,12 +321,12 @@ class LavaNetwork:
         self.readout: Readout | DeltaPopulation | None = None
         self.synapses: dict[str, list[tuple[str, DeltaSynapse | DeltaPopulation]]] = {}  # target -> (source, synapse)
         for pop in spec.populations:
-            if pop.name == self.folds.readout or (pop.kind == "readout" and self.folds.readout is not None):
-                continue  # built with the last population below
+            if pop.kind == "readout" and self.folds.readout is not None:
+                continue  # built into its source population
             if fused(pop, graph):
                 proc = self.population(pop, mode, keep, window, encoding)
                 outputs[pop.inputs[0].source].connect(proc.s_in)
-                outputs[pop.name] = proc.s_out
+                outputs[spec.readout.name if pop.name == self.folds.readout else pop.name] = proc.s_out
                 continue
             if pop.kind == "readout":
                 proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, **window)
@@ -341,11 +341,6 @@ class LavaNetwork:
                 syn.a_out.connect(proc.a_in)
                 self.synapses[pop.name].append((proj.source, syn))
             outputs[pop.name] = proc.out if pop.kind == "readout" else proc.s_out
-        if self.folds.readout is not None:
-            last = spec.population(self.folds.readout)
-            proc = self.population(last, mode, keep, window, encoding)
-            outputs[last.inputs[0].source].connect(proc.s_in)
-            outputs[spec.readout.name] = proc.s_out
         self.extractor = Extractor(shape=(batch, spec.readout.size), buffer_size=self.buffer)
         outputs[spec.readout.name].connect(self.extractor.in_port)
 
