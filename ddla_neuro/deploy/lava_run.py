@@ -29,12 +29,13 @@ from typing import Callable
 
 import numpy as np
 from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.process.variable import Var
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
 from ..errors import STOP_SIGNALS, UserError
-from .lava.models import MATRIX_ENTRIES
+from .lava.models import as_matrix
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
 from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
 from .spec import NetSpec, Population, Projection, load_spec, projection_key, save_spec
@@ -58,7 +59,7 @@ class LavaResult(RunResult):
 
 
 LAVA_GRAPHS = ("fused", "split")
-LAVA_BATCH = 32  # deploy's default lockstep: larger batches gain little on the shipped model and hold more state
+LAVA_BATCH = 32  # deploy's default lockstep: a round shares Lava's per-step cost; each sample adds its state
 
 
 def fused(pop: Population, graph: str) -> bool:
@@ -116,8 +117,8 @@ def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
     `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
     projections = [proj for p in spec.populations for proj in p.inputs]
     weights = sum(np.size(op.weight) for proj in projections for op in proj.ops if op.weight is not None)
-    synapses = (proj.fanout.size * int(np.prod(proj.ops[-1].out_shape)) for proj in projections)
-    weights += sum(n for n in synapses if n <= MATRIX_ENTRIES) // 2
+    shapes = ((proj.fanout.size, int(np.prod(proj.ops[-1].out_shape))) for proj in projections)
+    weights += sum(n_in * n_out for n_in, n_out in shapes if as_matrix(n_in, n_out)) // 2
     units = sum(batch * p.size + sum(proj.fanout.size for proj in p.inputs) for p in spec.populations)
     windows = batch * sum(op.macs // op.out_shape[0] for proj in projections for op in proj.ops if op.kind == "conv2d")
     return (LAVA_BASE_BYTES + lava_processes(spec) * LAVA_PROCESS_BYTES + 16 * weights + LAVA_UNIT_BYTES * units
@@ -305,21 +306,24 @@ class LavaNetwork:
                  batch: int = 1):
         t = spec.timesteps
         window = dict(timesteps=t, num_samples=num_samples, batch=batch)
-        self.spec, self.batch, self.folds = spec, batch, folds(spec, graph)
+        self.spec, self.folds = spec, folds(spec, graph)
         self.buffer = t + spec.latency + 1
         n_in = int(np.prod(spec.input_shape))
         encoding = "dense" if mode == "dense" else "delta"
         self.injector = Injector(shape=(batch, n_in), buffer_size=self.buffer)
-        self.encoder: DeltaEncoder | DeltaPopulation
+        # the counter Vars: per neuron population its process (events, spikes, active), per target
+        # its synapses' (source, sops Var), and the input's events and the readout's active units
+        self.neurons: dict[str, DeltaNeuron | DeltaPopulation] = {}
+        self.synapses: dict[str, list[tuple[str, Var]]] = {}
+        self.input_events: Var | None = None
+        self.readout_active: Var | None = None
         if self.folds.encoder is None:
-            self.encoder = DeltaEncoder(size=n_in, mode=encoding, **window)
-            self.injector.out_port.connect(self.encoder.a_in)
-            outputs = {"input": self.encoder.s_out}
+            encoder = DeltaEncoder(size=n_in, mode=encoding, **window)
+            self.injector.out_port.connect(encoder.a_in)
+            self.input_events = encoder.events
+            outputs = {"input": encoder.s_out}
         else:
             outputs = {"input": self.injector.out_port}
-        self.neurons: dict[str, DeltaNeuron | DeltaPopulation] = {}
-        self.readout: Readout | DeltaPopulation | None = None
-        self.synapses: dict[str, list[tuple[str, DeltaSynapse | DeltaPopulation]]] = {}  # target -> (source, synapse)
         for pop in spec.populations:
             if pop.kind == "readout" and self.folds.readout is not None:
                 continue  # built into its source population
@@ -329,7 +333,8 @@ class LavaNetwork:
                 outputs[spec.readout.name if pop.name == self.folds.readout else pop.name] = proc.s_out
                 continue
             if pop.kind == "readout":
-                proc = self.readout = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, **window)
+                proc = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, **window)
+                self.readout_active = proc.active
             else:
                 proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep), **window)
                 self.neurons[pop.name] = proc
@@ -339,7 +344,7 @@ class LavaNetwork:
                                    depth=spec.depth_of(proj.source), **window)
                 outputs[proj.source].connect(syn.s_in)
                 syn.a_out.connect(proc.a_in)
-                self.synapses[pop.name].append((proj.source, syn))
+                self.synapses[pop.name].append((proj.source, syn.sops))
             outputs[pop.name] = proc.out if pop.kind == "readout" else proc.s_out
         self.extractor = Extractor(shape=(batch, spec.readout.size), buffer_size=self.buffer)
         outputs[spec.readout.name].connect(self.extractor.in_port)
@@ -355,11 +360,12 @@ class LavaNetwork:
                                **_neuron_params(spec, pop, mode, keep), **window,
                                encode=encoding if pop.name == self.folds.encoder else None, readout=readout)
         self.neurons[pop.name] = proc
-        self.synapses[pop.name] = [(proj.source, proc)]  # its sops counter
+        self.synapses[pop.name] = [(proj.source, proc.sops)]
         if readout is not None:
-            self.readout = proc
+            self.synapses[spec.readout.name] = [(pop.name, proc.readout_sops)]
+            self.readout_active = proc.readout_active
         if pop.name == self.folds.encoder:
-            self.encoder = proc
+            self.input_events = proc.input_events
         return proc
 
     def run_config(self) -> Loihi2SimCfg:
@@ -376,19 +382,13 @@ class LavaNetwork:
         return np.stack([self.extractor.receive() for _ in frames])
 
     def counters(self) -> dict[str, np.ndarray]:
-        readout = self.spec.readout.name
-        folded = self.folds.readout is not None
-        out = {"events.input": (self.encoder.input_events if self.folds.encoder else self.encoder.events).get(),
-               f"active.{readout}": (self.readout.readout_active if folded else self.readout.active).get()}
+        out = {"events.input": self.input_events.get(), f"active.{self.spec.readout.name}": self.readout_active.get()}
         for name, proc in self.neurons.items():
             out[f"events.{name}"] = proc.events.get()
             out[f"spikes.{name}"] = proc.spikes.get()
             out[f"active.{name}"] = proc.active.get()
-        synapses = dict(self.synapses)
-        if folded:
-            synapses[readout] = [(self.folds.readout, None)]
-        for name, syns in synapses.items():
-            sops = [self.readout.readout_sops.get() if syn is None else syn.sops.get() for _, syn in syns]
+        for name, syns in self.synapses.items():
+            sops = [var.get() for _, var in syns]
             out[f"sops.{name}"] = sum(sops)
             for (source, _), value in zip(syns, sops):  # two paths from one source add up, as in sim.py
                 key = f"sops_proj.{projection_key(source, name)}"

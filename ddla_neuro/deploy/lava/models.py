@@ -7,6 +7,7 @@ The step logic lives in small stage classes without Lava (`Encoding`, `Synapse`,
 `Logits`), each on (batch, n) arrays, one row per sample in lockstep; a process model composes
 the stages it holds (a `DeltaPopulation` a synapse and neurons, with the encoder or the readout
 folded in) and adds their counts to its counter Vars for the rows that hold real samples.
+`_declare_models` declares each behaviour's `floating_pt` and `fixed_pt` Lava model.
 
 Imports are absolute: Lava's compiler executes this file as a top-level module named
 `models` when it looks for process models, and relative imports fail there.
@@ -90,6 +91,11 @@ def op_gain(op: Op) -> float:
     return 1.0
 
 
+def as_matrix(n_in: int, n_out: int) -> bool:
+    """Whether a projection runs as its composed matrix (`Synapse`)."""
+    return n_in * n_out <= MATRIX_ENTRIES
+
+
 def _exact_in_float32(w: np.ndarray) -> bool:
     return bool(np.array_equal(w, w.astype(np.float32)))
 
@@ -125,7 +131,7 @@ class Synapse:
         self.fanout = np.asarray(p["fanout"]).reshape(-1)
         n_in, n_out = self.fanout.size, int(np.prod(ops[-1].out_shape))
         self.ops, self.matrix = ops, None
-        if n_in * n_out <= MATRIX_ENTRIES:
+        if as_matrix(n_in, n_out):
             self.ops, self.matrix = [], composed_matrix(ops, n_in, n_out)
         self.float32 = fixed and all(_exact_in_float32(w) for w in self.weights())
         if self.float32:
@@ -283,6 +289,20 @@ class Logits:
 
 # --- process models ----------------------------------------------------------------------------
 
+def _declare_models(proc: type, base: type, inport: str, outport: str, counters: tuple[str, ...],
+                    states: tuple[str, ...] = ()) -> None:
+    """Declares the two Lava models of `proc` with `base`'s behaviour, as module classes
+    (`Py<Process>Float`, `Py<Process>Fixed`): `floating_pt` with float ports and state, `fixed_pt`
+    with int64 ones; the counters are int64 in both."""
+    for tag_name, fixed, dtype in (("floating_pt", False, float), ("fixed_pt", True, np.int64)):
+        name = f"Py{proc.__name__}{'Fixed' if fixed else 'Float'}"
+        fields = {inport: LavaPyType(PyInPort.VEC_DENSE, dtype), outport: LavaPyType(PyOutPort.VEC_DENSE, dtype),
+                  **{v: LavaPyType(np.ndarray, dtype) for v in states},
+                  **{c: LavaPyType(np.ndarray, np.int64) for c in counters}}
+        model = type(name, (base, PyLoihiProcessModel), {"fixed": fixed, "__module__": __name__, **fields})
+        globals()[name] = implements(proc=proc, protocol=LoihiProtocol)(requires(CPU)(tag(tag_name)(model)))
+
+
 class _WindowedModel:
     """What every model shares: its batch and the sample windows of its stages."""
 
@@ -338,25 +358,6 @@ class _EncoderModel(_WindowedModel):
         self.s_out.send(self.encode(values(self.a_in.recv(), self.fixed), self.events))
 
 
-@implements(proc=DeltaEncoder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyDeltaEncoderFloat(_EncoderModel, PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
-@implements(proc=DeltaEncoder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
-    fixed = True
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
 # --- synapse -----------------------------------------------------------------------------------
 
 class _SynapseModel(_WindowedModel):
@@ -369,25 +370,6 @@ class _SynapseModel(_WindowedModel):
     def run_spk(self) -> None:
         self.a_out.send(self.synapse.pop())
         self.feed(self.synapse, None, values(self.s_in.recv(), self.fixed), self.sops)
-
-
-@implements(proc=DeltaSynapse, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyDeltaSynapseFloat(_SynapseModel, PyLoihiProcessModel):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
-@implements(proc=DeltaSynapse, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyDeltaSynapseFixed(_SynapseModel, PyLoihiProcessModel):
-    fixed = True
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 # --- neuron ------------------------------------------------------------------------------------
@@ -411,31 +393,6 @@ class _NeuronModel(_WindowedModel):
 
     def run_spk(self) -> None:
         self.s_out.send(self.fire(values(self.a_in.recv(), self.fixed)))
-
-
-@implements(proc=DeltaNeuron, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyDeltaNeuronFloat(_NeuronModel, PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    v: np.ndarray = LavaPyType(np.ndarray, float)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
-@implements(proc=DeltaNeuron, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
-    fixed = True
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 # --- fused population --------------------------------------------------------------------------
@@ -469,39 +426,6 @@ class _PopulationModel(_SynapseModel, _NeuronModel):
         self.feed(self.synapse, p["synapse_depth"], x, self.sops)
 
 
-@implements(proc=DeltaPopulation, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyDeltaPopulationFloat(_PopulationModel, PyLoihiProcessModel):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    v: np.ndarray = LavaPyType(np.ndarray, float)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
-@implements(proc=DeltaPopulation, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyDeltaPopulationFixed(_PopulationModel, PyLoihiProcessModel):
-    fixed = True
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
 # --- readout -----------------------------------------------------------------------------------
 
 class _ReadoutModel(_WindowedModel):
@@ -513,20 +437,9 @@ class _ReadoutModel(_WindowedModel):
         self.out.send(self.read(values(self.a_in.recv(), self.fixed), self.proc_params["depth"], self.active))
 
 
-@implements(proc=Readout, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyReadoutFloat(_ReadoutModel, PyLoihiProcessModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-
-
-@implements(proc=Readout, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyReadoutFixed(_ReadoutModel, PyLoihiProcessModel):
-    fixed = True
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
-    out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+_declare_models(DeltaEncoder, _EncoderModel, "a_in", "s_out", ("events",))
+_declare_models(DeltaSynapse, _SynapseModel, "s_in", "a_out", ("sops",))
+_declare_models(DeltaNeuron, _NeuronModel, "a_in", "s_out", ("spikes", "events", "active"), states=("v",))
+_declare_models(DeltaPopulation, _PopulationModel, "s_in", "s_out",
+                ("sops", "spikes", "events", "active", "input_events", "readout_sops", "readout_active"), states=("v",))
+_declare_models(Readout, _ReadoutModel, "a_in", "out", ("active",))
