@@ -82,7 +82,7 @@ def test_ddla_on_cuba_is_refused_in_one_line():
     spikes, weights, registers = network(0)
     spec = cuba_spec(weights, registers)
     spec.scores = {p.name: np.ones(p.shape, np.float32) for p in spec.spiking}
-    with pytest.raises(RunError, match="CUBA neurons.*dense or delta"):
+    with pytest.raises(RunError, match="CUBA or sigma-delta neurons.*dense or delta"):
         simulate(spec, spikes, "ddla", keep=0.5)
     delta, dense = simulate(spec, spikes, "delta"), simulate(spec, spikes, "dense")
     np.testing.assert_array_equal(delta.logits, dense.logits)

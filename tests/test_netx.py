@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from ddla_neuro.deploy.cli import main
-from ddla_neuro.deploy.ir import IRError, read_netx
+from ddla_neuro.deploy.ir import IRError
+from ddla_neuro.deploy.netx import read_netx
 from ddla_neuro.deploy.lava_run import run_isolated, run_lava
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
@@ -46,15 +47,20 @@ def export(blocks: list, x: torch.Tensor, path: Path) -> list[np.ndarray]:
     return outs
 
 
+def lava_dl_blocks(path: Path, tmp_path: Path, **job) -> list[np.ndarray]:
+    """Every block's output (T, ...) from lava-dl's netx runner on one job (`lava_netx_anchor.py`)."""
+    job_file, out = tmp_path / "job.npz", tmp_path / "out.npz"
+    steps = len(next(v for k, v in job.items() if k in ("spikes", "graded", "host")) if "bias" not in job else
+                job.pop("steps"))
+    np.savez(job_file, steps=steps, **job)
+    run_isolated([sys.executable, str(ANCHOR), str(path), str(job_file), str(out)], timeout=300)
+    with np.load(out) as f:
+        return [f[f"s{k}"] for k in range(len(f.files))]
+
+
 def lava_dl_run(path: Path, spikes: np.ndarray, tmp_path: Path) -> list[np.ndarray]:
     """Per sample of (N, T, ...) spikes: every block's spikes from lava-dl's netx runner."""
-    per_sample = []
-    for i, sample in enumerate(spikes):
-        job, out = tmp_path / f"job{i}.npz", tmp_path / f"out{i}.npz"
-        np.savez(job, spikes=sample)
-        run_isolated([sys.executable, str(ANCHOR), str(path), str(job), str(out)], timeout=300)
-        with np.load(out) as f:
-            per_sample.append([f[f"s{k}"] for k in range(len(f.files))])
+    per_sample = [lava_dl_blocks(path, tmp_path, spikes=sample) for sample in spikes]
     return [np.stack(layer) for layer in zip(*per_sample)]
 
 
@@ -167,8 +173,8 @@ UNSUPPORTED = {
                        r"layer 2 \(dense\): 2560 delays for 10 neurons"),
     "long delay": (lambda f: f.create_dataset("layer/2/delay", data=np.full(10, 63.0)),
                    r"layer 2 \(dense\): delays must lie in 0..62"),
-    "sigma-delta": (lambda f: (f["layer/2/neuron"].pop("type"), f["layer/2/neuron"].create_dataset("type", data=b"SDNN")),
-                    r"layer 2 \(dense\): SDNN neurons are not supported"),
+    "neuron type": (lambda f: (f["layer/2/neuron"].pop("type"), f["layer/2/neuron"].create_dataset("type", data=b"RF")),
+                    r"layer 2 \(dense\): RF neurons are not supported"),
     "average": (lambda f: (f["layer/1"].pop("type"), f["layer/1"].create_dataset("type", data=np.array([b"average"]))),
                 r"layer 1 \(average\): not supported"),
     "groups": (lambda f: (f["layer/0"].pop("groups"), f["layer/0"].create_dataset("groups", data=2)),

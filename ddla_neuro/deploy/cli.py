@@ -26,7 +26,8 @@ from ..errors import UserError
 from ..snn.encoders import encode
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
-from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, load_netx_layers, netx_to_spec, nir_to_spec, read_nir
+from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
+from .netx import load_netx_layers, netx_to_spec
 from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input

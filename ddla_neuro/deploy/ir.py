@@ -1,5 +1,5 @@
 """Graph IR: checkpoint -> NIR graph (BatchNorm folded) -> NetSpec, and NIR files from other
-frameworks (Norse's `to_nir`) -> NetSpec.
+frameworks (Norse's `to_nir`) -> NetSpec. (lava-dl's netx files: `netx.py`.)
 
 NIR conventions used here. Our graphs carry `metadata = {"dt": 1, ...}` and are discrete-time
 with dt = 1: an `IF` node is `v += r * I`, an `LIF` node is `v += (v_leak - v + r * I) / tau`,
@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-import h5py
 import nir
 import numpy as np
 import torch
@@ -33,8 +32,8 @@ from ..snn.fold import fold_batchnorm
 from ..snn.layers import Neuron, Residual, Stateless
 from ..snn.network import SpikingNetwork
 from ..zoo.models import SpikeDrivenSelfAttention
-from .spec import (COMPUTE_KINDS, DECAY_BITS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED,
-                   NetSpec, Op, Population, Projection, Sends, apply_op, assign_depths)
+from .spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED, NetSpec,
+                   Op, Population, Projection, Sends, apply_op, assign_depths, window_op)
 
 
 @dataclass(eq=False)
@@ -262,15 +261,6 @@ def _neuron_params(name: str, node: nir.NIRNode, dt: float, source: NirSource) -
     return dict(kind="lif", decay=decay, gain=gain, v_th=v_th, reset=reset)
 
 
-def _window_op(kind: str, in_shape: tuple[int, ...], channels: int, kernel, stride, padding,
-               weight: np.ndarray | None = None) -> Op:
-    """A conv2d or sum pool with its output shape."""
-    k, s, p = (tuple(int(v) for v in _pair(a)) for a in (kernel, stride, padding))
-    _, h, w = in_shape
-    out = (channels, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
-    return Op(kind, in_shape, out, weight, s, p, k)
-
-
 def _unsupported(name: str, node: nir.NIRNode) -> IRError:
     return IRError(f"NIR node {name!r} of type {type(node).__name__} is not supported; supported: "
                    f"Input, Output, Conv2d, Affine, Linear, SumPool2d, AvgPool2d, Flatten, Scale, IF, LIF "
@@ -283,14 +273,14 @@ def _op_from_node(name: str, node: nir.NIRNode, in_shape: tuple[int, ...]) -> tu
         w = np.asarray(node.weight, dtype=np.float64)
         if int(node.groups) != 1 or _pair(node.dilation).tolist() != [1, 1] or isinstance(node.padding, str):
             raise IRError(f"NIR node {name!r}: grouped, dilated or 'same'-padded Conv2d is not supported")
-        return _window_op("conv2d", in_shape, w.shape[0], w.shape[2:], node.stride, node.padding, w), 1.0
+        return window_op("conv2d", in_shape, w.shape[0], w.shape[2:], node.stride, node.padding, w), 1.0
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = np.asarray(node.weight, dtype=np.float64)
         if int(np.prod(in_shape)) != w.shape[1]:
             raise IRError(f"NIR node {name!r}: weight takes {w.shape[1]} inputs, it receives shape {in_shape}")
         return Op("linear", (w.shape[1],), (w.shape[0],), w), 1.0
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        op = _window_op("sumpool2d", in_shape, in_shape[0], node.kernel_size, node.stride, node.padding)
+        op = window_op("sumpool2d", in_shape, in_shape[0], node.kernel_size, node.stride, node.padding)
         return op, (1.0 / float(np.prod(op.kernel)) if isinstance(node, nir.AvgPool2d) else 1.0)
     if isinstance(node, nir.Flatten):
         return Op("flatten", in_shape, (int(np.prod(in_shape)),)), 1.0
@@ -357,7 +347,7 @@ class _SpecBuilder:
             self.ops[name] = (replace(op, layer=name), factor)
             shape = op.out_shape
         elif isinstance(node, MaxPool2d):
-            self.pools[name] = _window_op("maxpool2d", shape, shape[0], node.kernel_size, node.stride, node.padding)
+            self.pools[name] = window_op("maxpool2d", shape, shape[0], node.kernel_size, node.stride, node.padding)
             shape = self.pools[name].out_shape
         elif not isinstance(node, NEURON_NODES + (nir.Output,)):
             raise _unsupported(name, node)
@@ -529,255 +519,6 @@ def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
     if any(t is None for n in nodes.values() for t in (*n.input_type.values(), *n.output_type.values())):
         fixed.infer_types()  # Sinabs leaves its convolutions' and pools' types unset; nir.write needs them
     return fixed
-
-
-# --- lava-dl netx files ------------------------------------------------------------------------------
-
-NETX_ACT_SHIFT = 6  # Loihi: a synaptic input, a bias mantissa and a threshold mantissa are shifted left by 6
-NETX_FRAC_BITS = 12  # membrane units of a netx network: a threshold mantissa of 64 is 1.0
-NETX_LAYERS = ("input", "conv", "pool", "flatten", "dense")
-NETX_MAX_DELAY = 62  # Loihi's longest synaptic delay (lava-dl's DelayDense: max_delay=62)
-
-
-def read_netx(path: str | Path, timesteps: int, fixed: bool = True,
-              input_shape: tuple[int, ...] | None = None) -> NetSpec:
-    """A NetSpec of a lava-dl netx file (HDF5), the network lava-dl's `netx.hdf5.Network` builds
-    from it: `input`, `conv`, `pool`, `flatten` and `dense` layers of CUBA neurons, with biases,
-    on binary input spikes. Fixed point (the default) keeps the file's integers as Lava runs
-    them: weights as stored, the synaptic input and the bias shifted by 6 bits, threshold
-    `vThMant << 6`, current decay `iDecay` and voltage decay `vDecay` (of 4096); float divides by
-    2**12 (a threshold mantissa of 64 is 1.0). `input_shape` (C, H, W) is needed when the first
-    layer is a conv or pool without an `input` layer before it (the file does not store it).
-    Per-neuron synaptic delays of dense layers are kept. Anything else (sigma-delta or other
-    neurons, recurrent layers, per-synapse delays) gets one line."""
-    return netx_to_spec(load_netx_layers(path), timesteps, fixed, input_shape, str(path))
-
-
-def load_netx_layers(path: str | Path) -> list[tuple[str, dict]]:
-    """The layers of a netx file in order, as (index, nested dict of its datasets)."""
-    path = Path(path)
-    if not path.is_file():
-        raise IRError(f"netx file {path} does not exist")
-    try:
-        with h5py.File(path, "r") as f:
-            layers = [(k, _h5_dict(f["layer"][k])) for k in sorted(f["layer"], key=int)]
-    except (OSError, KeyError, ValueError) as e:
-        raise IRError(f"{path} is not a readable lava-dl netx file ({type(e).__name__}: {str(e)[:100]})") from None
-    if not layers:
-        raise IRError(f"{path} holds no layers")
-    return layers
-
-
-def netx_to_spec(layers: list[tuple[str, dict]], timesteps: int, fixed: bool = True,
-                 input_shape: tuple[int, ...] | None = None, source: str = "netx") -> NetSpec:
-    """The NetSpec of a netx file's layers (`read_netx`)."""
-    reader = _NetxReader(tuple(int(v) for v in input_shape) if input_shape else None, fixed)
-    for index, layer in layers:
-        reader.add(index, layer)
-    return reader.spec(timesteps, source)
-
-
-def _h5_dict(group) -> dict:
-    """An HDF5 group as nested dicts of numpy values (strings decoded)."""
-    out = {}
-    for key, item in group.items():
-        if isinstance(item, h5py.Group):
-            out[key] = _h5_dict(item)
-            continue
-        value = item[()]
-        if isinstance(value, np.ndarray) and value.dtype.kind == "S":
-            value = value.ravel()[0]
-        out[key] = value.decode() if isinstance(value, bytes) else value
-    return out
-
-
-class _NetxReader:
-    """Walks the layers in order, keeping the shape of what the last layer sends (C, H, W or
-    (n,)) and the stateless ops (flatten) waiting for the next synapse."""
-
-    def __init__(self, input_shape: tuple[int, ...] | None, fixed: bool):
-        self.input_shape, self.shape, self.fixed = input_shape, input_shape, fixed
-        self.pops: list[Population] = []
-        self.pending: list[Op] = []
-
-    @property
-    def source(self) -> str:
-        return self.pops[-1].name if self.pops else "input"
-
-    def add(self, index: str, layer: dict) -> None:
-        kind = layer.get("type", "?")
-        where = f"netx layer {index} ({kind})"
-        if kind not in NETX_LAYERS:
-            raise IRError(f"{where}: not supported; supported: {', '.join(NETX_LAYERS)} (lava-dl's own netx "
-                          f"runner also lacks pool, average, concat, convT and unpool)")
-        if "weight_rec" in layer:
-            raise IRError(f"{where}: recurrent weights ('weight_rec') are not supported")
-        if "delay" in layer and kind != "dense":  # lava-dl's runner reads delays of dense layers only
-            raise IRError(f"{where}: its 'delay' is ignored by lava-dl's netx runner; remove it")
-        if kind == "input":
-            return self._input(layer, where)
-        if self.shape is None and kind == "dense":  # a flat network: the input is its first layer's fan-in
-            self.shape = self.input_shape = (int(layer["inFeatures"]),)
-        if self.shape is None:
-            raise IRError(f"{where}: the input shape is unknown (no input layer before it); give it (C, H, W)")
-        if kind == "flatten":
-            self._flatten()
-            return
-        op = getattr(self, f"_{kind}")(layer, where)
-        self._population(f"layer{index}", self.pending + [op], layer, where)
-
-    def _input(self, layer: dict, where: str) -> None:
-        """Input neurons, as slayer's `Input` block computes them (lava-nc 0.10 cannot compile
-        netx's `Input` block, which would also drop the transform): current = weight * x, in the
-        stored units (a weight of 64, the default, is 1.0)."""
-        if self.pops:
-            raise IRError(f"{where}: an input layer after other layers")
-        if "shape" in layer:
-            self.shape = self.input_shape = tuple(int(v) for v in np.atleast_1d(layer["shape"]))
-        if "neuron" not in layer:
-            return
-        if self.shape is None:
-            raise IRError(f"{where}: has no shape")
-        if "bias" in layer:  # slayer adds it to the current, not to the voltage as a CUBA neuron's bias
-            raise IRError(f"{where}: an input layer's bias (added to the current by slayer) is not supported")
-        weight = np.asarray(layer.get("weight", 2 ** NETX_ACT_SHIFT), dtype=np.float64)
-        if weight.size != 1:
-            raise IRError(f"{where}: one scalar weight expected, got {weight.size}")
-        scale = Op("scale", self.shape, self.shape, weight.reshape(()))
-        self._population("input_neurons", [scale], layer, where)
-
-    def _flatten(self) -> None:
-        n = int(np.prod(self.shape))
-        if len(self.shape) > 1:
-            self.pending.append(Op("flatten", self.shape, (n,)))
-        self.shape = (n,)
-
-    def _dense(self, layer: dict, where: str) -> Op:
-        shape = (int(layer["outFeatures"]), int(layer["inFeatures"]))
-        w = _netx_weight(layer, where, shape[0] * shape[1]).reshape(shape)
-        if int(np.prod(self.shape)) != shape[1]:
-            raise IRError(f"{where}: takes {shape[1]} inputs, the layer before sends {int(np.prod(self.shape))}")
-        if len(self.shape) > 1:  # a flat layer on a map reads it flattened (C, H, W order, as netx's flatten)
-            self._flatten()
-        return Op("linear", (shape[1],), (shape[0],), w)
-
-    def _conv(self, layer: dict, where: str) -> Op:
-        w = _netx_weight(layer, where)
-        if w.ndim != 4 or len(self.shape) != 3 or w.shape[1] != self.shape[0]:
-            raise IRError(f"{where}: weights of shape {w.shape} do not take input of shape {self.shape}")
-        self._plain_window(layer, where)
-        if int(np.asarray(layer.get("groups", 1))) != 1:
-            raise IRError(f"{where}: grouped convolution is not supported")
-        return self._checked(_window_op("conv2d", self.shape, w.shape[0], w.shape[2:], layer["stride"],
-                                        layer["padding"], w), layer, where)
-
-    def _pool(self, layer: dict, where: str) -> Op:
-        w = _netx_weight(layer, where)
-        if len(self.shape) != 3 or np.unique(w).size != 1:
-            raise IRError(f"{where}: a pool needs a (C, H, W) input and one weight for its whole window")
-        self._plain_window(layer, where)
-        op = _window_op("sumpool2d", self.shape, self.shape[0], layer["kernelSize"], layer["stride"],
-                        layer["padding"])
-        self._checked(op, layer, where)  # slayer pads an odd size at the end: such a file is refused here
-        self.pending.append(op)
-        return Op("scale", op.out_shape, op.out_shape, np.array(float(w.ravel()[0])))
-
-    @staticmethod
-    def _plain_window(layer: dict, where: str) -> None:
-        if np.any(np.asarray(layer.get("dilation", 1)) != 1):
-            raise IRError(f"{where}: dilation is not supported")
-
-    @staticmethod
-    def _checked(op: Op, layer: dict, where: str) -> Op:
-        stored = tuple(int(v) for v in np.atleast_1d(layer["shape"]))
-        if stored != tuple(op.out_shape):
-            raise IRError(f"{where}: stores output shape {stored}, its window gives {op.out_shape}")
-        return op
-
-    def _population(self, name: str, ops: list[Op], layer: dict, where: str) -> None:
-        cuba = _netx_neuron(layer, where)
-        out_shape = tuple(ops[-1].out_shape)
-        scale = 1.0 if self.fixed else 2.0 ** -NETX_FRAC_BITS
-        weighted = next(op for op in ops if op.kind in WEIGHTED)
-        if not self.fixed:
-            ops = [replace(op, weight=op.weight * 2.0 ** (NETX_ACT_SHIFT - NETX_FRAC_BITS)) if op is weighted else op
-                   for op in ops]
-        bias = _netx_bias(layer, out_shape, where) * (2 ** NETX_ACT_SHIFT * scale)
-        du, dv = cuba["iDecay"], cuba["vDecay"]
-        self.pops.append(Population(
-            name, out_shape, "cuba", bias, [Projection(self.source, ops, shift=NETX_ACT_SHIFT if self.fixed else 0)],
-            v_th=float(cuba["vThMant"] << NETX_ACT_SHIFT) * scale, decay=1 - dv / 2 ** DECAY_BITS, dv=dv,
-            u_decay=1 - du / 2 ** DECAY_BITS, du=du, input_delay=_netx_delay(layer, out_shape, where),
-            frac_bits=NETX_FRAC_BITS if self.fixed else 0, sends=SPIKES))
-        self.pending, self.shape = [], out_shape
-
-    def spec(self, timesteps: int, source: str) -> NetSpec:
-        if not self.pops:
-            raise IRError(f"{source} holds no layer of neurons")
-        shape = self.pops[-1].shape
-        n = int(np.prod(shape))
-        identity = [Op("flatten", shape, (n,)), Op("scale", (n,), (n,), np.array(1.0))]  # counts the last spikes
-        readout = Population("output", (n,), "readout", np.zeros(n), [Projection(self.source, identity)],
-                             sends=Sends(graded=True, bits=MEMBRANE_BITS))
-        pops = self.pops + [readout]
-        assign_depths(pops)
-        return NetSpec(self.input_shape, timesteps, "events", pops, fixed=self.fixed, input_sends=SPIKES,
-                       meta={"netx": source})
-
-
-def _netx_weight(layer: dict, where: str, size: int | None = None) -> np.ndarray:
-    if "weight" not in layer or isinstance(layer["weight"], dict):
-        raise IRError(f"{where}: needs real weights (complex weights are not supported)")
-    w = np.asarray(layer["weight"], dtype=np.float64)
-    if size is not None and w.size != size:
-        raise IRError(f"{where}: {w.size} weights for {size} synapses")
-    if not np.all(w == np.round(w)) or np.abs(w).max(initial=0) > 256:
-        raise IRError(f"{where}: weights must be Loihi's 8-bit integers (as netx stores them)")
-    return w
-
-
-def _netx_neuron(layer: dict, where: str) -> dict[str, int]:
-    neuron = layer.get("neuron")
-    if neuron is None:
-        raise IRError(f"{where}: a layer without neurons (netx's output integrator) is not supported")
-    if neuron.get("type") != "CUBA":
-        raise IRError(f"{where}: {neuron.get('type')} neurons are not supported; CUBA only "
-                      f"(sigma-delta SDNN layers are not exact here yet)")
-    if bool(neuron.get("gradedSpike", False)):
-        raise IRError(f"{where}: graded spikes are not supported")
-    if int(neuron.get("refDelay", 1)) != 1:
-        raise IRError(f"{where}: a refractory delay other than 1 is not supported")
-    cuba = {k: int(neuron[k]) for k in ("iDecay", "vDecay", "vThMant")}
-    if not (0 <= cuba["iDecay"] <= 2 ** DECAY_BITS and 0 <= cuba["vDecay"] <= 2 ** DECAY_BITS):
-        raise IRError(f"{where}: decays must lie in 0..{2 ** DECAY_BITS}")
-    return cuba
-
-
-def _netx_delay(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray | None:
-    """Per neuron, the steps its synaptic input arrives late: slayer's per-neuron delays, which
-    lava-dl's runner applies to every synapse into that neuron. None when all are zero."""
-    if "delay" not in layer:
-        return None
-    d = np.asarray(layer["delay"]).ravel()
-    if d.size != int(np.prod(shape)):
-        raise IRError(f"{where}: {d.size} delays for {int(np.prod(shape))} neurons (only one delay per neuron, "
-                      f"as slayer exports them, is supported)")
-    d = d.astype(np.int64)  # as lava-dl's runner reads them
-    if d.min() < 0 or d.max() > NETX_MAX_DELAY:
-        raise IRError(f"{where}: delays must lie in 0..{NETX_MAX_DELAY} steps (Loihi's), got {d.min()}..{d.max()}")
-    return d.reshape(shape) if d.any() else None
-
-
-def _netx_bias(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """The bias mantissas per neuron (netx truncates them to integers), per channel for a map."""
-    if "bias" not in layer:
-        return np.zeros(shape)
-    b = np.trunc(np.asarray(layer["bias"], dtype=np.float64)).ravel()
-    if b.size == 1 or b.size == int(np.prod(shape)):
-        return np.broadcast_to(b.reshape(shape) if b.size > 1 else b, shape).astype(np.float64)
-    if len(shape) == 3 and b.size == shape[0]:
-        return np.broadcast_to(b[:, None, None], shape).astype(np.float64)
-    raise IRError(f"{where}: {b.size} biases for neurons of shape {shape}")
 
 
 def read_nir(path: str | Path) -> nir.NIRGraph:

@@ -99,8 +99,9 @@ def lava_processes(spec: NetSpec, graph: str = "fused") -> int:
 
 
 def lava_steps(spec: NetSpec, samples: int, batch: int = 1) -> int:
-    """Lava timesteps of a run: T per round of `batch` samples, then the pipeline's drain (the latency)."""
-    return -(-samples // batch) * spec.timesteps + spec.latency
+    """Lava timesteps of a run: the pipeline fill and T per round of `batch` samples, then the
+    pipeline's drain (the latency)."""
+    return -(-samples // batch) * (spec.fill + spec.timesteps) + spec.latency
 
 
 LAVA_BASE_BYTES = 128 * 2 ** 20     # the worker: Python, numpy, Lava, the runtime (measured ~110 MiB)
@@ -242,12 +243,13 @@ def check_lava_mappable(spec: NetSpec) -> None:
 
 def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
              timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None,
-             graph: str = "fused", batch: int = 1) -> LavaResult:
+             graph: str = "fused", batch: int = 1, record: bool = False) -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
     `spec` and returns logits (N, T, classes) and counts as every backend does (`run.py`).
     `graph`: fused (one process per population where it has one projection, the encoder and
     readout folded in where they can be) or split. `batch`: samples in lockstep (every process
-    state carries a batch dimension; each sample's numbers are those of running it alone)."""
+    state carries a batch dimension; each sample's numbers are those of running it alone).
+    `record`: also what each population computed (`RunResult.activity`, as the simulator's)."""
     if graph not in LAVA_GRAPHS:
         raise ValueError(f"graph must be one of {LAVA_GRAPHS}, got {graph!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -265,12 +267,14 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
 
     with tempfile.TemporaryDirectory(prefix="ddla-lava-") as tmp:
         job, result = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
-        save_spec(job, spec, frames=frames,
-                  run=_json_bytes({"mode": mode, "keep": keep, "graph": graph, "batch": batch}))
+        activity = Path(tmp) / "activity" if record else None
+        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "keep": keep, "graph": graph, "batch": batch,
+                                                             "record": None if activity is None else str(activity)}))
         cmd = [sys.executable, "-m", "ddla_neuro.deploy.lava_run", str(job), str(result)]
         run_isolated(cmd, timeout or default_timeout(spec, n, graph, batch), progress)
         with np.load(result, allow_pickle=False) as f:
             out = {k: f[k] for k in f.files}
+        recorded = {} if activity is None else _recorded(spec, activity)
     counts = Counts(spec.timesteps, samples=n)
     for key, value in out.items():
         kind, _, name = key.partition(".")
@@ -278,7 +282,16 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
             getattr(counts, kind)[name] = value
     logits = out["logits"] / (2.0 ** spec.readout.frac_bits if spec.fixed else 1.0)
     build_s, run_s, steps = out["timing"]
-    return LavaResult(logits, counts, build_s=float(build_s), run_s=float(run_s), steps=int(steps))
+    return LavaResult(logits, counts, activity=recorded, build_s=float(build_s), run_s=float(run_s), steps=int(steps))
+
+
+def _recorded(spec: NetSpec, folder: Path) -> dict[str, np.ndarray]:
+    """What each population's process wrote (`models.Recorder`), (N, T, n)."""
+    missing = [p.name for p in spec.populations if not (folder / f"{p.name}.npy").is_file()]
+    if missing:
+        raise LavaRunError(f"the Lava run recorded no activity of {', '.join(missing)} (the disk of the temporary "
+                           f"directory may be full)")
+    return {p.name: np.load(folder / f"{p.name}.npy") for p in spec.populations}
 
 
 # --- the worker (in its own session) ---------------------------------------------------------------
@@ -292,8 +305,14 @@ def _synapse_params(proj: Projection) -> dict:
 def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: float) -> dict:
     """What a population's neuron process takes from the spec and the run (DeltaNeuron, DeltaPopulation)."""
     return dict(bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode, keep=keep,
-                scores=spec.scores.get(pop.name), depth=pop.depth, kind=pop.kind, u_decay=pop.u_decay, du=pop.du,
-                input_delay=pop.input_delay)
+                scores=spec.scores.get(pop.name), depth=pop.depth, fill=pop.fill, kind=pop.kind, u_decay=pop.u_decay,
+                du=pop.du, input_delay=pop.input_delay, bias_input=pop.inputs[0].to_bias, activation=pop.activation,
+                message_shift=pop.message_shift, reset_interval=spec.reset_interval, reset_offset=spec.reset_offset)
+
+
+def _fill_of(spec: NetSpec, source: str) -> int:
+    """The pipeline fill of a projection's source: 0 for the input."""
+    return 0 if source == "input" else spec.population(source).fill
 
 
 class LavaNetwork:
@@ -303,10 +322,10 @@ class LavaNetwork:
     `batch` samples in lockstep."""
 
     def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int, graph: str = "fused",
-                 batch: int = 1):
+                 batch: int = 1, record: str | None = None):
         t = spec.timesteps
-        window = dict(timesteps=t, num_samples=num_samples, batch=batch)
-        self.spec, self.folds = spec, folds(spec, graph)
+        window = dict(timesteps=t, num_samples=num_samples, batch=batch, pad=spec.fill)
+        self.spec, self.folds, self.record = spec, folds(spec, graph), record
         self.buffer = t + spec.latency + 1
         n_in = int(np.prod(spec.input_shape))
         encoding = "dense" if mode == "dense" else "delta"
@@ -333,15 +352,17 @@ class LavaNetwork:
                 outputs[spec.readout.name if pop.name == self.folds.readout else pop.name] = proc.s_out
                 continue
             if pop.kind == "readout":
-                proc = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, **window)
+                proc = Readout(size=pop.size, bias=pop.bias, depth=pop.depth, fill=pop.fill,
+                               record=self.record_path(pop), **window)
                 self.readout_active = proc.active
             else:
-                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep), **window)
+                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep),
+                                   record=self.record_path(pop), **window)
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
             for proj in pop.inputs:
                 syn = DeltaSynapse(**_synapse_params(proj), out_size=pop.size, accumulate=mode != "dense",
-                                   depth=spec.depth_of(proj.source), **window)
+                                   depth=spec.depth_of(proj.source), fill=_fill_of(spec, proj.source), **window)
                 outputs[proj.source].connect(syn.s_in)
                 syn.a_out.connect(proc.a_in)
                 self.synapses[pop.name].append((proj.source, syn.sops))
@@ -349,15 +370,20 @@ class LavaNetwork:
         self.extractor = Extractor(shape=(batch, spec.readout.size), buffer_size=self.buffer)
         outputs[spec.readout.name].connect(self.extractor.in_port)
 
+    def record_path(self, pop: Population) -> str | None:
+        return None if self.record is None else str(Path(self.record) / f"{pop.name}.npy")
+
     def population(self, pop: Population, mode: str, keep: float, window: dict, encoding: str) -> DeltaPopulation:
         """The fused process of `pop`, with the encoder and the readout if they fold into it."""
         spec, proj = self.spec, pop.inputs[0]
         readout = None
         if pop.name == self.folds.readout:
             r = spec.readout
-            readout = dict(**_synapse_params(r.inputs[0]), bias=r.bias, depth=r.depth, size=r.size)
+            readout = dict(**_synapse_params(r.inputs[0]), bias=r.bias, depth=r.depth, fill=r.fill, size=r.size,
+                           record=self.record_path(r))
         proc = DeltaPopulation(size=pop.size, **_synapse_params(proj), synapse_depth=spec.depth_of(proj.source),
-                               **_neuron_params(spec, pop, mode, keep), **window,
+                               synapse_fill=_fill_of(spec, proj.source), **_neuron_params(spec, pop, mode, keep),
+                               record=self.record_path(pop), **window,
                                encode=encoding if pop.name == self.folds.encoder else None, readout=readout)
         self.neurons[pop.name] = proc
         self.synapses[pop.name] = [(proj.source, proc.sops)]
@@ -397,16 +423,20 @@ class LavaNetwork:
 
 
 def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float, graph: str = "fused",
-                batch: int = 1) -> dict[str, np.ndarray]:
+                batch: int = 1, record: str | None = None) -> dict[str, np.ndarray]:
     """In the worker: the logits, counters and timing of the frames through the Lava network,
-    `batch` samples at a time (the last round padded with zero frames, which nothing counts)."""
+    `batch` samples at a time (the last round padded with zero frames, which nothing counts),
+    each round after `spec.fill` zero frames (the pipeline fill); with `record`, each process
+    writes its activity into that folder."""
     n, t = frames.shape[:2]
-    rounds = -(-n // batch)
-    flat = np.zeros((rounds * batch, t, int(np.prod(frames.shape[2:]))), dtype=frames.dtype)
-    flat[:n] = frames.reshape(n, t, -1)
-    flat = flat.reshape(rounds, batch, t, -1)
+    rounds, pad = -(-n // batch), spec.fill
+    flat = np.zeros((rounds * batch, pad + t, int(np.prod(frames.shape[2:]))), dtype=frames.dtype)
+    flat[:n, pad:] = frames.reshape(n, t, -1)
+    flat = flat.reshape(rounds, batch, pad + t, -1)
+    if record is not None:
+        Path(record).mkdir()
     t0 = time.perf_counter()
-    net = LavaNetwork(spec, mode, keep, n, graph, batch)
+    net = LavaNetwork(spec, mode, keep, n, graph, batch, record)
     net.extractor.create_runtime(run_cfg=net.run_config())
     t_built = time.perf_counter()
     readout = []
@@ -420,8 +450,9 @@ def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float, graph
     # Only after success: stop() hangs once a process model has failed; then the runner kills the group.
     net.extractor.stop()
     steps = np.concatenate(readout)[spec.latency:]  # the readout of frame (i, t) leaves `latency` steps later
-    logits = steps.reshape(rounds, t, batch, -1).transpose(0, 2, 1, 3).reshape(rounds * batch, t, -1)[:n]
-    return {"logits": logits, **counts, "timing": np.array([t_built - t0, t_ran - t_built, rounds * t + spec.latency])}
+    steps = steps.reshape(rounds, pad + t, batch, -1)[:, pad:]
+    logits = steps.transpose(0, 2, 1, 3).reshape(rounds * batch, t, -1)[:n]
+    return {"logits": logits, **counts, "timing": np.array([t_built - t0, t_ran - t_built, lava_steps(spec, n, batch)])}
 
 
 def _json_bytes(obj) -> np.ndarray:
@@ -455,7 +486,7 @@ def worker_main(argv: list[str]) -> int:
     params = json.loads(extra["run"].tobytes().decode())
     try:
         out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]), params["graph"],
-                          int(params["batch"]))
+                          int(params["batch"]), params["record"])
     except Exception as e:  # the runner kills the process group: never call stop() after a failure (it hangs)
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=sys.stderr, flush=True)
         os._exit(3)

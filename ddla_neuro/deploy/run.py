@@ -61,6 +61,7 @@ class RunResult:
     logits: np.ndarray   # (N, T, classes), float (fixed point: divided by 2**frac_bits)
     counts: Counts
     sent: dict[str, np.ndarray] = field(default_factory=dict)  # if recorded: what each population sent (N, T, n)
+    activity: dict[str, np.ndarray] = field(default_factory=dict)  # if recorded: what each computed (N, T, n)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -113,10 +114,13 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.n
     if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
         raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
                        f"{', '.join(map(str, spec.input_shape))})")
-    cuba = [p.name for p in spec.spiking if p.kind == "cuba"]
-    if mode == "ddla" and keep < 1.0 and cuba:
-        raise RunError(f"populations {cuba} are CUBA neurons, which DDLA's selection does not handle yet; "
-                       f"run them in dense or delta mode")
+    unfiltered = [p.name for p in spec.populations if p.kind in ("cuba", "sdnn")]
+    if mode == "ddla" and keep < 1.0 and unfiltered:
+        raise RunError(f"populations {unfiltered} are CUBA or sigma-delta neurons, which DDLA's selection does not "
+                       f"handle yet; run them in dense or delta mode")
+    if spec.reset_interval < 0 or (spec.reset_interval and spec.sigma_delta):
+        raise RunError(f"a reset interval must be at least 1 (0: none), on spiking neurons only (lava-dl's runner "
+                       f"ignores it on sigma-delta neurons), got {spec.reset_interval}")
     missing = [p.name for p in spec.spiking if p.name not in spec.scores]
     if mode == "ddla" and keep < 1.0 and missing:
         raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "

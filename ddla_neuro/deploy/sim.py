@@ -25,7 +25,7 @@ from ..ddla.gsc import Priority, priority_cut
 from ..devices import exact_float32
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
-                   repeated_layer_uses, wrap_current)
+                   repeated_layer_uses, sigma_delta, wrap_current)
 
 FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
 
@@ -185,8 +185,9 @@ def _sorted_priority(scores: bytes, shape: tuple[int, ...], device: str) -> Prio
 
 
 def _count(counts: Counts, kind: str, key: str, per_step: torch.Tensor) -> None:
-    """Adds per-step values to the host's counters (from the GPU where the run is there)."""
-    counts.add(kind, key, per_step.cpu())
+    """Adds per-step values to the host's counters (from the GPU where the run is there): the
+    sample's steps, not those of a pipeline fill before them."""
+    counts.add(kind, key, per_step[-counts.timesteps:].cpu())
 
 
 def _per_step(x: torch.Tensor) -> torch.Tensor:
@@ -210,6 +211,9 @@ class _Population:
         self.dtype = torch.float32 if small else torch.float64
         self.bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1), dtype=self.dtype, device=device)
         self.keep, self.mode = keep, mode
+        # the steps run: the pipeline fill (negative steps), then the sample's; this one starts at `start`
+        self.start = spec.fill - pop.fill
+        self.resets = [spec.resets(t) for t in range(-spec.fill, spec.timesteps)]
         self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
         self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
@@ -229,19 +233,25 @@ class _Population:
         return currents
 
     def output(self, currents: list[torch.Tensor], counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
-        """(what the population computes at each step: spikes, logits, a max pool or a product;
-        what it sends), both (T, B, n). Counts active units and, for neurons, spikes."""
+        """(what the population computes at each step: spikes, a sigma-delta's messages, logits,
+        a max pool or a product; what it sends), both (T, B, n). Counts active units and, for
+        neurons, spikes."""
         kind = self.pop.kind
         if kind == "product":
             a, b = (c.reshape(*c.shape[:2], *proj.ops[-1].out_shape) for c, proj in zip(currents, self.pop.inputs))
             _count(counts, "active", self.pop.name, _per_step(a.bool() & b.bool()))
             out = _product(a, b, self.pop.frac_bits if self.fixed else None).flatten(2)
             return out, self.lossless(out)
-        synaptic = sum(currents[1:], currents[0])
+        if self.pop.inputs[0].to_bias:  # the input written into the bias register: the population's only projection
+            synaptic, bias_in = torch.zeros_like(currents[0]), currents[0]
+        else:
+            synaptic, bias_in = sum(currents[1:], currents[0]), None
         if kind == "cuba":
-            return self.run_cuba(synaptic, counts)
+            return self.run_cuba(synaptic, bias_in, counts)
+        if kind == "sdnn":
+            return self.run_sdnn(synaptic, counts)
         _count(counts, "active", self.pop.name, _per_step(synaptic))
-        total = synaptic + self.bias
+        total = synaptic + self.bias if bias_in is None else synaptic + self.bias + bias_in
         if kind == "readout":
             return total, total
         if kind == "maxpool":
@@ -256,16 +266,16 @@ class _Population:
         """Integrate, fire, reset through t; the spikes s^t and what is sent (s^t, its change, or
         DDLA's top-k of the change, the receivers holding the rest), both (T, B, n)."""
         p = self.pop
-        spikes = torch.empty(current.shape, dtype=current.dtype, device=current.device)
+        spikes = torch.zeros(current.shape, dtype=current.dtype, device=current.device)
         fired = torch.zeros(current.shape[0], dtype=torch.int64, device=current.device)
-        sent = torch.empty_like(spikes) if self.filtered else None
+        sent = torch.zeros_like(spikes) if self.filtered else None
         # NeuroBench's MembraneUpdates: every membrane at the first step, then those that differ
         # from the step before (after the reset, its pre- and post-fire hooks' difference)
         changed = torch.zeros_like(fired) if self.count_membranes else None
         v, held, s = None, None, None
-        for t in range(current.shape[0]):
+        for t in range(self.start, current.shape[0]):
             v_before = v
-            if v is None:
+            if v is None or self.resets[t]:  # a sample's first step, or a reset of a stream
                 v = current[t]
             else:  # a delayed reset acts on the step after the spike (snnTorch's Leaky)
                 v = _decay(v.masked_fill(s, 0) if p.reset == "delayed-zero" else v, p.decay, p.dv, self.fixed)
@@ -286,7 +296,7 @@ class _Population:
             if sent is not None:
                 s = s.to(v.dtype)
                 d = s if held is None else s - held
-                if t > 0:
+                if t > self.start:
                     d = d * priority_cut(self.order, d.abs(), self.keep)
                 held = d if held is None else held + d
                 sent[t] = d
@@ -295,24 +305,28 @@ class _Population:
             _count(counts, "neurobench", "membrane_updates", changed)
         return spikes, (sent if sent is not None else self.lossless(spikes))
 
-    def run_cuba(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_cuba(self, synaptic: torch.Tensor, bias_in: torch.Tensor | None, counts: Counts
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loihi's current-based LIF through t (spec.py): the current is a state, the bias goes to
-        the voltage; in fixed point the arithmetic of Lava's bit-accurate `LIF`. Dense or lossless
-        delta sending (`check_run` refuses DDLA's selection on CUBA populations). An update is
-        active while the current state is non-zero, also in steps without input."""
+        the voltage (with `bias_in`, the input written into the bias register, where there is one);
+        in fixed point the arithmetic of Lava's bit-accurate `LIFReset`. Dense or lossless delta
+        sending (`check_run` refuses DDLA's selection on CUBA populations). An update is active
+        while the current state is non-zero, also in steps without input."""
         p = self.pop
         x = synaptic.double()  # the wrap-around needs exact integers past 2**24
         if p.input_delay is not None:
             x = _delayed(x, p.input_delay)
-        spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        current = torch.empty(x.shape, dtype=torch.bool, device=x.device)
-        u = v = torch.zeros_like(x[0])
+        spikes = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+        current = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        zeros = u = v = torch.zeros_like(x[0])
         bias = self.bias.double()
-        for t in range(x.shape[0]):
+        for t in range(self.start, x.shape[0]):
+            if self.resets[t]:
+                u = v = zeros
             u = _decay(u, p.u_decay, p.du, self.fixed) + x[t]
             if self.fixed:
                 u = wrap_current(u)
-            v = _decay(v, p.decay, p.dv, self.fixed) + u + bias
+            v = _decay(v, p.decay, p.dv, self.fixed) + u + (bias if bias_in is None else bias + bias_in[t].double())
             if self.fixed:
                 v = v.clamp(1 - SATURATION, SATURATION - 1)
             s = v > p.v_th
@@ -321,6 +335,24 @@ class _Population:
         _count(counts, "spikes", p.name, _per_step(spikes))
         _count(counts, "active", p.name, _per_step(current))  # a decaying current keeps the neuron active
         return spikes, self.lossless(spikes)
+
+    def run_sdnn(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sigma-delta neurons through t (`spec.sigma_delta`): sigma is the current as receivers
+        hold it (the sum of what the sources sent), so the messages (T, B, n) are those of Lava's
+        `SigmaDelta`; what is sent is their running sum (dense) or the messages themselves (delta
+        modes). A unit counts as active in a step where an input changed its sigma; its spikes are
+        its non-zero messages."""
+        p = self.pop
+        sigma = synaptic.double()
+        messages = torch.zeros_like(sigma)
+        act = residue = torch.zeros_like(sigma[0])
+        bias = self.bias.double()
+        for t in range(self.start, sigma.shape[0]):
+            messages[t], act, residue = sigma_delta(sigma[t], act, residue, bias, p.v_th, p.activation == "relu",
+                                                    p.message_shift)
+        _count(counts, "spikes", p.name, _per_step(messages))
+        _count(counts, "active", p.name, _per_step(_changes(sigma)))
+        return messages, (messages.cumsum(0) if self.mode == "dense" else messages)
 
 
 def _delayed(x: torch.Tensor, delay: np.ndarray) -> torch.Tensor:
@@ -358,7 +390,7 @@ def estimate_peak_bytes(spec: NetSpec, batch: int) -> int:
     copy of its source, each op's output and the current with its running sum; then the summed
     current, the current with its bias, the output and what it sends. `benchmarks/sim_memory.py`
     compares it with the measured peak."""
-    per_value = 8 * spec.timesteps * batch
+    per_value = 8 * (spec.fill + spec.timesteps) * batch
     last = _last_reads(spec)
     live = {"input": int(np.prod(spec.input_shape))}
     peak = 0
@@ -397,7 +429,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
     (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
     each population sent (`RunResult.sent`, in its own units: the DDLA selection is where it is
-    non-zero). The batch shrinks below `batch_size` where its estimated peak would not fit in
+    non-zero) and what it computed (`RunResult.activity`: spikes, a sigma-delta's messages, the
+    readout's logits as integers in fixed point). The batch shrinks below `batch_size` where its estimated peak would not fit in
     `memory_budget` bytes (default: 80% of the memory free on the device, `fit_batch`). `on_batch`
     is called with the number of samples of each batch done (a progress bar). On a CUDA `device`
     the arithmetic is the same (integers exact in float32/float64; TF32 off), so the results
@@ -407,7 +440,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     batch_size = fit_batch(spec, batch_size, memory_budget, device)
     n, t_steps = frames.shape[:2]
     counts = Counts(t_steps)
-    logits, sent = [], {}
+    logits, recorded = [], {"sent": {}, "activity": {}}
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
@@ -415,8 +448,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     last = _last_reads(spec)
     with torch.no_grad(), exact_float32():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
-            batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], device), mode, counts, last,
-                               sent if record else None)
+            batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], spec.fill, device), mode, counts,
+                               last, recorded if record else None)
             logits.append(batch.transpose(1, 0, 2))
             if on_batch is not None:
                 on_batch(len(batch[0]))
@@ -424,29 +457,37 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     out = np.concatenate(logits) if logits else np.zeros((0, t_steps, spec.readout.size))
     if spec.fixed:
         out = out / 2.0 ** spec.readout.frac_bits
-    return RunResult(out, counts, {k: np.concatenate(v, axis=1).transpose(1, 0, 2) for k, v in sent.items()})
+    per_sample = {kind: {k: np.concatenate(v, axis=1).transpose(1, 0, 2) for k, v in arrays.items()}
+                  for kind, arrays in recorded.items()}
+    return RunResult(out, counts, per_sample["sent"], per_sample["activity"])
 
 
-def _batch_input(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A batch's frames (B, T, ...) as the input's values (T, B, n_in) on the device."""
-    return torch.as_tensor(frames).flatten(2).transpose(0, 1).contiguous().to(device)
+def _batch_input(frames: np.ndarray, fill: int, device: torch.device) -> torch.Tensor:
+    """A batch's frames (B, T, ...) as the input's values (fill + T, B, n_in) on the device,
+    zero in the pipeline fill."""
+    x = torch.as_tensor(frames).flatten(2).transpose(0, 1)
+    return torch.cat([x.new_zeros(fill, *x.shape[1:]), x]).to(device) if fill else x.contiguous().to(device)
 
 
 def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts, last: dict[str, int],
-               record: dict[str, list[np.ndarray]] | None = None) -> np.ndarray:
-    """One batch (T, B, n_in), population by population over all timesteps; the logits (T, B, classes).
-    What a sender sent is dropped after `last[sender]`, the last population reading it.
-    `record` collects what each sender sent (T, B, n) per batch."""
+               record: dict[str, dict[str, list[np.ndarray]]] | None = None) -> np.ndarray:
+    """One batch (fill + T, B, n_in), population by population over all timesteps; the logits (T,
+    B, classes). What a sender sent is dropped after `last[sender]`, the last population reading
+    it. `record` collects per batch what each population computed ("activity") and sent
+    ("sent"), (T, B, n): the sample's steps, not the fill's."""
     sent = {"input": _sending(x if mode == "dense" else _changes(x), "input", counts)}
+    steps = counts.timesteps
     del x
     for i, pop in enumerate(pops):
         out, values = pop.output(pop.input_currents(sent, counts), counts)
+        if record is not None:
+            record["activity"].setdefault(pop.pop.name, []).append(out[-steps:].cpu().numpy())
         if pop.pop.kind == "readout":
-            return out.double().cpu().numpy()
+            return out[-steps:].double().cpu().numpy()
         sent = {s: v for s, v in sent.items() if last.get(s, -1) > i}
         sent[pop.pop.name] = _sending(values, pop.pop.name, counts)
         if record is not None:
-            record.setdefault(pop.pop.name, []).append(values.cpu().numpy())
+            record["sent"].setdefault(pop.pop.name, []).append(values[-steps:].cpu().numpy())
     raise AssertionError("a NetSpec ends with its readout")
 
 

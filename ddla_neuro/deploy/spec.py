@@ -8,6 +8,12 @@ Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 
     v^t         = decay(v^{t-1}) + current_P^t            (fixed point: saturated to 24 bit)
     s^t         = v^t > v_th ;  v^t reset to 0 or by subtracting v_th where s^t = 1
 
+A projection may write the input into its target's bias register instead of sending it
+through synapses (`to_bias`, lava-dl's PilotNet: the frame as the input layer's bias,
+`in_layer.neuron.bias_mant`): the host writes it, so it has no synapses and no synaptic ops,
+and a cuba target adds it to the voltage with its bias, not to its current. Such a projection
+reads the input and is its target's only one.
+
 A `cuba` population is Loihi's current-based LIF (Lava's `LIF`, lava-dl's CUBA): the current
 is a state of its own, and the bias goes to the voltage:
 
@@ -23,6 +29,27 @@ A cuba population may delay each unit's synaptic current by its own number of st
 A *delayed* reset (`delayed-zero`, `delayed-subtract`: snnTorch's `Leaky`, whose reset is
 computed from the previous step's membrane) leaves v^t as it is and acts at step t + 1:
 `v^{t+1} = decay(v^t, zeroed where s^t) + current` or `decay(v^t) + current - v_th s^t`.
+
+A population may start before its first input arrives (`fill` steps before step 0: lava-dl's
+pipeline fill, each sample being one fresh Lava run): a layer whose input is k synapses behind
+the frame integrates its bias alone, and what its sources send in their own fill, for k steps.
+Those steps are simulated (step -fill to -1), not counted.
+
+A stream of inferences (`NetSpec.reset_interval` N > 0, lava-dl's `reset_interval`): before
+step t (0-based, negative in the fill) of a sample with t % N == reset_offset % N, every
+neuron's state (v, and a cuba population's u) returns to zero, so the frames of one stream are independent inferences. What
+receivers hold of a sender's deltas is transmission state, not neuron state: it stays, and the
+sender's own changes bring it back (dense and delta stay equal). lava-dl resets layer k at its
+own offset (reset_offset + 1 + k, one step later per synapse); in the aligned steps of a NetSpec
+that is one step for every population.
+
+An `sdnn` population is a sigma-delta neuron (lava-dl's SDNN, Lava's `SigmaDelta`): it
+accumulates its input (sigma: the current as every receiver holds it), applies its activation
+(ReLU, or the identity for lava-dl's input `Delta`), and sends the change of the activation once
+it reaches the threshold, keeping what it did not send as a residue (`sigma_delta`). What it
+sends is graded: in fixed point the change shifted right by `message_shift` (Lava's state_exp,
+rounded toward minus infinity). Its output is the sum of what it sent (what receivers
+reconstruct): dense mode sends that every step, delta mode its messages; the currents are equal.
 
 The readout population has no threshold: its current is the logits of the step. Every
 projection holds exactly one weighted op (conv2d, linear, or a scalar `scale`), so fixed point
@@ -51,15 +78,17 @@ import numpy as np
 
 OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
 WEIGHTED = ("conv2d", "linear", "scale")
-NEURON_KINDS = ("if", "lif", "cuba")
+NEURON_KINDS = ("if", "lif", "cuba")  # spiking
+SIGMA_DELTA_KINDS = ("sdnn",)        # graded
 COMPUTE_KINDS = ("maxpool", "product")
-POPULATION_KINDS = NEURON_KINDS + COMPUTE_KINDS + ("readout",)
+POPULATION_KINDS = NEURON_KINDS + SIGMA_DELTA_KINDS + COMPUTE_KINDS + ("readout",)
+ACTIVATIONS = ("relu", "identity")  # of a sigma-delta population
 MEMBRANE_BITS = 24  # Loihi's membrane register
 DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
 SATURATION = 2 ** (MEMBRANE_BITS - 1)  # the membrane saturates to [-SATURATION, SATURATION - 1]
 INPUT_PAYLOAD_BITS = 9    # a signed 8-bit input value or its change (quant.INPUT_FRAC_BITS = 8)
 SPEC_FORMAT = "ddla-neuro/netspec"
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 @dataclass
@@ -96,6 +125,7 @@ class Projection:
     ops: list[Op]
     delay: int = 1       # synaptic delay in steps (Lava: 1, more to align residual paths)
     shift: int = 0       # fixed point: left shift of the weighted op's output
+    to_bias: bool = False  # the input written into the target's bias register (no synapses)
 
     @property
     def weighted(self) -> Op:
@@ -104,7 +134,10 @@ class Projection:
     @cached_property
     def fanout(self) -> np.ndarray:
         """Synaptic ops caused by one non-zero value at each input position (shape
-        `ops[0].in_shape`): computed once, read by the simulator, the Lava synapses and the cost."""
+        `ops[0].in_shape`): computed once, read by the simulator, the Lava synapses and the cost.
+        Zero for a bias write."""
+        if self.to_bias:
+            return np.zeros(self.ops[0].in_shape, dtype=np.int64)
         return projection_fanout(self.ops)
 
 
@@ -127,7 +160,7 @@ RESETS = ("zero", "subtract", "delayed-zero", "delayed-subtract")
 class Population:
     name: str
     shape: tuple[int, ...]
-    kind: str                  # if | lif | maxpool | product | readout
+    kind: str                  # if | lif | cuba | sdnn | maxpool | product | readout
     bias: np.ndarray           # per unit (shape `current_shape`), in membrane units
     inputs: list[Projection]
     v_th: float = 1.0          # fixed point: an integer in membrane units
@@ -140,6 +173,9 @@ class Population:
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)
     pool: Op | None = None     # maxpool: the window ("maxpool2d", from `current_shape` to `shape`)
+    fill: int = 0              # steps it runs before step 0 (lava-dl's pipeline fill, spec.py)
+    activation: str = "relu"   # sdnn: relu or identity (ACTIVATIONS)
+    message_shift: int = 0     # sdnn, fixed point: right shift of each sent change (Lava's state_exp)
     sends: Sends = field(kw_only=True)  # what it transmits (the readout: graded logits, sent nowhere)
 
     @property
@@ -163,6 +199,8 @@ class NetSpec:
     input_sends: Sends = field(kw_only=True)  # what the input sends (fixed point: x * 2**frac_bits)
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # DDLA sensitivity per population
     meta: dict = field(default_factory=dict)
+    reset_interval: int = 0                  # steps per inference of a stream (0: one inference per sample)
+    reset_offset: int = 0                    # the step of a sample whose phase the resets take
 
     @property
     def readout(self) -> Population:
@@ -177,6 +215,25 @@ class NetSpec:
     def spiking(self) -> list[Population]:
         """The spiking neuron populations (those DDLA filters)."""
         return [p for p in self.populations if p.kind in NEURON_KINDS]
+
+    @property
+    def sigma_delta(self) -> list[Population]:
+        """The sigma-delta populations (graded senders with a neuron state)."""
+        return [p for p in self.populations if p.kind in SIGMA_DELTA_KINDS]
+
+    def resets(self, t: int) -> bool:
+        """Whether every neuron's state returns to zero before step t (0-based) of a sample."""
+        return reset_due(t, self.reset_interval, self.reset_offset)
+
+    @property
+    def fill(self) -> int:
+        """The longest pipeline fill of a population: steps simulated before step 0."""
+        return max(p.fill for p in self.populations)
+
+    @property
+    def inferences(self) -> float:
+        """Inferences per sample: T / reset_interval in a stream, else 1."""
+        return self.timesteps / self.reset_interval if self.reset_interval else 1.0
 
     @property
     def compute(self) -> list[Population]:
@@ -197,11 +254,13 @@ class NetSpec:
 
     @cached_property
     def targets(self) -> dict[str, list[str]]:
-        """Per sender ("input" and every population): the populations its projections reach."""
+        """Per sender ("input" and every population): the populations its projections reach
+        (a bias write reaches none: the host writes the register)."""
         out: dict[str, list[str]] = {"input": [], **{p.name: [] for p in self.populations}}
         for pop in self.populations:
             for proj in pop.inputs:
-                out[proj.source].append(pop.name)
+                if not proj.to_bias:
+                    out[proj.source].append(pop.name)
         return out
 
     def depth_of(self, source: str) -> int:
@@ -227,6 +286,17 @@ def assign_depths(populations: list[Population]) -> None:
         for proj in pop.inputs:
             proj.delay = pop.depth - depth[proj.source]
         depth[pop.name] = pop.depth
+
+
+def window_op(kind: str, in_shape: tuple[int, ...], channels: int, kernel, stride, padding,
+              weight: np.ndarray | None = None) -> Op:
+    """A conv2d, sum pool or max pool on (C, H, W) with its output shape; kernel, stride and
+    padding are an int or a (rows, cols) pair."""
+    k, s, p = (tuple(int(v) for v in np.broadcast_to(np.asarray(a, dtype=np.int64).ravel(), (2,)))
+               for a in (kernel, stride, padding))
+    _, h, w = in_shape
+    out = (channels, (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1)
+    return Op(kind, in_shape, out, weight, s, p, k)
 
 
 def projection_key(source: str, target: str) -> str:
@@ -260,6 +330,26 @@ def wrap_current(u):
     -2**23 and below wraps around, as Lava's bit-accurate LIF computes it. Plain arithmetic, so
     numpy arrays and torch tensors alike."""
     return u - 2 * SATURATION * (u > SATURATION) + 2 * SATURATION * (u <= -SATURATION)
+
+
+def reset_due(t: int, interval: int, offset: int) -> bool:
+    """Whether a stream of inferences resets before step t (0-based, negative in the pipeline
+    fill) of a sample (`NetSpec.resets`)."""
+    return interval > 0 and t % interval == offset % interval
+
+
+def sigma_delta(sigma, act, residue, bias, v_th, relu: bool, shift: int):
+    """One step of a sigma-delta neuron (spec.py), as Lava's `SigmaDelta` computes it: the
+    activation of sigma + bias, its change since the last step plus the residue, sent where it
+    reaches `v_th`; returns (message, activation, residue). A message is the sent change shifted
+    right by `shift` (floor, as numpy's right shift of a negative integer). Plain arithmetic, so
+    numpy arrays and torch tensors alike."""
+    new_act = sigma + bias
+    if relu:
+        new_act = new_act * (new_act > 0)
+    delta = new_act - act + residue
+    sent = delta * (abs(delta) >= v_th)
+    return (sent // 2 ** shift if shift else sent), new_act, delta - sent
 
 
 def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
@@ -378,18 +468,20 @@ def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
                 if op.weight is not None:
                     arrays[f"p{i}.in{j}.op{k}"] = np.asarray(op.weight)
                 ops.append(_op_header(op))
-            inputs.append({"source": proj.source, "delay": int(proj.delay), "shift": int(proj.shift), "ops": ops})
+            inputs.append({"source": proj.source, "delay": int(proj.delay), "shift": int(proj.shift),
+                           "to_bias": proj.to_bias, "ops": ops})
         pops.append({"name": pop.name, "shape": _ints(pop.shape), "kind": pop.kind, "v_th": pop.v_th,
                      "decay": pop.decay, "reset": pop.reset, "dv": int(pop.dv), "frac_bits": int(pop.frac_bits),
-                     "u_decay": pop.u_decay, "du": int(pop.du),
-                     "depth": int(pop.depth), "inputs": inputs, "sends": asdict(pop.sends),
+                     "u_decay": pop.u_decay, "du": int(pop.du), "activation": pop.activation,
+                     "message_shift": int(pop.message_shift),
+                     "depth": int(pop.depth), "fill": int(pop.fill), "inputs": inputs, "sends": asdict(pop.sends),
                      "pool": None if pop.pool is None else _op_header(pop.pool)})
     for name, s in spec.scores.items():
         arrays[f"scores.{name}"] = np.asarray(s, dtype=np.float32)
     header = {"format": SPEC_FORMAT, "version": SPEC_VERSION, "input_shape": _ints(spec.input_shape),
               "timesteps": spec.timesteps, "encoding": spec.encoding, "fixed": spec.fixed,
               "input_sends": asdict(spec.input_sends), "meta": spec.meta, "populations": pops,
-              "scores": sorted(spec.scores)}
+              "scores": sorted(spec.scores), "reset_interval": spec.reset_interval, "reset_offset": spec.reset_offset}
     return header, arrays
 
 
@@ -403,16 +495,18 @@ def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
         inputs = []
         for j, proj in enumerate(p["inputs"]):
             ops = [_op_from_header(o, arrays.get(f"p{i}.in{j}.op{k}")) for k, o in enumerate(proj["ops"])]
-            inputs.append(Projection(proj["source"], ops, proj["delay"], proj["shift"]))
+            inputs.append(Projection(proj["source"], ops, proj["delay"], proj["shift"], proj["to_bias"]))
         pool = p.get("pool")
         pool = None if pool is None else _op_from_header(pool)
         pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
                                inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
                                u_decay=p["u_decay"], du=p["du"], input_delay=arrays.get(f"p{i}.input_delay"),
-                               frac_bits=p["frac_bits"], depth=p["depth"], pool=pool, sends=Sends(**p["sends"])))
+                               frac_bits=p["frac_bits"], depth=p["depth"], fill=p["fill"], pool=pool,
+                               activation=p["activation"],
+                               message_shift=p["message_shift"], sends=Sends(**p["sends"])))
     return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],
                    {n: arrays[f"scores.{n}"] for n in header["scores"]}, header["meta"],
-                   input_sends=Sends(**header["input_sends"]))
+                   header["reset_interval"], header["reset_offset"], input_sends=Sends(**header["input_sends"]))
 
 
 def save_spec(path: str | Path, spec: NetSpec, **extra: np.ndarray) -> None:

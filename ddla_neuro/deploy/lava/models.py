@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
@@ -30,13 +31,25 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from ddla_neuro.ddla.transmission import keep_count
 from ddla_neuro.deploy.lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
-from ddla_neuro.deploy.spec import SATURATION, Op, apply_ops_batch, decay_fixed, synaptic_ops, wrap_current
+from ddla_neuro.deploy.spec import (SATURATION, Op, apply_ops_batch, decay_fixed, reset_due, sigma_delta, synaptic_ops,
+                                    wrap_current)
 
 EXACT_FLOAT = 2 ** 53  # integers below this add and multiply exactly in float64 (BLAS)
 EXACT_FLOAT32 = 2 ** 24  # and in float32
 MATRIX_ENTRIES = 2 ** 21  # a projection with at most this many synapses runs as one matrix (16 MiB)
 
-Step = tuple[int, int]  # (the 0-based timestep within the sample, the rows that hold real samples)
+
+class Step(NamedTuple):
+    """Where a stage is in the run at one Lava step."""
+
+    t: int        # the timestep within the sample, from 0 (negative in the pipeline fill)
+    rows: int     # the rows that hold real samples
+    first: bool   # the stage's first step of this round of samples: per-sample state starts fresh
+    round: int    # which round of `batch` samples
+
+    @property
+    def counted(self) -> bool:
+        return self.t >= 0
 
 
 def _dtype(fixed: bool) -> type:
@@ -51,20 +64,23 @@ def values(x, fixed: bool) -> np.ndarray:
 # --- stages (no Lava) --------------------------------------------------------------------------
 
 class Window:
-    """Where a process of depth `depth` is in the run: at Lava step `time_step` (from 1), the
-    step within the current round of `batch` samples and how many of its rows are real, or None
-    outside the ceil(N / batch) * T steps of its window."""
+    """Where a stage of depth `depth` that starts `fill` steps before its first input is in the
+    run: each of the ceil(N / batch) rounds lasts `pad` + T Lava steps, the round's frames
+    entering after `pad` zero ones (process.py). At Lava step `time_step` (from 1), its `Step`,
+    or None outside its part of a round."""
 
-    def __init__(self, depth: int, timesteps: int, num_samples: int, batch: int):
-        self.depth, self.timesteps, self.num_samples, self.batch = depth, timesteps, num_samples, batch
-        self.steps = timesteps * -(-num_samples // batch)
+    def __init__(self, depth: int, fill: int, timesteps: int, num_samples: int, batch: int, pad: int):
+        self.fill, self.timesteps, self.num_samples, self.batch = fill, timesteps, num_samples, batch
+        self.rounds, self.round_steps = -(-num_samples // batch), timesteps + pad
+        self.start = depth + pad - fill  # Lava steps before its first one
 
     def at(self, time_step: int) -> Step | None:
-        w = time_step - 1 - self.depth
-        if not 0 <= w < self.steps:
+        w = time_step - 1 - self.start
+        r, e = divmod(w, self.round_steps)
+        t = e - self.fill
+        if w < 0 or r >= self.rounds or t >= self.timesteps:
             return None
-        r, t = divmod(w, self.timesteps)
-        return t, min(self.batch, self.num_samples - r * self.batch)
+        return Step(t, min(self.batch, self.num_samples - r * self.batch), e == 0, r)
 
 
 class Encoding:
@@ -74,8 +90,8 @@ class Encoding:
     def __init__(self, mode: str):
         self.mode, self.previous = mode, None
 
-    def step(self, t: int, x: np.ndarray) -> np.ndarray:
-        out = x if self.mode == "dense" or t == 0 else x - self.previous
+    def step(self, at: Step, x: np.ndarray) -> np.ndarray:
+        out = x if self.mode == "dense" or at.first else x - self.previous
         self.previous = x
         return out
 
@@ -180,69 +196,69 @@ class Synapse:
         if at is None:
             self.queue.append(self.zeros)
             return 0
-        t, rows = at
         if d.any():
-            a, sops = self.apply(d), synaptic_ops(self.fanout, d[:rows])
+            a, sops = self.apply(d), synaptic_ops(self.fanout, d[:at.rows])
         else:  # event-driven: no event, no synaptic work (a delta-coded input after t = 1)
             a, sops = self.zeros, 0
         if self.accumulate:
-            self.accumulated = a if t == 0 else self.accumulated + a
+            self.accumulated = a if at.first else self.accumulated + a
             a = self.accumulated
         self.queue.append(a)
         return sops
 
 
 class Neurons:
-    """IF/LIF/CUBA neurons of a batch and what they send (spec.py): `step` integrates the
-    current of one step and returns the sent values and (spikes, sent events, active units)
-    over the real rows."""
+    """IF/LIF/CUBA or sigma-delta neurons of a batch and what they send (spec.py): `step`
+    integrates the current of one step and returns what is sent, what the neurons computed (their
+    spikes or messages) and (spikes, sent events, active units) over the real rows."""
 
     def __init__(self, p: dict, fixed: bool, batch: int):
         self.p, self.fixed = p, fixed
         self.bias = values(p["bias"], fixed).reshape(-1)
         n = self.bias.size
         self.zeros = np.zeros((batch, n), dtype=_dtype(fixed))
-        self.v = self.held = self.u = self.zeros
-        self.fired = np.zeros((batch, n), dtype=bool)  # the last step's spikes (delayed resets)
         delay = p["input_delay"]
         self.delay = None if delay is None else np.asarray(delay, dtype=np.int64).reshape(-1)
         if self.delay is not None:  # [k, b]: sample b's current received k steps ago
             self.history = np.zeros((int(self.delay.max()) + 1, batch, n), dtype=self.bias.dtype)
         if p["scores"] is not None:  # DDLA: units by descending score, ties to the lower index
             self.order = np.argsort(-np.asarray(p["scores"], dtype=np.float32).reshape(-1), kind="stable")
+        self.fresh()
+
+    def fresh(self) -> None:
+        """Every state at rest: a sample's first step."""
+        self.v = self.held = self.u = self.act = self.residue = self.sent_sum = self.last_input = self.zeros
+        self.fired = np.zeros(self.zeros.shape, dtype=bool)  # the last step's spikes (delayed resets)
+        if self.delay is not None:
+            self.history[:] = 0
 
     def decay(self, v: np.ndarray, factor: str = "decay", register: str = "dv") -> np.ndarray:
         if self.fixed:
             return decay_fixed(v, self.p[register])
         return v * self.p[factor] if self.p[factor] != 1.0 else v
 
-    def delayed(self, t: int, a: np.ndarray) -> np.ndarray:
+    def delayed(self, a: np.ndarray) -> np.ndarray:
         """Each unit's current from `input_delay` steps ago in this sample (zero before its start)."""
-        if t == 0:
-            self.history[:] = 0
         self.history = np.roll(self.history, 1, axis=0)
         self.history[0] = a
         return self.history[self.delay, :, np.arange(a.shape[1])].T
 
-    def integrate_cuba(self, t: int, a: np.ndarray) -> np.ndarray:
+    def integrate_cuba(self, a: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
         as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
         if self.delay is not None:
-            a = self.delayed(t, a)
-        u = (self.decay(self.u, "u_decay", "du") if t > 0 else self.zeros) + a
+            a = self.delayed(a)
+        u = self.decay(self.u, "u_decay", "du") + a
         self.u = u = wrap_current(u) if self.fixed else u
-        v = (self.decay(self.v) if t > 0 else self.zeros) + u + self.bias
+        v = self.decay(self.v) + u + bias
         return np.clip(v, 1 - SATURATION, SATURATION - 1) if self.fixed else v
 
-    def integrate(self, t: int, a: np.ndarray) -> np.ndarray:
+    def integrate(self, a: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """IF/LIF: v before firing."""
         p = self.p
-        if t == 0:
-            v = self.zeros + a + self.bias
-        else:
-            v = self.decay(np.where(self.fired, 0, self.v) if p["reset"] == "delayed-zero" else self.v) + a + self.bias
-            if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
-                v = v - self.fired * p["v_th"]
+        v = self.decay(np.where(self.fired, 0, self.v) if p["reset"] == "delayed-zero" else self.v) + a + bias
+        if p["reset"] == "delayed-subtract":  # a delayed reset acts on the step after the spike
+            v = v - self.fired * p["v_th"]
         return np.clip(v, -SATURATION, SATURATION - 1) if self.fixed else v
 
     def select(self, d: np.ndarray) -> np.ndarray:
@@ -254,10 +270,17 @@ class Neurons:
         out[:, self.order] = np.where(kept, ranked, 0)
         return out
 
-    def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
-        t, rows = at
+    def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
         p = self.p
-        v = self.integrate_cuba(t, a) if p["kind"] == "cuba" else self.integrate(t, a)
+        if at.first:
+            self.fresh()
+        elif reset_due(at.t, p["reset_interval"], p["reset_offset"]):  # a stream's next inference
+            self.v, self.u, self.fired = self.zeros, self.zeros, np.zeros(self.zeros.shape, dtype=bool)
+        if p["kind"] == "sdnn":
+            return self.step_sigma_delta(at, a)
+        bias = self.bias + a if p["bias_input"] else self.bias  # the input written into the bias register
+        a = self.zeros if p["bias_input"] else a
+        v = self.integrate_cuba(a, bias) if p["kind"] == "cuba" else self.integrate(a, bias)
         s = v > p["v_th"]
         if p["reset"] == "zero":
             v = np.where(s, 0, v)
@@ -269,12 +292,26 @@ class Neurons:
         if p["mode"] == "dense":
             out = s
         else:
-            out = s - self.held if t > 0 else s
-            if p["mode"] == "ddla" and t > 0 and p["keep"] < 1.0:
+            out = s - self.held
+            if p["mode"] == "ddla" and not at.first and p["keep"] < 1.0:
                 out = self.select(out)
-            self.held = out if t == 0 else self.held + out
+            self.held = self.held + out
         active = self.u if p["kind"] == "cuba" else a  # cuba: its current state
-        return out, (np.count_nonzero(s[:rows]), np.count_nonzero(out[:rows]), np.count_nonzero(active[:rows]))
+        rows = at.rows
+        return out, s, (np.count_nonzero(s[:rows]), np.count_nonzero(out[:rows]), np.count_nonzero(active[:rows]))
+
+    def step_sigma_delta(self, at: Step, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+        """Sigma-delta neurons (`spec.sigma_delta`): sigma is the current as it arrives (the
+        synapse holds the sum of what the source sent); active where it changed."""
+        p = self.p
+        message, self.act, self.residue = sigma_delta(sigma, self.act, self.residue, self.bias, p["v_th"],
+                                                      p["activation"] == "relu", p["message_shift"])
+        self.sent_sum = self.sent_sum + message
+        out = self.sent_sum if p["mode"] == "dense" else message
+        changed, self.last_input = sigma != self.last_input, sigma
+        rows = at.rows
+        return out, message, (np.count_nonzero(message[:rows]), np.count_nonzero(out[:rows]),
+                              np.count_nonzero(changed[:rows]))
 
 
 class Logits:
@@ -284,7 +321,28 @@ class Logits:
         self.bias = values(bias, fixed).reshape(-1)
 
     def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, int]:
-        return a + self.bias, np.count_nonzero(a[:at[1]])
+        return a + self.bias, np.count_nonzero(a[:at.rows])
+
+
+class Recorder:
+    """What a stage computed at each counted step of the real samples, (N, T, n), written to
+    `path` (.npy) once the run's last step is done (never raising: a write that fails leaves no
+    file, which the host reports)."""
+
+    def __init__(self, path: str, num_samples: int, timesteps: int, batch: int, size: int, dtype):
+        self.path, self.batch = path, batch
+        self.values = np.zeros((num_samples, timesteps, size), dtype=dtype)
+
+    def store(self, at: Step, x: np.ndarray) -> None:
+        if not at.counted:
+            return
+        lo = at.round * self.batch
+        self.values[lo: lo + at.rows, at.t] = x[:at.rows]
+        if lo + at.rows == len(self.values) and at.t == self.values.shape[1] - 1:
+            try:
+                np.save(self.path, self.values)
+            except OSError:
+                pass
 
 
 # --- process models ----------------------------------------------------------------------------
@@ -311,39 +369,50 @@ class _WindowedModel:
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.batch = proc_params["batch"]
-        self.windows: dict[int, Window] = {}
+        self.windows: dict[tuple[int, int], Window] = {}
 
-    def at(self, depth: int | None = None) -> Step | None:
-        """Where the sample window of `depth` (default: this process's) is at this step."""
+    def at(self, depth: int | None = None, fill: int | None = None) -> Step | None:
+        """Where the sample window of a stage of `depth` and `fill` (default: this process's) is at this step."""
         p = self.proc_params
-        depth = p["depth"] if depth is None else depth
-        if depth not in self.windows:
-            self.windows[depth] = Window(depth, p["timesteps"], p["num_samples"], self.batch)
-        return self.windows[depth].at(self.time_step)
+        key = (p["depth"] if depth is None else depth, p["fill"] if fill is None else fill)
+        if key not in self.windows:
+            self.windows[key] = Window(*key, p["timesteps"], p["num_samples"], self.batch, p["pad"])
+        return self.windows[key].at(self.time_step)
+
+    def recorder(self, path: str | None, size: int, spikes: bool) -> Recorder | None:
+        p = self.proc_params
+        if path is None:
+            return None
+        dtype = np.int8 if spikes else _dtype(self.fixed)
+        return Recorder(path, p["num_samples"], p["timesteps"], self.batch, size, dtype)
 
     def encode(self, x: np.ndarray, counter: np.ndarray) -> np.ndarray:
         """The encoder stage on a raw frame (the input's window: depth 0); its events into `counter`."""
-        at = self.at(0)
+        at = self.at(0, 0)
         if at is None:
             return np.zeros_like(x)
-        out = self.encoding.step(at[0], x)
-        counter[at[0]] += np.count_nonzero(out[:at[1]])
+        out = self.encoding.step(at, x)
+        counter[at.t] += np.count_nonzero(out[:at.rows])
         return out
 
-    def feed(self, synapse: Synapse, depth: int | None, x: np.ndarray, counter: np.ndarray) -> None:
-        """What a source of depth `depth` sent this step into `synapse`; its synaptic ops into `counter`."""
-        at = self.at(depth)
+    def feed(self, synapse: Synapse, depth: int | None, fill: int | None, x: np.ndarray, counter: np.ndarray) -> None:
+        """What a source of `depth` and `fill` sent this step into `synapse`; its synaptic ops into `counter`."""
+        at = self.at(depth, fill)
         sops = synapse.push(at, x)
-        if at is not None:
-            counter[at[0]] += sops
+        if at is not None and at.counted:
+            counter[at.t] += sops
 
-    def read(self, a: np.ndarray, depth: int, counter: np.ndarray) -> np.ndarray:
-        """The readout stage (of depth `depth`) on current `a`: the logits; its active units into `counter`."""
-        at = self.at(depth)
+    def read(self, a: np.ndarray, depth: int, fill: int, counter: np.ndarray, recorder: Recorder | None
+             ) -> np.ndarray:
+        """The readout stage (of `depth` and `fill`) on current `a`: the logits; its active units into `counter`."""
+        at = self.at(depth, fill)
         if at is None:
             return np.zeros_like(a)
         logits, active = self.logits.step(at, a)
-        counter[at[0]] += active
+        if at.counted:
+            counter[at.t] += active
+            if recorder is not None:
+                recorder.store(at, logits)
         return logits
 
 
@@ -361,7 +430,7 @@ class _EncoderModel(_WindowedModel):
 # --- synapse -----------------------------------------------------------------------------------
 
 class _SynapseModel(_WindowedModel):
-    """A DeltaSynapse's depth is its source's: the window of what arrives."""
+    """A DeltaSynapse's depth and fill are its source's: the window of what arrives."""
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -369,7 +438,7 @@ class _SynapseModel(_WindowedModel):
 
     def run_spk(self) -> None:
         self.a_out.send(self.synapse.pop())
-        self.feed(self.synapse, None, values(self.s_in.recv(), self.fixed), self.sops)
+        self.feed(self.synapse, None, None, values(self.s_in.recv(), self.fixed), self.sops)
 
 
 # --- neuron ------------------------------------------------------------------------------------
@@ -378,16 +447,21 @@ class _NeuronModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.neurons = Neurons(proc_params, self.fixed, self.batch)
+        self.activity = self.recorder(proc_params["record"], self.neurons.bias.size,
+                                      spikes=proc_params["kind"] != "sdnn")
 
     def fire(self, a: np.ndarray) -> np.ndarray:
         """The neuron stage on current `a`: what it sends (zeros outside the window)."""
         at = self.at()
         if at is None:
             return self.neurons.zeros
-        out, (spikes, events, active) = self.neurons.step(at, a)
-        self.spikes[at[0]] += spikes
-        self.events[at[0]] += events
-        self.active[at[0]] += active
+        out, computed, (spikes, events, active) = self.neurons.step(at, a)
+        if at.counted:
+            self.spikes[at.t] += spikes
+            self.events[at.t] += events
+            self.active[at.t] += active
+            if self.activity is not None:
+                self.activity.store(at, computed)
         self.v = self.neurons.v
         return out
 
@@ -409,12 +483,14 @@ class _PopulationModel(_SynapseModel, _NeuronModel):
             r = p["readout"]
             self.readout = Synapse({**r, "accumulate": p["accumulate"]}, self.fixed, self.batch)
             self.logits = Logits(r["bias"], self.fixed)
+            self.readout_activity = self.recorder(r["record"], r["size"], spikes=False)
 
     def to_logits(self, out: np.ndarray) -> np.ndarray:
         """The folded readout: the logits of the current computed `delay` steps ago, then what the
         neurons sent this step into its synapse."""
-        logits = self.read(self.readout.pop(), self.proc_params["readout"]["depth"], self.readout_active)
-        self.feed(self.readout, None, out, self.readout_sops)
+        r = self.proc_params["readout"]
+        logits = self.read(self.readout.pop(), r["depth"], r["fill"], self.readout_active, self.readout_activity)
+        self.feed(self.readout, None, None, out, self.readout_sops)
         return logits
 
     def run_spk(self) -> None:
@@ -423,7 +499,7 @@ class _PopulationModel(_SynapseModel, _NeuronModel):
         self.s_out.send(out if p["readout"] is None else self.to_logits(out))
         x = values(self.s_in.recv(), self.fixed)
         x = x if self.encoding is None else self.encode(x, self.input_events)
-        self.feed(self.synapse, p["synapse_depth"], x, self.sops)
+        self.feed(self.synapse, p["synapse_depth"], p["synapse_fill"], x, self.sops)
 
 
 # --- readout -----------------------------------------------------------------------------------
@@ -432,9 +508,12 @@ class _ReadoutModel(_WindowedModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.logits = Logits(proc_params["bias"], self.fixed)
+        self.activity = self.recorder(proc_params["record"], self.logits.bias.size, spikes=False)
 
     def run_spk(self) -> None:
-        self.out.send(self.read(values(self.a_in.recv(), self.fixed), self.proc_params["depth"], self.active))
+        p = self.proc_params
+        self.out.send(self.read(values(self.a_in.recv(), self.fixed), p["depth"], p["fill"], self.active,
+                                self.activity))
 
 
 _declare_models(DeltaEncoder, _EncoderModel, "a_in", "s_out", ("events",))

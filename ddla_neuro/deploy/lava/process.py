@@ -4,10 +4,13 @@ layout conversion is needed anywhere; we do not use Lava's `Conv` process, whose
 layout and flipped kernel therefore never come in.
 
 Every process knows its `depth` (the steps from the input frame to it), T, the number of
-samples N of the run and the batch B: it is active for the ceil(N / B) * T steps of its window
-and resets its per-sample state at the start of each round of B samples (time-based, as Lava's
-`LIFReset` does). Outside its window it sends zeros and counts nothing; the rows of the last
-round beyond sample N run on zero frames and are not counted.
+samples N of the run and the batch B: each round of B samples lasts `pad` + T steps (`pad`, the
+network's longest pipeline fill: zero frames before the round's, so that a population starts
+`fill` steps before its first input, as a fresh Lava run does), and a process resets its
+per-sample state when its part of a round starts (time-based, as Lava's `LIFReset` does). Outside
+its part it sends zeros; it counts the T steps of the samples only; the rows of the last round
+beyond sample N run on zero frames and are not counted. A process given `record` (a path)
+writes what it computed at each counted step there, (N, T, n), once its last round is done.
 """
 from __future__ import annotations
 
@@ -20,16 +23,18 @@ from ddla_neuro.deploy.run import MODES
 
 
 class _WindowedProcess(AbstractProcess):
-    def __init__(self, *, depth: int, timesteps: int, num_samples: int, batch: int = 1, **kwargs):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, **kwargs)
+    def __init__(self, *, depth: int, timesteps: int, num_samples: int, batch: int = 1, fill: int = 0, pad: int = 0,
+                 **kwargs):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
+                         **kwargs)
 
 
 class DeltaEncoder(_WindowedProcess):
     """Input frames in, sent on as the frame (dense) or its change since the last step (delta;
     the whole frame at t = 1). Counts the non-zero values it sends per timestep."""
 
-    def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int, batch: int = 1):
-        super().__init__(depth=0, timesteps=timesteps, num_samples=num_samples, batch=batch, mode=mode)
+    def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int, batch: int = 1, pad: int = 0):
+        super().__init__(depth=0, timesteps=timesteps, num_samples=num_samples, batch=batch, pad=pad, mode=mode)
         self.a_in = InPort(shape=(batch, size))
         self.s_out = OutPort(shape=(batch, size))
         self.events = Var(shape=(timesteps,), init=0)
@@ -42,12 +47,13 @@ class DeltaSynapse(_WindowedProcess):
     `delay` steps of synaptic delay (1 as in Lava's Dense; more aligns residual paths).
     `ops` are the projection's `ddla_neuro.deploy.spec.Op`s, `fanout` its `Projection.fanout`;
     `shift` scales the fixed-point result by 2**shift. Counts synaptic ops (each non-zero input
-    times its fan-out) per timestep."""
+    times its fan-out) per timestep. Its `depth` and `fill` are its source's."""
 
     def __init__(self, *, ops: list, fanout: np.ndarray, in_size: int, out_size: int, shift: int, delay: int,
-                 accumulate: bool, depth: int, timesteps: int, num_samples: int, batch: int = 1):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, ops=ops,
-                         fanout=fanout, shift=shift, delay=delay, accumulate=accumulate)
+                 accumulate: bool, depth: int, timesteps: int, num_samples: int, batch: int = 1, fill: int = 0,
+                 pad: int = 0):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
+                         ops=ops, fanout=fanout, shift=shift, delay=delay, accumulate=accumulate)
         self.s_in = InPort(shape=(batch, in_size))
         self.a_out = OutPort(shape=(batch, out_size))
         self.sops = Var(shape=(timesteps,), init=0)
@@ -60,17 +66,23 @@ class DeltaNeuron(_WindowedProcess):
     index), the receivers holding the rest. Counts spikes, sent events and active neurons (non-zero
     synaptic current) per timestep. `kind` cuba: Loihi's current-based LIF (spec.py), the current
     a state with its decay `u_decay` (float) or `du` (fixed point), each unit's current arriving
-    `input_delay` steps late."""
+    `input_delay` steps late; with `bias_input` what arrives is written into the bias register.
+    `kind` sdnn: sigma-delta neurons (`activation`, `message_shift`; spec.py), sending the sum of
+    their messages (dense) or the messages. With `reset_interval` > 0 the state returns to zero
+    before each step t with t % reset_interval == reset_offset."""
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
-                 batch: int = 1, kind: str = "if", u_decay: float = 1.0, du: int = 0,
-                 input_delay: np.ndarray | None = None):
+                 batch: int = 1, fill: int = 0, pad: int = 0, kind: str = "if", u_decay: float = 1.0, du: int = 0,
+                 input_delay: np.ndarray | None = None, bias_input: bool = False, activation: str = "relu",
+                 message_shift: int = 0, reset_interval: int = 0, reset_offset: int = 0, record: str | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, bias=bias,
-                         v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores, kind=kind,
-                         u_decay=u_decay, du=du, input_delay=input_delay)
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
+                         bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores,
+                         kind=kind, u_decay=u_decay, du=du, input_delay=input_delay, bias_input=bias_input,
+                         activation=activation, message_shift=message_shift, reset_interval=reset_interval,
+                         reset_offset=reset_offset, record=record)
         self.a_in = InPort(shape=(batch, size))
         self.s_out = OutPort(shape=(batch, size))
         self.v = Var(shape=(batch, size), init=0)
@@ -90,21 +102,26 @@ class DeltaPopulation(_WindowedProcess):
     `DeltaEncoder` of the network's input when this population is its only reader (s_in then
     takes the raw frames, `input_events` counts what the encoder would send); `readout`, the
     network's `Readout` and its one projection when it reads only this population (a dict:
-    ops, fanout, shift, delay, bias, depth, size; s_out then sends the logits, `readout_sops`
-    and `readout_active` count them)."""
+    ops, fanout, shift, delay, bias, depth, fill, size, record; s_out then sends the logits,
+    `readout_sops` and `readout_active` count them). The neuron parameters are `DeltaNeuron`'s;
+    `synapse_depth` and `synapse_fill` are the source's."""
 
     def __init__(self, *, size: int, ops: list, fanout: np.ndarray, in_size: int, shift: int, delay: int,
                  synapse_depth: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
-                 batch: int = 1, kind: str = "if", u_decay: float = 1.0, du: int = 0,
-                 input_delay: np.ndarray | None = None, encode: str | None = None, readout: dict | None = None):
+                 batch: int = 1, fill: int = 0, pad: int = 0, synapse_fill: int = 0, kind: str = "if",
+                 u_decay: float = 1.0, du: int = 0, input_delay: np.ndarray | None = None, bias_input: bool = False,
+                 activation: str = "relu", message_shift: int = 0, reset_interval: int = 0, reset_offset: int = 0,
+                 record: str | None = None, encode: str | None = None, readout: dict | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, ops=ops,
-                         fanout=fanout, shift=shift, delay=delay, accumulate=mode != "dense",
-                         synapse_depth=synapse_depth, bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset,
-                         mode=mode, keep=keep, scores=scores, kind=kind, u_decay=u_decay, du=du,
-                         input_delay=input_delay, encode=encode, readout=readout)
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
+                         ops=ops, fanout=fanout, shift=shift, delay=delay, accumulate=mode != "dense",
+                         synapse_depth=synapse_depth, synapse_fill=synapse_fill, bias=bias, v_th=v_th, decay=decay,
+                         dv=dv, reset=reset, mode=mode, keep=keep, scores=scores, kind=kind, u_decay=u_decay, du=du,
+                         input_delay=input_delay, bias_input=bias_input, activation=activation,
+                         message_shift=message_shift, reset_interval=reset_interval, reset_offset=reset_offset,
+                         record=record, encode=encode, readout=readout)
         self.s_in = InPort(shape=(batch, in_size))
         self.s_out = OutPort(shape=(batch, size if readout is None else readout["size"]))
         self.v = Var(shape=(batch, size), init=0)
@@ -122,8 +139,9 @@ class Readout(_WindowedProcess):
     active neurons (non-zero synaptic current) per timestep."""
 
     def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int,
-                 batch: int = 1):
-        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, bias=bias)
+                 batch: int = 1, fill: int = 0, pad: int = 0, record: str | None = None):
+        super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
+                         bias=bias, record=record)
         self.a_in = InPort(shape=(batch, size))
         self.out = OutPort(shape=(batch, size))
         self.active = Var(shape=(timesteps,), init=0)
