@@ -8,7 +8,9 @@ and plots. Prints the per-layer table and the totals.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+from dataclasses import replace
 import sys
 import tempfile
 from importlib.resources import files
@@ -23,11 +25,13 @@ from ..checkpoint import checkpoint_dataset, load_checkpoint
 from ..data import load_dataset
 from ..devices import DEVICES, select_device
 from ..errors import UserError
+from ..fileio import publish
 from ..snn.encoders import encode
 from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
-from .netx import load_netx_layers, netx_to_spec
+from .netx import (FRAME_ENCODINGS, NETX_ENCODINGS, frames_layout, input_transform, load_netx_layers, netx_frames,
+                   netx_to_spec, stored_timesteps, transform_images)
 from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
@@ -35,7 +39,7 @@ from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
 from .run import MODES, Counts
 from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
-from .spec import NetSpec
+from .spec import NEURON_KINDS, NetSpec
 
 # models/ at the top of the repository, shipped in the wheel as package data
 DEFAULT_CHECKPOINT = Path(str(files("ddla_neuro.models"))) / "digits-convnet-ddla" / "model.pt"
@@ -50,13 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
-    src.add_argument("--netx", help="a lava-dl netx file (.net: input, conv, pool, flatten and dense layers of CUBA "
-                                    "neurons; needs --dataset and --timesteps)")
-    ap.add_argument("--netx-encoding", choices=("events", "if-rate"), default="events",
-                    help="what a netx network receives: events (the dataset's event frames, default) or if-rate "
+    src.add_argument("--netx", help="a lava-dl netx file (.net: input, conv, pool, flatten and dense layers of CUBA, "
+                                    "LOIHI or SDNN neurons; needs --dataset or --frames)")
+    ap.add_argument("--netx-encoding", choices=NETX_ENCODINGS, default="events",
+                    help="what a netx network receives: events (the dataset's event frames, default); if-rate "
                          "(images in [0, 1] rate-coded by an integrate-and-fire neuron, threshold 1, as lava-dl's "
-                         "MNIST netx tutorial trained it; the file does not store its encoding)")
-    ap.add_argument("--timesteps", type=int, help="timesteps of a NIR graph whose metadata lacks them")
+                         "MNIST netx tutorial trained it); bias (a frame per sample written into the input layer's "
+                         "bias, held every step: lava-dl's PilotNet LIF); graded (integers into the input layer's "
+                         "sigma-delta neurons every step); graded-host (the same stream delta-encoded on the host, "
+                         "lava-dl's skip_layers=1: the input layer takes no place on the chip). bias and graded* "
+                         "take --frames (integers as they are) or --dataset (images in [0, 1] through the input "
+                         "layer's transform 2 w x - w + b, as lava-dl's PilotNet dataset class does)")
+    ap.add_argument("--frames", metavar="FILE",
+                    help="a .npy (or .npz with one array) of integer input for --netx-encoding bias (one frame per "
+                         "sample, (N, C, H, W), or one frame; lava-dl's (W, H, C) too, as its image.npy) or graded "
+                         "(streams (N, T, C, H, W), or one stream); no labels: no accuracy is reported")
+    ap.add_argument("--reset-interval", type=int, metavar="N",
+                    help="a stream of inferences: every neuron's state returns to zero every N steps (lava-dl's "
+                         "netx.hdf5.Network(reset_interval=N)); the report adds figures per inference")
+    ap.add_argument("--reset-offset", type=int, metavar="K",
+                    help="the resets' phase, lava-dl's reset_offset: netx layer k resets at time steps t with "
+                         "t %% N == K + 1 + k; for other models, the first reset comes before step K (0-based)")
+    ap.add_argument("--timesteps", type=int,
+                    help="timesteps of a NIR graph whose metadata lacks them, or of a netx file (default: its stored "
+                         "tSample, or the length of --frames streams)")
     ap.add_argument("--nir-source", default="generic", choices=sorted(NIR_SOURCES),
                     help="the library that wrote the NIR graph: its time step and reset conventions "
                          "(default generic: the graph's metadata)")
@@ -81,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     prec.add_argument("--fixed", dest="fixed", action="store_true", default=True, help="Loihi fixed point (default)")
     prec.add_argument("--float", dest="fixed", action="store_false", help="floating point")
     ap.add_argument("--out", default="runs/deploy", help="output directory (default: runs/deploy)")
+    ap.add_argument("--save-activity", metavar="DIR",
+                    help="write every layer's output per step, for each mode run: DIR/MODE/LAYER.npy of shape "
+                         "(samples, steps, *layer shape); spikes as 0/1, graded outputs (sigma-delta messages, the "
+                         "readout) as their integers")
     ap.add_argument("--seed", type=int, default=0, help="seed of the input encoding (Poisson)")
     ap.add_argument("--timeout", type=float, help="seconds before a Lava run is killed (default: generous)")
     ap.add_argument("--cross-check", choices=("sanafe",),
@@ -120,9 +145,9 @@ def check_writable(out: Path) -> None:
                         f"pick another --out") from None
 
 
-def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
+def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray | None, dict]:
     """The spec (float, but a netx file's in fixed point), the test frames (N, T, ...), the labels
-    and the model's description."""
+    (None for unlabelled frames) and the model's description."""
     if args.netx:
         return _load_netx(args)
     if args.nir:
@@ -150,36 +175,103 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
         frames = input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(args.seed))
         model = {"source": str(path), "arch": ckpt.meta["arch"]["name"], "dataset": name,
                  "method": ckpt.meta.get("method"), "trained_keep": ckpt.meta.get("keep")}
+    if args.reset_interval:  # the spec's aligned steps: the first reset before step --reset-offset
+        spec = replace(spec, reset_interval=args.reset_interval, reset_offset=args.reset_offset or 0)
     model.update(timesteps=spec.timesteps, encoding=spec.encoding, precision="fixed" if args.fixed else "float")
     return spec, frames, data.y_test.numpy(), model
 
 
-def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray, dict]:
-    """A netx network on spike frames (an event dataset's, or images rate-coded by `if-rate`): its
-    spec (fixed point: the file's integers as they are; `--float`: scaled to a threshold of 1),
-    the frames (N, T, ...) in the network's input shape, labels and description."""
-    if not args.dataset or not args.timesteps:
-        raise UserError("--netx needs --dataset and --timesteps (the file stores neither)")
+def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray | None, dict]:
+    """A netx network and its input: spikes (an event dataset's frames, or images rate-coded by
+    `if-rate`) or, for an input layer of neurons, integer frames (`--frames`, or a dataset's
+    images through the layer's transform). Its spec (fixed point: the file's integers as they
+    are; `--float`: scaled to a threshold of 1), the frames (N, T, ...) in the network's input
+    shape, labels (None for `--frames`) and description."""
+    encoding = args.netx_encoding
+    if args.frames and encoding not in FRAME_ENCODINGS:
+        raise UserError(f"--frames feeds --netx-encoding {', '.join(FRAME_ENCODINGS)} (integers written into the "
+                        f"input layer's neurons); {encoding} input comes from a --dataset")
+    if not args.frames and not args.dataset:
+        raise UserError("--netx needs --dataset (or --frames with --netx-encoding bias, graded or graded-host): the "
+                        "file names no data")
     layers = load_netx_layers(args.netx)
-    data = load_dataset(args.dataset, args.data_dir, args.timesteps)
+    timesteps = args.timesteps or stored_timesteps(args.netx)
+    reset = {"reset_interval": args.reset_interval or 0, "reset_offset": args.reset_offset or 0}
+    if encoding in FRAME_ENCODINGS:
+        spec, frames, labels, name = _netx_frame_input(args, layers, timesteps, reset)
+    else:
+        if not timesteps:
+            raise UserError(f"{args.netx} stores no steps per sample (simulation/tSample): give --timesteps")
+        spec, frames, labels = _netx_spike_input(args, layers, timesteps, reset)
+        name = args.dataset
+    model = {"source": str(args.netx), "arch": "netx", "dataset": name, "method": None, "trained_keep": None,
+             "timesteps": spec.timesteps, "encoding": encoding, "precision": "fixed" if args.fixed else "float"}
+    return spec, frames, labels, model
+
+
+def _netx_spike_input(args: argparse.Namespace, layers: list, timesteps: int, reset: dict
+                      ) -> tuple[NetSpec, np.ndarray, np.ndarray]:
+    data = load_dataset(args.dataset, args.data_dir, timesteps)
     rate = args.netx_encoding == "if-rate"
     if data.is_events == rate:
         raise UserError(f"{args.dataset} holds {'event frames' if data.is_events else 'images'}: use "
                         f"--netx-encoding {'events' if data.is_events else 'if-rate'} (a netx network takes spikes)")
     x = data.x_test
-    frames = (encode(x, "if-rate", args.timesteps).transpose(0, 1) if rate else x).numpy()
-    spec = netx_to_spec(layers, args.timesteps, args.fixed, frames.shape[2:], str(args.netx))
+    frames = (encode(x, "if-rate", timesteps).transpose(0, 1) if rate else x).numpy()
+    spec = netx_to_spec(layers, timesteps, args.fixed, frames.shape[2:], str(args.netx), args.netx_encoding, **reset)
     if int(np.prod(frames.shape[2:])) != int(np.prod(spec.input_shape)):
         raise UserError(f"{args.dataset} frames have {int(np.prod(frames.shape[2:]))} values a step, the netx "
                         f"network takes {int(np.prod(spec.input_shape))}")
-    model = {"source": str(args.netx), "arch": "netx", "dataset": args.dataset, "method": None, "trained_keep": None,
-             "timesteps": spec.timesteps, "encoding": args.netx_encoding,
-             "precision": "fixed" if args.fixed else "float"}
-    return spec, frames.reshape(len(frames), frames.shape[1], *spec.input_shape), data.y_test.numpy(), model
+    return spec, frames.reshape(len(frames), frames.shape[1], *spec.input_shape), data.y_test.numpy()
+
+
+def _netx_frame_input(args: argparse.Namespace, layers: list, timesteps: int | None, reset: dict
+                      ) -> tuple[NetSpec, np.ndarray, np.ndarray | None, str]:
+    """Integer frames for an input layer of neurons: `--frames` as they are (a stream sets T), or
+    a dataset's images in [0, 1] through the layer's transform (held T steps unless they are
+    event frames)."""
+    encoding = args.netx_encoding
+    stream = encoding != "bias"
+    spec = netx_to_spec(layers, timesteps or 1, args.fixed, None, str(args.netx), encoding, **reset)
+    if args.frames:
+        x, labels, name = frames_layout(read_frames(args.frames), spec.input_shape, stream), None, Path(args.frames).name
+    else:
+        data = load_dataset(args.dataset, args.data_dir, timesteps or 1)
+        if not data.is_events and not timesteps:
+            raise UserError(f"{args.netx} stores no steps per sample (simulation/tSample): give --timesteps")
+        x = transform_images(data.x_test.numpy(), input_transform(spec))
+        x = frames_layout(x, spec.input_shape, stream and data.is_events)
+        if stream and not data.is_events:
+            x = np.repeat(x[:, None], timesteps, axis=1)
+        labels, name = data.y_test.numpy(), args.dataset
+    if stream:
+        if args.timesteps and args.timesteps != x.shape[1]:
+            raise UserError(f"--timesteps {args.timesteps} but the graded streams have {x.shape[1]} steps; drop it")
+        spec = replace(spec, timesteps=x.shape[1])
+    elif not timesteps:
+        raise UserError(f"{args.netx} stores no steps per sample (simulation/tSample): give --timesteps")
+    return spec, netx_frames(spec, x), labels, name
+
+
+def read_frames(path: str) -> np.ndarray:
+    """The array of a .npy file, or of an .npz holding one array (or `frames`), without pickles."""
+    if not Path(path).is_file():
+        raise UserError(f"--frames {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            return data
+        with data:
+            names = data.files
+            if "frames" not in names and len(names) != 1:
+                raise ValueError(f"it holds {sorted(names)}: keep one array, or name it 'frames'")
+            return data["frames" if "frames" in names else names[0]]
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"--frames {path} is not a readable .npy/.npz array ({e})") from None
 
 
 def pick_runs(args: argparse.Namespace, spec: NetSpec, model: dict) -> tuple[list[str], list[float]]:
-    has_scores = all(p.name in spec.scores for p in spec.spiking)
+    has_scores = bool(spec.spiking) and all(p.name in spec.scores for p in spec.spiking)
     if args.mode:
         modes = [m.strip() for m in args.mode.split(",") if m.strip()]
         bad = [m for m in modes if m not in MODES]
@@ -212,7 +304,8 @@ class Runner:
     def __call__(self, mode: str, keep: float):
         mine = self.frames[self.part.of(len(self.frames))]
         fast = self.args.backend == "fast"  # the bar follows the simulator's batches (on Lava: Lava's samples)
-        sim = simulate(self.spec, mine, mode, keep, neurobench=mode == "dense", device=self.device,
+        record = bool(self.args.save_activity)
+        sim = simulate(self.spec, mine, mode, keep, neurobench=mode == "dense", device=self.device, record=record,
                        on_batch=(lambda n: self.bar.update(n * self.part.world)) if fast else None)
         sim = shard.gather(sim, self.part)
         if mode == "dense":
@@ -221,10 +314,11 @@ class Runner:
             return sim
         start = self.bar.n
         result = run_lava(self.spec, self.frames, mode, keep, timeout=self.args.timeout, graph=self.args.lava_graph,
-                          batch=self.args.lava_batch,
+                          batch=self.args.lava_batch, record=record,
                           on_progress=lambda done, total: self.bar.update(start + done - self.bar.n))
         self.lava_matches_sim &= bool(np.array_equal(result.logits, sim.logits)
-                                      and result.counts.to_dict() == sim.counts.to_dict())
+                                      and result.counts.to_dict() == sim.counts.to_dict()
+                                      and all(np.array_equal(result.activity[k], v) for k, v in sim.activity.items()))
         return result
 
 
@@ -246,11 +340,12 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
         raise UserError(f"--samples must be at least 1, got {args.samples}")
     if args.lava_batch < 1:
         raise UserError(f"--lava-batch must be at least 1, got {args.lava_batch}")
+    _check_stream_options(args)
     spec, frames, labels, model = load_model(args)
     if args.backend == "lava":
         check_lava_mappable(spec)
     modes, keeps = pick_runs(args, spec, model)
-    frames, labels = frames[: args.samples], labels[: args.samples]
+    frames, labels = frames[: args.samples], None if labels is None else labels[: args.samples]
     if args.fixed:
         spec = quantize(spec)
         frames = quantize_input(frames, spec)
@@ -269,7 +364,7 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
             sweep_results.setdefault(1.0, results["delta"])  # DDLA with k = 1 is delta (tested)
         results["ddla"] = sweep_results[keeps[0]]
     runner.bar.close()
-    accuracy = {m: float(np.mean(r.predictions == labels)) for m, r in results.items()}
+    accuracy = {m: _accuracy(r, labels) for m, r in results.items()}
     report_modes = {}
     for mode, r in results.items():
         report_modes[mode] = {"keep": keeps[0] if mode == "ddla" else 1.0,
@@ -279,7 +374,9 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     report = {"schema_version": SCHEMA_VERSION, "tool": f"ddla-neuro {__version__}", "profile": profile.to_dict(),
               "model": model, "run": {"backend": args.backend, "device": runner.device.type,
                                       "samples": int(len(frames)), "seed": args.seed,
-                                      "keeps": keeps if "ddla" in modes else []},
+                                      "keeps": keeps if "ddla" in modes else [],
+                                      "reset": {"interval": args.reset_interval, "offset": args.reset_offset or 0}
+                                      if args.reset_interval else None},
               "checks": _checks(spec, results, runner), "modes": report_modes}
     if "dense" in results and "delta" in results:
         _add_mixed(report, spec, results, profile, accuracy["dense"])
@@ -291,7 +388,45 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     if args.cross_check:
         report["cross_check"] = cross_check(spec, frames[: args.cross_check_samples], profile,
                                             tuple(m for m in MODES if m in results), keeps[0])
+    if args.save_activity and part.rank == 0:
+        save_activity(Path(args.save_activity), spec, results)
     return report
+
+
+def _check_stream_options(args: argparse.Namespace) -> None:
+    """One line, before any work, for a stream option that cannot hold."""
+    if args.timesteps is not None and args.timesteps < 1:
+        raise UserError(f"--timesteps must be at least 1, got {args.timesteps}")
+    if args.reset_interval is not None and args.reset_interval < 1:
+        raise UserError(f"--reset-interval must be at least 1 (steps per inference), got {args.reset_interval}")
+    if args.reset_offset is not None and (args.reset_offset < 0 or args.reset_interval is None):
+        raise UserError(f"--reset-offset takes a step of 0 or more, with --reset-interval; got {args.reset_offset}")
+    if args.save_activity:
+        check_writable(Path(args.save_activity))
+
+
+def _accuracy(result, labels: np.ndarray | None) -> float | None:
+    """Top-1 accuracy of the time-averaged logits; None without labels (frames given as they are)."""
+    return None if labels is None else float(np.mean(result.predictions == labels))
+
+
+def save_activity(folder: Path, spec: NetSpec, results: dict) -> None:
+    """Every population's output per step of each mode run (`RunResult.activity`) as
+    FOLDER/MODE/LAYER.npy, (samples, steps, *shape): spikes as uint8 0/1, graded values (messages,
+    logits) as int64 in fixed point (float64 otherwise). Each mode's folder is written whole or not at all."""
+    for mode, result in results.items():
+        files = {}
+        for pop in spec.populations:
+            values = result.activity[pop.name]
+            dtype = np.uint8 if pop.kind in NEURON_KINDS else np.int64 if spec.fixed else np.float64
+            buf = io.BytesIO()
+            np.save(buf, values.reshape(*values.shape[:2], *pop.shape).astype(dtype))
+            files[f"{pop.name}.npy"] = buf.getvalue()
+        try:
+            publish(folder / mode, files)
+        except OSError as e:
+            raise UserError(f"cannot write the activity to {folder / mode}: {e.strerror or e}; free space there or "
+                            f"pick another --save-activity") from None
 
 
 def _check_cross_check(args: argparse.Namespace, profile, spec: NetSpec) -> None:
@@ -329,10 +464,11 @@ def _add_mixed(report: dict, spec: NetSpec, results: dict, profile, accuracy: fl
     report["modes"]["mixed"]["totals"]["accuracy"] = accuracy  # lossless: the dense run's outputs
 
 
-def _sweep_point(spec: NetSpec, profile, keep: float, result, totals: dict | None, labels: np.ndarray) -> dict:
+def _sweep_point(spec: NetSpec, profile, keep: float, result, totals: dict | None, labels: np.ndarray | None
+                 ) -> dict:
     """One point of the keep sweep; `totals` where the run was already costed (delta and ddla encode alike)."""
     totals = totals or cost_run(spec, result.counts, profile, _plan(spec, "ddla"))["totals"]
-    return {"keep": keep, "accuracy": float(np.mean(result.predictions == labels)),
+    return {"keep": keep, "accuracy": _accuracy(result, labels),
             **{k: totals[k] for k in ("synaptic_ops", "events", "energy_j")}}
 
 

@@ -15,6 +15,15 @@ What is counted, per sample (the counts are totals over the samples run):
   messages (2-bit payload) on a chip with graded spikes (`spike_payload_bits_max > 0`); on a
   binary chip they need an on/off pair of axons: the same messages and SOPs, twice the
   synapses and input axons.
+* Sigma-delta populations (lava-dl's SDNN) send graded messages: one per changed output, its
+  payload the message bits their sender declares (`Sends.bits`), one graded synaptic op
+  (`e_synop_graded`) per synapse it reaches; a unit's update is active in a step where an input
+  changed its sigma. A frame written into a bias register (`Projection.to_bias`, lava-dl's
+  PilotNet) has no synapses, messages or synaptic ops: the host writes it (not priced; Intel's
+  run writes it once, before the run).
+* A stream of inferences (`NetSpec.reset_interval`): the totals are per sample of T steps, and
+  `per_inference` gives them per reset interval (T / interval inferences a sample). The
+  pipeline fill before a sample's first step (lava-dl's, spec.py) is not counted.
 * Compute populations (max pool, product: the Spike-driven Transformer) have no Loihi model.
   Their units are priced as neuron updates and each is named in the mapping problems. A max pool
   of currents sends graded values (multi-bit, `e_synop_graded`, 24-bit payloads); a max pool or
@@ -120,7 +129,7 @@ def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
     limit = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core",
                                                "fanout_axons_per_core", "weight_bits_max")}
     problems = []
-    if binary_chip and spec.encoding == "direct":
+    if binary_chip and spec.input_sends.graded and spec.targets["input"]:
         problems.append("the chip sends binary spikes only: the analog input needs graded messages "
                         "(rate-code it, or compute the first layer on the host)")
     for pop in spec.compute:
@@ -134,6 +143,8 @@ def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
     for pop in spec.populations:
         n_syn, axons = 0, 0
         for proj in pop.inputs:
+            if proj.to_bias:  # a bias register, written by the host
+                continue
             pair = 2 if binary_chip and _signed(spec, proj.source, plan) else 1
             n_syn += pair * int(proj.fanout.sum())  # the composed matrix, stored explicitly
             axons += pair * int(np.prod(proj.ops[0].in_shape))
@@ -207,6 +218,8 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, st
     totals = {**_totals(rows), "chips": chips, "latency_s": latency, "step_latency_s": step_s}
     totals["unknown_terms"] = sorted(terms.unknown)
     totals["mapping_problems"] = mapping.problems
+    if spec.reset_interval:
+        totals["per_inference"] = per_inference(totals, spec)
     return {"layers": rows, "totals": totals,
             "per_timestep": {"events": np.sum([r["events_out_per_step"] for r in rows], axis=0).tolist(),
                              "synaptic_ops": np.sum([r["sops_per_step"] for r in rows], axis=0).tolist()}}
@@ -215,13 +228,15 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, st
 def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
     transmits = plan.get(name, "dense")
     events = _per_sample(counts, "events", name) if pop is None or pop.kind != "readout" else np.zeros(counts.timesteps)
+    written = pop is None and not spec.targets[name]  # the input, written into bias registers: no events
+    writes, events = (float(events.sum()), np.zeros(counts.timesteps)) if written else (0.0, events)
     sops = np.zeros(counts.timesteps)
     by_source: dict[str, float] = {}
     events_in = 0.0
     for proj in [] if pop is None else pop.inputs:
         s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
         sops += s
-        events_in += float(_per_sample(counts, "events", proj.source).sum())
+        events_in += 0.0 if proj.to_bias else float(_per_sample(counts, "events", proj.source).sum())
         price = "e_synop_graded" if spec.sends(proj.source).graded and not all_in else \
             "e_synop_conv" if proj.weighted.kind == "conv2d" and terms.has("energy", "e_synop_conv") else "e_synop"
         by_source[proj.source] = by_source.get(proj.source, 0.0) + terms.energy(price, float(s.sum()))
@@ -237,7 +252,7 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
            "neuron_updates": float(n * counts.timesteps), "active_updates": active, "idle_updates": idle,
            "synapses": mapping.synapses.get(name, 0), "syn_mem_bytes": mapping.syn_bytes.get(name, 0),
            "cores": 0 if pop is None else mapping.cores[name],
-           "synaptic_j_by_source": by_source,
+           "synaptic_j_by_source": by_source, **({"bias_writes": writes} if written else {}),
            "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
     messages, hops_energy = _messages(terms, mapping, spec.targets[name], name, row["events_out"], all_in)
     header = terms.get("chip", "message_bits")
@@ -252,6 +267,16 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
         + terms.energy("e_msg_local", messages) + hops_energy
     row["energy_j"] = {"synaptic": e_syn, "neuron": neuron, "routing": routing, "static": 0.0}
     return row
+
+
+PER_INFERENCE = ("synaptic_ops", "events", "energy_j", "dynamic_energy_j", "latency_s")
+
+
+def per_inference(totals: dict, spec: NetSpec) -> dict:
+    """The totals of a sample that is a stream, per inference (one reset interval of steps)."""
+    n = spec.inferences
+    return {"steps": spec.reset_interval, "inferences_per_sample": n,
+            **{k: None if totals[k] is None else totals[k] / n for k in PER_INFERENCE}}
 
 
 def _messages(terms, mapping, targets: list[str], name, events_out, all_in) -> tuple[float, float]:

@@ -49,6 +49,7 @@ from .spec import (DECAY_BITS, MEMBRANE_BITS, SPIKES, WEIGHTED, NetSpec, Op, Pop
                    assign_depths, window_op)
 
 NETX_ENCODINGS = ("events", "if-rate", "bias", "graded", "graded-host")
+FRAME_ENCODINGS = ("bias", "graded", "graded-host")  # integer frames written into the input layer's neurons
 ACT_SHIFT = 6        # Loihi: a synaptic input, a bias mantissa and a threshold mantissa are shifted left by 6
 FRAC_BITS = 12       # membrane units of a netx network: a threshold mantissa of 64 is 1.0
 SPIKE_EXP = 6        # netx's graded spikes: a message is in units of 2**-6 (Network(spike_exp=6))
@@ -180,6 +181,9 @@ class _NetxReader:
             raise IRError(f"{where}: has no shape")
         neuron_type = layer["neuron"].get("type")
         wanted = {"SDNN": ("graded", "graded-host")}.get(neuron_type, ("events", "if-rate", "bias"))
+        # lava-dl reads the layer's weight and bias as ints: the host's transform of raw images
+        self.input_meta["transform"] = {"weight": int(layer.get("weight", 2 ** ACT_SHIFT)),
+                                        "bias": int(layer.get("bias", 0))}
         if self.encoding not in wanted:
             raise IRError(f"{where}: {neuron_type} input neurons take --netx-encoding {' or '.join(wanted)}, "
                           f"not {self.encoding}")
@@ -189,7 +193,7 @@ class _NetxReader:
             self._graded_input(index, layer, where)
         elif self.encoding == "graded-host":
             sdnn = _sdnn_neuron(layer, where)
-            self.input_sends = Sends(graded=True, bits=sdnn["bits"], frac_bits=SPIKE_EXP)
+            self.input_sends = Sends(graded=True, bits=sdnn["bits"])  # the host's messages, as the chip receives them
             self.input_meta.update(v_th=sdnn["v_th_mant"], bits=sdnn["bits"])
         else:
             self._spike_input(index, layer, where)
@@ -209,10 +213,7 @@ class _NetxReader:
         self.input_neurons = True
 
     def _bias_input(self, index: str, layer: dict, where: str) -> None:
-        """The frame as the input neurons' bias mantissa: the file's weight and bias are the
-        host's transform of raw images (lava-dl reads them as ints)."""
-        self.input_meta["transform"] = {"weight": int(layer.get("weight", 2 ** ACT_SHIFT)),
-                                        "bias": int(layer.get("bias", 0))}
+        """The frame as the input neurons' bias mantissa."""
         write = Op("scale", self.shape, self.shape, np.array(1.0))
         self._population(f"layer{index}", [write], {**layer, "bias": 0.0}, where, to_bias=True)
         self.input_sends = Sends(graded=True, bits=BIAS_BITS)
@@ -443,17 +444,75 @@ def _netx_bias(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray:
 
 # --- the input frames ---------------------------------------------------------------------------------
 
-def input_transform(spec: NetSpec) -> dict[str, int] | None:
-    """lava-dl's input transform of raw images (the input layer's weight and bias), for a spec
-    whose frame is the input layer's bias; None otherwise."""
-    return spec.meta.get("netx_input", {}).get("transform")
+def stored_timesteps(path: str | Path) -> int | None:
+    """The steps per sample a netx file stores (`simulation/tSample`, lava-dl's export), if any."""
+    try:
+        with h5py.File(path, "r") as f:
+            return int(np.asarray(f["simulation/tSample"]).ravel()[0]) if "simulation/tSample" in f else None
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def input_transform(spec: NetSpec) -> dict[str, int]:
+    """lava-dl's input transform of raw images (the input layer's weight and bias, as lava-dl's
+    PilotNet dataset applies them); identity-like {64, 0} where the file has none."""
+    return spec.meta.get("netx_input", {}).get("transform", {"weight": 2 ** ACT_SHIFT, "bias": 0})
 
 
 def transform_images(x: np.ndarray, transform: dict[str, int]) -> np.ndarray:
-    """Raw images in [0, 1] as bias mantissas, as lava-dl's PilotNet dataset class computes
-    them: 2 w x - w + b, truncated toward zero."""
+    """Raw images in [0, 1] as the integers an input layer of neurons takes, as lava-dl's PilotNet
+    dataset class computes them: 2 w x - w + b, truncated toward zero."""
     w, b = transform["weight"], transform["bias"]
     return np.trunc(2 * w * np.asarray(x, dtype=np.float64) - w + b)
+
+
+def frames_layout(x: np.ndarray, input_shape: tuple[int, ...], stream: bool) -> np.ndarray:
+    """Integer input in our layout: (N, *input_shape) frames (`stream` False: a bias frame per
+    sample) or (N, T, *input_shape) streams. One frame or one stream may come alone, and in
+    lava-dl's layout too ((W, H, C) as its `image.npy`; (W, H, C, T) as a RingBuffer's data)."""
+    x = np.asarray(x)
+    shape, lava = tuple(input_shape), tuple(input_shape[::-1])
+    leading = 2 if stream else 1  # (N, T) or (N,)
+    if lava != shape and (x.shape == lava or (stream and x.shape[:-1] == lava)):
+        return x.T[None]
+    extra = x.ndim - len(shape)
+    if 0 <= extra <= leading and x.shape[extra:] == shape:
+        return x.reshape((1,) * (leading - extra) + x.shape)
+    kind = "(N, T, *shape) or (T, *shape)" if stream else "(N, *shape) or one frame"
+    raise IRError(f"frames of shape {x.shape} do not fit the input layer's {shape}: give {kind}, in (C, H, W) "
+                  f"order (or lava-dl's {lava})")
+
+
+def netx_frames(spec: NetSpec, x: np.ndarray) -> np.ndarray:
+    """The frames (N, T, *input_shape) a netx spec of a frame encoding runs, from integers in our
+    layout (`frames_layout`): a bias frame per sample held T steps; a graded stream as it is;
+    for graded-host what the host's delta encoder has sent (`host_delta_frames`). Checks that
+    they are integers the input layer can hold."""
+    meta = spec.meta.get("netx_input", {})
+    encoding = meta.get("encoding")
+    if encoding not in FRAME_ENCODINGS:
+        raise IRError(f"netx_frames feeds --netx-encoding {', '.join(FRAME_ENCODINGS)}, not {encoding}")
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)) or not np.array_equal(x, np.round(x)):
+        raise IRError("the input layer takes integer frames (lava-dl's mantissas); raw images in [0, 1] go through "
+                      "the input layer's transform: pass them as a --dataset")
+    if encoding == "bias":
+        _in_range(x, BIAS_BITS, "bias mantissas (Lava's LIF: signed 13 bits)")
+        return np.repeat(x[:, None], spec.timesteps, axis=1)
+    # the input neurons' state holds the frame shifted by spike_exp + state_exp in 24 bits
+    _in_range(x, MEMBRANE_BITS - SPIKE_EXP - STATE_EXP, "graded frames (a sigma-delta state of 24 bits)")
+    if encoding == "graded":
+        return x
+    received = host_delta_frames(x, meta["v_th"])
+    sent = np.diff(received, axis=1, prepend=0)
+    _in_range(sent, meta["bits"], f"the host encoder's messages ({meta['bits']}-bit payloads)")
+    return received.astype(np.float64)
+
+
+def _in_range(x: np.ndarray, bits: int, what: str) -> None:
+    low, high = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+    if x.size and (x.min() < low or x.max() > high):
+        raise IRError(f"{what} must lie in {low}..{high}, got {x.min():.0f}..{x.max():.0f}")
 
 
 def host_delta_frames(x: np.ndarray, v_th_mant: int) -> np.ndarray:

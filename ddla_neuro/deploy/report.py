@@ -4,20 +4,25 @@ atomically, plus the text table printed on the terminal.
 report.json, schema_version 1:
 
     schema_version, tool, profile (the profile with every quantity's value/unit/kind/source),
-    model {source, arch, dataset, timesteps, encoding, precision, method, trained_keep,
-           nir_source, nir_dt (NIR graphs only: the exporter's conventions and time step)},
-    run {backend, device (where the simulator ran: cpu or cuda), samples, seed, keeps},
+    model {source, arch, dataset (a netx run's --frames: the file's name), timesteps, encoding, precision,
+           method, trained_keep, nir_source, nir_dt (NIR graphs only: the exporter's conventions and time step)},
+    run {backend, device (where the simulator ran: cpu or cuda), samples, seed, keeps,
+         reset {interval, offset} (lava-dl's, a stream of inferences) or null},
     checks {name: bool}                      # delta == dense, Lava == simulator, ...
     modes {dense|delta|ddla|mixed: {
         keep, plan (mixed only: sender -> dense|delta),
-        totals {accuracy (0-1), synaptic_ops, events, spikes, messages, message_bits, neuron_updates,
-                active_updates, synapses, syn_mem_bytes, cores, chips, latency_s, step_latency_s,
+        totals {accuracy (0-1, null without labels), synaptic_ops, events, spikes, messages, message_bits,
+                neuron_updates, active_updates, synapses, syn_mem_bytes, cores, chips, latency_s, step_latency_s,
                 energy_j, dynamic_energy_j, energy_parts_j {synaptic, neuron, routing, static}, unknown_terms,
-                mapping_problems},                                   # all per inference (one sample)
+                mapping_problems,                                    # all per sample (one inference, but:)
+                per_inference {steps, inferences_per_sample, synaptic_ops, events, energy_j, dynamic_energy_j,
+                               latency_s}},                          # a stream (run.reset) only
         layers [{layer, kind, neurons, encoding, events_in, events_out, synaptic_ops, spikes,
                  neuron_updates, active_updates, idle_updates, synapses, syn_mem_bytes, cores,
                  messages, message_bits, energy_j {parts}, energy_total_j, synaptic_j_by_source,
-                 events_out_per_step, sops_per_step}],
+                 events_out_per_step, sops_per_step,
+                 bias_writes (the input row, when the input is written into bias registers: its
+                              values the host writes; not events, not priced)}],
         per_timestep {events, synaptic_ops}}},
     cheaper [{layer, dense_j, delta_j, cheaper}]                     # per sender
     sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios
@@ -71,18 +76,31 @@ def _modes(report: dict) -> list[str]:
 
 
 def totals_table(report: dict) -> list[str]:
-    rows = [("accuracy", "accuracy", "%"), ("synaptic ops", "synaptic_ops", ""), ("events", "events", ""),
-            ("active neuron updates", "active_updates", ""), ("energy / inference", "energy_j", "J"),
-            ("  dynamic (no static)", "dynamic_energy_j", "J"),
-            ("cores", "cores", ""), ("latency / inference", "latency_s", "s")]
+    """The totals of each mode: per inference, which is a sample, or in a stream of inferences
+    (a reset interval) per sample of T steps followed by the per-inference figures."""
     modes = _modes(report)
-    lines = ["| per inference | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
-    for label, key, unit in rows:
+    stream = report["modes"][modes[0]]["totals"].get("per_inference")
+    unit = "inference" if stream is None else "sample"
+    rows = [("accuracy", "accuracy", "%"), ("synaptic ops", "synaptic_ops", ""), ("events", "events", ""),
+            ("active neuron updates", "active_updates", ""), (f"energy / {unit}", "energy_j", "J"),
+            ("  dynamic (no static)", "dynamic_energy_j", "J"),
+            ("cores", "cores", ""), (f"latency / {unit}", "latency_s", "s")]
+    if stream is not None:
+        per = f"per inference ({stream['steps']} steps)"
+        rows += [(f"{per}: synaptic ops", "per_inference.synaptic_ops", ""),
+                 (f"{per}: energy", "per_inference.energy_j", "J"),
+                 (f"{per}: dynamic", "per_inference.dynamic_energy_j", "J"),
+                 (f"{per}: latency", "per_inference.latency_s", "s")]
+    head = "per inference" if stream is None else f"per sample ({report['model']['timesteps']} steps)"
+    lines = [f"| {head} | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
+    for label, key, kind in rows:
         cells = []
         for m in modes:
-            v = report["modes"][m]["totals"].get(key)
+            v = report["modes"][m]["totals"]
+            for part in key.split("."):
+                v = v.get(part) if v is not None else None
             cells.append("-" if v is None and key == "accuracy" else
-                         f"{100 * v:.2f}%" if unit == "%" else _fmt(v, unit))
+                         f"{100 * v:.2f}%" if kind == "%" else _fmt(v, kind))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 

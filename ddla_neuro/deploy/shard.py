@@ -62,9 +62,12 @@ def merge_counts(parts: list[Counts]) -> Counts:
 
 
 def gather(result: RunResult, shard: Shard) -> RunResult:
-    """Every shard's result as one: logits concatenated in sample order, counters summed."""
+    """Every shard's result as one: logits (and any recorded activity) concatenated in sample
+    order, counters summed."""
     if shard.world == 1:
         return result
     parts: list = [None] * shard.world
-    dist.all_gather_object(parts, (result.logits, result.counts))
-    return RunResult(np.concatenate([logits for logits, _ in parts]), merge_counts([c for _, c in parts]))
+    dist.all_gather_object(parts, (result.logits, result.counts, result.activity))
+    activity = {k: np.concatenate([a[k] for _, _, a in parts]) for k in result.activity}
+    return RunResult(np.concatenate([logits for logits, _, _ in parts]), merge_counts([c for _, c, _ in parts]),
+                     activity=activity)
