@@ -1,10 +1,12 @@
-"""lava-dl netx files (`ir.read_netx`, `deploy --netx`), checked against lava-dl itself: the
+"""lava-dl netx files (`netx.read_netx`, `deploy --netx`), checked against lava-dl itself: the
 network its own netx runner (`lava.lib.dl.netx.hdf5.Network`) builds from the file, run in Lava's
-bit-accurate fixed point, and, for the pool layer that runner lacks, the forward pass of slayer,
-the library that trains and exports these files. Networks are built in slayer and written by
-its own `export_hdf5`."""
+bit-accurate fixed point (`lava_netx_anchor.py`), and, for the pool layer that runner lacks, the
+forward pass of slayer, the library that trains and exports these files. Networks are built in
+slayer and written by its own `export_hdf5`: CUBA conv/dense with biases, delays, resets and an
+input layer driven by its bias; sigma-delta (SDNN) with graded input on the chip or from the
+host's encoder. Our Lava processes equal the simulator on each. lava-dl's own PilotNets:
+`test_pilotnet.py`."""
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,66 +17,14 @@ import torch
 
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError
-from ddla_neuro.deploy.netx import read_netx
-from ddla_neuro.deploy.lava_run import run_isolated, run_lava
+from ddla_neuro.deploy.lava_run import run_lava
+from ddla_neuro.deploy.netx import netx_frames, read_netx
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
 from ddla_neuro.snn.encoders import if_rate
 
 slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
-
-ANCHOR = Path(__file__).with_name("lava_netx_anchor.py")
-FIXTURE = Path(__file__).parent / "data" / "lava-dl-mnist" / "trained_mnist_network.net"
-T = 12
-CUBA = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1}
-
-
-def export(blocks: list, x: torch.Tensor, path: Path) -> list[np.ndarray]:
-    """Runs slayer's forward (input NCHWT or NCT) and writes the netx file with slayer's own
-    exporter. Returns the spikes of every neuron block as (N, T, ...) in our step alignment:
-    slayer delays each block's output by one step, as Lava's synapses do."""
-    outs, shift = [], 0
-    with torch.no_grad():
-        for block in blocks:
-            x = block(x)
-            if getattr(block, "neuron", None) is not None:
-                shift += 1
-                outs.append(np.moveaxis(x.numpy(), -1, 1)[:, shift:])
-    with h5py.File(path, "w") as f:
-        group = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(group.create_group(str(i)))
-    return outs
-
-
-def lava_dl_blocks(path: Path, tmp_path: Path, **job) -> list[np.ndarray]:
-    """Every block's output (T, ...) from lava-dl's netx runner on one job (`lava_netx_anchor.py`)."""
-    job_file, out = tmp_path / "job.npz", tmp_path / "out.npz"
-    steps = len(next(v for k, v in job.items() if k in ("spikes", "graded", "host")) if "bias" not in job else
-                job.pop("steps"))
-    np.savez(job_file, steps=steps, **job)
-    run_isolated([sys.executable, str(ANCHOR), str(path), str(job_file), str(out)], timeout=300)
-    with np.load(out) as f:
-        return [f[f"s{k}"] for k in range(len(f.files))]
-
-
-def lava_dl_run(path: Path, spikes: np.ndarray, tmp_path: Path) -> list[np.ndarray]:
-    """Per sample of (N, T, ...) spikes: every block's spikes from lava-dl's netx runner."""
-    per_sample = [lava_dl_blocks(path, tmp_path, spikes=sample) for sample in spikes]
-    return [np.stack(layer) for layer in zip(*per_sample)]
-
-
-def conv_net(pool: bool) -> list:
-    torch.manual_seed(0)
-    blocks = [slayer.block.cuba.Conv(CUBA, 2, 4, 3, padding=1, weight_scale=2)]
-    if pool:
-        blocks.append(slayer.block.cuba.Pool(CUBA, 2))
-    side = 4 if pool else 8
-    return blocks + [slayer.block.cuba.Flatten(), slayer.block.cuba.Dense(CUBA, 4 * side * side, 10, weight_scale=3)]
-
-
-def spikes(shape: tuple[int, ...], seed: int = 0, rate: float = 0.3) -> np.ndarray:
-    return (np.random.default_rng(seed).random(shape) < rate).astype(np.float32)
+from netx_nets import CUBA, FIXTURE, T, conv_net, edit, export, lava_dl_blocks, lava_dl_run, spikes  # noqa: E402
 
 
 def assert_same_spikes(spec, sim, reference: list[np.ndarray], skip: int = 0) -> None:
@@ -83,6 +33,16 @@ def assert_same_spikes(spec, sim, reference: list[np.ndarray], skip: int = 0) ->
         ours = sim.sent[pop.name].reshape(ref.shape[0], -1, *pop.shape)[:, :ref.shape[1]]
         np.testing.assert_array_equal(ours, ref, err_msg=pop.name)
         assert ref.sum() > 0, pop.name
+
+
+def assert_lava_equals_simulator(spec, frames: np.ndarray, modes=("dense", "delta"), batch: int = 1) -> None:
+    """Our Lava processes: the simulator's logits, counters and every population's activity."""
+    for mode in modes:
+        sim, lava = simulate(spec, frames, mode, record=True), run_lava(spec, frames, mode, batch=batch, record=True)
+        np.testing.assert_array_equal(lava.logits, sim.logits)
+        assert lava.counts.to_dict() == sim.counts.to_dict()
+        for name, values in sim.activity.items():
+            np.testing.assert_array_equal(lava.activity[name], values, err_msg=f"{mode} {name}")
 
 
 def test_fixture_spikes_as_lava_dl_runs_it(tmp_path):
@@ -141,10 +101,129 @@ def test_synaptic_delays_spike_as_lava_dl_runs_them(tmp_path):
         assert lava.counts.to_dict() == simulate(spec, x, mode).counts.to_dict()
 
 
+def test_resets_spike_as_lava_dl_runs_them(tmp_path):
+    """A stream of inferences, lava-dl's reset_interval 5 and reset_offset 2 (layer k resets at
+    time steps t % 5 == 3 + k), on a conv net with strong biases: the simulator equals lava-dl's
+    runner on every step, the pipeline fill's included; our Lava processes equal the simulator."""
+    x = spikes((2, T, 2, 8, 8), seed=5)
+    export(conv_net(pool=False), torch.as_tensor(np.moveaxis(x, 1, -1)), tmp_path / "net.net")
+    with h5py.File(tmp_path / "net.net", "a") as f:
+        f["layer/0/bias"] = np.array([-3.0, 9.0, 2.0, 20.0])
+        f["layer/2/bias"] = np.arange(10) * 3.0
+    spec = read_netx(tmp_path / "net.net", T, input_shape=(2, 8, 8), reset_interval=5, reset_offset=2)
+    assert (spec.reset_interval, spec.reset_offset) == (5, 1)  # the spec's steps: one synapse behind the frame
+    sim = simulate(spec, x, "dense", record=True)
+    per_sample = [lava_dl_blocks(tmp_path / "net.net", tmp_path, spikes=s, reset=[5, 2]) for s in x]
+    assert_same_spikes(spec, sim, [np.stack(layer) for layer in zip(*per_sample)])
+    unreset = simulate(replace(spec, reset_interval=0), x, "dense", record=True)
+    assert not np.array_equal(unreset.sent["layer2"], sim.sent["layer2"])  # the resets change the spikes
+    np.testing.assert_array_equal(simulate(spec, x, "delta").logits, sim.logits)
+    assert_lava_equals_simulator(spec, x, batch=2)
+
+
+def bias_net(path: Path) -> Path:
+    """An input layer of CUBA neurons (slayer's Input block, weight 1.5 and bias 0.25: 96 and 16
+    as the file stores them), then a conv and a dense layer."""
+    export([slayer.block.cuba.Input(CUBA, weight=1.5, bias=0.25)] + conv_net(pool=False), torch.zeros(1, 2, 8, 8, 2),
+           path)
+    return path
+
+
+def test_an_input_layer_driven_by_its_bias_spikes_as_lava_dl_runs_it(tmp_path):
+    """The frame as the input layer's bias mantissa, held every step (lava-dl's PilotNet way), with
+    resets (4, 1): every layer equals lava-dl's runner; the file's weight and bias are the host's
+    transform of raw images, not the network's; our Lava processes equal the simulator."""
+    net = bias_net(tmp_path / "bias.net")
+    spec = read_netx(net, T, encoding="bias", reset_interval=4, reset_offset=1)
+    assert spec.meta["netx_input"]["transform"] == {"weight": 96, "bias": 16}
+    assert spec.populations[0].inputs[0].to_bias and not spec.populations[0].bias.any()
+    mantissas = np.random.default_rng(6).integers(0, 40, (2, 2, 8, 8))
+    frames = netx_frames(spec, mantissas)
+    assert frames.shape == (2, T, 2, 8, 8)
+    sim = simulate(spec, frames, "dense", record=True)
+    per_sample = [lava_dl_blocks(net, tmp_path, steps=T, bias=m, reset=[4, 1]) for m in mantissas]
+    assert_same_spikes(spec, sim, [np.stack(layer) for layer in zip(*per_sample)])
+    sops = simulate(spec, frames, "dense").counts.sops_proj  # a bias write has no synapses
+    assert sops["input>layer0"].sum() == 0 and sops["layer0>layer1"].sum() > 0
+    assert_lava_equals_simulator(spec, frames, batch=2)
+
+
+def sdnn_net(path: Path) -> Path:
+    """slayer's sigma-delta blocks: Input (SDNN), a conv with biases, a dense layer and the sigma
+    readout (Output), as slayer exports them."""
+    torch.manual_seed(0)
+    params = {"threshold": 0.1, "activation": torch.nn.functional.relu}
+    sd = slayer.block.sigma_delta
+    blocks = [sd.Input(params), sd.Conv(params, 2, 4, 3, padding=1, weight_scale=2), sd.Flatten(),
+              sd.Dense(params, 4 * 8 * 8, 12, weight_scale=3), sd.Output(params, 12, 3)]
+    with torch.no_grad():
+        x = torch.zeros(1, 2, 8, 8, 2)
+        for block in blocks:
+            x = block(x)
+    with h5py.File(path, "w") as f:
+        group = f.create_group("layer")
+        for i, block in enumerate(blocks):
+            block.export_hdf5(group.create_group(str(i)))
+        f["layer/1/bias"] = np.array([3.0, -2.0, 5.0, 0.0])
+    return path
+
+
+def graded(steps: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-40, 40, (steps, 2, 8, 8))
+
+
+@pytest.mark.parametrize("encoding", ["graded", "graded-host"])
+def test_sigma_delta_layers_send_as_lava_dl_runs_them(encoding, tmp_path):
+    """SDNN layers (sigma, ReLU, thresholded change with its residue, messages >> 6) and the sigma
+    readout, on a graded stream into the input layer's neurons (its Delta) or through the host's
+    delta encoder (lava-dl's skip_layers=1): every layer equals lava-dl's runner, every step; the
+    two encodings send the same messages from the first conv on; our Lava processes equal the
+    simulator; delta == dense (dense: every decoded output, every step)."""
+    net = sdnn_net(tmp_path / "sd.net")
+    spec = read_netx(net, T, encoding=encoding)
+    assert [p.kind for p in spec.populations] == ["sdnn"] * (3 if encoding == "graded" else 2) + ["readout"]
+    stream = graded(T)
+    sim = simulate(spec, netx_frames(spec, stream[None]), "dense", record=True)
+    job = {"graded": stream} if encoding == "graded" else {"host": stream, "v_th": spec.meta["netx_input"]["v_th"]}
+    for pop, ref in zip(spec.populations, lava_dl_blocks(net, tmp_path, **job)):
+        np.testing.assert_array_equal(sim.activity[pop.name][0].reshape(ref.shape), ref, err_msg=pop.name)
+        assert np.abs(ref).sum() > 0, pop.name
+    on_chip = read_netx(net, T, encoding="graded")
+    same = simulate(on_chip, netx_frames(on_chip, stream[None]), "dense", record=True)
+    for name in ("layer1", "layer3", "layer4"):
+        np.testing.assert_array_equal(same.activity[name], sim.activity[name])
+    frames = netx_frames(spec, stream[None])
+    np.testing.assert_array_equal(simulate(spec, frames, "delta").logits, sim.logits)
+    assert_lava_equals_simulator(spec, frames)
+
+
+def test_sigma_delta_costs_graded_messages_hand_counted(tmp_path):
+    """The cost model on an SDNN network, from the activity the deploy saves: a layer's events
+    are its non-zero messages (delta) or decoded outputs (dense), each reaching every synapse of
+    the next dense layer (12 -> 3: three graded synaptic ops), each message 32 header bits plus
+    its 16-bit payload."""
+    net = sdnn_net(tmp_path / "sd.net")
+    np.save(tmp_path / "stream.npy", graded(T, seed=1))
+    args = ["--profile", "loihi2", "--netx", str(net), "--netx-encoding", "graded", "--frames",
+            str(tmp_path / "stream.npy"), "--backend", "fast", "--out", str(tmp_path / "r"),
+            "--save-activity", str(tmp_path / "a")]
+    assert run_cli(main, args) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    messages = np.load(tmp_path / "a" / "delta" / "layer3.npy")
+    assert messages.shape == (1, T, 12) and messages.dtype == np.int64
+    rows = {m: {r["layer"]: r for r in report["modes"][m]["layers"]} for m in ("dense", "delta")}
+    sent = {"delta": np.count_nonzero(messages), "dense": np.count_nonzero(np.cumsum(messages, axis=1))}
+    for mode, n in sent.items():
+        assert rows[mode]["layer3"]["events_out"] == n
+        assert rows[mode]["layer4"]["synaptic_ops"] == 3 * n
+        assert rows[mode]["layer3"]["message_bits"] == rows[mode]["layer3"]["messages"] * (32 + 16)
+    assert rows["delta"]["layer3"]["spikes"] == sent["delta"] == rows["dense"]["layer3"]["spikes"]
+
+
 def test_input_neurons_and_pool_spike_as_slayer_computes_them(tmp_path):
-    """lava-dl's runner has no pool layer, and its input block does not compile in lava-nc 0.10;
-    slayer's forward is the reference for input neurons -> conv -> pool -> dense. (It agrees
-    with lava-dl's runner bit for bit on the layers that runner has.)"""
+    """lava-dl's runner has no pool layer, and its input block takes no spikes (its neurons are
+    driven by their bias); slayer's forward is the reference for input neurons on spikes -> conv
+    -> pool -> dense. (It agrees with lava-dl's runner bit for bit on the layers that runner has.)"""
     x = spikes((2, T, 2, 8, 8))
     blocks = [slayer.block.cuba.Input(CUBA, weight=1.5)] + conv_net(pool=True)
     reference = export(blocks, torch.as_tensor(np.moveaxis(x, 1, -1)), tmp_path / "pool.net")
@@ -159,12 +238,6 @@ def test_float_netx_is_the_fixed_network_scaled():
     for a, b in zip(fixed.spiking, flt.spiking):
         assert b.v_th == a.v_th / 4096 == 1.0 and b.u_decay == pytest.approx(1 - 410 / 4096)
         np.testing.assert_array_equal(b.inputs[0].weighted.weight, a.inputs[0].weighted.weight / 64)
-
-
-def edit(path: Path, change) -> Path:
-    with h5py.File(path, "a") as f:
-        change(f)
-    return path
 
 
 UNSUPPORTED = {
@@ -193,9 +266,9 @@ def test_what_is_not_supported_is_named_in_one_line(what, tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_input_bias_is_refused(tmp_path):
+def test_an_input_layers_bias_on_spikes_is_refused(tmp_path):
     export([slayer.block.cuba.Input(CUBA, bias=-0.25)], torch.zeros(1, 2, 4, 4, 2), tmp_path / "in.net")
-    with pytest.raises(IRError, match=r"layer 0 \(input\): an input layer's bias"):
+    with pytest.raises(IRError, match=r"layer 0 \(input\): an input layer's bias .* --netx-encoding bias"):
         read_netx(tmp_path / "in.net", T)
 
 

@@ -182,8 +182,8 @@ class _NetxReader:
         neuron_type = layer["neuron"].get("type")
         wanted = {"SDNN": ("graded", "graded-host")}.get(neuron_type, ("events", "if-rate", "bias"))
         # lava-dl reads the layer's weight and bias as ints: the host's transform of raw images
-        self.input_meta["transform"] = {"weight": int(layer.get("weight", 2 ** ACT_SHIFT)),
-                                        "bias": int(layer.get("bias", 0))}
+        self.input_meta["transform"] = {key: int(np.asarray(layer.get(key, default)).ravel()[0])
+                                        for key, default in (("weight", 2 ** ACT_SHIFT), ("bias", 0))}
         if self.encoding not in wanted:
             raise IRError(f"{where}: {neuron_type} input neurons take --netx-encoding {' or '.join(wanted)}, "
                           f"not {self.encoding}")
@@ -464,6 +464,13 @@ def transform_images(x: np.ndarray, transform: dict[str, int]) -> np.ndarray:
     dataset class computes them: 2 w x - w + b, truncated toward zero."""
     w, b = transform["weight"], transform["bias"]
     return np.trunc(2 * w * np.asarray(x, dtype=np.float64) - w + b)
+
+
+def untransform_images(m: np.ndarray, transform: dict[str, int]) -> np.ndarray:
+    """The images in [0, 1] behind transformed integers (`transform_images`), to within the
+    truncation: (m - b + w) / 2w, clipped to [0, 1]."""
+    w, b = transform["weight"], transform["bias"]
+    return np.clip((np.asarray(m, dtype=np.float64) - b + w) / (2 * w), 0.0, 1.0)
 
 
 def frames_layout(x: np.ndarray, input_shape: tuple[int, ...], stream: bool) -> np.ndarray:
