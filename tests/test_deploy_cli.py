@@ -285,15 +285,19 @@ def test_a_sharded_deploy_needs_the_fast_simulator(monkeypatch, tmp_path, capsys
 @pytest.mark.slow
 def test_a_deploy_sharded_over_two_processes_writes_the_single_process_report(tmp_path):
     """torchrun, two CPU processes (gloo), 61 samples split 31 + 30: every file of the report,
-    plots included, is byte-identical to the one-process run's."""
+    plots included, and of the saved activity is byte-identical to the one-process run's."""
     args = ["--profile", "loihi2", "--backend", "fast", "--samples", "61"]
-    assert run_cli(main, [*args, "--out", str(tmp_path / "one")]) == 0
+    assert run_cli(main, [*args, "--out", str(tmp_path / "one"), "--save-activity", str(tmp_path / "a1")]) == 0
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "29523", "-m", "ddla_neuro.deploy", *args, "--out", str(tmp_path / "two")], cwd=ROOT,
+                        "29523", "-m", "ddla_neuro.deploy", *args, "--out", str(tmp_path / "two"), "--save-activity",
+                        str(tmp_path / "a2")], cwd=ROOT,
                        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
     assert {p.name: p.read_bytes() for p in (tmp_path / "two").iterdir()} == one and len(one) == 6
+    files = {str(p.relative_to(tmp_path / "a1")): p.read_bytes() for p in (tmp_path / "a1").rglob("*.npy")}
+    assert {str(p.relative_to(tmp_path / "a2")): p.read_bytes() for p in (tmp_path / "a2").rglob("*.npy")} == files
+    assert len(files) == 3 * 3 and np.load(tmp_path / "a1" / "dense" / "output.npy").shape == (61, 6, 10)
 
 
 FMNIST_MODEL = ROOT / "models" / "fmnist-convnet-ddla" / "model.pt"

@@ -7,6 +7,7 @@ input layer driven by its bias; sigma-delta (SDNN) with graded input on the chip
 host's encoder. Our Lava processes equal the simulator on each. lava-dl's own PilotNets:
 `test_pilotnet.py`."""
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -307,3 +308,81 @@ def test_deploy_runs_a_conv_netx_on_event_frames_and_rate_coded_images(tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "--netx-encoding if-rate" in err, err
     assert not (tmp_path / "no").exists()
+
+
+def _truncated(tmp: Path) -> Path:
+    (tmp / "cut.net").write_bytes(FIXTURE.read_bytes()[:4000])
+    return tmp / "cut.net"
+
+
+def _text(tmp: Path) -> Path:
+    (tmp / "text.net").write_text("not an HDF5 file\n")
+    return tmp / "text.net"
+
+
+def _without(tmp: Path, layer: str, field: str) -> Path:
+    net = bias_net(tmp / "net.net")
+    return edit(net, lambda f: f[f"layer/{layer}"].pop(field))
+
+
+def _neuron(tmp: Path, **fields) -> Path:
+    def change(f):
+        for key, value in fields.items():
+            f["layer/0/neuron"].pop(key, None)
+            f["layer/0/neuron"][key] = value
+    return edit(bias_net(tmp / "net.net"), change)
+
+
+def _frames(tmp: Path, values) -> Path:
+    np.save(tmp / "frames.npy", np.asarray(values))
+    return tmp / "frames.npy"
+
+
+BIAS = ["--netx-encoding", "bias", "--timesteps", "4"]
+BAD_INPUT = {  # what a user gets wrong -> the one line that says so
+    "truncated file": (lambda t: ["--netx", str(_truncated(t)), "--dataset", "digits", "--timesteps", "4"],
+                       "is not a readable lava-dl netx file"),
+    "not HDF5": (lambda t: ["--netx", str(_text(t)), "--dataset", "digits", "--timesteps", "4"],
+                 "is not a readable lava-dl netx file"),
+    "a layer lacks a field": (lambda t: ["--netx", str(_without(t, "3", "outFeatures")), *BIAS, "--frames",
+                                         str(_frames(t, np.ones((2, 8, 8))))], "layer 3 .*lacks the field 'outFeatures'"),
+    "unknown neuron type": (lambda t: ["--netx", str(_neuron(t, type=b"ALIF")), *BIAS, "--frames",
+                                       str(_frames(t, np.ones((2, 8, 8))))], "ALIF neurons are not supported"),
+    "unknown neuron field": (lambda t: ["--netx", str(_neuron(t, spikeExp=2)), *BIAS, "--frames",
+                                        str(_frames(t, np.ones((2, 8, 8))))], "field.* spikeExp are not supported"),
+    "LOIHI wgtExp": (lambda t: ["--netx", str(_neuron(t, type=b"LOIHI", wgtExp=1)), *BIAS, "--frames",
+                                str(_frames(t, np.ones((2, 8, 8))))], "wgtExp 1 would scale the weights"),
+    "frame shape": (lambda t: ["--netx", str(bias_net(t / "n.net")), *BIAS, "--frames",
+                               str(_frames(t, np.ones((2, 8, 9))))], r"frames of shape \(2, 8, 9\) do not fit"),
+    "frame range": (lambda t: ["--netx", str(bias_net(t / "n.net")), *BIAS, "--frames",
+                               str(_frames(t, np.full((2, 8, 8), 5000)))], "bias mantissas .* must lie in -4096..4095"),
+    "raw image as frames": (lambda t: ["--netx", str(bias_net(t / "n.net")), *BIAS, "--frames",
+                                       str(_frames(t, np.full((2, 8, 8), 0.5)))], "takes integer frames"),
+    "no frames file": (lambda t: ["--netx", str(bias_net(t / "n.net")), *BIAS, "--frames", str(t / "none.npy")],
+                       "does not exist"),
+    "frames on spikes": (lambda t: ["--netx", str(FIXTURE), "--timesteps", "4", "--frames",
+                                    str(_frames(t, np.ones(784)))], "--frames feeds --netx-encoding bias"),
+    "reset interval 0": (lambda t: ["--netx", str(FIXTURE), "--dataset", "digits", "--reset-interval", "0"],
+                         "--reset-interval must be at least 1"),
+    "offset without interval": (lambda t: ["--netx", str(FIXTURE), "--dataset", "digits", "--reset-offset", "2"],
+                                "--reset-offset takes .* with --reset-interval"),
+    "sigma-delta reset": (lambda t: ["--netx", str(sdnn_net(t / "sd.net")), "--netx-encoding", "graded", "--frames",
+                                     str(_frames(t, graded(4))), "--reset-interval", "2"],
+                          "ignores resets on sigma-delta"),
+    "sigma-delta float": (lambda t: ["--netx", str(sdnn_net(t / "sd.net")), "--netx-encoding", "graded", "--frames",
+                                     str(_frames(t, graded(4))), "--float"], "fixed point only"),
+    "graded on CUBA": (lambda t: ["--netx", str(bias_net(t / "n.net")), "--netx-encoding", "graded", "--frames",
+                                  str(_frames(t, graded(4)))], "CUBA input neurons take --netx-encoding events"),
+}
+
+
+@pytest.mark.parametrize("what", BAD_INPUT)
+def test_bad_netx_input_is_one_line_and_writes_nothing(what, tmp_path, capsys):
+    build, message = BAD_INPUT[what]
+    argv = ["--profile", "loihi2", "--backend", "fast", *build(tmp_path), "--out", str(tmp_path / "out"),
+            "--save-activity", str(tmp_path / "activity")]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "activity").exists()
