@@ -77,6 +77,8 @@ def check_exportable(spec: NetSpec) -> None:
     """One line for what the export cannot carry exactly."""
     if not spec.fixed:
         raise SanafeError("the SANA-FE export needs the fixed-point spec (quantize it first)")
+    if spec.reset_interval:
+        raise SanafeError("a stream of inferences (--reset-interval): the export has no timed resets")
     for pop in spec.populations:
         if pop.kind not in ("if", "lif", "readout"):
             raise SanafeError(f"layer {pop.name} is a {pop.kind} population: SANA-FE's Loihi soma runs IF/LIF only")
