@@ -5,8 +5,8 @@ layer by layer and step by step, through the activity the deploy saves:
 
 - PilotNet LIF on `image.npy` written into its input layer's bias, inferences of 16 steps with
   resets at offset 3 (the benchmark notebook's `reset_interval=16, reset_offset=3`);
-- PilotNet SDNN on a short graded stream (the frame's image panned one column a step, through
-  the SDNN input layer's transform), fed to its input layer and through the host's delta encoder.
+- PilotNet SDNN on a short graded stream (`benchmarks/pilotnet_frames.py`: the frame's image
+  panned one column a step), fed to its input layer and through the host's delta encoder.
 
 The deploys run on our Lava processes, which the deploy checks against the simulator (logits,
 counters and activity)."""
@@ -18,25 +18,13 @@ import numpy as np
 import pytest
 
 from ddla_neuro.deploy.cli import main
-from ddla_neuro.deploy.netx import input_transform, read_netx, transform_images, untransform_images
 from ddla_neuro.errors import run_cli
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_netx import lava_dl_blocks  # noqa: E402
-
 pytest.importorskip("lava.lib.dl.netx")  # lava-dl, installed by `make setup`
+from netx_nets import lava_dl_blocks  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "lava-dl-pilotnet"
-LIF, SDNN = DATA / "pilotnet_snn" / "network.net", DATA / "pilotnet_sdnn" / "network.net"
-IMAGE = DATA / "pilotnet_snn" / "image.npy"  # bias mantissas, lava-dl's (W, H, C) layout
-
-
-def graded_stream(steps: int) -> np.ndarray:
-    """(T, C, H, W) integers: the frame's image (recovered through the LIF input layer's
-    transform) panned one column a step, through the SDNN input layer's transform."""
-    image = untransform_images(np.load(IMAGE).transpose(2, 1, 0), input_transform(read_netx(LIF, 1, encoding="bias")))
-    sdnn = input_transform(read_netx(SDNN, 1, encoding="graded"))
-    return np.stack([transform_images(np.roll(image, t, axis=2), sdnn) for t in range(steps)]).astype(np.int16)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from pilotnet_frames import IMAGE, LIF, SDNN, pilotnet_stream  # noqa: E402  (the README's input)
 
 
 def deploy(tmp_path: Path, net: Path, *args: str) -> tuple[dict, Path]:
@@ -79,7 +67,7 @@ def test_pilotnet_lif_on_image_npy_as_lava_dl_runs_it(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["graded", "graded-host"])
 def test_pilotnet_sdnn_on_a_graded_stream_as_lava_dl_runs_it(encoding, tmp_path):
-    stream = graded_stream(6)
+    stream = pilotnet_stream(6)
     np.save(tmp_path / "stream.npy", stream)
     report, activity = deploy(tmp_path, SDNN, "--netx-encoding", encoding, "--frames", str(tmp_path / "stream.npy"))
     job = {"graded": stream} if encoding == "graded" else {"host": stream, "v_th": 6}
