@@ -19,7 +19,7 @@ import torch
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError
 from ddla_neuro.deploy.lava_run import run_lava
-from ddla_neuro.deploy.netx import netx_frames, read_netx
+from ddla_neuro.deploy.netx import input_transform, netx_frames, read_netx, transform_images
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
 from ddla_neuro.snn.encoders import if_rate
@@ -196,6 +196,30 @@ def test_sigma_delta_layers_send_as_lava_dl_runs_them(encoding, tmp_path):
     frames = netx_frames(spec, stream[None])
     np.testing.assert_array_equal(simulate(spec, frames, "delta").logits, sim.logits)
     assert_lava_equals_simulator(spec, frames)
+
+
+def test_raw_images_go_through_the_input_layers_transform(tmp_path):
+    """--dataset images in [0, 1] for a frame-driven input layer: int(2 w x - w + b) with the
+    layer's weight and bias (96 and 16 here), as lava-dl's PilotNet dataset class computes them,
+    held T steps; the deploy's activity is the simulator's on those frames."""
+    np.testing.assert_array_equal(transform_images(np.array([0.0, 0.5, 0.999, 1.0]), {"weight": 40, "bias": 36}),
+                                  [-4, 36, 75, 76])  # 80 x - 4, toward zero
+    net = bias_net(tmp_path / "bias.net")
+    images = np.random.default_rng(8).random((3, 2, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "img.npz", images=images, labels=np.arange(3), test_images=images, test_labels=np.arange(3))
+    args = ["--profile", "loihi2", "--netx", str(net), "--netx-encoding", "bias", "--dataset", "npz", "--data-dir",
+            str(tmp_path / "img.npz"), "--timesteps", "6", "--backend", "fast", "--out", str(tmp_path / "r"),
+            "--save-activity", str(tmp_path / "a")]
+    assert run_cli(main, args) == 0
+    spec = read_netx(net, 6, encoding="bias")
+    mantissas = transform_images(images, input_transform(spec))
+    assert input_transform(spec) == {"weight": 96, "bias": 16} and mantissas.min() >= -80 and mantissas.max() <= 112
+    sim = simulate(spec, netx_frames(spec, mantissas), "dense", record=True)
+    for pop in spec.populations:
+        saved = np.load(tmp_path / "a" / "dense" / f"{pop.name}.npy")
+        np.testing.assert_array_equal(saved.reshape(sim.activity[pop.name].shape), sim.activity[pop.name])
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["modes"]["dense"]["totals"]["accuracy"] is not None  # the dataset's labels
 
 
 def test_sigma_delta_costs_graded_messages_hand_counted(tmp_path):
