@@ -449,7 +449,8 @@ def _checks(spec: NetSpec, results: dict, runner: Runner) -> dict[str, bool]:
         checks["delta logits == dense logits" + (" (bit-exact)" if spec.fixed else "")] = bool(
             same(results["delta"].logits, results["dense"].logits))
     if runner.args.backend == "lava":
-        checks["Lava == fast simulator (logits and counters, every run)"] = runner.lava_matches_sim
+        what = "logits, counters and every layer's activity" if runner.args.save_activity else "logits and counters"
+        checks[f"Lava == fast simulator ({what}, every run)"] = runner.lava_matches_sim
     return checks
 
 

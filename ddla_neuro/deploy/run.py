@@ -118,6 +118,11 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.n
     if mode == "ddla" and keep < 1.0 and unfiltered:
         raise RunError(f"populations {unfiltered} are CUBA or sigma-delta neurons, which DDLA's selection does not "
                        f"handle yet; run them in dense or delta mode")
+    for pop in spec.populations:
+        if any(p.to_bias for p in pop.inputs) and (len(pop.inputs) != 1 or pop.inputs[0].source != "input"
+                                                   or pop.kind not in ("if", "lif", "cuba")):
+            raise RunError(f"population {pop.name!r}: a bias write must be the only projection of a neuron "
+                           f"population, and read the input")
     if spec.reset_interval < 0 or (spec.reset_interval and spec.sigma_delta):
         raise RunError(f"a reset interval must be at least 1 (0: none), on spiking neurons only (lava-dl's runner "
                        f"ignores it on sigma-delta neurons), got {spec.reset_interval}")
