@@ -173,7 +173,7 @@ class _NetxReader:
         if "shape" in layer:
             self.shape = self.input_shape = tuple(int(v) for v in np.atleast_1d(layer["shape"]))
         if "neuron" not in layer:
-            if self.encoding in ("bias", "graded", "graded-host"):
+            if self.encoding in FRAME_ENCODINGS:
                 raise IRError(f"{where}: --netx-encoding {self.encoding} feeds the input layer's neurons, and this "
                               f"input layer has none; use events")
             return
