@@ -18,11 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from ddla_neuro.deploy.cli import build_parser, deploy  # noqa: E402
 from ddla_neuro.deploy.profiles import list_profiles  # noqa: E402
-from ddla_neuro.deploy.report import si  # noqa: E402
-
-
-def _cell(v, unit: str) -> str:
-    return "unknown" if v is None else si(v, unit)
+from ddla_neuro.deploy.report import banded_total, si  # noqa: E402
 
 
 def main() -> None:
@@ -42,9 +38,11 @@ def main() -> None:
         reports[profile] = r = deploy(build_parser().parse_args(argv))
         for mode, m in r["modes"].items():
             t = m["totals"]
+            cells = [banded_total(r, mode, key, unit) for key, unit in
+                     (("energy_j", "J"), ("dynamic_energy_j", "J"), ("latency_s", "s"))]
             print(f"| {profile} | {mode} | {100 * t['accuracy']:.2f}% | {t['synaptic_ops']:,.0f} | {t['events']:,.0f} | "
-                  f"{_cell(t['energy_j'], 'J')} | {_cell(t['dynamic_energy_j'], 'J')} | {t['cores'] or 'unknown'} | "
-                  f"{_cell(t['latency_s'], 's')} | {', '.join(t['unknown_terms']) or '-'} |")
+                  f"{cells[0]} | {cells[1]} | {t['cores'] or 'unknown'} | {cells[2]} | "
+                  f"{', '.join(t['unknown_terms']) or '-'} |")
     r = reports["loihi2"]
     print(f"\nDDLA keep sweep on loihi2 ({r['run']['samples']} samples):\n")
     print("| keep | accuracy | SOPs | events | energy |\n|---:|---:|---:|---:|---:|")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from conftest import ROOT, run_module
 from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
 from ddla_neuro.deploy.profiles import PROFILE_DIR
-from ddla_neuro.deploy.report import SCHEMA_VERSION
+from ddla_neuro.deploy.report import SCHEMA_VERSION, si
 from ddla_neuro.errors import run_cli
 
 TOTALS = ("accuracy", "synaptic_ops", "events", "energy_j", "cores", "latency_s", "energy_parts_j", "unknown_terms")
@@ -56,6 +56,13 @@ def test_fast_backend_end_to_end_with_a_keep_sweep(tmp_path):
     assert f"| synaptic ops | {sops} |" in md
     for s in report["sweep"]:
         assert f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} |" in md
+    for key in ("energy_j", "dynamic_energy_j", "latency_s"):  # loihi2's fitted figures carry their bands
+        low, high = dense["band"][key]
+        assert low < dense[key] < high, key
+    assert all(r["energy_total_band_j"][0] <= r["energy_total_j"] <= r["energy_total_band_j"][1]
+               for r in report["modes"]["dense"]["layers"])
+    dynamic = [si(v, "J") for v in (dense["dynamic_energy_j"], *dense["band"]["dynamic_energy_j"])]
+    assert f"{dynamic[0]} ({dynamic[1].split()[0]}-{dynamic[2]})" in md and "Energy and latency bands" in md
 
 
 @pytest.mark.slow
@@ -143,9 +150,10 @@ BAD = {
     "bad keep": (lambda p: ["--keep", "0.3,2"], "--keep"),
     "bad mode": (lambda p: ["--mode", "sparse"], "--mode"),
     "bad Lava batch": (lambda p: ["--lava-batch", "0"], "--lava-batch must be at least 1"),
-    "negative energy": (lambda p: _edited_profile(p, "value = 23.6e-12", "value = -23.6e-12"), "is negative"),
-    "NaN energy": (lambda p: _edited_profile(p, "value = 23.6e-12", "value = nan"), "not a finite"),
-    "unknown unit": (lambda p: _edited_profile(p, '23.6e-12, unit = "J"', '23.6e-12, unit = "kcal"'), "unit 'kcal'"),
+    "negative energy": (lambda p: _edited_profile(p, "value = 1.55081e-11", "value = -1.55081e-11"), "is negative"),
+    "NaN energy": (lambda p: _edited_profile(p, "value = 1.55081e-11", "value = nan"), "not a finite"),
+    "unknown unit": (lambda p: _edited_profile(p, 'unit = "J", kind = "fitted"', 'unit = "kcal", kind = "fitted"'),
+                     "unit 'kcal'"),
     "out below a file": (lambda p: (p / "afile").write_text("x") and ["--out", str(p / "afile" / "report")],
                          "Not a directory"),
     "incomplete event dataset": (_incomplete_nmnist, "NMNIST/Train is missing or empty"),

@@ -87,7 +87,7 @@ def test_load_by_path_and_to_dict(tmp_path):
     copy.write_text((PROFILE_DIR / "loihi2.toml").read_text())
     assert load_profile(copy).energy == p.energy
     d = json.loads(json.dumps(load_profile("generic-45nm").to_dict()))
-    assert set(d) == {"name", "description", "scope", "path", "chip", "energy", "time"}
+    assert set(d) == {"name", "description", "scope", "mapping", "path", "chip", "energy", "time"}
     assert d["energy"]["e_mac"] == {"value": 4.6e-12, "unit": "J", "kind": "derived",
                                     "source": load_profile("generic-45nm").energy["e_mac"].source}
     assert d["chip"]["cores"]["value"] is None
@@ -130,7 +130,25 @@ BAD = {  # case -> (edited text, what the message must name)
     "no kind": (_sub('unit = "J", kind = "unknown", ', 'unit = "J", '), r"\[energy\] e_barrier has no kind"),
     "no source": (_sub(BARRIER, 'e_barrier = { unit = "J", kind = "unknown" }'), r"\[energy\] e_barrier has no source"),
     "bad kind": (_sub('kind = "measured"', 'kind = "guess"'), r"\[energy\] e_synop has unknown kind 'guess'"),
-    "wrong unit": (_sub('35.5e-12, unit = "J"', '35.5e-12, unit = "pJ"'), r"\[energy\] e_synop has unit 'pJ'"),
+    "wrong unit": (_sub('3.0e-12, unit = "J"', '3.0e-12, unit = "pJ"'), r"\[energy\] e_hop_ew has unit 'pJ'"),
+    "low above high": (_sub("low = 3.124e-11, high = 3.976e-11", "low = 3.976e-11, high = 3.124e-11"),
+                       r"\[energy\] e_synop band 3.976e-11..3.124e-11 does not hold the value"),
+    "band without the value": (_sub("low = 3.124e-11, high = 3.976e-11", "low = 4e-11, high = 5e-11"),
+                               r"\[energy\] e_synop band 4e-11..5e-11 does not hold the value 3.55e-11"),
+    "one end": (_sub("low = 3.124e-11, high = 3.976e-11, ", "low = 3.124e-11, "),
+                r"\[energy\] e_synop has one end of a band"),
+    "nan end": (_sub("low = 3.124e-11", "low = nan"), r"\[energy\] e_synop low value nan is not a finite"),
+    "negative end": (_sub("low = 3.124e-11", "low = -1e-12"), r"\[energy\] e_synop low value -1e-12 is negative"),
+    "fitted without its band": (_sub('value = 3.0e-12, unit = "J", kind = "simulated"',
+                                     'value = 3.0e-12, unit = "J", kind = "fitted"'),
+                                r"\[energy\] e_hop_ew .*is fitted without its band \(low, high\) and prior"),
+    "fitted without its prior": (_sub('value = 35.5e-12, low = 3.124e-11, high = 3.976e-11, unit = "J", kind = "measured"',
+                                      'value = 35.5e-12, low = 3.124e-11, high = 3.976e-11, unit = "J", kind = "fitted"'),
+                                 r"\[energy\] e_synop .*fitted without its band \(low, high\) and prior"),
+    "bad mapping": (_sub('scope = "per_term"', 'scope = "per_term"\nmapping = "greedy"'),
+                    r"\[profile\] mapping is 'greedy'.*explicit, tiled"),
+    "tiled without synapse words": (_sub('scope = "per_term"', 'scope = "per_term"\nmapping = "tiled"'),
+                                    r"\[chip\] syn_mem_words_per_core is missing \(mapping = \"tiled\""),
     "wrong chip unit": (_sub('value = 128, unit = "count"', 'value = 128, unit = "bits"'), r"\[chip\] cores has unit"),
     "not a number": (_sub("value = 35.5e-12", 'value = "35.5 pJ"'), r"\[energy\] e_synop value '35.5 pJ' is not a"),
     "bool": (_sub("value = 35.5e-12", "value = true"), r"\[energy\] e_synop value True is not a finite"),
@@ -166,6 +184,6 @@ def test_bad_profile(tmp_path, case):
 
 def test_zero_payload_and_zero_energy_allowed(tmp_path):
     path = tmp_path / "ok.toml"
-    path.write_text(_sub("value = 111e-12", "value = 0"))  # a measured 0 is a value, not "unknown"
+    path.write_text(_sub("value = 3.0e-12", "value = 0"))  # a measured 0 is a value, not "unknown"
     p = load_profile(path)
-    assert p.energy["e_msg_local"].value == 0.0 and p.chip["spike_payload_bits_max"].value == 0
+    assert p.energy["e_hop_ew"].value == 0.0 and p.chip["spike_payload_bits_max"].value == 0

@@ -35,7 +35,7 @@ from .netx import (FRAME_ENCODINGS, NETX_ENCODINGS, frames_layout, input_transfo
 from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
-from .report import SCHEMA_VERSION, layer_table, totals_table, write_report
+from .report import SCHEMA_VERSION, layer_table, totals_table, uncertainty_line, write_report
 from .run import MODES, Counts
 from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
@@ -493,6 +493,7 @@ def print_report(report: dict, paths: list[Path]) -> None:
         print(f"{mode}:")
         print("\n".join(layer_table(report, mode)) + "\n")
     print("\n".join(totals_table(report)) + "\n")
+    print(uncertainty_line(report))
     unknown = sorted({t for md in report["modes"].values() for t in md["totals"]["unknown_terms"]})
     if unknown:
         print(f"unknown in this profile (left out of energy/latency): {', '.join(unknown)}")

@@ -62,9 +62,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .profiles import Profile
+from .profiles import BOUNDS, Profile
 from .run import Counts
 from .spec import NetSpec, projection_ends, projection_key, repeated_layer_uses
+from .tiling import Limits, map_tiled
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
 WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
@@ -117,6 +118,8 @@ class Mapping:
     cores: dict[str, int | None]    # None where the profile lacks the limits
     first_core: dict[str, int]
     problems: list[str]
+    share: dict[str, float] = field(default_factory=dict)  # the busiest core's share of a layer's work
+    reach: dict[str, float] = field(default_factory=dict)  # per projection: target cores an event reaches
 
 
 def _on_binary_chip(terms: Terms) -> bool:
@@ -124,7 +127,9 @@ def _on_binary_chip(terms: Terms) -> bool:
 
 
 def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
-    """Synapses, memory and cores of each layer; a signed sender on a binary chip doubles them."""
+    """Synapses, memory and cores of each layer (`explicit`: enough cores for its neurons and its
+    synapses stored one by one; `tiled`: Loihi 2's compiler, `tiling.py`); a signed sender on a
+    binary chip doubles the synapses. A layer the host reads has none."""
     binary_chip = _on_binary_chip(terms)
     limit = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core",
                                                "fanout_axons_per_core", "weight_bits_max")}
@@ -138,33 +143,69 @@ def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
                         f"{'; its graded output needs graded messages' if pop.sends.graded else ''})")
     if limit["weight_bits_max"] is not None and limit["weight_bits_max"] < WEIGHT_BITS:
         problems.append(f"weights have {WEIGHT_BITS} bits, the chip stores at most {limit['weight_bits_max']:g}")
-    synapses, syn_bytes, cores, first = {}, {}, {}, {}
+    synapses, axons = {}, {}
+    for pop in spec.populations:
+        fed = [proj for proj in pop.inputs if not proj.to_bias and not pop.host]  # no synapses for a bias register
+        pairs = [2 if binary_chip and _signed(spec, proj.source, plan) else 1 for proj in fed]
+        synapses[pop.name] = sum(k * int(proj.fanout.sum()) for k, proj in zip(pairs, fed))  # the composed matrix
+        axons[pop.name] = sum(k * int(np.prod(proj.ops[0].in_shape)) for k, proj in zip(pairs, fed))
+    if terms.profile.mapping == "tiled":
+        mapping = _tiled(spec, synapses, terms)
+    else:
+        mapping = _explicit(spec, synapses, limit)
+    problems += mapping.problems
+    mapping.problems = problems
     next_core = 0
     for pop in spec.populations:
-        n_syn, axons = 0, 0
-        for proj in pop.inputs:
-            if proj.to_bias:  # a bias register, written by the host
-                continue
-            pair = 2 if binary_chip and _signed(spec, proj.source, plan) else 1
-            n_syn += pair * int(proj.fanout.sum())  # the composed matrix, stored explicitly
-            axons += pair * int(np.prod(proj.ops[0].in_shape))
-        synapses[pop.name], syn_bytes[pop.name] = n_syn, math.ceil(n_syn * WEIGHT_BITS / 8)
-        if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:
-            cores[pop.name] = None
+        if mapping.cores[pop.name] is None:
             continue
-        cores[pop.name] = max(math.ceil(pop.size / limit["neurons_per_core"]),
-                              math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"]), 1)
-        first[pop.name], next_core = next_core, next_core + cores[pop.name]
-        if limit["fanin_axons_per_core"] is not None and axons > limit["fanin_axons_per_core"]:
-            problems.append(f"layer {pop.name}: each core needs {axons} input axons, the chip allows "
+        mapping.first_core[pop.name], next_core = next_core, next_core + mapping.cores[pop.name]
+        flat = terms.profile.mapping == "explicit" or len(pop.shape) == 1  # a tiled map reads shared conv axons
+        if limit["fanin_axons_per_core"] is not None and flat and axons[pop.name] > limit["fanin_axons_per_core"]:
+            problems.append(f"layer {pop.name}: each core needs {axons[pop.name]} input axons, the chip allows "
                             f"{limit['fanin_axons_per_core']:g}")
-    if limit["fanout_axons_per_core"] is not None and all(c is not None for c in cores.values()):
+    if limit["fanout_axons_per_core"] is not None and all(c is not None for c in mapping.cores.values()):
         for sender, targets in spec.targets.items():
-            edges = sum(cores[t] for t in targets)  # each core of the sender reaches every target core
+            edges = sum(mapping.cores[t] for t in targets)  # each core of the sender reaches every target core
             if edges > limit["fanout_axons_per_core"]:
                 problems.append(f"layer {sender}: each core sends to {edges} cores, the chip allows "
                                 f"{limit['fanout_axons_per_core']:g}")
-    return Mapping(synapses, syn_bytes, cores, first, problems)
+    return mapping
+
+
+def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict) -> Mapping:
+    """Each layer on enough cores for its neurons and for its synapses stored one by one (8-bit)."""
+    syn_bytes = {name: math.ceil(n * WEIGHT_BITS / 8) for name, n in synapses.items()}
+    cores: dict[str, int | None] = {}
+    for pop in spec.populations:
+        if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:
+            cores[pop.name] = None
+        else:
+            cores[pop.name] = 0 if pop.host else max(math.ceil(pop.size / limit["neurons_per_core"]),
+                                                     math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"]), 1)
+    share = {name: 1.0 / c for name, c in cores.items() if c}
+    reach = {projection_key(proj.source, pop.name): float(cores[pop.name] or 1)
+             for pop in spec.populations for proj in pop.inputs}
+    return Mapping(synapses, syn_bytes, cores, {}, [], share, reach)
+
+
+def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms) -> Mapping:
+    """Loihi 2's compiler (`tiling.py`), from the profile's per-core limits."""
+    chip = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_words_per_core", "syn_word_bits",
+                                              "syn_header_bits", "syn_bits_per_synapse", "weight_bits_max")}
+    if None in chip.values():  # a limit the profile leaves unknown (named in the unknown terms): no cores
+        return Mapping(synapses, {n: 0 for n in synapses}, {n: None for n in synapses}, {}, [], {},
+                       {projection_key(p.source, pop.name): 1.0 for pop in spec.populations for p in pop.inputs})
+    chip = {k: int(v) for k, v in chip.items()}
+    lim = Limits(chip["neurons_per_core"], chip["syn_mem_words_per_core"], chip["syn_word_bits"],
+                 chip["syn_header_bits"], chip["syn_bits_per_synapse"], chip["weight_bits_max"])
+    tiles, reach = map_tiled(spec, lim)
+    syn_bytes = {name: t.words * lim.word_bits // 8 for name, t in tiles.items()}
+    problems = [f"layer {name}: a core needs {t.overflow + lim.words} synapse words, it holds {lim.words} (its fan-in "
+                f"is too wide for one core even with one neuron, or its kernels too large)"
+                for name, t in tiles.items() if t.overflow]
+    return Mapping(synapses, syn_bytes, {n: t.cores for n, t in tiles.items()}, {}, problems,
+                   {n: t.share for n, t in tiles.items() if t.cores}, reach)
 
 
 def _signed(spec: NetSpec, source: str, plan: dict[str, str]) -> bool:
@@ -203,9 +244,28 @@ def _core_range(mapping: Mapping, name: str) -> range:
     return range(mapping.first_core[name], mapping.first_core[name] + mapping.cores[name])
 
 
+BANDED = ("energy_j", "dynamic_energy_j", "latency_s")  # the totals that carry a band
+
+
 def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, str]) -> dict:
     """Per-layer rows and per-sample totals of one run. The transmission `plan` maps each sender ("input" and
-    every population but the readout) to "dense" or "delta" (DDLA transmits deltas)."""
+    every population but the readout) to "dense" or "delta" (DDLA transmits deltas). Where the profile
+    states its figures' uncertainty, each energy and latency carries a band (`band`, [low, high]): the
+    run costed with every figure at its low and at its high end (every cost grows with every figure,
+    so these bound it); null where the profile states none."""
+    report = _cost(spec, counts, profile, plan)
+    ends = [_cost(spec, counts, profile.bound(side), plan) for side in BOUNDS] if profile.banded else None
+    totals = report["totals"]
+    totals["band"] = None if ends is None else {k: [e["totals"][k] for e in ends] for k in BANDED}
+    if "per_inference" in totals:
+        totals["per_inference"]["band"] = None if ends is None else \
+            {k: [e["totals"]["per_inference"][k] for e in ends] for k in BANDED}
+    for i, row in enumerate(report["layers"]):
+        row["energy_total_band_j"] = None if ends is None else [e["layers"][i]["energy_total_j"] for e in ends]
+    return report
+
+
+def _cost(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, str]) -> dict:
     terms = Terms(profile)
     mapping = map_network(spec, plan, terms)
     all_in = profile.scope == "all_in"
@@ -214,7 +274,7 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, st
     for name in senders + [spec.readout.name]:
         pop = None if name == "input" else spec.population(name)
         rows.append(_layer_row(spec, counts, terms, mapping, name, pop, plan, all_in))
-    latency, step_s, chips = _add_static_and_latency(counts, terms, rows, all_in)
+    latency, step_s, chips = _add_static_and_latency(counts, terms, rows, mapping, all_in)
     totals = {**_totals(rows), "chips": chips, "latency_s": latency, "step_latency_s": step_s}
     totals["unknown_terms"] = sorted(terms.unknown)
     totals["mapping_problems"] = mapping.problems
@@ -233,7 +293,7 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
     sops = np.zeros(counts.timesteps)
     by_source: dict[str, float] = {}
     events_in = 0.0
-    for proj in [] if pop is None else pop.inputs:
+    for proj in [] if pop is None or pop.host else pop.inputs:  # the host reads a layer with no synapses
         s = _per_sample(counts, "sops_proj", projection_key(proj.source, name))
         sops += s
         events_in += 0.0 if proj.to_bias else float(_per_sample(counts, "events", proj.source).sum())
@@ -241,8 +301,8 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
             "e_synop_conv" if proj.weighted.kind == "conv2d" and terms.has("energy", "e_synop_conv") else "e_synop"
         by_source[proj.source] = by_source.get(proj.source, 0.0) + terms.energy(price, float(s.sum()))
     e_syn = sum(by_source.values())
-    n = 0 if pop is None else pop.size
-    active = float(_per_sample(counts, "active", name).sum()) if pop is not None else 0.0
+    n = 0 if pop is None or pop.host else pop.size
+    active = float(_per_sample(counts, "active", name).sum()) if n else 0.0
     idle = n * counts.timesteps - active
     row = {"layer": name, "kind": "input" if pop is None else pop.kind, "neurons": n,
            # the report's key for the plan's choice (schema 1), not the input code
@@ -284,8 +344,9 @@ def _messages(terms, mapping, targets: list[str], name, events_out, all_in) -> t
     an all-in figure already includes routing)."""
     messages, hop_energy = 0.0, 0.0
     for target in targets:
-        n_cores = mapping.cores[target] or 1
-        m = events_out * n_cores
+        m = events_out * mapping.reach[projection_key(name, target)]
+        if m == 0:  # nothing sent, or to a layer the host reads
+            continue
         messages += m
         if all_in:
             continue
@@ -294,9 +355,10 @@ def _messages(terms, mapping, targets: list[str], name, events_out, all_in) -> t
     return messages, hop_energy
 
 
-def _step_times(counts: Counts, terms: Terms, layers: list[dict]) -> list[float]:
+def _step_times(counts: Counts, terms: Terms, layers: list[dict], mapping: Mapping) -> list[float]:
     """Per step: the slowest core's work (its share of its layer's SOPs, neuron updates and
-    spikes) plus the barrier."""
+    spikes: `Mapping.share`) plus the barrier."""
+    layers = [r for r in layers if r["cores"]]
     active = {r["layer"]: _per_sample(counts, "active", r["layer"]) for r in layers}
     times = []
     for step in range(counts.timesteps):
@@ -305,19 +367,19 @@ def _step_times(counts: Counts, terms: Terms, layers: list[dict]) -> list[float]
             a = float(active[r["layer"]][step])
             work = [("t_synop", r["sops_per_step"][step]), ("t_neuron_active", a),
                     ("t_neuron_idle", r["neurons"] - a), ("t_spike_out", r["events_out_per_step"][step])]
-            worst = max(worst, sum(_time(terms, k, v) for k, v in work) / r["cores"])
+            worst = max(worst, sum(_time(terms, k, v) for k, v in work) * mapping.share[r["layer"]])
         times.append(worst + _time(terms, "t_barrier", 1.0))
     return times
 
 
-def _add_static_and_latency(counts: Counts, terms: Terms, rows: list[dict], all_in: bool
+def _add_static_and_latency(counts: Counts, terms: Terms, rows: list[dict], mapping: Mapping, all_in: bool
                             ) -> tuple[float | None, list[float] | None, int | None]:
     """Fills each layer's static energy (static power and barrier, spread by cores) and returns
     (latency per sample, latency per step, chips); None where the profile cannot say."""
     t = counts.timesteps
     layers = [r for r in rows if r["kind"] != "input"]
-    known_cores = all(r["cores"] for r in layers)
-    step_times = _step_times(counts, terms, layers) if known_cores else None
+    known_cores = all(r["cores"] is not None for r in layers)
+    step_times = _step_times(counts, terms, layers, mapping) if known_cores else None
     time_known = known_cores and not any(k.startswith("time.") for k in terms.unknown)
     latency = float(sum(step_times)) if time_known else None
     total_cores = sum(r["cores"] for r in layers) if known_cores else None

@@ -347,7 +347,7 @@ class _NetxReader:
             n = int(np.prod(shape))
             identity = [Op("flatten", shape, (n,)), Op("scale", (n,), (n,), np.array(1.0))]
             pops.append(Population("output", (n,), "readout", np.zeros(n), [Projection(self.source, identity)],
-                                   frac_bits=pops[-1].sends.frac_bits,
+                                   frac_bits=pops[-1].sends.frac_bits, host=True,
                                    sends=Sends(graded=True, bits=MEMBRANE_BITS)))
         assign_depths(pops)
         # lava-dl's run: the frame's step s reaches a population of depth d at time step s + d + lead

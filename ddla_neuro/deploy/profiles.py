@@ -3,12 +3,21 @@ target. Every number carries a unit, an evidence `kind` and a `source`, so a cos
 how much of its total rests on silicon. A term with no published figure is `kind = "unknown"` with
 no value, never a silent 0, so the cost model flags it instead of under-counting. `scope = "all_in"`
 (TrueNorth's 26 pJ/SOP = total power / event rate) already contains every other energy term.
+
+A number may carry its uncertainty as a band, `low` and `high` around its value (a measured
+spread, a fit's residual, a model's stated accuracy); the cost model propagates the bands
+(`Profile.bound`). A `fitted` number (fitted to a measurement) must carry its band and the
+`prior` it was fitted from, and its source must name the run, the method and the residual.
+`mapping` in [profile] says how layers go onto cores (`cost.py`): `explicit` (the default: every
+synapse stored, each layer on enough cores for its neurons and synapses) or `tiled` (Loihi 2's
+compiler: power-of-two tiles of a map, shared conv kernels, dense layers split until their
+synapse words fit), which needs the synapse-memory fields `TILED`.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,12 +25,14 @@ import tomli
 
 from ..errors import UserError
 
-KINDS = ("measured", "simulated", "vendor", "derived", "estimate", "unknown", "arch")
+KINDS = ("measured", "simulated", "vendor", "derived", "estimate", "unknown", "arch", "fitted")
 SCOPES = ("per_term", "all_in")
+MAPPINGS = ("explicit", "tiled")
 # hw_profiles/ at the top of the repository, shipped in the wheel as package data
 PROFILE_DIR = Path(str(files("ddla_neuro.hw_profiles")))
 HEADER = ("name", "description", "scope")
-ATTRS = ("value", "unit", "kind", "source")
+ATTRS = ("value", "unit", "kind", "source", "low", "high", "prior")
+BOUNDS = ("low", "high")
 REQUIRED: dict[str, dict[str, str]] = {
     "chip": {"cores": "count", "cores_per_tile": "count", "mesh_cols": "count", "mesh_rows": "count",
              "neurons_per_core": "count", "syn_mem_bytes_per_core": "bytes", "weight_bits_max": "bits",
@@ -34,7 +45,11 @@ REQUIRED: dict[str, dict[str, str]] = {
 }
 # e_synop_conv: a synaptic op of a convolutional projection where the chip stores shared kernels
 # at another cost than a dense matrix (e_synop where absent)
-OPTIONAL: dict[str, dict[str, str]] = {"energy": {"e_mac": "J", "e_ac": "J", "e_synop_conv": "J"}}
+# the tiled mapping's synapse memory (Loihi 2's compiler counts it in words): per input axon and core,
+# a header and the bits of each synapse to the core's neurons
+TILED = {"syn_mem_words_per_core": "count", "syn_word_bits": "bits", "syn_header_bits": "bits",
+         "syn_bits_per_synapse": "bits"}
+OPTIONAL: dict[str, dict[str, str]] = {"energy": {"e_mac": "J", "e_ac": "J", "e_synop_conv": "J"}, "chip": TILED}
 ZERO_OK = ("spike_payload_bits_max",)  # 0 = binary spikes; every other chip limit must be >= 1
 FORM = '{field} = {{ value = ..., unit = "{unit}", kind = "...", source = "..." }}'
 
@@ -45,16 +60,26 @@ class ProfileError(UserError):
 
 @dataclass(frozen=True)
 class Quantity:
-    """One number with its unit and evidence; value is None when nothing is published."""
+    """One number with its unit and evidence; value is None when nothing is published. `low` and
+    `high` bound it where its source states an uncertainty; `prior` is a fitted value's value
+    before the fit."""
 
     value: float | None
     unit: str
     kind: str
     source: str
+    low: float | None = None
+    high: float | None = None
+    prior: float | None = None
 
     @property
     def known(self) -> bool:
         return self.value is not None
+
+    def at(self, side: str) -> Quantity:
+        """The quantity with its `low` or `high` end (or its `prior`) as the value; itself without one."""
+        end = getattr(self, side)
+        return self if end is None else replace(self, value=end)
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,17 @@ class Profile:
     chip: dict[str, Quantity]
     energy: dict[str, Quantity]
     time: dict[str, Quantity]
+    mapping: str = "explicit"
+
+    def bound(self, side: str) -> Profile:
+        """The profile at one end of its bands (`low`, `high`) or before its fit (`prior`): every
+        energy and time that has one takes it (monotone costs: the ends bound every total)."""
+        return replace(self, **{s: {f: q.at(side) for f, q in getattr(self, s).items()} for s in ("energy", "time")})
+
+    @property
+    def banded(self) -> bool:
+        """Whether any energy or time states its uncertainty."""
+        return any(q.low is not None for s in ("energy", "time") for q in getattr(self, s).values())
 
     def quantity(self, section: str, field: str) -> Quantity:
         """One field; an absent one (e_mac outside generic-45nm) is a one-line ProfileError, not a KeyError."""
@@ -76,9 +112,11 @@ class Profile:
         return table[field]
 
     def to_dict(self) -> dict:
-        """JSON-able form for report.json (unknown values become null)."""
-        head = {"name": self.name, "description": self.description, "scope": self.scope, "path": self.path}
-        return {**head, **{s: {f: asdict(q) for f, q in getattr(self, s).items()} for s in REQUIRED}}
+        """JSON-able form for report.json (unknown values become null; a band and prior only where given)."""
+        head = {"name": self.name, "description": self.description, "scope": self.scope, "mapping": self.mapping,
+                "path": self.path}
+        return {**head, **{s: {f: {k: v for k, v in asdict(q).items() if v is not None or k == "value"}
+                               for f, q in getattr(self, s).items()} for s in REQUIRED}}
 
 
 def list_profiles() -> list[str]:
@@ -99,6 +137,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
         raise _err(path, f"[{extra[0]}]", "is not a known section", f"allowed: profile, {', '.join(REQUIRED)}")
     head = _header(doc.get("profile"), path)
     sections = {s: _section(doc.get(s), s, path) for s in REQUIRED}
+    missing = [f for f in TILED if f not in sections["chip"]]
+    if head["mapping"] == "tiled" and missing:
+        form = FORM.format(field=missing[0], unit=TILED[missing[0]])
+        raise _err(path, f"[chip] {missing[0]}", 'is missing (mapping = "tiled" needs the synapse memory)',
+                   f"add {form}")
     # An all-in e_synop already contains every other energy term: summing them would double count.
     summed = [f for f, q in sections["energy"].items() if q.known and f != "e_synop"]
     if head["scope"] == "all_in" and (summed or not sections["energy"]["e_synop"].known):
@@ -129,13 +172,16 @@ def _resolve(name_or_path: str | Path) -> Path:
 def _header(head: object, path: Path) -> dict[str, str]:
     if not isinstance(head, dict):
         raise _err(path, "[profile]", "is missing or not a table", "add [profile] with name, description, scope")
-    _no_extra(head, HEADER, path, "[profile]")
+    _no_extra(head, (*HEADER, "mapping"), path, "[profile]")
     for key in HEADER:
         if not isinstance(head.get(key), str) or not head[key].strip():
             raise _err(path, f"[profile] {key}", "is missing or not a non-empty string", f'add {key} = "..."')
     if head["scope"] not in SCOPES:
         raise _err(path, "[profile] scope", f"is {head['scope']!r}", f"use one of {', '.join(SCOPES)}")
-    return {key: head[key] for key in HEADER}
+    mapping = head.get("mapping", "explicit")
+    if mapping not in MAPPINGS:
+        raise _err(path, "[profile] mapping", f"is {mapping!r}", f"use one of {', '.join(MAPPINGS)}")
+    return {**{key: head[key] for key in HEADER}, "mapping": mapping}
 
 
 def _no_extra(table: dict, allowed: Iterable[str], path: Path, where: str) -> None:
@@ -164,7 +210,7 @@ def _quantity(raw: object, section: str, field: str, unit: str, path: Path) -> Q
     if not isinstance(raw, dict):
         raise _err(path, where, "is not an inline table", "write " + FORM.format(field=field, unit=unit))
     _no_extra(raw, ATTRS, path, where)
-    for key in ATTRS[1:]:
+    for key in ("unit", "kind", "source"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise _err(path, where, f"has no {key} (a non-empty string)", f'add {key} = "..."')
     kind, source = raw["kind"], raw["source"]
@@ -179,7 +225,20 @@ def _quantity(raw: object, section: str, field: str, unit: str, path: Path) -> Q
         return Quantity(None, unit, kind, source)
     if kind == "unknown":
         raise _err(path, where, "has a value but kind 'unknown'", "drop the value or give its real kind")
-    return Quantity(_number(raw["value"], field, where, path, chip=section == "chip"), unit, kind, source)
+    value = _number(raw["value"], field, where, path, chip=section == "chip")
+    extra = {k: _number(raw[k], field, f"{where} {k}", path, chip=False) for k in (*BOUNDS, "prior") if k in raw}
+    _check_band(value, extra, kind, where, path)
+    return Quantity(value, unit, kind, source, **extra)
+
+
+def _check_band(value: float, extra: dict, kind: str, where: str, path: Path) -> None:
+    """A band has both ends around the value; a fitted value has its band and its prior."""
+    if (("low" in extra) != ("high" in extra)) or (kind == "fitted" and not {"low", "high", "prior"} <= set(extra)):
+        raise _err(path, where, "has one end of a band, or is fitted without its band (low, high) and prior",
+                   "give low and high around the value (and prior, the value before the fit)")
+    if "low" in extra and not extra["low"] <= value <= extra["high"]:
+        raise _err(path, where, f"band {extra['low']:g}..{extra['high']:g} does not hold the value {value:g}",
+                   "low <= value <= high")
 
 
 def _number(value: object, field: str, where: str, path: Path, chip: bool) -> float | int:

@@ -14,12 +14,14 @@ report.json, schema_version 1:
         totals {accuracy (0-1, null without labels), synaptic_ops, events, spikes, messages, message_bits,
                 neuron_updates, active_updates, synapses, syn_mem_bytes, cores, chips, latency_s, step_latency_s,
                 energy_j, dynamic_energy_j, energy_parts_j {synaptic, neuron, routing, static}, unknown_terms,
-                mapping_problems,                                    # all per sample (one inference, but:)
+                mapping_problems, band {energy_j, dynamic_energy_j, latency_s: [low, high]} or null (the profile
+                states no uncertainty),                              # all per sample (one inference, but:)
                 per_inference {steps, inferences_per_sample, synaptic_ops, events, energy_j, dynamic_energy_j,
-                               latency_s}},                          # a stream (run.reset) only
+                               latency_s, band}},                    # a stream (run.reset) only
         layers [{layer, kind, neurons, encoding, events_in, events_out, synaptic_ops, spikes,
                  neuron_updates, active_updates, idle_updates, synapses, syn_mem_bytes, cores,
-                 messages, message_bits, energy_j {parts}, energy_total_j, synaptic_j_by_source,
+                 messages, message_bits, energy_j {parts}, energy_total_j, energy_total_band_j ([low, high] or
+                 null), synaptic_j_by_source,
                  events_out_per_step, sops_per_step,
                  bias_writes (the input row, when the input is written into bias registers: its
                               values the host writes; not events, not priced)}],
@@ -96,13 +98,41 @@ def totals_table(report: dict) -> list[str]:
     for label, key, kind in rows:
         cells = []
         for m in modes:
-            v = report["modes"][m]["totals"]
-            for part in key.split("."):
-                v = v.get(part) if v is not None else None
-            cells.append("-" if v is None and key == "accuracy" else
-                         f"{100 * v:.2f}%" if kind == "%" else _fmt(v, kind))
+            cells.append("-" if _total(report, m, key) is None and key == "accuracy" else
+                         f"{100 * _total(report, m, key):.2f}%" if kind == "%" else banded_total(report, m, key, kind))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _total(report: dict, mode: str, key: str):
+    """A total of a mode by its dotted key ("per_inference.energy_j"); None where absent."""
+    v = report["modes"][mode]["totals"]
+    for part in key.split("."):
+        v = v.get(part) if v is not None else None
+    return v
+
+
+def banded_total(report: dict, mode: str, key: str, unit: str) -> str:
+    """A total with its band where it has one: '2.1 mJ (1.3-2.5 mJ)'."""
+    head, _, last = key.rpartition(".")
+    band = _total(report, mode, f"{head}.band.{last}" if head else f"band.{last}")
+    text = _fmt(_total(report, mode, key), unit)
+    if band is None or None in band:
+        return text
+    low, high = _fmt(band[0], unit), _fmt(band[1], unit)
+    same = low.split()[-1] == high.split()[-1] and len(low.split()) == 2
+    return f"{text} ({low.split()[0] if same else low}-{high})"
+
+
+def uncertainty_line(report: dict) -> str:
+    """What the bands are, or that the profile states none."""
+    first = report["modes"][_modes(report)[0]]["totals"]
+    if first.get("band") is None:
+        return (f"Profile {report['profile']['name']} states no uncertainty for its energies and times: the figures "
+                f"carry no band.")
+    return (f"Energy and latency bands (low-high): every figure of profile {report['profile']['name']} at the low and "
+            f"the high end its source states (a measured spread, a fit's residual, a model's accuracy; `[energy]` and "
+            f"`[time]` in report.json's profile).")
 
 
 def layer_table(report: dict, mode: str) -> list[str]:
@@ -122,7 +152,7 @@ def markdown(report: dict) -> str:
            f"precision; {report['run']['samples']} samples on the {report['run']['backend']} backend "
            f"(simulator on {report['run']['device']}), "
            f"seed {report['run']['seed']}. Profile: {p['description']} (scope {p['scope']}).", "",
-           "## Totals", "", *totals_table(report), ""]
+           "## Totals", "", *totals_table(report), "", uncertainty_line(report), ""]
     unknown = sorted({t for mode in report["modes"].values() for t in mode["totals"]["unknown_terms"]})
     if unknown:
         out += [f"Unknown in this profile, left out of the energy and latency: {', '.join(unknown)}.", ""]

@@ -174,6 +174,7 @@ class Population:
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)
     pool: Op | None = None     # maxpool: the window ("maxpool2d", from `current_shape` to `shape`)
     fill: int = 0              # steps it runs before step 0 (lava-dl's pipeline fill, spec.py)
+    host: bool = False         # read by the host, not on the chip (a netx network's readout of its last layer)
     activation: str = "relu"   # sdnn: relu or identity (ACTIVATIONS)
     message_shift: int = 0     # sdnn, fixed point: right shift of each sent change (Lava's state_exp)
     sends: Sends = field(kw_only=True)  # what it transmits (the readout: graded logits, sent nowhere)
@@ -474,7 +475,8 @@ def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:
                      "decay": pop.decay, "reset": pop.reset, "dv": int(pop.dv), "frac_bits": int(pop.frac_bits),
                      "u_decay": pop.u_decay, "du": int(pop.du), "activation": pop.activation,
                      "message_shift": int(pop.message_shift),
-                     "depth": int(pop.depth), "fill": int(pop.fill), "inputs": inputs, "sends": asdict(pop.sends),
+                     "depth": int(pop.depth), "fill": int(pop.fill), "host": pop.host, "inputs": inputs,
+                     "sends": asdict(pop.sends),
                      "pool": None if pop.pool is None else _op_header(pop.pool)})
     for name, s in spec.scores.items():
         arrays[f"scores.{name}"] = np.asarray(s, dtype=np.float32)
@@ -501,7 +503,7 @@ def from_arrays(header: dict, arrays: dict[str, np.ndarray]) -> NetSpec:
         pops.append(Population(name=p["name"], shape=tuple(p["shape"]), kind=p["kind"], bias=arrays[f"p{i}.bias"],
                                inputs=inputs, v_th=p["v_th"], decay=p["decay"], reset=p["reset"], dv=p["dv"],
                                u_decay=p["u_decay"], du=p["du"], input_delay=arrays.get(f"p{i}.input_delay"),
-                               frac_bits=p["frac_bits"], depth=p["depth"], fill=p["fill"], pool=pool,
+                               frac_bits=p["frac_bits"], depth=p["depth"], fill=p["fill"], host=p["host"], pool=pool,
                                activation=p["activation"],
                                message_shift=p["message_shift"], sends=Sends(**p["sends"])))
     return NetSpec(tuple(header["input_shape"]), header["timesteps"], header["encoding"], pops, header["fixed"],

@@ -1,0 +1,145 @@
+"""How Loihi 2's compiler puts layers onto cores (a profile's `mapping = "tiled"`), from the
+chip's per-core limits: neuron slots and synapse-memory words. The rules are those the compiler's
+own output shows (lava-dl's PilotNet LIF and SDNN benchmark notebooks print its per-core table
+and its synapse-memory violations; the YOLO-KP notebook its per-core utilisation):
+
+* A map (C, H, W) is cut into tiles of full channels and height and a power-of-two width, the
+  width padded to a power of two and halved until the tile's slots (padded width x H x C) fit
+  the core's neuron slots; if a one-column tile does not fit, the height is halved too, then
+  the channels. Cores: one per tile. Convolution kernels are shared: each core stores its
+  input channels x kernel x its output channels' weights once, whatever its tile's size.
+* A flat layer of n neurons with a fan-in of A input axons stores, per axon and core, a header
+  and one synapse to each of its neurons there: ceil((header + bits * n_core) / word) words.
+  It starts on one core; while its synapse words or neurons overflow a core, its core count is
+  multiplied by the largest overflow ratio (rounded up, at least 2), as the compiler iterates.
+* A frame written into bias registers has no synapses; a layer the host reads has no core.
+
+An event reaches, of a tiled convolution's cores, those whose tiles its receptive field
+overlaps (the mean over the source's positions), of a flat layer's cores all.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .spec import NetSpec, Population, Projection, projection_key
+
+WINDOW_OPS = ("conv2d", "sumpool2d")
+
+
+@dataclass(frozen=True)
+class Limits:
+    neurons: int        # neuron slots per core
+    words: int          # synapse-memory words per core
+    word_bits: int
+    header_bits: int    # per input axon and core
+    synapse_bits: int   # per synapse of a flat layer
+    weight_bits: int    # per stored conv kernel weight
+
+
+@dataclass(frozen=True)
+class Tiles:
+    cores: int
+    share: float        # the busiest core's share of the layer's neurons (and work)
+    words: int          # synapse-memory words of all its cores
+    tile: tuple[int, ...] = ()  # a map's per-core tile (C, H, W)
+    overflow: int = 0   # synapse words of its fullest core beyond a core's (0: it fits)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def map_tile(shape: tuple[int, int, int], slots: int) -> tuple[int, int, int]:
+    """The per-core tile (c, h, w) of a (C, H, W) map: power-of-two width (padded), then height,
+    then channels halved until c * h * padded w fits `slots`."""
+    c, h, w = shape[0], shape[1], _pow2(shape[2])
+    while c * h * w > slots:
+        if w > 1:
+            w //= 2
+        elif h > 1:
+            h = -(-h // 2)
+        elif c > 1:
+            c = -(-c // 2)
+        else:
+            break
+    return c, h, w
+
+
+def _window(proj: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """The composed (kernel, stride, padding) per axis and input channels of a projection of
+    window ops (a pool then a conv is one conv with a wider kernel); None for a flat one."""
+    windows = [op for op in proj.ops if op.kind in WINDOW_OPS]
+    if not windows or any(op.kind == "linear" for op in proj.ops):
+        return None
+    k, s, p = np.ones(2, int), np.ones(2, int), np.zeros(2, int)
+    for op in windows:  # input-side first: each op's window is in the units of the one before
+        k = k + (np.asarray(op.kernel) - 1) * s
+        p = p + np.asarray(op.padding) * s
+        s = s * np.asarray(op.stride)
+    return k, s, p, int(windows[0].in_shape[0])
+
+
+def _kernel_words(proj: Projection, out_channels: int, lim: Limits) -> int:
+    """Words of a shared kernel per core: input channels x kernel x its output channels' weights."""
+    k, _, _, cin = _window(proj)
+    return cin * int(np.prod(k)) * math.ceil(out_channels * lim.weight_bits / lim.word_bits)
+
+
+def _flat_words(axons: int, n: int, lim: Limits) -> int:
+    return axons * math.ceil((lim.header_bits + lim.synapse_bits * n) / lim.word_bits)
+
+
+def tile_population(pop: Population, lim: Limits) -> Tiles:
+    """The cores of one population (module docstring)."""
+    fed = [proj for proj in pop.inputs if not proj.to_bias]
+    if len(pop.shape) == 3 and all(_window(proj) for proj in fed):
+        c, h, w = map_tile(tuple(pop.shape), lim.neurons)
+        counts = (-(-pop.shape[0] // c), -(-pop.shape[1] // h), -(-pop.shape[2] // w))
+        real = c * h * min(w, pop.shape[2])
+        words = sum(_kernel_words(proj, c, lim) for proj in fed)
+        return Tiles(int(np.prod(counts)), real / pop.size, words * int(np.prod(counts)), (c, h, w),
+                     max(words - lim.words, 0))
+    axons = sum(int(np.prod(proj.ops[0].in_shape)) for proj in fed)
+    cores = 1
+    while True:
+        n = -(-pop.size // cores)
+        ratio = max(_flat_words(axons, n, lim) / lim.words, n / lim.neurons)
+        if ratio <= 1 or n == 1:  # fits, or one neuron a core still does not: the fan-in is too wide
+            break
+        cores = min(cores * max(2, math.ceil(ratio)), pop.size)
+    counts = [-(-pop.size // cores)] * (pop.size // -(-pop.size // cores))
+    rest = pop.size - sum(counts)
+    words = sum(_flat_words(axons, k, lim) for k in counts + ([rest] if rest else []))
+    return Tiles(cores, -(-pop.size // cores) / pop.size, words, (),
+                 max(_flat_words(axons, -(-pop.size // cores), lim) - lim.words, 0))
+
+
+def reach(proj: Projection, target: Tiles, target_shape: tuple[int, ...]) -> float:
+    """Of the target's cores, how many an event of the projection's source reaches, on average
+    over the source's positions: those whose tile its receptive field overlaps (a tiled map), all
+    of them (a flat layer)."""
+    window = _window(proj) if target.tile else None
+    if window is None:
+        return float(target.cores)
+    k, s, p, _ = window
+    per_axis = []
+    for axis, (size, tile) in enumerate(zip(target_shape[1:], target.tile[1:])):
+        n_in = proj.ops[0].in_shape[1 + axis]
+        hits = np.zeros(n_in)
+        for lo in range(0, size, tile):  # the output rows (columns) of one tile, and the inputs they read
+            first, last = lo * s[axis] - p[axis], (min(lo + tile, size) - 1) * s[axis] - p[axis] + k[axis] - 1
+            hits[max(first, 0): min(last, n_in - 1) + 1] += 1
+        per_axis.append(hits.mean())
+    return float(np.prod(per_axis)) * -(-target_shape[0] // target.tile[0])
+
+
+def map_tiled(spec: NetSpec, lim: Limits) -> tuple[dict[str, Tiles], dict[str, float]]:
+    """Per population its tiles (no cores for one the host reads), and per projection key the
+    mean target cores an event reaches."""
+    tiles = {pop.name: Tiles(0, 0.0, 0) if pop.host else tile_population(pop, lim) for pop in spec.populations}
+    reached = {projection_key(proj.source, pop.name): reach(proj, tiles[pop.name], tuple(pop.shape))
+               for pop in spec.populations for proj in pop.inputs if not proj.to_bias}
+    return tiles, reached
