@@ -37,13 +37,19 @@ What is counted, per sample (the counts are totals over the samples run):
   DDLA can, by holding stale values.
 * Routing: each event leaves its neuron once (`e_spike_out`) and is delivered as one message
   to every core of each target layer (`e_msg_local` plus the mean mesh hops between the two
-  layers' cores, layers placed on consecutive cores, row-major on the tile mesh). Sending to
-  every core is an upper bound for convolutions, exact for dense layers.
+  layers' cores, layers placed on consecutive cores, row-major on the tile mesh): in the
+  explicit mapping to every core (an upper bound for convolutions, exact for dense layers), in
+  the tiled one to the cores `Mapping.reach` says.
 * Synaptic ops and synapses of a projection use its composed fan-out (`Projection.fanout`):
   a pool-then-conv chain is one synapse matrix on a chip.
-* Cores: each layer on its own cores, enough for its neurons and for the synapses of its
-  inputs (stored explicitly, convolutions unrolled, 8-bit weights: an upper bound where a chip
-  shares conv weights). Fan-in/fan-out over the core limits is reported as a mapping problem.
+* Cores: each layer on its own cores. The profile's `mapping` says how many: `explicit`, enough
+  for its neurons and for the synapses of its inputs (stored explicitly, convolutions unrolled,
+  8-bit weights: an upper bound where a chip shares conv weights); `tiled`, Loihi 2's compiler
+  (`tiling.py`: map tiles, shared kernels, dense synapse words), which also says which cores an
+  event reaches and the busiest core's share of a layer's work. A layer the host reads takes
+  none. Fan-in/fan-out over the core limits is reported as a mapping problem.
+* Uncertainty: where the profile gives its figures a band, every energy and latency carries one,
+  the run costed with every figure at its low and at its high end (`cost_run`).
 * Static energy: `p_static_chip` x chips x latency, and the barrier `e_barrier` per step,
   spread over the layers by their share of cores.
 * Latency of a step: the slowest layer's core (its share of the step's SOPs, neuron updates
