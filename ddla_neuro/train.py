@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_dataset, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataSplit, load_dataset
 from .ddla.approx import annealed_keep
+from .ddla.keep import DEFAULT_KEEP, Keep, KeepError, filters, keep_label, parse_keep, per_layer
 from .ddla.executor import LEGACY_SOURCES, SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
 from .devices import DEVICES, select_device
 from .errors import UserError, run_cli
@@ -34,7 +35,7 @@ from .zoo import MODELS, build_model
 from .zoo.models import NEURONS
 
 TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
-DDLA_KEEP, DDLA_LAM = 0.5, 0.5  # chosen by a sweep on digits at T = 6, 3 seeds (docs/RESULTS.md)
+DDLA_LAM = 0.5  # chosen by a sweep on digits at T = 6, 3 seeds (docs/RESULTS.md)
 DDLA_SETTINGS = ("lam", "sensitivity", "warmup_epochs", "stats_momentum")  # recorded by a DDLA run, resumed with it
 # A training method is how a network learns; its forward transmits in one mode of ddla.transmission.
 MODE_OF_METHOD = {"baseline": "dense", "tdd": "delta", "ddla": "ddla"}
@@ -76,8 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default=None, choices=METHODS,
                    help="baseline (default): dense spikes; tdd: lossless deltas (same outputs, counts deltas); "
                         "ddla: top-k sensitive deltas + sensitivity loss (--eval: the checkpoint's)")
-    p.add_argument("--keep", type=float, default=None,
-                   help=f"ddla filtering ratio k: share of deltas kept, (0, 1] (default {DDLA_KEEP}; --eval: the checkpoint's)")
+    p.add_argument("--keep", default=None,
+                   help=f"ddla filtering ratio k: share of deltas kept, (0, 1], one for all spiking layers or one per "
+                        f"layer joined by ':' (0.7:0.5:0.3, network order) (default {DEFAULT_KEEP}; --eval: the "
+                        f"checkpoint's)")
+    p.add_argument("--spike-penalty", type=float, default=0.0, metavar="W",
+                   help="baseline/tdd: add W x the mean firing rate (spikes per neuron and step, over every spiking "
+                        "layer) to the loss, an L1 penalty on spikes: the rate-regularised baseline DDLA is "
+                        "compared with (default 0: none)")
     p.add_argument("--lam", type=float, default=DDLA_LAM, help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
     p.add_argument("--sensitivity", default="stats", choices=SENSITIVITY_SOURCES,
                    help="ddla ranking of the deltas. stats (default): per-neuron statistics (running mean of "
@@ -112,6 +119,14 @@ def seed_everything(seed: int, device: torch.device) -> None:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
+
+
+def resolve_keep(value: Keep | list[float], net: SpikingNetwork) -> Keep:
+    """A --keep value (parsed, or a checkpoint's) for `net`: uniform, or one ratio per spiking layer."""
+    try:
+        return per_layer(value, [n.key for n in net.neurons])
+    except KeepError as e:
+        raise UserError(f"--keep: {e}") from None
 
 
 LOST_PEER_WORDS = ("gloo", "nccl", "connection", "peer", "pair closure", "timeout", "timed out")
@@ -158,7 +173,7 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-             seed: int, mode: str = "dense", keep: float = 1.0, stats: SensitivityStats | None = None,
+             seed: int, mode: str = "dense", keep: Keep = 1.0, stats: SensitivityStats | None = None,
              loss_fn=None) -> dict:
     """Accuracy on (x, y) transmitting in `mode`, and the per-sample counts (spikes, deltas,
     transmitted, dropped, events) per layer and timestep; with `loss_fn`, also its mean as `loss`.
@@ -193,6 +208,7 @@ class TrainRun:
     stats: SensitivityStats
     ddla: DeltaExecutor | None    # the DDLA forward (None: the plain one)
     lam: float                    # DDLA: L = lam * L_model + (1 - lam) * sum_l L_sensi_l
+    spike_penalty: float = 0.0    # baseline: L = L_model + W * mean firing rate
 
 
 def train_epoch(run: TrainRun, gen: torch.Generator, show_progress: bool, desc: str) -> tuple[float, float]:
@@ -216,11 +232,21 @@ def train_epoch(run: TrainRun, gen: torch.Generator, show_progress: bool, desc: 
     return total_loss / seen, correct / seen
 
 
+def firing_rate(spikes: list[torch.Tensor]) -> torch.Tensor:
+    """Spikes per neuron and step over every population's output (the spike function's
+    surrogate gradient carries the penalty back): the L1 norm of the spikes over their count."""
+    return sum(z.sum() for z in spikes) / sum(z.numel() for z in spikes)
+
+
 def _forward_loss(run: TrainRun, x_seq: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, loss) of one batch; the labels enter the forward only for the label-gradient ranking."""
     if run.ddla is None:
-        out = run.model(x_seq, single_step=run.single_step)
-        return out, run.loss_fn(out, y)
+        if not run.spike_penalty:
+            out = run.model(x_seq, single_step=run.single_step)
+            return out, run.loss_fn(out, y)
+        spikes = []
+        out = run.model(x_seq, single_step=run.single_step, transmit=lambda neuron, z: spikes.append(z) or z)
+        return out, run.loss_fn(out, y) + run.spike_penalty * firing_rate(spikes)
     labels = y if run.ddla.source == "label-gradient" else None  # stats: ranked without labels, as deployed
     out, sensitivity_loss = run.ddla.run(x_seq, labels, run.model)
     return out, run.lam * run.loss_fn(out, y) + (1 - run.lam) * sensitivity_loss
@@ -241,8 +267,8 @@ def run_eval(args: argparse.Namespace, device: torch.device) -> int:
     net, meta = ckpt.net, ckpt.meta
     dataset, data = checkpoint_dataset(ckpt, args.dataset, args.data_dir)
     method = args.method or meta.get("method", "baseline")
-    keep = args.keep if args.keep is not None else meta.get("keep", 1.0)
-    if method == "ddla" and keep < 1.0 and not ckpt.sensitivity:
+    keep = resolve_keep(args.keep if args.keep is not None else meta.get("keep", 1.0), net)
+    if method == "ddla" and filters(keep) and not ckpt.sensitivity:
         raise UserError(f"{args.eval} has no DDLA sensitivity statistics; train it with --method ddla, "
                         f"or evaluate with --method baseline/tdd")
     net.to(device)
@@ -261,8 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.timesteps < 1 or args.epochs < 0 or args.batch_size < 1:
         raise UserError("--timesteps and --batch-size must be >= 1 and --epochs >= 0")
-    if args.keep is not None and not 0.0 < args.keep <= 1.0:
-        raise UserError(f"--keep must lie in (0, 1], got {args.keep}")
+    if args.keep is not None and isinstance(args.keep, str):
+        try:
+            args.keep = parse_keep(args.keep)
+        except KeepError as e:
+            raise UserError(f"--keep: {e}") from None
+    if args.spike_penalty < 0 or args.spike_penalty != args.spike_penalty:
+        raise UserError(f"--spike-penalty must be a number >= 0, got {args.spike_penalty}")
+    if args.spike_penalty and args.method == "ddla":
+        raise UserError("--spike-penalty regularises the baseline (or tdd) that DDLA is compared with; "
+                        "drop it with --method ddla")
     if not 0.0 <= args.stats_momentum < 1.0:
         raise UserError(f"--stats-momentum must lie in [0, 1), got {args.stats_momentum}")
     if args.init and args.resume:
@@ -295,7 +329,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     t0 = time.time()
     ckpt, init = _starting_point(args)
     start = ckpt or init
-    method, keep = args.method or "baseline", args.keep if args.keep is not None else DDLA_KEEP
+    method = args.method or "baseline"
     dataset = args.dataset or "digits"
     data = load_dataset(dataset, args.data_dir, args.timesteps)
     encoding = "events" if data.is_events else args.encoding
@@ -305,12 +339,15 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     if tuple(net.arch["input_shape"]) != data.input_shape:
         raise UserError(f"the checkpoint expects inputs of shape {tuple(net.arch['input_shape'])}, "
                         f"{dataset} has {data.input_shape}")
+    keep = resolve_keep(args.keep if args.keep is not None else DEFAULT_KEEP, net)
     run = _build_run(args, net.to(device), data, device, rank, world, start, ckpt.extra if ckpt else {}, method, keep)
     eval_mode, eval_keep = MODE_OF_METHOD[method], keep if method == "ddla" else 1.0
     out = Path(args.out)
     history = list(ckpt.extra.get("history", [])) if ckpt else []
     meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
             "method": method, "keep": eval_keep}
+    if args.spike_penalty:
+        meta["spike_penalty"] = args.spike_penalty
     if init:
         meta["init"] = str(args.init)
     ddla_settings = {k: getattr(args, k) if run.ddla else None for k in DDLA_SETTINGS}
@@ -318,7 +355,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         meta.update(ddla_settings)
     if rank == 0:
         print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
-              f"method {method}{f' k={keep} lambda={args.lam}' if run.ddla else ''}, {len(data.x_train)} train / "
+              f"method {method}{f' k={keep_label(keep)} lambda={args.lam}' if run.ddla else ''}"
+              f"{f' spike penalty {args.spike_penalty:g}' if args.spike_penalty else ''}, {len(data.x_train)} train / "
               f"{len(data.x_test)} test samples, device {device}, {world} process(es)")
     for epoch in range(int(ckpt.extra["epoch"]) if ckpt else 0, args.epochs):
         te = time.time()
@@ -348,7 +386,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     summary = {
         "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
         "encoding": encoding, "loss": args.loss, "step_mode": "single" if run.single_step else "multi",
-        "epochs": args.epochs, "method": method, "keep": eval_keep, **ddla_settings, "seed": args.seed,
+        "epochs": args.epochs, "method": method, "keep": eval_keep, **ddla_settings,
+        "spike_penalty": args.spike_penalty, "seed": args.seed,
         "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
         "init": args.init, "checkpoint": str(out / "model.pt"), "history": history,
@@ -372,7 +411,7 @@ def _starting_point(args: argparse.Namespace) -> tuple[Checkpoint | None, Checkp
             raise CheckpointError(f"{args.resume} holds no training state to resume from")
         # The method is part of the run being resumed.
         args.dataset = args.dataset or ckpt.meta.get("dataset")
-        for key in ("method", "keep", *DDLA_SETTINGS):
+        for key in ("method", "keep", "spike_penalty", *DDLA_SETTINGS):
             if key in ckpt.meta:
                 setattr(args, key, ckpt.meta[key])
         args.sensitivity = LEGACY_SOURCES.get(args.sensitivity, args.sensitivity)
@@ -385,7 +424,7 @@ def _starting_point(args: argparse.Namespace) -> tuple[Checkpoint | None, Checkp
 
 
 def _build_run(args: argparse.Namespace, net: SpikingNetwork, data: DataSplit, device: torch.device, rank: int,
-               world: int, start: Checkpoint | None, resumed: dict, method: str, keep: float) -> TrainRun:
+               world: int, start: Checkpoint | None, resumed: dict, method: str, keep: Keep) -> TrainRun:
     """Optimiser, schedule (restored from `resumed`, a checkpoint's training state), sampler,
     sensitivity statistics (carried from `start`) and, for DDLA, the executor of the forward."""
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -400,10 +439,11 @@ def _build_run(args: argparse.Namespace, net: SpikingNetwork, data: DataSplit, d
     sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     return TrainRun(net=net, model=DistributedDataParallel(net) if world > 1 else net, data=data, sampler=sampler,
                     opt=opt, sched=sched, loss_fn=LOSSES[args.loss], device=device, batch_size=args.batch_size,
-                    single_step=args.step_mode == "single" or method == "ddla", stats=stats, ddla=ddla, lam=args.lam)
+                    single_step=args.step_mode == "single" or method == "ddla", stats=stats, ddla=ddla, lam=args.lam,
+                    spike_penalty=args.spike_penalty)
 
 
-def _epoch_row(run: TrainRun, args: argparse.Namespace, epoch: int, loss: float, acc: float, mode: str, keep: float,
+def _epoch_row(run: TrainRun, args: argparse.Namespace, epoch: int, loss: float, acc: float, mode: str, keep: Keep,
                started: float) -> dict:
     """Evaluates the epoch's network, prints its line and returns its history row."""
     test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, args.seed, mode, keep, run.stats)

@@ -140,3 +140,55 @@ def test_init_fine_tunes_a_baseline_with_ddla(trained_digits, tmp_path):
     r = run_module("ddla_neuro.train", "--init", str(trained_digits / "model.pt"), "--resume",
                    str(trained_digits / "model.pt"), "--out", str(tmp_path / "both"))
     assert r.returncode != 0 and "give one" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_annealing_a_per_layer_k_anneals_every_layer():
+    assert annealed_keep({"a": 0.2, "b": 1.0}, 1, 2) == {"a": 0.6, "b": 1.0}
+    assert annealed_keep({"a": 0.2, "b": 1.0}, 2, 2) == {"a": 0.2, "b": 1.0}
+
+
+def test_a_per_layer_k_trains_is_stored_and_deploys(tmp_path):
+    """DDLA with one k per spiking layer: the checkpoint holds it by layer, evaluation and the
+    deployment run it, and the layer at k = 1 drops nothing."""
+    r = run_module("ddla_neuro.train", "--model", "convnet", "--method", "ddla", "--keep", "1:0.3", "--timesteps", "3",
+                   "--epochs", "1", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    first, second = (n.key for n in ckpt.net.neurons)
+    assert ckpt.meta["keep"] == {first: 1.0, second: 0.3}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["dropped_per_layer"][first] == 0 and summary["dropped_per_layer"][second] > 0
+    net = ckpt.net.eval()
+    x = torch.as_tensor(load_digits().images[:32] / 16.0, dtype=torch.float32)[:, None]
+    ex = DeltaExecutor(net, "ddla", ckpt.meta["keep"], stats=SensitivityStats(values=ckpt.sensitivity))
+    with torch.no_grad():
+        out, _ = ex.run(net.encode(x))
+    deployed = simulate(checkpoint_to_spec(ckpt), input_frames(net, x), "ddla", ckpt.meta["keep"], record=True)
+    for key, sent in ex.sent_deltas().items():
+        np.testing.assert_array_equal(deployed.sent[key], sent.flatten(2).transpose(0, 1).numpy(), err_msg=key)
+    bad = run_module("ddla_neuro.train", "--method", "ddla", "--keep", "0.5:0.5:0.5", "--epochs", "1",
+                     "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "3 keep ratios for 2 spiking layers" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_the_spike_penalty_is_the_mean_firing_rate_and_lowers_it(tmp_path):
+    from ddla_neuro.train import firing_rate
+    z = [torch.tensor([[1.0, 0.0], [1.0, 1.0]], requires_grad=True), torch.tensor([0.0, 0.0, 0.0, 1.0])]
+    rate = firing_rate(z)
+    assert rate.item() == pytest.approx(4 / 8)
+    rate.backward()
+    assert torch.equal(z[0].grad, torch.full((2, 2), 1 / 8))  # L1: every spike weighs the same
+    runs = {}
+    for w in ("0", "5"):
+        out = tmp_path / w
+        r = run_module("ddla_neuro.train", "--model", "convnet", "--timesteps", "3", "--epochs", "2", "--seed", "1",
+                       "--spike-penalty", w, "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        runs[w] = json.loads((out / "summary.json").read_text())
+    assert runs["5"]["spike_penalty"] == 5.0 and load_checkpoint(tmp_path / "5" / "model.pt").meta["spike_penalty"] == 5
+    assert runs["5"]["spikes_per_sample"] < 0.8 * runs["0"]["spikes_per_sample"]
+    for argv, message in ((["--spike-penalty", "-1"], "must be a number >= 0"),
+                          (["--spike-penalty", "1", "--method", "ddla"], "drop it with --method ddla")):
+        bad = run_module("ddla_neuro.train", *argv, "--epochs", "1", "--out", str(tmp_path / "bad"))
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr

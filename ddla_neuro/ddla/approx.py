@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .gsc import Priority, priority_cut, topk_mask
+from .keep import Keep
 from .tdd import delta
 
 
@@ -53,10 +54,13 @@ def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, scores: torch.Tensor
     return ApproxStep(transmitted, d, sent, F.mse_loss(transmitted, s_t))
 
 
-def annealed_keep(target: float, epoch: int, warmup_epochs: int) -> float:
+def annealed_keep(target: Keep, epoch: int, warmup_epochs: int) -> Keep:
     """The filtering ratio of training epoch `epoch` (0-based) when k is annealed linearly from 1
     (every delta sent, the baseline's function) to `target` over the first `warmup_epochs`
-    epochs; from epoch `warmup_epochs` on it is `target`. Rounded to keep's 1e-6 resolution."""
+    epochs; from epoch `warmup_epochs` on it is `target`. Rounded to keep's 1e-6 resolution.
+    A per-layer k anneals every layer's ratio alike."""
     if warmup_epochs <= 0 or epoch >= warmup_epochs:
         return target
+    if isinstance(target, dict):
+        return {layer: annealed_keep(k, epoch, warmup_epochs) for layer, k in target.items()}
     return round(1.0 - (1.0 - target) * epoch / warmup_epochs, 6)

@@ -27,6 +27,7 @@ from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
 from .gsc import Priority, gsc_scores
+from .keep import Keep, filters, keep_of
 from .transmission import MODES
 
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
@@ -87,19 +88,19 @@ class SensitivityStats:
 
 
 class DeltaExecutor:
-    def __init__(self, net: SpikingNetwork, mode: str = "ddla", keep: float = 1.0, source: str = "stats",
+    def __init__(self, net: SpikingNetwork, mode: str = "ddla", keep: Keep = 1.0, source: str = "stats",
                  stats: SensitivityStats | None = None, count_events: bool = True, learn: bool = False):
         """`learn`: update the statistics from the gradients of training (`stats`: the gradient of
         the total loss that reaches each layer's transmitted output, read in the backward pass;
         `label-gradient`: each step's per-sample gradients). Without `learn` the `stats` ranking
         needs statistics for every layer; while learning, a layer without statistics yet (the
-        first batch) sends all its deltas."""
+        first batch) sends all its deltas. `keep`: one ratio, or one per layer (`ddla.keep`)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if source not in SENSITIVITY_SOURCES:
             raise ValueError(f"sensitivity source must be one of {SENSITIVITY_SOURCES}, got {source!r}")
-        if not 0.0 <= keep <= 1.0:
-            raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
+        if any(not 0.0 <= k <= 1.0 for k in (keep.values() if isinstance(keep, dict) else [keep])):
+            raise ValueError(f"keep ratios must lie in [0, 1], got {keep}")
         self.net, self.mode, self.source, self.learn = net, mode, source, learn
         self.keep = keep if mode == "ddla" else 1.0
         self.stats = stats if stats is not None else SensitivityStats()
@@ -140,8 +141,9 @@ class DeltaExecutor:
     def _transmit(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
         """The network's transmission hook (one step, (B, ...)): what the receivers get instead of s."""
         key, held = neuron.key, self.held.get(neuron.key)
-        scores, order = self._ranking(key, s, held) if (held is not None and self.keep < 1.0) else (None, None)
-        step = ddla_step(s, held, scores, self.keep, order)
+        keep = keep_of(self.keep, key)
+        scores, order = self._ranking(key, s, held) if (held is not None and keep < 1.0) else (None, None)
+        step = ddla_step(s, held, scores, keep, order)
         if self.count_events:
             d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
             # x.bool(): x != 0, much faster on CPU
@@ -149,7 +151,7 @@ class DeltaExecutor:
                             transmitted=step.sent.bool().sum(), dropped=step.dropped.sum())
             self.spikes_prev[key] = s.detach()
             self.sent.setdefault(key, []).append(step.sent.detach())
-        if held is not None and self.keep < 1.0:
+        if held is not None and keep < 1.0:
             self.sensitivity_losses.append(step.sensitivity_loss)
         self.held[key] = step.transmitted
         self.transmitted[key] = step.transmitted
@@ -159,7 +161,7 @@ class DeltaExecutor:
 
     def _after_step(self, out_t: torch.Tensor, y: torch.Tensor | None) -> None:
         """label-gradient: the gradient of the step-t loss ranks the deltas of step t+1."""
-        if self.source == "label-gradient" and self.keep < 1.0 and self.t < self.net.timesteps - 1:
+        if self.source == "label-gradient" and filters(self.keep) and self.t < self.net.timesteps - 1:
             if y is None or not out_t.requires_grad:
                 raise ValueError("the label-gradient ranking needs labels and gradients (training); "
                                  "evaluate with the statistics ranking")
@@ -177,7 +179,7 @@ class DeltaExecutor:
     def run(self, x_seq: torch.Tensor, y: torch.Tensor | None = None, model: torch.nn.Module | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
         """Runs one batch of sequences (T, B, ...). Returns (logits (T, B, classes), sensitivity
-        loss: the sum over layers of the mean over steps t >= 2 of MSE(F', F)). `y`, the labels,
+        loss: the sum over the filtering layers of the mean over steps t >= 2 of MSE(F', F)). `y`, the labels,
         only serves the label-gradient ranking. `model` is the module to call (a
         DistributedDataParallel wrapper of the network, for instance)."""
         self._reset_sequence()
@@ -185,7 +187,8 @@ class DeltaExecutor:
         out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y), transmit=self._transmit)
         self.counts.samples += x_seq.shape[1]
         losses = self.sensitivity_losses
-        n_layers = max(len(self.net.neurons), 1)
+        # the sum over the filtering layers of each one's mean over its steps
+        n_layers = max(sum(keep_of(self.keep, n.key) < 1.0 for n in self.net.neurons), 1)
         sensi = torch.stack(losses).sum() * n_layers / len(losses) if losses else out.new_zeros(())
         return out, sensi
 

@@ -23,19 +23,21 @@ from tqdm import tqdm
 from .. import __version__
 from ..checkpoint import checkpoint_dataset, load_checkpoint
 from ..data import load_dataset
+from ..ddla.keep import Keep, KeepError, keep_label, mean_keep, parse_keep, per_layer
 from ..devices import DEVICES, select_device
 from ..errors import UserError
 from ..fileio import publish
 from ..snn.encoders import encode
 from . import shard
-from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, sender_costs
+from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, mode_plan, sender_costs
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
 from .netx import (FRAME_ENCODINGS, NETX_ENCODINGS, frames_layout, input_transform, load_netx_layers, netx_frames,
                    netx_to_spec, stored_timesteps, transform_images)
+from .keep_choice import choose_keep, measure_on
 from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
-from .report import SCHEMA_VERSION, layer_table, totals_table, uncertainty_line, write_report
+from .report import SCHEMA_VERSION, keep_choice_line, layer_table, totals_table, uncertainty_line, write_report
 from .run import MODES, Counts
 from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
@@ -89,7 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated modes from dense,delta,ddla (default: all the model supports)")
     ap.add_argument("--keep", default=None,
                     help="DDLA keep ratio k, or a comma-separated sweep such as 1,0.7,0.5,0.3; the first is the "
-                         "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3)")
+                         "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3). A per-layer k gives "
+                         "one ratio per spiking layer joined by ':' (0.7:0.5:0.3), from the stored statistics")
+    ap.add_argument("--accuracy-floor", type=float, metavar="A",
+                    help="energy-aware DDLA: choose the per-layer k of least energy on --profile whose accuracy on a "
+                         "validation split (the first --validation-samples test samples, then left out of the "
+                         "report) is at least A (a fraction: 0.97); the chosen k leads the sweep, the best uniform "
+                         "k follows")
+    ap.add_argument("--validation-samples", type=int, metavar="V",
+                    help="samples --accuracy-floor chooses k on (default: half the test split, at most 2000)")
     ap.add_argument("--backend", choices=("lava", "fast"), default="lava",
                     help="lava: Lava's CPU simulator; fast: the bit-exact batched simulator, for full test sets")
     ap.add_argument("--lava-graph", choices=LAVA_GRAPHS, default="fused",
@@ -119,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _floats(text: str, what: str) -> list[float]:
+def _keeps(values: list, spec: NetSpec) -> list[Keep]:
+    """Keep ratios (text, floats or a checkpoint's per-layer dicts) for `spec`, duplicates dropped."""
+    layers = [p.name for p in spec.spiking]
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{what} must be numbers separated by commas, got {text!r}") from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise UserError(f"{what} must lie in [0, 1], got {text!r}")
-    return list(dict.fromkeys(values))
+        keeps = [per_layer(parse_keep(v) if isinstance(v, str) else v, layers) for v in values]
+    except KeepError as e:
+        raise UserError(f"--keep: {e}") from None
+    return list({keep_label(k): k for k in keeps}.values())
 
 
 def check_writable(out: Path) -> None:
@@ -280,8 +290,10 @@ def pick_runs(args: argparse.Namespace, spec: NetSpec, model: dict) -> tuple[lis
     else:
         modes = [m for m in MODES if m != "ddla" or has_scores]
     trained = model.get("trained_keep") or 0.3
-    keeps = _floats(args.keep, "--keep") if args.keep else list(dict.fromkeys([trained, *SWEEP_KEEPS]))
-    return modes, keeps
+    given = [v for v in args.keep.split(",") if v.strip()] if args.keep else [trained, *SWEEP_KEEPS]
+    if not given:
+        raise UserError(f"--keep takes ratios separated by commas, got {args.keep!r}")
+    return modes, _keeps(given, spec)
 
 
 class Runner:
@@ -327,12 +339,6 @@ def _duration(seconds: float) -> str:
         f"{seconds / 3600:.1f} h"
 
 
-def _plan(spec: NetSpec, mode: str) -> dict[str, str]:
-    """The transmission plan of a mode: every sender dense, or every sender delta (DDLA sends deltas)."""
-    transmits = "dense" if mode == "dense" else "delta"
-    return {"input": transmits, **{p.name: transmits for p in spec.senders}}
-
-
 def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     profile = load_profile(args.profile)  # first: a bad profile or output path fails before any work
     check_writable(Path(args.out))
@@ -345,30 +351,34 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     if args.backend == "lava":
         check_lava_mappable(spec)
     modes, keeps = pick_runs(args, spec, model)
-    frames, labels = frames[: args.samples], None if labels is None else labels[: args.samples]
     if args.fixed:
         spec = quantize(spec)
         frames = quantize_input(frames, spec)
+    choice = None
+    if args.accuracy_floor is not None:
+        choice, frames, labels = _choose_keep(args, spec, frames, labels, profile, modes)
+        keeps = _keeps([choice.best.keep] + ([choice.best_uniform.keep] if choice.best_uniform else []) + keeps, spec)
+    frames, labels = frames[: args.samples], None if labels is None else labels[: args.samples]
     if args.cross_check:
         _check_cross_check(args, profile, spec)
     ddla_keeps = [k for k in keeps if "ddla" in modes and not (k == 1.0 and "delta" in modes)]
     runner = Runner(args, spec, frames, len([m for m in modes if m != "ddla"]) + len(ddla_keeps), part)
-    results, sweep_results = {}, {}
+    results, sweep_results = {}, {}  # the sweep's runs by their keep label
     for mode in modes:
         if mode != "ddla":
             results[mode] = runner(mode, 1.0)
     for k in ddla_keeps:
-        sweep_results[k] = runner("ddla", k)
+        sweep_results[keep_label(k)] = (k, runner("ddla", k))
     if "ddla" in modes:
         if "delta" in results:
-            sweep_results.setdefault(1.0, results["delta"])  # DDLA with k = 1 is delta (tested)
-        results["ddla"] = sweep_results[keeps[0]]
+            sweep_results.setdefault("1", (1.0, results["delta"]))  # DDLA with k = 1 is delta (tested)
+        results["ddla"] = sweep_results[keep_label(keeps[0])][1]
     runner.bar.close()
     accuracy = {m: _accuracy(r, labels) for m, r in results.items()}
     report_modes = {}
     for mode, r in results.items():
         report_modes[mode] = {"keep": keeps[0] if mode == "ddla" else 1.0,
-                              **cost_run(spec, r.counts, profile, _plan(spec, mode))}
+                              **cost_run(spec, r.counts, profile, mode_plan(spec, mode))}
         report_modes[mode]["totals"]["accuracy"] = accuracy[mode]
     costed = {id(results[m]): report_modes[m]["totals"] for m in results}  # a run shared by two uses: once
     report = {"schema_version": SCHEMA_VERSION, "tool": f"ddla-neuro {__version__}", "profile": profile.to_dict(),
@@ -382,7 +392,11 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
         _add_mixed(report, spec, results, profile, accuracy["dense"])
     if "ddla" in modes:
         report["sweep"] = [_sweep_point(spec, profile, k, r, costed.get(id(r)), labels)
-                           for k, r in sorted(sweep_results.items(), reverse=True)]
+                           for k, r in sorted(sweep_results.values(), key=lambda kr: -mean_keep(kr[0]))]
+    if choice is not None:
+        report["keep_choice"] = {"accuracy_floor": args.accuracy_floor, "validation_samples": choice.validation,
+                                 "chosen": choice.best.as_dict(), "best_uniform": choice.best_uniform and
+                                 choice.best_uniform.as_dict(), "points": [p.as_dict() for p in choice.points]}
     if runner.neurobench is not None:
         _add_compat(report, spec, runner.neurobench)
     if args.cross_check:
@@ -391,6 +405,31 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     if args.save_activity and part.rank == 0:
         save_activity(Path(args.save_activity), spec, results)
     return report
+
+
+def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, labels: np.ndarray | None,
+                 profile, modes: list[str]):
+    """--accuracy-floor: the energy-aware k chosen on the first test samples, and the samples
+    left to report on."""
+    floor = args.accuracy_floor
+    if not 0.0 < floor <= 1.0:
+        raise UserError(f"--accuracy-floor is a fraction in (0, 1] (0.97 for 97%), got {floor}")
+    if "ddla" not in modes or not spec.scores:
+        raise UserError("--accuracy-floor chooses DDLA's k: it needs the ddla mode and a model with DDLA statistics "
+                        "(a checkpoint trained with --method ddla)")
+    if labels is None:
+        raise UserError("--accuracy-floor measures accuracy: it needs labelled data (--dataset), not --frames")
+    n = len(frames)
+    validation = args.validation_samples if args.validation_samples is not None else min(n // 2, 2000)
+    if not 1 <= validation < n:
+        raise UserError(f"--validation-samples must be at least 1 and leave test samples to report on "
+                        f"({n} in the split), got {validation}")
+    try:
+        choice = choose_keep(measure_on(spec, frames[:validation], labels[:validation], profile),
+                             [p.name for p in spec.spiking], floor)
+    except KeepError as e:
+        raise UserError(f"--accuracy-floor: {e}") from None
+    return replace(choice, validation=validation), frames[validation:], labels[validation:]
 
 
 def _check_stream_options(args: argparse.Namespace) -> None:
@@ -465,10 +504,10 @@ def _add_mixed(report: dict, spec: NetSpec, results: dict, profile, accuracy: fl
     report["modes"]["mixed"]["totals"]["accuracy"] = accuracy  # lossless: the dense run's outputs
 
 
-def _sweep_point(spec: NetSpec, profile, keep: float, result, totals: dict | None, labels: np.ndarray | None
+def _sweep_point(spec: NetSpec, profile, keep: Keep, result, totals: dict | None, labels: np.ndarray | None
                  ) -> dict:
     """One point of the keep sweep; `totals` where the run was already costed (delta and ddla encode alike)."""
-    totals = totals or cost_run(spec, result.counts, profile, _plan(spec, "ddla"))["totals"]
+    totals = totals or cost_run(spec, result.counts, profile, mode_plan(spec, "ddla"))["totals"]
     return {"keep": keep, "accuracy": _accuracy(result, labels),
             **{k: totals[k] for k in ("synaptic_ops", "events", "energy_j")}}
 
@@ -494,6 +533,8 @@ def print_report(report: dict, paths: list[Path]) -> None:
         print("\n".join(layer_table(report, mode)) + "\n")
     print("\n".join(totals_table(report)) + "\n")
     print(uncertainty_line(report))
+    if "keep_choice" in report:
+        print(keep_choice_line(report["keep_choice"]))
     unknown = sorted({t for md in report["modes"].values() for t in md["totals"]["unknown_terms"]})
     if unknown:
         print(f"unknown in this profile (left out of energy/latency): {', '.join(unknown)}")

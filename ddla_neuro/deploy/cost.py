@@ -445,6 +445,12 @@ def sender_costs(report: dict) -> dict[str, float]:
     return cost
 
 
+def mode_plan(spec: NetSpec, mode: str) -> dict[str, str]:
+    """The transmission plan of a mode: every sender dense, or every sender delta (DDLA sends deltas)."""
+    transmits = "dense" if mode == "dense" else "delta"
+    return {"input": transmits, **{p.name: transmits for p in spec.senders}}
+
+
 def cheaper_plan(dense: dict, delta: dict) -> dict[str, str]:
     """Per sender, the transmission (dense or delta) that costs less energy; ties go to dense."""
     a, b = sender_costs(dense), sender_costs(delta)

@@ -34,6 +34,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
+from ..ddla.keep import Keep, keep_of
 from ..errors import STOP_SIGNALS, UserError
 from .lava.models import as_matrix
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
@@ -241,7 +242,7 @@ def check_lava_mappable(spec: NetSpec) -> None:
                            f"run it with the fast simulator (--backend fast)")
 
 
-def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
+def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep = 1.0,
              timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None,
              graph: str = "fused", batch: int = 1, record: bool = False) -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
@@ -302,10 +303,11 @@ def _synapse_params(proj: Projection) -> dict:
                 delay=proj.delay)
 
 
-def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: float) -> dict:
+def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: Keep) -> dict:
     """What a population's neuron process takes from the spec and the run (DeltaNeuron, DeltaPopulation)."""
-    return dict(bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode, keep=keep,
-                scores=spec.scores.get(pop.name), depth=pop.depth, fill=pop.fill, kind=pop.kind, u_decay=pop.u_decay,
+    return dict(bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode,
+                keep=keep_of(keep, pop.name), scores=spec.scores.get(pop.name), depth=pop.depth, fill=pop.fill,
+                kind=pop.kind, u_decay=pop.u_decay,
                 du=pop.du, input_delay=pop.input_delay, bias_input=pop.inputs[0].to_bias, activation=pop.activation,
                 message_shift=pop.message_shift, reset_interval=spec.reset_interval, reset_offset=spec.reset_offset)
 
@@ -321,7 +323,7 @@ class LavaNetwork:
     the readout folded into the first and last DeltaPopulation where `folds` allows. Ports carry
     `batch` samples in lockstep."""
 
-    def __init__(self, spec: NetSpec, mode: str, keep: float, num_samples: int, graph: str = "fused",
+    def __init__(self, spec: NetSpec, mode: str, keep: Keep, num_samples: int, graph: str = "fused",
                  batch: int = 1, record: str | None = None):
         t = spec.timesteps
         window = dict(timesteps=t, num_samples=num_samples, batch=batch, pad=spec.fill)
@@ -373,7 +375,7 @@ class LavaNetwork:
     def record_path(self, pop: Population) -> str | None:
         return None if self.record is None else str(Path(self.record) / f"{pop.name}.npy")
 
-    def population(self, pop: Population, mode: str, keep: float, window: dict, encoding: str) -> DeltaPopulation:
+    def population(self, pop: Population, mode: str, keep: Keep, window: dict, encoding: str) -> DeltaPopulation:
         """The fused process of `pop`, with the encoder and the readout if they fold into it."""
         spec, proj = self.spec, pop.inputs[0]
         readout = None
@@ -422,7 +424,7 @@ class LavaNetwork:
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 
-def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: float, graph: str = "fused",
+def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep, graph: str = "fused",
                 batch: int = 1, record: str | None = None) -> dict[str, np.ndarray]:
     """In the worker: the logits, counters and timing of the frames through the Lava network,
     `batch` samples at a time (the last round padded with zero frames, which nothing counts),
@@ -485,7 +487,7 @@ def worker_main(argv: list[str]) -> int:
     spec, extra = load_spec(job)
     params = json.loads(extra["run"].tobytes().decode())
     try:
-        out = run_network(spec, extra["frames"], params["mode"], float(params["keep"]), params["graph"],
+        out = run_network(spec, extra["frames"], params["mode"], params["keep"], params["graph"],
                           int(params["batch"]), params["record"])
     except Exception as e:  # the runner kills the process group: never call stop() after a failure (it hangs)
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=sys.stderr, flush=True)

@@ -27,7 +27,9 @@ report.json, schema_version 1:
                               values the host writes; not events, not priced)}],
         per_timestep {events, synaptic_ops}}},
     cheaper [{layer, dense_j, delta_j, cheaper}]                     # per sender
-    sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios
+    sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios (keep: k, or {layer: k})
+    keep_choice {accuracy_floor, validation_samples, chosen, best_uniform, points: [{keep, accuracy, energy_j}]}
+                                                                     # --accuracy-floor only
     neurobench {effective_acs, effective_macs, dense,                # SynapticOperations, per sample
                 membrane_updates, activation_sparsity}               # MembraneUpdates (per sample), ActivationSparsity
     literature {first_layer_flops, synaptic_ops, e_mac_j, e_ac_j, energy_j}
@@ -47,6 +49,7 @@ import io
 import json
 from pathlib import Path
 
+from ..ddla.keep import keep_label
 from ..errors import UserError
 from ..fileio import publish
 
@@ -135,6 +138,19 @@ def uncertainty_line(report: dict) -> str:
             f"`[time]` in report.json's profile).")
 
 
+def keep_choice_line(choice: dict) -> str:
+    """The energy-aware k (report["keep_choice"]) against the best uniform k, on the validation split."""
+    c, u = choice["chosen"], choice["best_uniform"]
+    line = (f"Energy-aware k (accuracy >= {100 * choice['accuracy_floor']:.2f}% on the first "
+            f"{choice['validation_samples']} test samples, left out of the figures above; {len(choice['points'])} "
+            f"k measured): {keep_label(c['keep'])} at {100 * c['accuracy']:.2f}%, {si(c['energy_j'], 'J')}")
+    if u is not None and keep_label(u["keep"]) != keep_label(c["keep"]):
+        line += f"; the best uniform k, {keep_label(u['keep'])}: {100 * u['accuracy']:.2f}%, {si(u['energy_j'], 'J')}"
+    elif u is not None:
+        line += " (a uniform k: no per-layer k measured costs less)"
+    return line + "."
+
+
 def layer_table(report: dict, mode: str) -> list[str]:
     cols = ("layer", "neurons", "encoding", "events_out", "synaptic_ops", "active_updates", "cores",
             "energy_total_j")
@@ -152,7 +168,8 @@ def markdown(report: dict) -> str:
            f"precision; {report['run']['samples']} samples on the {report['run']['backend']} backend "
            f"(simulator on {report['run']['device']}), "
            f"seed {report['run']['seed']}. Profile: {p['description']} (scope {p['scope']}).", "",
-           "## Totals", "", *totals_table(report), "", uncertainty_line(report), ""]
+           "## Totals", "", *totals_table(report), "", uncertainty_line(report), "",
+           *([keep_choice_line(report["keep_choice"]), ""] if "keep_choice" in report else [])]
     unknown = sorted({t for mode in report["modes"].values() for t in mode["totals"]["unknown_terms"]})
     if unknown:
         out += [f"Unknown in this profile, left out of the energy and latency: {', '.join(unknown)}.", ""]
@@ -169,7 +186,8 @@ def markdown(report: dict) -> str:
     if report.get("sweep"):
         out += ["## DDLA keep ratio sweep", "", "| keep | accuracy | synaptic ops | events | energy |",
                 "|---:|---:|---:|---:|---:|"]
-        out += [f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} | {s['events']:,.1f} | "
+        out += [f"| {keep_label(s['keep'])} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} | "
+                f"{s['events']:,.1f} | "
                 f"{_fmt(s['energy_j'], 'J')} |" for s in report["sweep"]] + [""]
     nb, lit = report.get("neurobench"), report.get("literature")
     if nb and lit:
@@ -254,7 +272,7 @@ def plots(report: dict) -> dict[str, bytes]:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot([s["energy_j"] * 1e9 for s in sweep], [100 * s["accuracy"] for s in sweep], marker="o")
         for s in sweep:
-            ax.annotate(f"k={s['keep']:g}", (s["energy_j"] * 1e9, 100 * s["accuracy"]), fontsize=8)
+            ax.annotate(f"k={keep_label(s['keep'])}", (s["energy_j"] * 1e9, 100 * s["accuracy"]), fontsize=8)
         ax.set(xlabel="nJ / inference", ylabel="accuracy (%)", title="DDLA: accuracy vs energy")
         figs["keep_frontier.png"] = fig
     out = {name: _png(f) for name, f in figs.items()}

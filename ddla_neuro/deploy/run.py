@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ddla.keep import Keep, keep_of
 from ..ddla.transmission import MODES
 from ..errors import UserError
 from .spec import NetSpec
@@ -103,19 +104,23 @@ def gib(n: float) -> str:
     return f"{n / 2 ** 30:.2f} GiB"
 
 
-def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.ndarray:
+def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep) -> np.ndarray:
     """Validates a run on the host (before the simulator runs and before Lava is started: a
     Lava process model must never raise); returns the frames as float64."""
     if mode not in MODES:
         raise RunError(f"mode must be one of {MODES}, got {mode!r}")
-    if not 0.0 <= keep <= 1.0:
-        raise RunError(f"keep ratio must lie in [0, 1], got {keep}")
+    ratios = keep.values() if isinstance(keep, dict) else [keep]
+    if any(not 0.0 <= k <= 1.0 for k in ratios):
+        raise RunError(f"keep ratios must lie in [0, 1], got {keep}")
+    unknown = sorted(set(keep) - {p.name for p in spec.spiking}) if isinstance(keep, dict) else []
+    if unknown:
+        raise RunError(f"keep ratios for {unknown}, which are not spiking populations of the network")
     frames = np.asarray(frames, dtype=np.float64)
     if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
         raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
                        f"{', '.join(map(str, spec.input_shape))})")
-    unfiltered = [p.name for p in spec.populations if p.kind in ("cuba", "sdnn")]
-    if mode == "ddla" and keep < 1.0 and unfiltered:
+    unfiltered = [p.name for p in spec.populations if p.kind in ("cuba", "sdnn") and keep_of(keep, p.name) < 1.0]
+    if mode == "ddla" and unfiltered:
         raise RunError(f"populations {unfiltered} are CUBA or sigma-delta neurons, which DDLA's selection does not "
                        f"handle yet; run them in dense or delta mode")
     for pop in spec.populations:
@@ -126,8 +131,8 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: float) -> np.n
     if spec.reset_interval < 0 or (spec.reset_interval and spec.sigma_delta):
         raise RunError(f"a reset interval must be at least 1 (0: none), on spiking neurons only (lava-dl's runner "
                        f"ignores it on sigma-delta neurons), got {spec.reset_interval}")
-    missing = [p.name for p in spec.spiking if p.name not in spec.scores]
-    if mode == "ddla" and keep < 1.0 and missing:
+    missing = [p.name for p in spec.spiking if p.name not in spec.scores and keep_of(keep, p.name) < 1.0]
+    if mode == "ddla" and missing:
         raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "
                        f"checkpoint trained with --method ddla")
     return frames

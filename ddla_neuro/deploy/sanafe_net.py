@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ddla.keep import Keep
 from ..errors import UserError
 from .cost import Mapping, Terms, cost_run, map_network
 from .profiles import Profile
@@ -255,7 +256,7 @@ def sanafe_event_energies() -> dict[str, float]:
     return energies
 
 
-def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = "dense", keep: float = 1.0,
+def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = "dense", keep: Keep = 1.0,
                timing_model: str = "simple") -> SanafeRun:
     """One sample (frames (T, ...) as the fixed-point network receives them) through SANA-FE on
     the cores `mapping` gives each population, in dense mode (every sender's own spikes) or in
@@ -337,7 +338,7 @@ def _stand_in(run: SanafeRun, costs: dict[str, float], neurons: int) -> dict[str
 
 
 def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tuple[str, ...] = ("dense", "delta"),
-                keep: float = 1.0) -> dict:
+                keep: Keep = 1.0) -> dict:
     """Our cost of `frames` (N, T, ...) on `profile` next to SANA-FE's of the same samples on its
     Loihi model, per mode and sample: energy by term (ours without static power, which SANA-FE
     does not model), latency and wall time. Ours assumes samples back to back (T steps each);

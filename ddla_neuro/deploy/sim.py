@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ddla.gsc import Priority, priority_cut
+from ..ddla.keep import Keep, keep_of
 from ..devices import exact_float32
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
@@ -421,7 +422,7 @@ def fit_batch(spec: NetSpec, wanted: int, budget: int | None = None, device: tor
     return max(1, min(wanted, budget // one))
 
 
-def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float = 1.0,
+def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep = 1.0,
              batch_size: int = 256, neurobench: bool = False, record: bool = False,
              memory_budget: int | None = None, on_batch: Callable[[int], None] | None = None,
              device: str | torch.device = "cpu") -> RunResult:
@@ -434,7 +435,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     `memory_budget` bytes (default: 80% of the memory free on the device, `fit_batch`). `on_batch`
     is called with the number of samples of each batch done (a progress bar). On a CUDA `device`
     the arithmetic is the same (integers exact in float32/float64; TF32 off), so the results
-    equal the CPU's."""
+    equal the CPU's. `keep`: DDLA's ratio, one for every population or one per population."""
     frames = check_run(spec, frames, mode, keep)
     device = torch.device(device)
     batch_size = fit_batch(spec, batch_size, memory_budget, device)
@@ -444,7 +445,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: float
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
-    pops = [_Population(p, spec, keep, mode, input_peak, skip, device) for p in spec.populations]  # once
+    pops = [_Population(p, spec, keep_of(keep, p.name), mode, input_peak, skip, device)  # once
+            for p in spec.populations]
     last = _last_reads(spec)
     with torch.no_grad(), exact_float32():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
