@@ -29,6 +29,7 @@ from ..errors import UserError
 from ..fileio import publish
 from ..snn.encoders import encode
 from . import shard
+from .calibrate import CalibrationError, calibrate
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, mode_plan, sender_costs
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
 from .netx import (FRAME_ENCODINGS, NETX_ENCODINGS, frames_layout, input_transform, load_netx_layers, netx_frames,
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DDLA keep ratio k, or a comma-separated sweep such as 1,0.7,0.5,0.3; the first is the "
                          "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3). A per-layer k gives "
                          "one ratio per spiking layer joined by ':' (0.7:0.5:0.3), from the stored statistics")
+    ap.add_argument("--ddla-calibrate", type=int, metavar="N",
+                    help="DDLA for a model trained without it (a NIR graph, a baseline checkpoint): measure its "
+                         "sensitivity statistics on the first N samples of the dataset's training split through "
+                         "a torch twin of the network (surrogate gradients; nothing is trained)")
     ap.add_argument("--accuracy-floor", type=float, metavar="A",
                     help="energy-aware DDLA: choose the per-layer k of least energy on --profile whose accuracy on a "
                          "validation split (the first --validation-samples test samples, then left out of the "
@@ -168,13 +173,15 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
             raise UserError(f"--nir graphs with {spec.encoding!r} input encoding are not supported; "
                             f"deploy a checkpoint instead, which carries its encoder")
         data = load_dataset(args.dataset, args.data_dir, spec.timesteps)
-        x = data.x_test.numpy()
-        if len(spec.input_shape) == 1 and x[0].size == spec.input_shape[0]:
-            x = x.reshape(len(x), -1)  # a graph with flat input (an MLP) reads the images flattened, C order
-        elif data.input_shape != spec.input_shape:
-            raise UserError(f"{args.dataset} inputs have shape {data.input_shape}, the NIR graph takes "
-                            f"{spec.input_shape}; pick a matching dataset")
-        frames = np.repeat(x[:, None], spec.timesteps, axis=1)
+        if len(spec.input_shape) != 1 or data.x_test[0].numel() != spec.input_shape[0]:
+            if data.input_shape != spec.input_shape:
+                raise UserError(f"{args.dataset} inputs have shape {data.input_shape}, the NIR graph takes "
+                                f"{spec.input_shape}; pick a matching dataset")
+
+        def frames_of(x: torch.Tensor) -> np.ndarray:  # a flat input (an MLP) reads the images flattened, C order
+            return np.repeat(x.numpy().reshape(len(x), *spec.input_shape)[:, None], spec.timesteps, axis=1)
+        frames = frames_of(data.x_test)
+        spec = _calibrated(args, spec, data, frames_of)
         model = {"source": str(args.nir), "arch": "nir", "dataset": args.dataset, "method": None, "trained_keep": None,
                  "nir_source": args.nir_source, "nir_dt": spec.meta["nir_dt"]}
     else:
@@ -183,12 +190,31 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
         name, data = checkpoint_dataset(ckpt, args.dataset, args.data_dir)
         spec = checkpoint_to_spec(ckpt)
         frames = input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(args.seed))
+        spec = _calibrated(args, spec, data,
+                           lambda x: input_frames(ckpt.net, x, torch.Generator().manual_seed(args.seed + 1)))
         model = {"source": str(path), "arch": ckpt.meta["arch"]["name"], "dataset": name,
                  "method": ckpt.meta.get("method"), "trained_keep": ckpt.meta.get("keep")}
     if args.reset_interval:  # the spec's aligned steps: the first reset before step --reset-offset
         spec = replace(spec, reset_interval=args.reset_interval, reset_offset=args.reset_offset or 0)
-    model.update(timesteps=spec.timesteps, encoding=spec.encoding, precision="fixed" if args.fixed else "float")
+    model.update(timesteps=spec.timesteps, encoding=spec.encoding, precision="fixed" if args.fixed else "float",
+                 ddla_calibration=args.ddla_calibrate)
     return spec, frames, data.y_test.numpy(), model
+
+
+def _calibrated(args: argparse.Namespace, spec: NetSpec, data, frames_of) -> NetSpec:
+    """--ddla-calibrate N: the spec with DDLA statistics measured on the first N training samples
+    (`calibrate.py`), replacing any it had; `frames_of` encodes raw inputs as the network takes them."""
+    n = args.ddla_calibrate
+    if n is None:
+        return spec
+    if not 1 <= n <= len(data.x_train):
+        raise UserError(f"--ddla-calibrate takes 1 to {len(data.x_train)} samples (the training split of "
+                        f"{data.name}), got {n}")
+    try:
+        scores = calibrate(spec, frames_of(data.x_train[:n]), data.y_train[:n].numpy())
+    except CalibrationError as e:
+        raise UserError(f"--ddla-calibrate: {e}") from None
+    return replace(spec, scores=scores)
 
 
 def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarray | None, dict]:
@@ -198,6 +224,9 @@ def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
     are; `--float`: scaled to a threshold of 1), the frames (N, T, ...) in the network's input
     shape, labels (None for `--frames`) and description."""
     encoding = args.netx_encoding
+    if args.ddla_calibrate is not None:
+        raise UserError("--ddla-calibrate: DDLA's selection does not run on a netx network's CUBA and sigma-delta "
+                        "neurons yet; deploy it in dense or delta mode")
     if args.frames and encoding not in FRAME_ENCODINGS:
         raise UserError(f"--frames feeds --netx-encoding {', '.join(FRAME_ENCODINGS)} (integers written into the "
                         f"input layer's neurons); {encoding} input comes from a --dataset")

@@ -5,7 +5,8 @@ report.json, schema_version 1:
 
     schema_version, tool, profile (the profile with every quantity's value/unit/kind/source),
     model {source, arch, dataset (a netx run's --frames: the file's name), timesteps, encoding, precision,
-           method, trained_keep, nir_source, nir_dt (NIR graphs only: the exporter's conventions and time step)},
+           method, trained_keep, nir_source, nir_dt (NIR graphs only: the exporter's conventions and time step),
+           ddla_calibration (training samples the DDLA statistics were measured on, --ddla-calibrate; else null)},
     run {backend, device (where the simulator ran: cpu or cuda), samples, seed, keeps,
          reset {interval, offset} (lava-dl's, a stream of inferences) or null},
     checks {name: bool}                      # delta == dense, Lava == simulator, ...
