@@ -2,6 +2,7 @@
 identity BatchNorm, so float32 torch, float64 numpy and float64 Lava sums are all exact."""
 from __future__ import annotations
 
+import nir
 import numpy as np
 import torch
 from torch import nn
@@ -71,6 +72,19 @@ def sdt(seed: int = 0, timesteps: int = 4) -> SpikingNetwork:
 
 LAVA_NETWORKS = {"mlp": mlp, "convnet": convnet, "residual": residual}
 NETWORKS = {**LAVA_NETWORKS, "sdt": sdt}  # Lava refuses the SDT's max pools and products
+
+
+def flat_nir_graph() -> nir.NIRGraph:
+    """A NIR MLP with a flat (64,) input for 8x8 digits, random weights, IF neurons: a graph as
+    another library's exporter writes one, trained by nobody."""
+    rng = np.random.default_rng(0)
+    return nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([64])}),
+                               "fc1": nir.Affine(weight=rng.normal(0, 0.3, (32, 64)), bias=np.zeros(32)),
+                               "lif": nir.IF(r=np.ones(32), v_threshold=np.ones(32), v_reset=np.zeros(32)),
+                               "fc2": nir.Affine(weight=rng.normal(0, 0.5, (10, 32)), bias=np.zeros(10)),
+                               "output": nir.Output({"output": np.array([10])})},
+                        edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output")],
+                        metadata={"timesteps": 4}, type_check=False)
 
 
 def spec_of(net: SpikingNetwork) -> NetSpec:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_nets import NETWORKS, convnet, inputs, mlp, spec_of
+from deploy_nets import NETWORKS, convnet, flat_nir_graph, inputs, mlp, spec_of
 from ddla_neuro.deploy.calibrate import CalibrationError, Twin, calibrate
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import nir_to_spec, read_nir
@@ -77,15 +77,7 @@ def test_what_the_twin_cannot_run_is_one_line():
 @pytest.fixture
 def flat_nir(tmp_path):
     """A NIR MLP for 8x8 digits (as a stranger's exporter writes one), trained by nobody."""
-    rng = np.random.default_rng(0)
-    graph = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([64])}),
-                                "fc1": nir.Affine(weight=rng.normal(0, 0.3, (32, 64)), bias=np.zeros(32)),
-                                "lif": nir.IF(r=np.ones(32), v_threshold=np.ones(32), v_reset=np.zeros(32)),
-                                "fc2": nir.Affine(weight=rng.normal(0, 0.5, (10, 32)), bias=np.zeros(10)),
-                                "output": nir.Output({"output": np.array([10])})},
-                         edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output")],
-                         metadata={"timesteps": 4}, type_check=False)
-    nir.write(tmp_path / "flat.nir", graph)
+    nir.write(tmp_path / "flat.nir", flat_nir_graph())
     return ["--profile", "loihi2", "--nir", str(tmp_path / "flat.nir"), "--dataset", "digits", "--backend", "fast",
             "--samples", "60"]
 

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import ROOT, run_module
+from deploy_nets import flat_nir_graph
 from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
 from ddla_neuro.deploy.profiles import PROFILE_DIR
 from ddla_neuro.deploy.report import SCHEMA_VERSION, si
@@ -230,15 +231,7 @@ def test_a_nir_graph_with_flat_input_reads_images_flattened(tmp_path):
     from ddla_neuro.deploy.ir import nir_to_spec, read_nir
     from ddla_neuro.deploy.quant import quantize, quantize_input
     from ddla_neuro.deploy.sim import simulate
-    rng = np.random.default_rng(0)
-    graph = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([64])}),
-                                "fc1": nir.Affine(weight=rng.normal(0, 0.3, (32, 64)), bias=np.zeros(32)),
-                                "lif": nir.IF(r=np.ones(32), v_threshold=np.ones(32), v_reset=np.zeros(32)),
-                                "fc2": nir.Affine(weight=rng.normal(0, 0.5, (10, 32)), bias=np.zeros(10)),
-                                "output": nir.Output({"output": np.array([10])})},
-                         edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output")],
-                         metadata={"timesteps": 4}, type_check=False)
-    nir.write(tmp_path / "flat.nir", graph)
+    nir.write(tmp_path / "flat.nir", flat_nir_graph())
     report = deploy(tmp_path, "--nir", str(tmp_path / "flat.nir"), "--dataset", "digits", "--backend", "fast",
                     "--mode", "dense")
     spec = quantize(nir_to_spec(read_nir(tmp_path / "flat.nir")))
