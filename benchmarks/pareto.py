@@ -99,7 +99,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--penalties", default="3,10,30")
     ap.add_argument("--keeps", default="0.7,0.5,0.3")
-    ap.add_argument("--floor-drop", type=float, default=1.0, help="points below the baseline the energy-aware k may lose")
+    ap.add_argument("--floor-drop", type=float, default=1.0,
+                    help="points below the baseline the energy-aware k may lose")
+    ap.add_argument("--ddla-args", default="", help="extra train options of every DDLA run (\"--warmup-epochs 2\")")
     ap.add_argument("--profile", default="loihi2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", default="runs/pareto")
@@ -108,7 +110,10 @@ def main() -> None:
     args = ap.parse_args()
     profile = load_profile(args.profile)
     runs = Path(args.runs) / f"{args.model}-{Path(args.data_dir).stem if args.data_dir else args.dataset}-s{args.seed}"
-    common = ["--dataset", args.dataset, "--seed", str(args.seed)] + (["--data-dir", args.data_dir] if args.data_dir else [])
+    common = ["--dataset", args.dataset, "--seed", str(args.seed)]
+    common += ["--data-dir", args.data_dir] if args.data_dir else []
+    ddla_args = args.ddla_args.split()
+    variant = "".join(f"_{a.lstrip('-')}" for a in ddla_args)  # the run directories of these settings
     start = train(runs / "start", ["--model", args.model, "--timesteps", str(args.timesteps),
                                    "--epochs", str(args.start_epochs), *common])
     tune = ["--init", str(start), "--epochs", str(args.epochs), *common]
@@ -116,7 +121,7 @@ def main() -> None:
     for w in args.penalties.split(","):
         models[f"penalty {w}"] = train(runs / f"penalty-{w}", [*tune, "--spike-penalty", w])
     for k in args.keeps.split(","):
-        models[f"ddla {k}"] = train(runs / f"ddla-{k}", [*tune, "--method", "ddla", "--keep", k])
+        models[f"ddla {k}"] = train(runs / f"ddla-{k}{variant}", [*tune, "--method", "ddla", "--keep", k, *ddla_args])
     splits = {name: Split(path, args.data_dir, args.seed) for name, path in models.items()}
 
     rows = [("baseline", point(splits["baseline"], "dense", 1.0, profile)),
@@ -139,13 +144,15 @@ def main() -> None:
                  point(chooser, "ddla", chosen, profile)))
     if isinstance(chosen, dict):
         label = keep_label(chosen)
-        aware = train(runs / f"ddla-aware-{label.replace(':', '_')}", [*tune, "--method", "ddla", "--keep", label])
+        aware = train(runs / f"ddla-aware-{label.replace(':', '_')}{variant}",
+                      [*tune, "--method", "ddla", "--keep", label, *ddla_args])
         rows.append((f"DDLA energy-aware k = {label} (trained with it)",
                      point(Split(aware, args.data_dir, args.seed), "ddla", chosen, profile)))
 
     base = rows[0][1]
     print(f"\n{args.model} on {Path(args.data_dir).name if args.data_dir else args.dataset}, T = {args.timesteps}, "
-          f"seed {args.seed}: a baseline of {args.start_epochs} epochs, then {args.epochs} more epochs per method; "
+          f"seed {args.seed}: a baseline of {args.start_epochs} epochs, then {args.epochs} more epochs per method"
+          f"{f' (DDLA with {args.ddla_args})' if ddla_args else ''}; "
           f"{len(splits['baseline'].reported[1])} test samples reported (the other "
           f"{len(splits['baseline'].validation[1])} chose the energy-aware k, floor {100 * floor:.2f}%), "
           f"fixed point, {args.profile}, per inference\n")
@@ -157,7 +164,8 @@ def main() -> None:
               f"{si(p['dynamic_energy_j'], 'J')} | {si(p['energy_j'], 'J')} |")
     result = {"model": args.model, "data": args.data_dir or args.dataset, "timesteps": args.timesteps,
               "start_epochs": args.start_epochs, "epochs": args.epochs, "seed": args.seed, "profile": args.profile,
-              "floor": floor, "energy_aware_from": source, "choice_points": [p.as_dict() for p in choice.points],
+              "ddla_args": args.ddla_args, "floor": floor, "energy_aware_from": source,
+              "choice_points": [p.as_dict() for p in choice.points],
               "rows": [{"method": name, **p} for name, p in rows]}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
