@@ -16,12 +16,13 @@ import torch
 from .checkpoint import checkpoint_dataset, load_checkpoint
 from .data import DATASETS
 from .ddla.executor import SensitivityStats
+from .ddla.keep import DEFAULT_KEEP, Keep, filters, keep_label
 from .ddla.tdd import deltas, xor_changes
 from .errors import run_cli
 from .fileio import atomic_write, atomic_write_json
 from .snn.layers import Neuron
 from .snn.network import SpikingNetwork
-from .train import evaluate
+from .train import evaluate, resolve_keep
 
 
 @torch.no_grad()
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's")
     p.add_argument("--data-dir")
     p.add_argument("--samples", type=int, default=0, help="test samples to analyse (0: all)")
-    p.add_argument("--keep", type=float, help="DDLA filtering ratio (default: the checkpoint's)")
+    p.add_argument("--keep", help="DDLA filtering ratio, or one per spiking layer joined by ':' (default: the "
+                                  "checkpoint's)")
     p.add_argument("--out", default="runs/analyze")
     return p
 
@@ -146,13 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     sens = SensitivityStats(values=ckpt.sensitivity)
     seed = meta.get("seed", 0)
 
-    def events(mode: str, keep: float) -> list[float]:
+    def events(mode: str, keep: Keep) -> list[float]:
         return evaluate(net, x, y, 256, torch.device("cpu"), seed, mode, keep, sens)["events_per_timestep"]
 
     curves = {"dense (spikes)": events("dense", 1.0), "delta (TDD)": events("delta", 1.0)}
-    keep = args.keep if args.keep is not None else meta.get("keep", 0.5)
-    if ckpt.sensitivity and keep < 1.0:
-        curves[f"DDLA (k={keep})"] = events("ddla", keep)
+    keep = resolve_keep(args.keep if args.keep is not None else meta.get("keep", DEFAULT_KEEP), net)
+    if ckpt.sensitivity and filters(keep):
+        curves[f"DDLA (k={keep_label(keep)})"] = events("ddla", keep)
     for label, ys in curves.items():
         print(f"{label:>16s}: " + "  ".join(f"{v:8.1f}" for v in ys) + f"   total {sum(ys):.1f}")
     out = Path(args.out)

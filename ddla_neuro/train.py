@@ -121,10 +121,10 @@ def seed_everything(seed: int, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def resolve_keep(value: Keep | list[float], net: SpikingNetwork) -> Keep:
-    """A --keep value (parsed, or a checkpoint's) for `net`: uniform, or one ratio per spiking layer."""
+def resolve_keep(value: str | Keep | list[float], net: SpikingNetwork) -> Keep:
+    """A --keep value (text, parsed, or a checkpoint's) for `net`: uniform, or one ratio per spiking layer."""
     try:
-        return per_layer(value, [n.key for n in net.neurons])
+        return per_layer(parse_keep(value) if isinstance(value, str) else value, [n.key for n in net.neurons])
     except KeepError as e:
         raise UserError(f"--keep: {e}") from None
 
