@@ -188,7 +188,8 @@ def plot(rows: list[tuple[str, dict]], args, path: Path) -> None:
                    if name.startswith(group) and not (group == "spike penalty" and "TDD" in name)]
             tdd = [(p[key] * scale, 100 * p["accuracy"]) for name, p in rows
                    if group == "spike penalty" and name.startswith(group) and "TDD" in name]
-            for series, style, label in ((pts, "o-", group), (tdd, "s--", f"{group} + TDD")):
+            style = "D" if group == "DDLA energy-aware" else "o-"  # two points: deploy-time and trained
+            for series, style, label in ((pts, style, group), (tdd, "s--", f"{group} + TDD")):
                 if series:
                     series.sort()
                     ax.plot(*zip(*series), style, color=colour, label=label, alpha=0.85)
