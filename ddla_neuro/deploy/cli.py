@@ -100,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "a torch twin of the network (surrogate gradients; nothing is trained)")
     ap.add_argument("--accuracy-floor", type=float, metavar="A",
                     help="energy-aware DDLA: choose the per-layer k of least energy on --profile whose accuracy on a "
-                         "validation split (the first --validation-samples test samples, then left out of the "
-                         "report) is at least A (a fraction: 0.97); the chosen k leads the sweep, the best uniform "
-                         "k follows")
+                         "validation split (--validation-samples test samples drawn with --seed, then left out of "
+                         "the report) is at least A (a fraction: 0.97); the chosen k leads the sweep, the best "
+                         "uniform k follows")
     ap.add_argument("--validation-samples", type=int, metavar="V",
                     help="samples --accuracy-floor chooses k on (default: half the test split, at most 2000)")
     ap.add_argument("--backend", choices=("lava", "fast"), default="lava",
@@ -438,8 +438,9 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
 
 def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, labels: np.ndarray | None,
                  profile, modes: list[str]):
-    """--accuracy-floor: the energy-aware k chosen on the first test samples, and the samples
-    left to report on."""
+    """--accuracy-floor: the energy-aware k chosen on a seeded random subset of the test split
+    (not its first samples: a split stored class by class would validate on some classes only),
+    and the samples left to report on, in their order."""
     floor = args.accuracy_floor
     if not 0.0 < floor <= 1.0:
         raise UserError(f"--accuracy-floor is a fraction in (0, 1] (0.97 for 97%), got {floor}")
@@ -453,12 +454,14 @@ def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, la
     if not 1 <= validation < n:
         raise UserError(f"--validation-samples must be at least 1 and leave test samples to report on "
                         f"({n} in the split), got {validation}")
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(args.seed).permutation(n)[:validation]] = True
     try:
-        choice = choose_keep(measure_on(spec, frames[:validation], labels[:validation], profile),
+        choice = choose_keep(measure_on(spec, frames[chosen], labels[chosen], profile),
                              [p.name for p in spec.spiking], floor)
     except KeepError as e:
         raise UserError(f"--accuracy-floor: {e}") from None
-    return replace(choice, validation=validation), frames[validation:], labels[validation:]
+    return replace(choice, validation=validation), frames[~chosen], labels[~chosen]
 
 
 def _check_stream_options(args: argparse.Namespace) -> None:

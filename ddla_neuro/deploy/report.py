@@ -142,9 +142,9 @@ def uncertainty_line(report: dict) -> str:
 def keep_choice_line(choice: dict) -> str:
     """The energy-aware k (report["keep_choice"]) against the best uniform k, on the validation split."""
     c, u = choice["chosen"], choice["best_uniform"]
-    line = (f"Energy-aware k (accuracy >= {100 * choice['accuracy_floor']:.2f}% on the first "
-            f"{choice['validation_samples']} test samples, left out of the figures above; {len(choice['points'])} "
-            f"k measured): {keep_label(c['keep'])} at {100 * c['accuracy']:.2f}%, {si(c['energy_j'], 'J')}")
+    line = (f"Energy-aware k (accuracy >= {100 * choice['accuracy_floor']:.2f}% on {choice['validation_samples']} "
+            f"test samples drawn at random, left out of the figures above; {len(choice['points'])} k measured): "
+            f"{keep_label(c['keep'])} at {100 * c['accuracy']:.2f}%, {si(c['energy_j'], 'J')}")
     if u is not None and keep_label(u["keep"]) != keep_label(c["keep"]):
         line += f"; the best uniform k, {keep_label(u['keep'])}: {100 * u['accuracy']:.2f}%, {si(u['energy_j'], 'J')}"
     elif u is not None:
