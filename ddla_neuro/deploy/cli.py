@@ -376,6 +376,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     if args.lava_batch < 1:
         raise UserError(f"--lava-batch must be at least 1, got {args.lava_batch}")
     _check_stream_options(args)
+    if args.accuracy_floor is not None and not 0.0 < args.accuracy_floor <= 1.0:
+        raise UserError(f"--accuracy-floor is a fraction in (0, 1] (0.97 for 97%), got {args.accuracy_floor}")
     spec, frames, labels, model = load_model(args)
     if args.backend == "lava":
         check_lava_mappable(spec)
@@ -441,9 +443,6 @@ def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, la
     """--accuracy-floor: the energy-aware k chosen on a seeded random subset of the test split
     (not its first samples: a split stored class by class would validate on some classes only),
     and the samples left to report on, in their order."""
-    floor = args.accuracy_floor
-    if not 0.0 < floor <= 1.0:
-        raise UserError(f"--accuracy-floor is a fraction in (0, 1] (0.97 for 97%), got {floor}")
     if "ddla" not in modes or not spec.scores:
         raise UserError("--accuracy-floor chooses DDLA's k: it needs the ddla mode and a model with DDLA statistics "
                         "(a checkpoint trained with --method ddla)")
@@ -458,7 +457,7 @@ def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, la
     chosen[np.random.default_rng(args.seed).permutation(n)[:validation]] = True
     try:
         choice = choose_keep(measure_on(spec, frames[chosen], labels[chosen], profile),
-                             [p.name for p in spec.spiking], floor)
+                             [p.name for p in spec.spiking], args.accuracy_floor)
     except KeepError as e:
         raise UserError(f"--accuracy-floor: {e}") from None
     return replace(choice, validation=validation), frames[~chosen], labels[~chosen]
