@@ -111,6 +111,27 @@ def test_the_greedy_search_of_many_layers_never_costs_more_than_the_best_uniform
         assert len(choice.points) < 200  # far fewer than the 7,776 combinations
 
 
+def test_an_energy_target_takes_the_most_accurate_k_within_it():
+    """The same two layers, a budget of 3 (k = 1 costs 11): brute force over the grid gives the
+    most accurate point within it; the best uniform k within it is 0.2 (2.2), less accurate."""
+    measure = _linear_measure({"wide": 10.0, "narrow": 1.0}, {"wide": 0.01, "narrow": 0.2})
+    choice = choose_keep(measure, ["wide", "narrow"], energy_target_j=3.0)
+    within = [measure(dict(zip(("wide", "narrow"), ks))) for ks in itertools.product(GRID, repeat=2)]
+    best = max((p for p in within if p.energy_j <= 3.0), key=lambda p: p.accuracy)
+    assert choice.best.accuracy == pytest.approx(best.accuracy) and choice.best.energy_j <= 3.0
+    assert choice.best.keep == {"wide": 0.2, "narrow": 1.0}  # 10 * 0.2 + 1 = 3
+    assert choice.best_uniform.keep == 0.2 and choice.best.accuracy > choice.best_uniform.accuracy
+    names = [f"l{i}" for i in range(5)]  # the greedy branch: never less accurate than the best uniform k
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        costs, harm = dict(zip(names, rng.uniform(0.1, 10, 5))), dict(zip(names, rng.uniform(0, 0.1, 5)))
+        target = 0.4 * sum(costs.values())
+        c = choose_keep(_linear_measure(costs, harm), names, energy_target_j=target)
+        assert c.best.energy_j <= target and c.best.accuracy >= c.best_uniform.accuracy
+    with pytest.raises(KeepError, match="the cheapest measured is 1.1 J"):
+        choose_keep(measure, ["wide", "narrow"], energy_target_j=1.0)
+
+
 def test_an_accuracy_floor_no_k_reaches_names_the_best_reachable():
     measure = _linear_measure({"a": 1.0}, {"a": 0.5})
     with pytest.raises(KeepError, match=r"best reachable on the validation split is 80.00% \(k = 1\)"):
@@ -154,7 +175,18 @@ def test_deploy_chooses_k_on_a_validation_split_and_reports_the_rest(tmp_path, c
     assert "Energy-aware k" in capsys.readouterr().out and "Energy-aware k" in (tmp_path / "report.md").read_text()
 
 
+def test_deploy_takes_the_most_accurate_k_within_an_energy_target(tmp_path):
+    assert deploy_cli("--energy-target", "3e-5", "--validation-samples", "100", out=tmp_path) == 0
+    choice = json.loads((tmp_path / "report.json").read_text())["keep_choice"]
+    assert choice["energy_target_j"] == 3e-5 and choice["accuracy_floor"] is None
+    assert choice["chosen"]["energy_j"] <= 3e-5
+    assert choice["chosen"]["accuracy"] >= choice["best_uniform"]["accuracy"]
+    assert choice["chosen"]["accuracy"] == max(p["accuracy"] for p in choice["points"] if p["energy_j"] <= 3e-5)
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--energy-target", "-1"], "joules per inference, > 0"),
+    (["--energy-target", "1e-9"], "raise the target"),
     (["--keep", "0.5:0.5:0.5"], "3 keep ratios for 2 spiking layers"),
     (["--keep", "0"], "keep ratios must lie in (0, 1]"),
     (["--keep", "1.5,0.5"], "keep ratios must lie in (0, 1]"),

@@ -98,13 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DDLA for a model trained without it (a NIR graph, a baseline checkpoint): measure its "
                          "sensitivity statistics on the first N samples of the dataset's training split through "
                          "a torch twin of the network (surrogate gradients; nothing is trained)")
-    ap.add_argument("--accuracy-floor", type=float, metavar="A",
-                    help="energy-aware DDLA: choose the per-layer k of least energy on --profile whose accuracy on a "
-                         "validation split (--validation-samples test samples drawn with --seed, then left out of "
-                         "the report) is at least A (a fraction: 0.97); the chosen k leads the sweep, the best "
-                         "uniform k follows")
+    goal = ap.add_mutually_exclusive_group()
+    goal.add_argument("--accuracy-floor", type=float, metavar="A",
+                      help="energy-aware DDLA: choose the per-layer k of least energy on --profile whose accuracy on "
+                           "a validation split (--validation-samples test samples drawn with --seed, then left out "
+                           "of the report) is at least A (a fraction: 0.97); the chosen k leads the sweep, the best "
+                           "uniform k follows")
+    goal.add_argument("--energy-target", type=float, metavar="J",
+                      help="energy-aware DDLA the other way round: the most accurate per-layer k on the validation "
+                           "split whose energy per inference on --profile is at most J joules (3e-5 for 30 uJ)")
     ap.add_argument("--validation-samples", type=int, metavar="V",
-                    help="samples --accuracy-floor chooses k on (default: half the test split, at most 2000)")
+                    help="samples --accuracy-floor or --energy-target chooses k on (default: half the test split, "
+                         "at most 2000)")
     ap.add_argument("--backend", choices=("lava", "fast"), default="lava",
                     help="lava: Lava's CPU simulator; fast: the bit-exact batched simulator, for full test sets")
     ap.add_argument("--lava-graph", choices=LAVA_GRAPHS, default="fused",
@@ -378,6 +383,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     _check_stream_options(args)
     if args.accuracy_floor is not None and not 0.0 < args.accuracy_floor <= 1.0:
         raise UserError(f"--accuracy-floor is a fraction in (0, 1] (0.97 for 97%), got {args.accuracy_floor}")
+    if args.energy_target is not None and not 0.0 < args.energy_target < float("inf"):
+        raise UserError(f"--energy-target is joules per inference, > 0 (3e-5 for 30 uJ), got {args.energy_target}")
     spec, frames, labels, model = load_model(args)
     if args.backend == "lava":
         check_lava_mappable(spec)
@@ -386,7 +393,7 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
         spec = quantize(spec)
         frames = quantize_input(frames, spec)
     choice = None
-    if args.accuracy_floor is not None:
+    if args.accuracy_floor is not None or args.energy_target is not None:
         choice, frames, labels = _choose_keep(args, spec, frames, labels, profile, modes)
         keeps = _keeps([choice.best.keep] + ([choice.best_uniform.keep] if choice.best_uniform else []) + keeps, spec)
     frames, labels = frames[: args.samples], None if labels is None else labels[: args.samples]
@@ -425,7 +432,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
         report["sweep"] = [_sweep_point(spec, profile, k, r, costed.get(id(r)), labels)
                            for k, r in sorted(sweep_results.values(), key=lambda kr: -mean_keep(kr[0]))]
     if choice is not None:
-        report["keep_choice"] = {"accuracy_floor": args.accuracy_floor, "validation_samples": choice.validation,
+        report["keep_choice"] = {"accuracy_floor": args.accuracy_floor, "energy_target_j": args.energy_target,
+                                 "validation_samples": choice.validation,
                                  "chosen": choice.best.as_dict(), "best_uniform": choice.best_uniform and
                                  choice.best_uniform.as_dict(), "points": [p.as_dict() for p in choice.points]}
     if runner.neurobench is not None:
@@ -440,14 +448,15 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
 
 def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, labels: np.ndarray | None,
                  profile, modes: list[str]):
-    """--accuracy-floor: the energy-aware k chosen on a seeded random subset of the test split
+    """--accuracy-floor, --energy-target: the energy-aware k chosen on a seeded random subset of the test split
     (not its first samples: a split stored class by class would validate on some classes only),
     and the samples left to report on, in their order."""
+    what = "--accuracy-floor" if args.accuracy_floor is not None else "--energy-target"
     if "ddla" not in modes or not spec.scores:
-        raise UserError("--accuracy-floor chooses DDLA's k: it needs the ddla mode and a model with DDLA statistics "
+        raise UserError(f"{what} chooses DDLA's k: it needs the ddla mode and a model with DDLA statistics "
                         "(a checkpoint trained with --method ddla)")
     if labels is None:
-        raise UserError("--accuracy-floor measures accuracy: it needs labelled data (--dataset), not --frames")
+        raise UserError(f"{what} measures accuracy: it needs labelled data (--dataset), not --frames")
     n = len(frames)
     validation = args.validation_samples if args.validation_samples is not None else min(n // 2, 2000)
     if not 1 <= validation < n:
@@ -457,9 +466,9 @@ def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, la
     chosen[np.random.default_rng(args.seed).permutation(n)[:validation]] = True
     try:
         choice = choose_keep(measure_on(spec, frames[chosen], labels[chosen], profile),
-                             [p.name for p in spec.spiking], args.accuracy_floor)
+                             [p.name for p in spec.spiking], args.accuracy_floor, args.energy_target)
     except KeepError as e:
-        raise UserError(f"--accuracy-floor: {e}") from None
+        raise UserError(f"{what}: {e}") from None
     return replace(choice, validation=validation), frames[~chosen], labels[~chosen]
 
 

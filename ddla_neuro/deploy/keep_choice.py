@@ -1,12 +1,14 @@
 """Energy-aware DDLA: the per-layer keep ratios that cost a target the least energy while the
-accuracy on a validation split stays at or above a floor.
+accuracy on a validation split stays at or above a floor (or that are the most accurate within
+an energy budget per inference).
 
 Layers differ in what a delta costs (its fan-out's synaptic ops, its message, its hops) and in
 how much the output needs it, so one k for all rarely is the cheapest. `choose_keep` searches
 per-layer ratios on a grid with any `measure(keep) -> Point` (tests give it known answers);
 `measure_on` measures with the fast simulator and the cost model of a profile. The search
 always evaluates every uniform k of the grid and returns the cheapest point that meets the
-floor among all it evaluated, so its choice never costs more than the best uniform k.
+floor among all it evaluated, so its choice never costs more than the best uniform k (within
+a budget: is never less accurate than it).
 """
 from __future__ import annotations
 
@@ -38,19 +40,51 @@ class Point:
 
 @dataclass(frozen=True)
 class Choice:
-    best: Point                  # the cheapest point at or above the floor
-    best_uniform: Point | None   # the cheapest uniform k at or above the floor
+    best: Point                  # the best point meeting the goal
+    best_uniform: Point | None   # the best uniform k meeting it
     points: list[Point]          # every point measured, in order
     validation: int = 0          # the samples measured (set by the caller that knows them)
 
 
-def choose_keep(measure: Callable[[Keep], Point], layers: Sequence[str], floor: float,
-                grid: Sequence[float] = GRID) -> Choice:
-    """The per-layer k of least energy with accuracy >= `floor`, searched on `grid`: every
-    combination when there are at most EXHAUSTIVE_LIMIT, else a greedy descent (lower the one
-    layer's ratio by one grid step that saves the most energy and keeps the floor, until none
-    does) from k = 1 and from the best uniform k. Raises KeepError when no point measured
-    reaches the floor, naming the best accuracy reached."""
+@dataclass(frozen=True)
+class Goal:
+    """What the choice must meet and what it then optimises: an accuracy floor (least energy
+    among the points at or above it) or an energy target (most accuracy among the points at or
+    below it)."""
+
+    floor: float | None = None
+    energy_target_j: float | None = None
+
+    def meets(self, p: Point) -> bool:
+        return p.accuracy >= self.floor if self.floor is not None else p.energy_j <= self.energy_target_j
+
+    def rank(self, p: Point) -> tuple[float, float]:
+        """Sorts the better point first."""
+        return (p.energy_j, -p.accuracy) if self.floor is not None else (-p.accuracy, p.energy_j)
+
+    def unmet(self, points: list[Point]) -> KeepError:
+        if self.floor is not None:
+            best = max(points, key=lambda p: p.accuracy)
+            return KeepError(f"no keep ratio reaches the accuracy floor {100 * self.floor:.2f}%: the best reachable on "
+                             f"the validation split is {100 * best.accuracy:.2f}% (k = {keep_label(best.keep)}); "
+                             f"lower the floor")
+        cheapest = min(points, key=lambda p: p.energy_j)
+        return KeepError(f"no keep ratio costs at most {self.energy_target_j:.4g} J per inference: the cheapest "
+                         f"measured is {cheapest.energy_j:.4g} J (k = {keep_label(cheapest.keep)}); raise the target")
+
+
+def choose_keep(measure: Callable[[Keep], Point], layers: Sequence[str], floor: float | None = None,
+                energy_target_j: float | None = None, grid: Sequence[float] = GRID) -> Choice:
+    """The per-layer k of least energy with accuracy >= `floor` (or of most accuracy at an
+    energy per inference <= `energy_target_j`), searched on `grid`: every combination when
+    there are at most EXHAUSTIVE_LIMIT, else a greedy descent from k = 1 (and, for a floor,
+    from the best uniform k): lower the one layer's ratio by one grid step that does best (a
+    floor: saves the most energy and keeps it; a target: loses the least accuracy while saving
+    energy) until none does (a target: or it is met). Raises KeepError when no point measured
+    meets the goal, naming the best one."""
+    if (floor is None) == (energy_target_j is None):
+        raise ValueError("give an accuracy floor or an energy target")
+    goal = Goal(floor, energy_target_j)
     grid = sorted(set(grid), reverse=True)
     seen: dict[str, Point] = {}
 
@@ -61,39 +95,35 @@ def choose_keep(measure: Callable[[Keep], Point], layers: Sequence[str], floor: 
         return seen[label]
 
     uniform = [at(k) for k in grid]
+    meeting_uniform = sorted((p for p in uniform if goal.meets(p)), key=goal.rank)  # stable: uniform first
     if len(grid) ** len(layers) <= EXHAUSTIVE_LIMIT:
         for ratios in itertools.product(grid, repeat=len(layers)):
             at(per_layer(list(ratios), layers))
     else:
-        feasible_uniform = [p for p in uniform if p.accuracy >= floor]
-        starts = [1.0] + ([min(feasible_uniform, key=lambda p: p.energy_j).keep] if feasible_uniform else [])
+        starts = [1.0] + ([meeting_uniform[0].keep] if meeting_uniform and floor is not None else [])
         for start in starts:
-            _descend(at, {name: float(start) for name in layers}, grid, floor)
+            _descend(at, {name: float(start) for name in layers}, grid, goal)
     points = list(seen.values())
-    feasible = [p for p in points if p.accuracy >= floor]
-    if not feasible:
-        best = max(points, key=lambda p: p.accuracy)
-        raise KeepError(f"no keep ratio reaches the accuracy floor {100 * floor:.2f}%: the best reachable on the "
-                        f"validation split is {100 * best.accuracy:.2f}% (k = {keep_label(best.keep)}); "
-                        f"lower the floor")
-    in_floor = [p for p in uniform if p.accuracy >= floor]
-    cheapest = lambda ps: min(ps, key=lambda p: (p.energy_j, -p.accuracy))  # noqa: E731 (first of equals: uniform)
-    return Choice(cheapest(feasible), cheapest(in_floor) if in_floor else None, points)
+    meeting = sorted((p for p in points if goal.meets(p)), key=goal.rank)
+    if not meeting:
+        raise goal.unmet(points)
+    return Choice(meeting[0], meeting_uniform[0] if meeting_uniform else None, points)
 
 
-def _descend(at: Callable[[Keep], Point], keep: dict[str, float], grid: list[float], floor: float) -> None:
+def _descend(at: Callable[[Keep], Point], keep: dict[str, float], grid: list[float], goal: Goal) -> None:
     current = at(per_layer(keep, list(keep)))
-    while True:
+    while not (goal.floor is None and goal.meets(current)):
         moves = []
         for name, k in keep.items():
             lower = [g for g in grid if g < k]
             if lower:
                 moves.append({**keep, name: lower[0]})
         points = [(m, at(per_layer(m, list(m)))) for m in moves]
-        better = [(m, p) for m, p in points if p.accuracy >= floor and p.energy_j < current.energy_j]
+        better = [(m, p) for m, p in points
+                  if p.energy_j < current.energy_j and (goal.floor is None or goal.meets(p))]
         if not better:
             return
-        keep, current = min(better, key=lambda mp: mp[1].energy_j)
+        keep, current = min(better, key=lambda mp: goal.rank(mp[1]))
 
 
 def measure_on(spec: NetSpec, frames: np.ndarray, labels: np.ndarray, profile: Profile, device: str = "cpu"

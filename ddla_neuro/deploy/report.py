@@ -29,8 +29,8 @@ report.json, schema_version 1:
         per_timestep {events, synaptic_ops}}},
     cheaper [{layer, dense_j, delta_j, cheaper}]                     # per sender
     sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios (keep: k, or {layer: k})
-    keep_choice {accuracy_floor, validation_samples, chosen, best_uniform, points: [{keep, accuracy, energy_j}]}
-                                                                     # --accuracy-floor only
+    keep_choice {accuracy_floor, energy_target_j (one of the two is null), validation_samples, chosen,
+                 best_uniform, points: [{keep, accuracy, energy_j}]}  # --accuracy-floor / --energy-target only
     neurobench {effective_acs, effective_macs, dense,                # SynapticOperations, per sample
                 membrane_updates, activation_sparsity}               # MembraneUpdates (per sample), ActivationSparsity
     literature {first_layer_flops, synaptic_ops, e_mac_j, e_ac_j, energy_j}
@@ -142,13 +142,15 @@ def uncertainty_line(report: dict) -> str:
 def keep_choice_line(choice: dict) -> str:
     """The energy-aware k (report["keep_choice"]) against the best uniform k, on the validation split."""
     c, u = choice["chosen"], choice["best_uniform"]
-    line = (f"Energy-aware k (accuracy >= {100 * choice['accuracy_floor']:.2f}% on {choice['validation_samples']} "
-            f"test samples drawn at random, left out of the figures above; {len(choice['points'])} k measured): "
-            f"{keep_label(c['keep'])} at {100 * c['accuracy']:.2f}%, {si(c['energy_j'], 'J')}")
+    goal = (f"accuracy >= {100 * choice['accuracy_floor']:.2f}%" if choice.get("accuracy_floor") is not None
+            else f"energy <= {si(choice['energy_target_j'], 'J')}")
+    line = (f"Energy-aware k ({goal} on {choice['validation_samples']} test samples drawn at random, left out of "
+            f"the figures above; {len(choice['points'])} k measured): {keep_label(c['keep'])} at "
+            f"{100 * c['accuracy']:.2f}%, {si(c['energy_j'], 'J')}")
     if u is not None and keep_label(u["keep"]) != keep_label(c["keep"]):
         line += f"; the best uniform k, {keep_label(u['keep'])}: {100 * u['accuracy']:.2f}%, {si(u['energy_j'], 'J')}"
     elif u is not None:
-        line += " (a uniform k: no per-layer k measured costs less)"
+        line += " (a uniform k: no per-layer k measured does better)"
     return line + "."
 
 
