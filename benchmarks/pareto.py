@@ -40,7 +40,7 @@ from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E
 from ddla_neuro.ddla.keep import Keep, KeepError, keep_label  # noqa: E402
 from ddla_neuro.deploy.cost import cost_run, mode_plan  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.deploy.keep_choice import choose_keep, measure_on  # noqa: E402
+from ddla_neuro.deploy.keep_choice import choose_keep, measure_on, validation_split  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
 from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.deploy.report import si  # noqa: E402
@@ -70,10 +70,7 @@ class Split:
         self.spec = quantize(checkpoint_to_spec(ckpt))
         frames = quantize_input(input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(seed)), self.spec)
         labels = data.y_test.numpy()
-        # a seeded half, not the first: a split stored class by class (cifar10-dev) would
-        # otherwise validate on some classes and report on others
-        chosen = np.zeros(len(frames), dtype=bool)
-        chosen[np.random.default_rng(seed).permutation(len(frames))[: len(frames) // 2]] = True
+        chosen = validation_split(len(frames), len(frames) // 2, seed)
         self.validation = (frames[chosen], labels[chosen])
         self.reported = (frames[~chosen], labels[~chosen])
         self.trained_keep = ckpt.meta.get("keep", 1.0)
@@ -136,6 +133,8 @@ def main() -> None:
                  (f"spike penalty {w} + TDD", point(splits[f"penalty {w}"], "delta", 1.0, profile))]
     for k in args.keeps.split(","):
         rows.append((f"DDLA k = {k}", point(splits[f"ddla {k}"], "ddla", float(k), profile)))
+    for k in args.keeps.split(","):  # what DDLA's fine-tuning did to the network itself
+        rows.append((f"DDLA k = {k} model without its filter", point(splits[f"ddla {k}"], "delta", 1.0, profile)))
 
     # energy-aware: chosen on the validation half from the uniform model nearest the sweep's middle
     keeps = [float(k) for k in args.keeps.split(",")]
@@ -197,7 +196,8 @@ def plot(rows: list[tuple[str, dict]], args, path: Path) -> None:
                                  (axes[1], "dynamic_energy_j", "dynamic energy per inference (uJ)", 1e6)):
         for group, colour in groups.items():
             pts = [(p[key] * scale, 100 * p["accuracy"]) for name, p in rows
-                   if name.startswith(group) and not (group == "spike penalty" and "TDD" in name)]
+                   if name.startswith(group) and not (group == "spike penalty" and "TDD" in name)
+                   and "without its filter" not in name]
             tdd = [(p[key] * scale, 100 * p["accuracy"]) for name, p in rows
                    if group == "spike penalty" and name.startswith(group) and "TDD" in name]
             style = "D" if group == "DDLA energy-aware" else "o-"  # two points: deploy-time and trained

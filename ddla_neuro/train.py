@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             args.keep = parse_keep(args.keep)
         except KeepError as e:
             raise UserError(f"--keep: {e}") from None
-    if args.spike_penalty < 0 or args.spike_penalty != args.spike_penalty:
+    if not args.spike_penalty >= 0:  # also NaN
         raise UserError(f"--spike-penalty must be a number >= 0, got {args.spike_penalty}")
     if args.spike_penalty and args.method == "ddla":
         raise UserError("--spike-penalty regularises the baseline (or tdd) that DDLA is compared with; "

@@ -27,7 +27,7 @@ from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
 from .gsc import Priority, gsc_scores
-from .keep import Keep, filters, keep_of
+from .keep import Keep, filters, keep_of, ratios
 from .transmission import MODES
 
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
@@ -99,7 +99,7 @@ class DeltaExecutor:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if source not in SENSITIVITY_SOURCES:
             raise ValueError(f"sensitivity source must be one of {SENSITIVITY_SOURCES}, got {source!r}")
-        if any(not 0.0 <= k <= 1.0 for k in (keep.values() if isinstance(keep, dict) else [keep])):
+        if any(not 0.0 <= k <= 1.0 for k in ratios(keep)):
             raise ValueError(f"keep ratios must lie in [0, 1], got {keep}")
         self.net, self.mode, self.source, self.learn = net, mode, source, learn
         self.keep = keep if mode == "ddla" else 1.0

@@ -25,9 +25,14 @@ def keep_of(keep: Keep, layer: str) -> float:
     return float(keep) if not isinstance(keep, dict) else float(keep.get(layer, 1.0))
 
 
+def ratios(keep: Keep) -> list[float]:
+    """Every ratio a keep ratio holds (one, or one per layer)."""
+    return list(keep.values()) if isinstance(keep, dict) else [float(keep)]
+
+
 def filters(keep: Keep) -> bool:
     """Whether any layer drops deltas (some k < 1)."""
-    return any(k < 1.0 for k in (keep.values() if isinstance(keep, dict) else [keep]))
+    return any(k < 1.0 for k in ratios(keep))
 
 
 def parse_keep(text: str) -> float | list[float]:

@@ -34,7 +34,7 @@ from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, mode_pl
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
 from .netx import (FRAME_ENCODINGS, NETX_ENCODINGS, frames_layout, input_transform, load_netx_layers, netx_frames,
                    netx_to_spec, stored_timesteps, transform_images)
-from .keep_choice import choose_keep, measure_on
+from .keep_choice import choose_keep, measure_on, validation_split
 from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile
 from .quant import quantize, quantize_input
@@ -392,9 +392,10 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
     if args.fixed:
         spec = quantize(spec)
         frames = quantize_input(frames, spec)
-    choice = None
+    choice, validation = None, len(frames)
     if args.accuracy_floor is not None or args.energy_target is not None:
         choice, frames, labels = _choose_keep(args, spec, frames, labels, profile, modes)
+        validation -= len(frames)  # the samples the choice was measured on
         keeps = _keeps([choice.best.keep] + ([choice.best_uniform.keep] if choice.best_uniform else []) + keeps, spec)
     frames, labels = frames[: args.samples], None if labels is None else labels[: args.samples]
     if args.cross_check:
@@ -433,7 +434,7 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
                            for k, r in sorted(sweep_results.values(), key=lambda kr: -mean_keep(kr[0]))]
     if choice is not None:
         report["keep_choice"] = {"accuracy_floor": args.accuracy_floor, "energy_target_j": args.energy_target,
-                                 "validation_samples": choice.validation,
+                                 "validation_samples": validation,
                                  "chosen": choice.best.as_dict(), "best_uniform": choice.best_uniform and
                                  choice.best_uniform.as_dict(), "points": [p.as_dict() for p in choice.points]}
     if runner.neurobench is not None:
@@ -448,9 +449,8 @@ def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
 
 def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, labels: np.ndarray | None,
                  profile, modes: list[str]):
-    """--accuracy-floor, --energy-target: the energy-aware k chosen on a seeded random subset of the test split
-    (not its first samples: a split stored class by class would validate on some classes only),
-    and the samples left to report on, in their order."""
+    """--accuracy-floor, --energy-target: the energy-aware k chosen on a validation split drawn
+    from the test split (`keep_choice.validation_split`), and the samples left to report on."""
     what = "--accuracy-floor" if args.accuracy_floor is not None else "--energy-target"
     if "ddla" not in modes or not spec.scores:
         raise UserError(f"{what} chooses DDLA's k: it needs the ddla mode and a model with DDLA statistics "
@@ -462,14 +462,13 @@ def _choose_keep(args: argparse.Namespace, spec: NetSpec, frames: np.ndarray, la
     if not 1 <= validation < n:
         raise UserError(f"--validation-samples must be at least 1 and leave test samples to report on "
                         f"({n} in the split), got {validation}")
-    chosen = np.zeros(n, dtype=bool)
-    chosen[np.random.default_rng(args.seed).permutation(n)[:validation]] = True
+    chosen = validation_split(n, validation, args.seed)
     try:
         choice = choose_keep(measure_on(spec, frames[chosen], labels[chosen], profile),
                              [p.name for p in spec.spiking], args.accuracy_floor, args.energy_target)
     except KeepError as e:
         raise UserError(f"{what}: {e}") from None
-    return replace(choice, validation=validation), frames[~chosen], labels[~chosen]
+    return choice, frames[~chosen], labels[~chosen]
 
 
 def _check_stream_options(args: argparse.Namespace) -> None:

@@ -259,8 +259,11 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, st
     states its figures' uncertainty, each energy and latency carries a band (`band`, [low, high]): the
     run costed with every figure at its low and at its high end (every cost grows with every figure,
     so these bound it); null where the profile states none."""
-    report = _cost(spec, counts, profile, plan)
-    ends = [_cost(spec, counts, profile.bound(side), plan) for side in BOUNDS] if profile.banded else None
+    terms = Terms(profile)
+    mapping = map_network(spec, plan, terms)  # the chip's limits: the same at both ends of the bands
+    report = _cost(spec, counts, terms, mapping, plan)
+    ends = ([_cost(spec, counts, Terms(profile.bound(side)), mapping, plan) for side in BOUNDS]
+            if profile.banded else None)
     totals = report["totals"]
     totals["band"] = None if ends is None else {k: [e["totals"][k] for e in ends] for k in BANDED}
     if "per_inference" in totals:
@@ -271,10 +274,8 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, st
     return report
 
 
-def _cost(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, str]) -> dict:
-    terms = Terms(profile)
-    mapping = map_network(spec, plan, terms)
-    all_in = profile.scope == "all_in"
+def _cost(spec: NetSpec, counts: Counts, terms: Terms, mapping: Mapping, plan: dict[str, str]) -> dict:
+    all_in = terms.profile.scope == "all_in"
     rows = []
     senders = ["input"] + [p.name for p in spec.senders]
     for name in senders + [spec.readout.name]:

@@ -43,7 +43,6 @@ class Choice:
     best: Point                  # the best point meeting the goal
     best_uniform: Point | None   # the best uniform k meeting it
     points: list[Point]          # every point measured, in order
-    validation: int = 0          # the samples measured (set by the caller that knows them)
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,15 @@ def _descend(at: Callable[[Keep], Point], keep: dict[str, float], grid: list[flo
         if not better:
             return
         keep, current = min(better, key=lambda mp: goal.rank(mp[1]))
+
+
+def validation_split(n: int, size: int, seed: int) -> np.ndarray:
+    """A bool mask of `size` of n samples drawn with `seed`: the validation split of a test
+    split (drawn, not its first samples: a split stored class by class would validate on some
+    classes only); the rest, in their order, are reported."""
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(seed).permutation(n)[:size]] = True
+    return chosen
 
 
 def measure_on(spec: NetSpec, frames: np.ndarray, labels: np.ndarray, profile: Profile, device: str = "cpu"

@@ -102,8 +102,9 @@ def totals_table(report: dict) -> list[str]:
     for label, key, kind in rows:
         cells = []
         for m in modes:
-            cells.append("-" if _total(report, m, key) is None and key == "accuracy" else
-                         f"{100 * _total(report, m, key):.2f}%" if kind == "%" else banded_total(report, m, key, kind))
+            v = _total(report, m, key)
+            cells.append("-" if v is None and key == "accuracy" else
+                         f"{100 * v:.2f}%" if kind == "%" else banded_total(report, m, key, kind))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ddla.keep import Keep, keep_of
+from ..ddla.keep import Keep, keep_of, ratios
 from ..ddla.transmission import MODES
 from ..errors import UserError
 from .spec import NetSpec
@@ -109,8 +109,7 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep) -> np.nd
     Lava process model must never raise); returns the frames as float64."""
     if mode not in MODES:
         raise RunError(f"mode must be one of {MODES}, got {mode!r}")
-    ratios = keep.values() if isinstance(keep, dict) else [keep]
-    if any(not 0.0 <= k <= 1.0 for k in ratios):
+    if any(not 0.0 <= k <= 1.0 for k in ratios(keep)):
         raise RunError(f"keep ratios must lie in [0, 1], got {keep}")
     unknown = sorted(set(keep) - {p.name for p in spec.spiking}) if isinstance(keep, dict) else []
     if unknown:

@@ -110,11 +110,10 @@ def tile_population(pop: Population, lim: Limits) -> Tiles:
         if ratio <= 1 or n == 1:  # fits, or one neuron a core still does not: the fan-in is too wide
             break
         cores = min(cores * max(2, math.ceil(ratio)), pop.size)
-    counts = [-(-pop.size // cores)] * (pop.size // -(-pop.size // cores))
-    rest = pop.size - sum(counts)
-    words = sum(_flat_words(axons, k, lim) for k in counts + ([rest] if rest else []))
-    return Tiles(cores, -(-pop.size // cores) / pop.size, words, (),
-                 max(_flat_words(axons, -(-pop.size // cores), lim) - lim.words, 0))
+    per_core = -(-pop.size // cores)  # the fullest core's neurons; the last core holds the rest
+    full, rest = divmod(pop.size, per_core)
+    words = full * _flat_words(axons, per_core, lim) + (_flat_words(axons, rest, lim) if rest else 0)
+    return Tiles(cores, per_core / pop.size, words, (), max(_flat_words(axons, per_core, lim) - lim.words, 0))
 
 
 def reach(proj: Projection, target: Tiles, target_shape: tuple[int, ...]) -> float:
