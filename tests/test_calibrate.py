@@ -1,6 +1,9 @@
-"""DDLA for imported models: the torch twin of a NetSpec computes the simulator's function and
-our trainer's statistics, and `deploy --ddla-calibrate` gives a model we did not train its k sweep."""
+"""DDLA for imported models (NIR, lava-dl netx): the torch twin of a NetSpec computes the
+simulator's function and our trainer's statistics, and `deploy --ddla-calibrate` gives a model
+we did not train its k sweep."""
 import json
+
+import h5py
 
 import nir
 import numpy as np
@@ -11,9 +14,17 @@ from deploy_nets import NETWORKS, convnet, flat_nir_graph, inputs, mlp, spec_of
 from ddla_neuro.deploy.calibrate import CalibrationError, Twin, calibrate
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import nir_to_spec, read_nir
+from ddla_neuro.deploy.netx import netx_frames, read_netx
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
 from test_interop import T, snntorch_mlp
+
+slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
+from netx_nets import CUBA, FIXTURE, conv_net, export  # noqa: E402
+from netx_nets import spikes as netx_spikes  # noqa: E402
+from test_netx import bias_net, sdnn_net  # noqa: E402
+
+T_NETX = 10
 
 
 @pytest.mark.parametrize("name", ["mlp", "convnet", "residual"])
@@ -106,10 +117,90 @@ def test_a_bad_calibration_is_one_line(flat_nir, tmp_path, capsys, argv, message
     assert message in err and len(err.splitlines()) == 1 and not (out / "report.json").exists()
 
 
-def test_a_netx_network_is_not_calibrated(tmp_path, capsys):
-    net = "tests/data/lava-dl-mnist/trained_mnist_network.net"
+def _delay_net(tmp_path):
+    """slayer's per-neuron synaptic delays (0..4 steps) and a bias: CUBA currents arriving late."""
+    torch.manual_seed(2)
+    first = slayer.block.cuba.Dense(CUBA, 64, 24, weight_scale=4, delay=True)
+    first(torch.zeros(1, 64, 2))  # slayer sizes its delays on the first forward
+    first.delay.delay.data = (torch.arange(24, dtype=torch.float32) % 5).reshape(first.delay.delay.shape)
+    export([first, slayer.block.cuba.Dense(CUBA, 24, 10, weight_scale=4)], torch.zeros(1, 64, 2), tmp_path / "d.net")
+    with h5py.File(tmp_path / "d.net", "a") as f:
+        f["layer/0/bias"] = np.arange(24) % 3 - 1.0
+    spec = read_netx(tmp_path / "d.net", T_NETX, fixed=False)
+    assert spec.spiking[0].input_delay is not None
+    return spec, netx_spikes((4, T_NETX, 64), seed=4)
+
+
+def _reset_net(tmp_path):
+    """A conv net with strong biases in a stream of inferences (lava-dl's reset_interval 5)."""
+    export(conv_net(pool=False), torch.zeros(1, 2, 8, 8, 2), tmp_path / "r.net")
+    with h5py.File(tmp_path / "r.net", "a") as f:
+        f["layer/0/bias"] = np.array([-3.0, 9.0, 2.0, 20.0])
+    spec = read_netx(tmp_path / "r.net", T_NETX, fixed=False, input_shape=(2, 8, 8), reset_interval=5, reset_offset=2)
+    return spec, netx_spikes((4, T_NETX, 2, 8, 8), seed=5)
+
+
+def _bias_input_net(tmp_path):
+    """An input layer of CUBA neurons driven by the frame written into its bias register."""
+    spec = read_netx(bias_net(tmp_path / "b.net"), T_NETX, fixed=False, encoding="bias")
+    return spec, netx_frames(spec, np.random.default_rng(6).integers(0, 40, (4, 2, 8, 8)))
+
+
+NETX = {"lava-dl mnist": lambda _: (read_netx(FIXTURE, T_NETX, fixed=False), netx_spikes((4, T_NETX, 784))),
+        "delays": _delay_net, "resets": _reset_net, "bias input": _bias_input_net}
+
+
+@pytest.mark.parametrize("name", NETX)
+def test_the_twin_runs_lava_dls_cuba_as_the_simulator(name, tmp_path):
+    """Float CUBA networks read from netx files (their pipeline fill, delays, resets and bias
+    input): the twin's logits and spikes are the simulator's, which equals lava-dl's runner
+    (test_netx.py)."""
+    spec, frames = NETX[name](tmp_path)
+    assert spec.fill > 0 and {p.kind for p in spec.spiking} == {"cuba"}
+    logits, sent = Twin(spec)(torch.as_tensor(frames, dtype=torch.float64))
+    run = simulate(spec, frames, "dense", record=True)
+    np.testing.assert_array_equal(logits.detach().transpose(0, 1).numpy(), run.logits)
+    for pop in spec.spiking:
+        ran = torch.stack(sent[pop.name][-spec.timesteps:], 1).detach().numpy()
+        np.testing.assert_array_equal(ran, run.sent[pop.name])
+        assert 0 < ran.mean() < 1
+    stats = calibrate(spec, frames, np.arange(len(frames)) % 10)
+    assert all(stats[p.name].shape == p.shape and stats[p.name].max() > 0 for p in spec.spiking)
+
+
+@pytest.fixture
+def netx_mnist(tmp_path):
+    """lava-dl's MNIST network on 28x28 images in [0, 1] rate-coded by `if-rate` (random images:
+    the test is of the pipeline, not of the accuracy)."""
+    images = np.random.default_rng(0).random((40, 28, 28)).astype(np.float32)
+    np.savez(tmp_path / "img.npz", images=images[:30], labels=np.arange(30) % 10, test_images=images[30:],
+             test_labels=np.arange(10))
+    return ["--profile", "loihi2", "--netx", str(FIXTURE), "--netx-encoding", "if-rate", "--timesteps", "12",
+            "--dataset", "npz", "--data-dir", str(tmp_path / "img.npz"), "--backend", "fast"]
+
+
+def test_deploy_calibrates_a_netx_network_and_sweeps_its_k(netx_mnist, tmp_path):
     out = tmp_path / "out"
-    assert run_cli(main, ["--profile", "loihi2", "--netx", net, "--dataset", "digits", "--ddla-calibrate", "10",
-                          "--out", str(out)]) == 2
+    assert run_cli(main, [*netx_mnist, "--ddla-calibrate", "30", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["ddla_calibration"] == 30 and "ddla" in report["modes"]
+    events = [s["events"] for s in report["sweep"]]
+    assert [s["keep"] for s in report["sweep"]] == [1.0, 0.7, 0.5, 0.3]
+    assert report["sweep"][0]["events"] == report["modes"]["delta"]["totals"]["events"] and events[-1] < events[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (lambda t: ["--netx-encoding", "graded", "--frames", str(t / "g.npy")], "give --dataset instead of --frames"),
+    (lambda t: ["--netx-encoding", "graded", "--dataset", "npz", "--data-dir", str(t / "img.npz")],
+     "layer0, layer1, layer3 are sigma-delta neurons"),
+])
+def test_a_netx_network_that_cannot_be_calibrated_is_one_line(argv, message, tmp_path, capsys):
+    np.save(tmp_path / "g.npy", np.zeros((4, 2, 8, 8)))
+    images = np.random.default_rng(0).random((4, 2, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "img.npz", images=images, labels=np.arange(4), test_images=images, test_labels=np.arange(4))
+    out = tmp_path / "out"
+    argv = ["--profile", "loihi2", "--netx", str(sdnn_net(tmp_path / "sd.net")), *argv(tmp_path),
+            "--timesteps", "4", "--ddla-calibrate", "2", "--out", str(out)]
+    assert run_cli(main, argv) == 2
     err = capsys.readouterr().err.strip()
-    assert "CUBA and sigma-delta" in err and len(err.splitlines()) == 1 and not out.exists()
+    assert message in err and len(err.splitlines()) == 1 and not out.exists(), err

@@ -78,14 +78,31 @@ def test_float_cuba_follows_its_equations():
         x = out
 
 
-def test_ddla_on_cuba_is_refused_in_one_line():
+@pytest.mark.parametrize("fixed", [True, False])
+def test_ddla_on_cuba_sends_the_top_k_as_our_lava_processes(fixed):
+    """DDLA's selection on CUBA neurons: our Lava processes equal the simulator (logits and
+    every counter), k = 1 is lossless delta, k = 0.5 sends fewer events and changes the output
+    (the receivers hold back what was not sent)."""
+    spikes, weights, registers = network(0)
+    spec = cuba_spec(weights, registers, fixed=fixed)
+    spec.scores = {p.name: np.random.default_rng(3).random(p.shape).astype(np.float32) for p in spec.spiking}
+    ddla, lava = simulate(spec, spikes, "ddla", keep=0.5, record=True), run_lava(spec, spikes, "ddla", 0.5)
+    np.testing.assert_array_equal(lava.logits, ddla.logits)
+    assert lava.counts.to_dict() == ddla.counts.to_dict()
+    delta, lossless = simulate(spec, spikes, "delta"), simulate(spec, spikes, "ddla", keep=1.0)
+    assert lossless.counts.to_dict() == delta.counts.to_dict()
+    np.testing.assert_array_equal(lossless.logits, delta.logits)
+    assert all(ddla.counts.events[p.name].sum() < delta.counts.events[p.name].sum() for p in spec.spiking)
+    assert not np.array_equal(ddla.logits, delta.logits)
+
+
+def test_ddla_on_sigma_delta_neurons_is_refused_in_one_line():
     spikes, weights, registers = network(0)
     spec = cuba_spec(weights, registers)
+    spec.populations[0].kind = "sdnn"
     spec.scores = {p.name: np.ones(p.shape, np.float32) for p in spec.spiking}
-    with pytest.raises(RunError, match="CUBA or sigma-delta neurons.*dense or delta"):
+    with pytest.raises(RunError, match=r"\['l0'\] are sigma-delta neurons.*dense or delta"):
         simulate(spec, spikes, "ddla", keep=0.5)
-    delta, dense = simulate(spec, spikes, "delta"), simulate(spec, spikes, "dense")
-    np.testing.assert_array_equal(delta.logits, dense.logits)
 
 
 def test_quantizer_keeps_both_decays():

@@ -1,6 +1,7 @@
 """Models from other libraries, exported with the library's own NIR exporter, deploy with one
 flag and compute the library's own function: spikes per layer and step, and predictions."""
 import json
+from dataclasses import replace
 
 import nir
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from snntorch import utils as snn_utils
 from snntorch.export_nir import export_to_nir
 
-from deploy_nets import dyadic_
+from deploy_nets import dyadic_, random_scores
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError, nir_to_spec, read_nir
 from ddla_neuro.deploy.lava_run import run_lava
@@ -113,12 +114,16 @@ def test_delayed_reset_is_not_the_immediate_one(exported):
     assert any(not np.array_equal(a.sent[p.name], b.sent[p.name]) for p in delayed.spiking)
 
 
-def test_delayed_reset_in_fixed_point_lava_equals_the_simulator(exported):
+@pytest.mark.parametrize("reset", ["delayed-subtract", "delayed-zero"])
+def test_delayed_reset_in_fixed_point_lava_equals_the_simulator(exported, reset):
+    """snnTorch's two delayed resets (`reset_mechanism` subtract and zero), in every mode, DDLA's
+    selection included."""
     _, path, x = exported
-    spec = quantize(nir_to_spec(read_nir(path), timesteps=T, source="snntorch"))
+    spec = random_scores(quantize(nir_to_spec(read_nir(path), timesteps=T, source="snntorch")))
+    spec = replace(spec, populations=[replace(p, reset=reset) if p.reset.startswith("delayed") else p for p in spec.populations])
     frames = quantize_input(x[:, None].expand(len(x), T, 64).numpy(), spec)
-    for mode in ("dense", "delta"):
-        sim, lava = simulate(spec, frames, mode), run_lava(spec, frames, mode)
+    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.5)):
+        sim, lava = simulate(spec, frames, mode, keep), run_lava(spec, frames, mode, keep)
         np.testing.assert_array_equal(lava.logits, sim.logits)
         assert lava.counts.to_dict() == sim.counts.to_dict()
 

@@ -42,7 +42,7 @@ from .report import SCHEMA_VERSION, keep_choice_line, layer_table, totals_table,
 from .run import MODES, Counts
 from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
-from .spec import NEURON_KINDS, NetSpec
+from .spec import NEURON_KINDS, SIGMA_DELTA_KINDS, NetSpec
 
 # models/ at the top of the repository, shipped in the wheel as package data
 DEFAULT_CHECKPOINT = Path(str(files("ddla_neuro.models"))) / "digits-convnet-ddla" / "model.pt"
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3). A per-layer k gives "
                          "one ratio per spiking layer joined by ':' (0.7:0.5:0.3), from the stored statistics")
     ap.add_argument("--ddla-calibrate", type=int, metavar="N",
-                    help="DDLA for a model trained without it (a NIR graph, a baseline checkpoint): measure its "
+                    help="DDLA for a model trained without it (a NIR graph, a netx network of CUBA neurons, a baseline "
+                         "checkpoint): measure its "
                          "sensitivity statistics on the first N samples of the dataset's training split through "
                          "a torch twin of the network (surrogate gradients; nothing is trained)")
     goal = ap.add_mutually_exclusive_group()
@@ -206,9 +207,10 @@ def load_model(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
     return spec, frames, data.y_test.numpy(), model
 
 
-def _calibrated(args: argparse.Namespace, spec: NetSpec, data, frames_of) -> NetSpec:
+def _calibrated(args: argparse.Namespace, spec: NetSpec, data, frames_of, twin: NetSpec | None = None) -> NetSpec:
     """--ddla-calibrate N: the spec with DDLA statistics measured on the first N training samples
-    (`calibrate.py`), replacing any it had; `frames_of` encodes raw inputs as the network takes them."""
+    (`calibrate.py`), replacing any it had; `frames_of` encodes raw inputs as the network takes
+    them; `twin`: the float network to calibrate where `spec` is in fixed point (netx)."""
     n = args.ddla_calibrate
     if n is None:
         return spec
@@ -216,7 +218,7 @@ def _calibrated(args: argparse.Namespace, spec: NetSpec, data, frames_of) -> Net
         raise UserError(f"--ddla-calibrate takes 1 to {len(data.x_train)} samples (the training split of "
                         f"{data.name}), got {n}")
     try:
-        scores = calibrate(spec, frames_of(data.x_train[:n]), data.y_train[:n].numpy())
+        scores = calibrate(twin or spec, frames_of(data.x_train[:n]), data.y_train[:n].numpy())
     except CalibrationError as e:
         raise UserError(f"--ddla-calibrate: {e}") from None
     return replace(spec, scores=scores)
@@ -229,9 +231,8 @@ def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
     are; `--float`: scaled to a threshold of 1), the frames (N, T, ...) in the network's input
     shape, labels (None for `--frames`) and description."""
     encoding = args.netx_encoding
-    if args.ddla_calibrate is not None:
-        raise UserError("--ddla-calibrate: DDLA's selection does not run on a netx network's CUBA and sigma-delta "
-                        "neurons yet; deploy it in dense or delta mode")
+    if args.ddla_calibrate is not None and args.frames:
+        raise UserError("--ddla-calibrate measures on a dataset's training split: give --dataset instead of --frames")
     if args.frames and encoding not in FRAME_ENCODINGS:
         raise UserError(f"--frames feeds --netx-encoding {', '.join(FRAME_ENCODINGS)} (integers written into the "
                         f"input layer's neurons); {encoding} input comes from a --dataset")
@@ -242,51 +243,70 @@ def _load_netx(args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, np.ndarra
     timesteps = args.timesteps or stored_timesteps(args.netx)
     reset = {"reset_interval": args.reset_interval or 0, "reset_offset": args.reset_offset or 0}
     if encoding in FRAME_ENCODINGS:
-        spec, frames, labels, name = _netx_frame_input(args, layers, timesteps, reset)
+        spec, frames, labels, name, calibration = _netx_frame_input(args, layers, timesteps, reset)
     else:
         if not timesteps:
             raise UserError(f"{args.netx} stores no steps per sample (simulation/tSample): give --timesteps")
-        spec, frames, labels = _netx_spike_input(args, layers, timesteps, reset)
+        spec, frames, labels, calibration = _netx_spike_input(args, layers, timesteps, reset)
         name = args.dataset
+    graded = [p.name for p in spec.populations if p.kind in SIGMA_DELTA_KINDS]
+    if calibration is not None and graded:
+        raise UserError(f"--ddla-calibrate: {', '.join(graded)} are sigma-delta neurons, whose graded messages DDLA's "
+                        f"selection does not rank; deploy the network in dense or delta mode")
+    if calibration is not None:  # the file's float network (scaled to a threshold of 1) takes the same frames
+        twin = replace(netx_to_spec(layers, spec.timesteps, False, spec.input_shape, str(args.netx), encoding, **reset),
+                       timesteps=spec.timesteps)
+        spec = _calibrated(args, spec, *calibration, twin=twin)
     model = {"source": str(args.netx), "arch": "netx", "dataset": name, "method": None, "trained_keep": None,
-             "timesteps": spec.timesteps, "encoding": encoding, "precision": "fixed" if args.fixed else "float"}
+             "timesteps": spec.timesteps, "encoding": encoding, "precision": "fixed" if args.fixed else "float",
+             "ddla_calibration": args.ddla_calibrate}
     return spec, frames, labels, model
 
 
 def _netx_spike_input(args: argparse.Namespace, layers: list, timesteps: int, reset: dict
-                      ) -> tuple[NetSpec, np.ndarray, np.ndarray]:
+                      ) -> tuple[NetSpec, np.ndarray, np.ndarray, tuple | None]:
+    """(spec, frames, labels, with --ddla-calibrate the dataset and its encoder of raw inputs)."""
     data = load_dataset(args.dataset, args.data_dir, timesteps)
     rate = args.netx_encoding == "if-rate"
     if data.is_events == rate:
         raise UserError(f"{args.dataset} holds {'event frames' if data.is_events else 'images'}: use "
                         f"--netx-encoding {'events' if data.is_events else 'if-rate'} (a netx network takes spikes)")
-    x = data.x_test
-    frames = (encode(x, "if-rate", timesteps).transpose(0, 1) if rate else x).numpy()
-    spec = netx_to_spec(layers, timesteps, args.fixed, frames.shape[2:], str(args.netx), args.netx_encoding, **reset)
-    if int(np.prod(frames.shape[2:])) != int(np.prod(spec.input_shape)):
-        raise UserError(f"{args.dataset} frames have {int(np.prod(frames.shape[2:]))} values a step, the netx "
+    def spikes_of(x: torch.Tensor) -> np.ndarray:
+        return (encode(x, "if-rate", timesteps).transpose(0, 1) if rate else x).numpy()
+    spikes = spikes_of(data.x_test)
+    spec = netx_to_spec(layers, timesteps, args.fixed, spikes.shape[2:], str(args.netx), args.netx_encoding, **reset)
+    if int(np.prod(spikes.shape[2:])) != int(np.prod(spec.input_shape)):
+        raise UserError(f"{args.dataset} frames have {int(np.prod(spikes.shape[2:]))} values a step, the netx "
                         f"network takes {int(np.prod(spec.input_shape))}")
-    return spec, frames.reshape(len(frames), frames.shape[1], *spec.input_shape), data.y_test.numpy()
+
+    def shaped(f: np.ndarray) -> np.ndarray:
+        return f.reshape(len(f), f.shape[1], *spec.input_shape)
+    calibration = None if args.ddla_calibrate is None else (data, lambda x: shaped(spikes_of(x)))
+    return spec, shaped(spikes), data.y_test.numpy(), calibration
 
 
 def _netx_frame_input(args: argparse.Namespace, layers: list, timesteps: int | None, reset: dict
-                      ) -> tuple[NetSpec, np.ndarray, np.ndarray | None, str]:
+                      ) -> tuple[NetSpec, np.ndarray, np.ndarray | None, str, tuple | None]:
     """Integer frames for an input layer of neurons: `--frames` as they are (a stream sets T), or
     a dataset's images in [0, 1] through the layer's transform (held T steps unless they are
-    event frames)."""
+    event frames). (spec, frames, labels, name, with --ddla-calibrate the dataset and its
+    encoder of raw inputs)."""
     encoding = args.netx_encoding
     stream = encoding != "bias"
     spec = netx_to_spec(layers, timesteps or 1, args.fixed, None, str(args.netx), encoding, **reset)
+    data = None
     if args.frames:
         x, labels, name = frames_layout(read_frames(args.frames), spec.input_shape, stream), None, Path(args.frames).name
     else:
         data = load_dataset(args.dataset, args.data_dir, timesteps or 1)
         if not data.is_events and not timesteps:
             raise UserError(f"{args.netx} stores no steps per sample (simulation/tSample): give --timesteps")
-        x = transform_images(data.x_test.numpy(), input_transform(spec))
-        x = frames_layout(x, spec.input_shape, stream and data.is_events)
-        if stream and not data.is_events:
-            x = np.repeat(x[:, None], timesteps, axis=1)
+
+        def layout(raw: torch.Tensor) -> np.ndarray:
+            x = frames_layout(transform_images(raw.numpy(), input_transform(spec)), spec.input_shape,
+                              stream and data.is_events)
+            return np.repeat(x[:, None], timesteps, axis=1) if stream and not data.is_events else x
+        x = layout(data.x_test)
         labels, name = data.y_test.numpy(), args.dataset
     if stream:
         if args.timesteps and args.timesteps != x.shape[1]:
@@ -294,7 +314,8 @@ def _netx_frame_input(args: argparse.Namespace, layers: list, timesteps: int | N
         spec = replace(spec, timesteps=x.shape[1])
     elif not timesteps:
         raise UserError(f"{args.netx} stores no steps per sample (simulation/tSample): give --timesteps")
-    return spec, netx_frames(spec, x), labels, name
+    calibration = None if args.ddla_calibrate is None else (data, lambda raw: netx_frames(spec, layout(raw)))
+    return spec, netx_frames(spec, x), labels, name, calibration
 
 
 def read_frames(path: str) -> np.ndarray:

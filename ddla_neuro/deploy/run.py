@@ -118,10 +118,10 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep) -> np.nd
     if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
         raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
                        f"{', '.join(map(str, spec.input_shape))})")
-    unfiltered = [p.name for p in spec.populations if p.kind in ("cuba", "sdnn") and keep_of(keep, p.name) < 1.0]
+    unfiltered = [p.name for p in spec.populations if p.kind == "sdnn" and keep_of(keep, p.name) < 1.0]
     if mode == "ddla" and unfiltered:
-        raise RunError(f"populations {unfiltered} are CUBA or sigma-delta neurons, which DDLA's selection does not "
-                       f"handle yet; run them in dense or delta mode")
+        raise RunError(f"populations {unfiltered} are sigma-delta neurons, whose graded messages DDLA's selection "
+                       f"does not rank; run them in dense or delta mode")
     for pop in spec.populations:
         if any(p.to_bias for p in pop.inputs) and (len(pop.inputs) != 1 or pop.inputs[0].source != "input"
                                                    or pop.kind not in ("if", "lif", "cuba")):

@@ -295,31 +295,37 @@ class _Population:
             spikes[t] = s
             fired[t] = s.sum()
             if sent is not None:
-                s = s.to(v.dtype)
-                d = s if held is None else s - held
-                if t > self.start:
-                    d = d * priority_cut(self.order, d.abs(), self.keep)
-                held = d if held is None else held + d
-                sent[t] = d
+                sent[t], held = self.ddla_send(t, spikes[t], held)
         _count(counts, "spikes", p.name, fired)
         if changed is not None:
             _count(counts, "neurobench", "membrane_updates", changed)
         return spikes, (sent if sent is not None else self.lossless(spikes))
+
+    def ddla_send(self, t: int, spikes: torch.Tensor, held: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """DDLA at step t: (what is sent, what the receivers now hold). The change of the spikes
+        since what the receivers hold, cut to the top-k of the ranking after the sample's first
+        step (the first sends every spike); the receivers hold the rest back."""
+        d = spikes if held is None else spikes - held
+        if t > self.start:
+            d = d * priority_cut(self.order, d.abs(), self.keep)
+        return d, (d if held is None else held + d)
 
     def run_cuba(self, synaptic: torch.Tensor, bias_in: torch.Tensor | None, counts: Counts
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Loihi's current-based LIF through t (spec.py): the current is a state, the bias goes to
         the voltage (with `bias_in`, the input written into the bias register, where there is one);
         in fixed point the arithmetic of Lava's bit-accurate `LIFReset`. Dense or lossless delta
-        sending (`check_run` refuses DDLA's selection on CUBA populations). An update is active
-        while the current state is non-zero, also in steps without input."""
+        sending, or DDLA's top-k of the change as `run_neurons`. An update is active while the
+        current state is non-zero, also in steps without input."""
         p = self.pop
         x = synaptic.double()  # the wrap-around needs exact integers past 2**24
         if p.input_delay is not None:
             x = _delayed(x, p.input_delay)
         spikes = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
         current = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        sent = torch.zeros_like(spikes) if self.filtered else None
         zeros = u = v = torch.zeros_like(x[0])
+        held = None
         bias = self.bias.double()
         for t in range(self.start, x.shape[0]):
             if self.resets[t]:
@@ -333,9 +339,11 @@ class _Population:
             s = v > p.v_th
             v = v.masked_fill(s, 0)
             spikes[t], current[t] = s, u.bool()
+            if sent is not None:
+                sent[t], held = self.ddla_send(t, spikes[t], held)
         _count(counts, "spikes", p.name, _per_step(spikes))
         _count(counts, "active", p.name, _per_step(current))  # a decaying current keeps the neuron active
-        return spikes, self.lossless(spikes)
+        return spikes, (sent if sent is not None else self.lossless(spikes))
 
     def run_sdnn(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
         """Sigma-delta neurons through t (`spec.sigma_delta`): sigma is the current as receivers
