@@ -41,6 +41,7 @@ demo: setup
 	$(PY) -m ddla_neuro.deploy --profile loihi2 --out runs/deploy
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 models: setup

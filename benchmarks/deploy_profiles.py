@@ -40,7 +40,8 @@ def main() -> None:
             t = m["totals"]
             cells = [banded_total(r, mode, key, unit) for key, unit in
                      (("energy_j", "J"), ("dynamic_energy_j", "J"), ("latency_s", "s"))]
-            print(f"| {profile} | {mode} | {100 * t['accuracy']:.2f}% | {t['synaptic_ops']:,.0f} | {t['events']:,.0f} | "
+            print(f"| {profile} | {mode} | {100 * t['accuracy']:.2f}% | {t['synaptic_ops']:,.0f} | "
+                  f"{t['events']:,.0f} | "
                   f"{cells[0]} | {cells[1]} | {t['cores'] or 'unknown'} | {cells[2]} | "
                   f"{', '.join(t['unknown_terms']) or '-'} |")
     r = reports["loihi2"]

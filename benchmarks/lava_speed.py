@@ -151,7 +151,8 @@ def main() -> None:
         rows += [median_row([r[i] for r in runs]) for i in range(len(runs[0]))]
     print(f"{'network':>20} {'runner':>20} {'precision':>9} {'ms/step':>9} {'samples/s':>10}")
     for r in rows:
-        print(f"{r['network']:>20} {r['runner']:>20} {r['precision']:>9} {r['ms_per_step']:9.3f} {r['samples_per_s']:10.1f}")
+        print(f"{r['network']:>20} {r['runner']:>20} {r['precision']:>9} {r['ms_per_step']:9.3f} "
+              f"{r['samples_per_s']:10.1f}")
     for r in rows:
         if r["runner"] in TARGETS:
             what, target, sense = TARGETS[r["runner"]]

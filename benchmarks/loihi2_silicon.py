@@ -102,7 +102,8 @@ def holds(profile, factors: dict) -> bool:
             if q.kind != "fitted":
                 continue
             lo, hi = factors[f"{key}_band"]
-            if not (close(q.value, q.prior * factors[key]) and close(q.low, q.prior * lo) and close(q.high, q.prior * hi)):
+            if not (close(q.value, q.prior * factors[key]) and close(q.low, q.prior * lo)
+                    and close(q.high, q.prior * hi)):
                 return False
     p = profile.quantity("energy", "p_static_chip")
     return close(p.value, factors["static_power_w"]) and [p.low, p.high] == factors["static_power_band_w"]
@@ -129,8 +130,8 @@ def table(before: dict, after: dict) -> list[str]:
             ("static energy / inference", _span([r[4] - r[3] for r in RUNS], "mJ"),
              f"{before['static_energy_per_inference_j'] * 1e3:.2f} mJ",
              f"{after['static_energy_per_inference_j'] * 1e3:.2f} mJ"),
-            ("energy / inference", _span([r[4] for r in RUNS], "mJ"), f"{before['energy_per_inference_j'] * 1e3:.2f} mJ",
-             f"{after['energy_per_inference_j'] * 1e3:.2f} mJ")]
+            ("energy / inference", _span([r[4] for r in RUNS], "mJ"),
+             f"{before['energy_per_inference_j'] * 1e3:.2f} mJ", f"{after['energy_per_inference_j'] * 1e3:.2f} mJ")]
     out = ["| quantity | Loihi 2 (3 runs) | ours, before the fit | ours, fitted |", "|---|---:|---:|---:|"]
     return out + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
 
@@ -144,7 +145,8 @@ def main() -> None:
     before, after = ours(spec, counts, profile.bound("prior")), ours(spec, counts, profile)
     factors = fit(before, profile)
     print("\n".join(table(before, after)) + "\n")
-    print("| layer | cores (Intel's compiler) | ours | neuron updates / step | spikes / step | synaptic ops into it / step |")
+    print("| layer | cores (Intel's compiler) | ours | neuron updates / step | spikes / step "
+          "| synaptic ops into it / step |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, intel, mine in zip(LAYERS, COMPILER_CORES, after["cores"]["per_layer"]):
         print(f"| {name} | {intel} | {mine} | {after['neuron_updates_per_step'][name]:,.0f} | "
@@ -154,7 +156,8 @@ def main() -> None:
     print(f"fit: energies x {factors['energy_scale']:.4f} (runs {factors['energy_scale_band'][0]:.4f}-"
           f"{factors['energy_scale_band'][1]:.4f}), times x {factors['time_scale']:.4f} (runs "
           f"{factors['time_scale_band'][0]:.4f}-{factors['time_scale_band'][1]:.4f}), static power "
-          f"{factors['static_power_w']:.4f} W ({factors['static_power_band_w'][0]}-{factors['static_power_band_w'][1]})")
+          f"{factors['static_power_w']:.4f} W "
+          f"({factors['static_power_band_w'][0]}-{factors['static_power_band_w'][1]})")
     print(f"the loihi2 profile holds this fit: {'yes' if holds(profile, factors) else 'NO'}")
     goals = {"cores equal Intel's compiler's on every layer": after["cores"]["per_layer"] == list(COMPILER_CORES),
              "time per step within 25% of the chip's": abs(after["time_per_step_s"] * 1e6 / 151.4 - 1) <= 0.25,
@@ -165,7 +168,8 @@ def main() -> None:
         out = {**{k: after[k] for k in ("cores", "synops_per_step", "time_per_step_s", "dynamic_energy_per_inference_j",
                                         "static_power_w", "static_energy_per_inference_j", "energy_per_inference_j")},
                "dynamic_energy_band_j": after["band"]["dynamic_energy_j"], "before_fit": before, "fit": factors,
-               "silicon": {"runs": [dict(zip(("commit", "us_per_step", "static_w", "dynamic_mj", "total_mj"), r)) for r in RUNS],
+               "silicon": {"runs": [dict(zip(("commit", "us_per_step", "static_w", "dynamic_mj", "total_mj"), r))
+                                    for r in RUNS],
                            "compiler_cores": list(COMPILER_CORES), "synops_per_step": SILICON_SOPS_PER_STEP},
                "goals": goals}
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -112,7 +112,8 @@ def row_of(path: str, encoding: str | None, args: argparse.Namespace) -> dict:
     except IRError as e:
         return {"file": path, "imported": False, "refusal": str(e)}
     row = {"file": path, "imported": True, "encoding": encoding, "timesteps": spec.timesteps,
-           "samples": int(len(frames)), "reset": [spec.reset_interval, args.reset_offset] if spec.reset_interval else None,
+           "samples": int(len(frames)),
+           "reset": [spec.reset_interval, args.reset_offset] if spec.reset_interval else None,
            "layers": [p.name for p in spec.populations if p.name != "output"],  # not our readout of the last
            "neurons": int(sum(p.size for p in spec.populations if p.name != "output"))}
     return {**row, **measure(spec, frames, args.repeat, not args.no_lava)}

@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--out", default="runs/neurobench_check", help="where the deploy reports go")
     args = ap.parse_args()
-    print("| model | metric | NeuroBench 2.3 | ddla-neuro (deploy --float --mode dense) | relative difference | equal |")
+    print("| model | metric | NeuroBench 2.3 | ddla-neuro (deploy --float --mode dense) | relative difference "
+          "| equal |")
     print("|---|---|---:|---:|---:|---|")
     failed = False
     for model in args.models.split(","):

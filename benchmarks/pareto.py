@@ -200,8 +200,8 @@ def plot(rows: list[tuple[str, dict]], args, path: Path) -> None:
                    and "without its filter" not in name]
             tdd = [(p[key] * scale, 100 * p["accuracy"]) for name, p in rows
                    if group == "spike penalty" and name.startswith(group) and "TDD" in name]
-            style = "D" if group == "DDLA energy-aware" else "o-"  # two points: deploy-time and trained
-            for series, style, label in ((pts, style, group), (tdd, "s--", f"{group} + TDD")):
+            marker = "D" if group == "DDLA energy-aware" else "o-"  # two points: deploy-time and trained
+            for series, style, label in ((pts, marker, group), (tdd, "s--", f"{group} + TDD")):
                 if series:
                     series.sort()
                     ax.plot(*zip(*series), style, color=colour, label=label, alpha=0.85)

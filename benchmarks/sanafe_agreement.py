@@ -51,8 +51,8 @@ def if_mlp(samples: int, sizes=(784, 512, 512, 10), steps: int = 6):
         w = rng.choice([-1.0, 1.0, 2.0], size=(n_out, n_in)) / 32
         kind = "readout" if k == len(sizes) - 2 else "if"
         sends = Sends(graded=True, bits=24) if kind == "readout" else SPIKES
-        pops.append(Population(f"fc{k}", (n_out,), kind, np.zeros(n_out), [Projection(source, [Op("linear", (n_in,), (n_out,), w)])],
-                               sends=sends))
+        projection = Projection(source, [Op("linear", (n_in,), (n_out,), w)])
+        pops.append(Population(f"fc{k}", (n_out,), kind, np.zeros(n_out), [projection], sends=sends))
         source = pops[-1].name
     assign_depths(pops)
     spec = quantize(NetSpec((sizes[0],), steps, "events", pops, input_sends=SPIKES))
@@ -107,7 +107,8 @@ def main() -> None:
           "| ratio | wall ours | wall SANA-FE (its simulation) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['network']} | {r['mode']} | {r['steps']} ({r['sanafe_steps']}) | {r['energy_j_ours'] * 1e6:.2f} uJ | "
+        print(f"| {r['network']} | {r['mode']} | {r['steps']} ({r['sanafe_steps']}) | "
+              f"{r['energy_j_ours'] * 1e6:.2f} uJ | "
               f"{r['energy_j_sanafe'] * 1e6:.2f} uJ | {r['energy_j_ours'] / r['energy_j_sanafe']:.2f} | "
               f"{r['latency_s_ours'] * 1e6:.0f} us | {r['latency_s_sanafe'] * 1e6:.0f} us | "
               f"{r['latency_s_ours'] / r['latency_s_sanafe']:.2f} | {r['wall_s_ours'] * 1e3:.1f} ms | "

@@ -91,8 +91,8 @@ def measure(name: str, samples: int, batch: int, timesteps: int, device: torch.d
     rows = []
     for mode in MODES:  # the forward measured next to each mode: a slow spell falls on both
         torch_rate = best_rate(forward, samples)
-        rate = best_rate(lambda: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=batch,
-                                          device=device), samples)
+        rate = best_rate(lambda mode=mode: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0,
+                                                    batch_size=batch, device=device), samples)
         rows.append({"network": name, "mode": mode, "device": device.type, "batch": batch, "samples_per_s": rate,
                      "torch_forward_samples_per_s": torch_rate, "peak_rss_mb": peak_mb(device)})
     return rows
@@ -108,13 +108,14 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     device = select_device(args.device)
-    print(f"| network | mode | simulator samples/s | torch forward samples/s | forward / simulator | peak RSS |")
+    print("| network | mode | simulator samples/s | torch forward samples/s | forward / simulator | peak RSS |")
     print("|---|---|---:|---:|---:|---:|")
     rows = []
     for name in args.networks.split(","):
         for r in measure(name, args.samples, args.batch, args.timesteps, device):
             rows.append(r)
-            print(f"| {r['network']} | {r['mode']} | {r['samples_per_s']:.2f} | {r['torch_forward_samples_per_s']:.2f} | "
+            print(f"| {r['network']} | {r['mode']} | {r['samples_per_s']:.2f} | "
+                  f"{r['torch_forward_samples_per_s']:.2f} | "
                   f"{r['torch_forward_samples_per_s'] / r['samples_per_s']:.1f}x | {r['peak_rss_mb']:,.0f} MB |",
                   flush=True)
     if args.json:

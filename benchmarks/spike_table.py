@@ -20,8 +20,8 @@ training run with DDLA, from scratch or, with --finetune-epochs N, N epochs star
 T's baseline; evaluated with the stored sensitivity statistics: no labels, no gradients).
 `accuracy` and `events` (over all spiking layers) are the trainer's evaluation on the test
 split (torch, float). The deployed columns come from the fast simulator (bit-exact with Lava)
-on the Loihi fixed-point network of each checkpoint: the baseline in dense mode, tdd in delta mode, ddla in ddla mode at its k;
-`SOPs` counts every synaptic op, the input layer's included.
+on the Loihi fixed-point network of each checkpoint: the baseline in dense mode, tdd in delta
+mode, ddla in ddla mode at its k; `SOPs` counts every synaptic op, the input layer's included.
 At the largest T it checks the goal of issue 11: DDLA sends >= 60% fewer events and does >= 60%
 fewer synaptic ops than the baseline's dense run (deployed), losing <= 0.5 points of accuracy.
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -35,7 +35,8 @@ def prepare(args: argparse.Namespace) -> tuple[torch.device, str, object, tuple[
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     n = args.samples or (4096 if device.type == "cuda" else 256)
     g = torch.Generator().manual_seed(0)
-    return device, label, load_digits(), (torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+    cifar_like = (torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return device, label, load_digits(), cifar_like
 
 
 def add_common_args(p: argparse.ArgumentParser, timesteps: int, models: str) -> None:

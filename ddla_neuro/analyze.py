@@ -35,7 +35,7 @@ def layer_statistics(net: SpikingNetwork, x: torch.Tensor, batch_size: int = 256
     for i in range(0, len(x), batch_size):
         steps: dict[str, list[torch.Tensor]] = {n.key: [] for n in net.neurons}
 
-        def record(neuron: Neuron, z: torch.Tensor) -> torch.Tensor:  # the transmission hook, sending z unchanged
+        def record(neuron: Neuron, z: torch.Tensor, steps=steps) -> torch.Tensor:  # the transmission hook: z unchanged
             steps[neuron.key].append(z)
             return z
 

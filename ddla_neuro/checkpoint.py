@@ -72,7 +72,8 @@ def load_checkpoint_payload(path: str | Path) -> dict:
     tensors = {**payload.get("state_dict", {}), **payload.get("sensitivity", {})}
     for name, t in tensors.items():
         if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
-            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values; the model diverged, retrain it")
+            raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values; the model diverged, "
+                                  f"retrain it")
     return payload
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 def _write_temp(path: Path, write: Callable[[object], None], mode: str) -> Path:

@@ -26,7 +26,7 @@ import torch
 from neurobench.models import TorchModel
 from torch import nn
 
-from .snn.layers import NetworkState, Neuron
+from .snn.layers import NetworkState
 from .snn.network import SpikingNetwork
 
 
@@ -60,7 +60,8 @@ class BatchMajorNetwork(nn.Module):
         state, logits = NetworkState(), []
         for x_t in frames.transpose(0, 1):
             spikes: dict[str, torch.Tensor] = {}
-            out, after = self.net.step(x_t, state, transmit=lambda neuron, z: spikes.setdefault(neuron.key, z))
+            out, after = self.net.step(x_t, state,
+                                       transmit=lambda neuron, z, spikes=spikes: spikes.setdefault(neuron.key, z))
             for key, z in spikes.items():
                 probe = self.probes[_name(key)]
                 probe.mem = state.v.get(key, torch.zeros_like(after.v[key]))

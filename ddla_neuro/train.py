@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ddla_neuro.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="convnet", choices=sorted(MODELS))
-    p.add_argument("--dataset", default=None, choices=DATASETS, help="default: digits (or the checkpoint's with --eval)")
+    p.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="default: digits (or the checkpoint's with --eval)")
     p.add_argument("--data-dir", default=None, help="local dataset directory (npz: the file); nothing is downloaded")
     p.add_argument("--timesteps", "-T", type=int, default=4)
     p.add_argument("--epochs", type=int, default=30)
@@ -354,7 +355,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     if run.ddla:
         meta.update(ddla_settings)
     if rank == 0:
-        print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, T={args.timesteps}, "
+        print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, "
+              f"T={args.timesteps}, "
               f"method {method}{f' k={keep_label(keep)} lambda={args.lam}' if run.ddla else ''}"
               f"{f' spike penalty {args.spike_penalty:g}' if args.spike_penalty else ''}, {len(data.x_train)} train / "
               f"{len(data.x_test)} test samples, device {device}, {world} process(es)")

@@ -25,7 +25,8 @@ def dyadic_(net: nn.Module, seed: int, scale: float = 1.0) -> nn.Module:
                 m.running_mean.zero_()
                 m.running_var.fill_(1.0 - m.eps)  # var + eps == 1: the fold multiplies by exactly 1
             elif isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.copy_(torch.round(torch.randn(m.weight.shape, generator=g) * 64 * scale / m.weight[0].numel() ** 0.5) / 64)
+                normal = torch.randn(m.weight.shape, generator=g)
+                m.weight.copy_(torch.round(normal * 64 * scale / m.weight[0].numel() ** 0.5) / 64)
                 if m.bias is not None:
                     m.bias.copy_(torch.round(torch.randn(m.bias.shape, generator=g) * 8) / 64)
     return net.eval()

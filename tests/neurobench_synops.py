@@ -82,7 +82,7 @@ given ``samples=B``; NeuroBench got a (B, T, ...) loader and a wrapper that tran
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

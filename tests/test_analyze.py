@@ -32,7 +32,7 @@ def test_analysis_outputs(ddla_checkpoint, tmp_path):
     curves = a["events_per_timestep"]
     dense, delta, ddla = curves["dense (spikes)"], curves["delta (TDD)"], curves["DDLA (k=0.5)"]
     # the dense curve is the sum of the layers' spikes; step 1 is sent whole by every scheme
-    assert sum(dense) == pytest.approx(sum(sum(l["spikes_per_timestep"]) for l in a["layers"].values()))
+    assert sum(dense) == pytest.approx(sum(sum(layer["spikes_per_timestep"]) for layer in a["layers"].values()))
     assert dense[0] == delta[0] == ddla[0]
     summary = json.loads((ddla_checkpoint / "summary.json").read_text())
     assert sum(ddla) == pytest.approx(summary["events_per_sample"])

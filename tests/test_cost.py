@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddla_neuro.deploy.cost import Terms, cheaper_plan, cost_run, literature_energy, map_network, mix_counts, sender_costs
+from ddla_neuro.deploy.cost import (Terms, cheaper_plan, cost_run, literature_energy, map_network, mix_counts,
+                                    sender_costs)
 from ddla_neuro.deploy.ir import input_sends
 from ddla_neuro.deploy.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
 from ddla_neuro.deploy.quant import quantize, quantize_input
@@ -22,8 +23,8 @@ def flipping_net() -> NetSpec:
     delta flips sign every step) -> readout of 2 (weights 1)."""
     a = Population("a", (1,), "if", np.zeros(1), [Projection("input", [Op("linear", (1,), (1,), np.array([[0.6]]))])],
                    sends=SPIKES)
-    out = Population("out", (2,), "readout", np.zeros(2), [Projection("a", [Op("linear", (1,), (2,), np.ones((2, 1)))])],
-                     sends=GRADED)
+    out = Population("out", (2,), "readout", np.zeros(2),
+                     [Projection("a", [Op("linear", (1,), (2,), np.ones((2, 1)))])], sends=GRADED)
     assign_depths([a, out])
     return NetSpec((1,), T, "direct", [a, out], input_sends=input_sends("direct"))
 
@@ -72,7 +73,8 @@ def test_energy_totals_are_the_sum_of_their_parts():
 def test_delta_that_flips_costs_more_and_the_mixed_plan_keeps_it_dense():
     p = load_profile("loihi2")
     d_counts, x_counts = run("dense").counts, run("delta").counts
-    dense, delta = cost_run(flipping_net(), d_counts, p, enc("dense")), cost_run(flipping_net(), x_counts, p, enc("delta"))
+    dense = cost_run(flipping_net(), d_counts, p, enc("dense"))
+    delta = cost_run(flipping_net(), x_counts, p, enc("delta"))
     assert sender_costs(delta)["a"] > sender_costs(dense)["a"]
     plan = cheaper_plan(dense, delta)
     assert plan == {"input": "delta", "a": "dense"}
@@ -96,7 +98,8 @@ def test_signed_events_need_axon_pairs_on_a_binary_chip():
         dense = map_network(spec, enc("dense"), Terms(p))
         delta = map_network(spec, enc("delta"), Terms(p))
         assert delta.synapses["out"] == factor * dense.synapses["out"] == factor * 2
-    assert any("binary spikes only" in m for m in map_network(spec, enc("dense"), Terms(load_profile("loihi"))).problems)
+    problems = map_network(spec, enc("dense"), Terms(load_profile("loihi"))).problems
+    assert any("binary spikes only" in m for m in problems)
 
 
 def test_unknown_terms_are_named_and_left_out_never_priced():
@@ -154,7 +157,8 @@ def test_dense_counts_equal_neurobench_synaptic_operations(name):
     ref = neurobench_synops(torch.nn.Sequential(net), [seq], samples=5, dtype=torch.float64)
     got = {k: float(ours.neurobench.get(k, np.zeros(1)).sum()) / ours.samples
            for k in ("effective_acs", "effective_macs", "dense")}
-    assert got == {"effective_acs": ref["Effective_ACs"], "effective_macs": ref["Effective_MACs"], "dense": ref["Dense"]}
+    assert got == {"effective_acs": ref["Effective_ACs"], "effective_macs": ref["Effective_MACs"],
+                   "dense": ref["Dense"]}
     assert got["effective_macs"] > 0  # the analog input, and pooled spikes in the convnet
     assert (got["effective_acs"] > 0) == (name != "convnet")  # spikes straight into a layer
     assert ref["Dense"] > 0

@@ -58,7 +58,8 @@ def test_fixed_point_cuba_spikes_as_lavas_own_lif(seed, tmp_path):
         lava = np.load(out)
         for k in range(len(weights)):
             np.testing.assert_array_equal(sim.sent[f"l{k}"][i], lava[f"s{k}"].T)
-    assert all(0.1 < sim.sent[f"l{k}"].mean() < 0.6 for k in range(len(weights)))  # both layers spike, neither saturates
+    # both layers spike, neither saturates
+    assert all(0.1 < sim.sent[f"l{k}"].mean() < 0.6 for k in range(len(weights)))
 
 
 def test_float_cuba_follows_its_equations():

@@ -53,7 +53,8 @@ def test_fast_backend_end_to_end_with_a_keep_sweep(tmp_path):
                                                                                 axis=0)) > 10, plot
     md = (out / "report.md").read_text()  # the Markdown tables show the JSON's figures
     assert "| per inference | dense | delta | ddla | mixed |" in md
-    sops = " | ".join(f"{report['modes'][m]['totals']['synaptic_ops']:,.1f}" for m in ("dense", "delta", "ddla", "mixed"))
+    sops = " | ".join(f"{report['modes'][m]['totals']['synaptic_ops']:,.1f}"
+                      for m in ("dense", "delta", "ddla", "mixed"))
     assert f"| synaptic ops | {sops} |" in md
     for s in report["sweep"]:
         assert f"| {s['keep']:g} | {100 * s['accuracy']:.2f}% | {s['synaptic_ops']:,.0f} |" in md

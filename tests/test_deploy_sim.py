@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from deploy_nets import NETWORKS, convnet, inputs, random_scores, spec_of
 from ddla_neuro.ddla.executor import DeltaExecutor
-from ddla_neuro.deploy.ir import IRError, input_sends, network_to_nir, nir_to_spec
+from ddla_neuro.deploy.ir import IRError, input_sends, nir_to_spec
 from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
@@ -272,6 +272,7 @@ def test_cuda_run_equals_the_cpu_run_in_fixed_point(name):
         cpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense")
         gpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense", device="cuda")
         np.testing.assert_array_equal(gpu.logits, cpu.logits)
-        assert gpu.counts.to_dict() == cpu.counts.to_dict() and gpu.counts.neurobench.keys() == cpu.counts.neurobench.keys()
+        assert gpu.counts.to_dict() == cpu.counts.to_dict()
+        assert gpu.counts.neurobench.keys() == cpu.counts.neurobench.keys()
         assert all(np.array_equal(gpu.counts.neurobench[k], cpu.counts.neurobench[k]) for k in cpu.counts.neurobench)
 

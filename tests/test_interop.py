@@ -28,7 +28,8 @@ def snntorch_mlp(seed: int = 0) -> torch.nn.Sequential:
     both layers spike."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
-        torch.nn.Linear(64, 24), snntorch.Leaky(beta=torch.full((24,), 0.75), threshold=torch.ones(24), init_hidden=True),
+        torch.nn.Linear(64, 24),
+        snntorch.Leaky(beta=torch.full((24,), 0.75), threshold=torch.ones(24), init_hidden=True),
         torch.nn.Linear(24, 10), snntorch.Leaky(beta=torch.full((10,), 0.5), threshold=torch.ones(10), init_hidden=True,
                                                 output=True))
     return dyadic_(net, seed, 4.0)
@@ -120,7 +121,8 @@ def test_delayed_reset_in_fixed_point_lava_equals_the_simulator(exported, reset)
     selection included."""
     _, path, x = exported
     spec = random_scores(quantize(nir_to_spec(read_nir(path), timesteps=T, source="snntorch")))
-    spec = replace(spec, populations=[replace(p, reset=reset) if p.reset.startswith("delayed") else p for p in spec.populations])
+    spec = replace(spec, populations=[replace(p, reset=reset) if p.reset.startswith("delayed") else p
+                                      for p in spec.populations])
     frames = quantize_input(x[:, None].expand(len(x), T, 64).numpy(), spec)
     for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.5)):
         sim, lava = simulate(spec, frames, mode, keep), run_lava(spec, frames, mode, keep)
@@ -208,7 +210,7 @@ def spikingjelly_graph(net: torch.nn.Sequential, n_in: int, dt: float = 1e-4) ->
             nodes[str(i)] = nir.Affine(m.weight.detach().numpy(), m.bias.detach().numpy())
             shape = m.out_features
             continue
-        full = lambda v: np.full(shape, float(v))  # noqa: E731
+        full = lambda v, shape=shape: np.full(shape, float(v))  # noqa: E731
         if isinstance(m, neuron.LIFNode):
             nodes[str(i)] = nir.LIF(tau=full(m.tau * dt), r=full(1.0), v_leak=full(0.0),
                                     v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))

@@ -102,7 +102,7 @@ def test_the_greedy_search_of_many_layers_never_costs_more_than_the_best_uniform
     rng = np.random.default_rng(0)
     names = [f"l{i}" for i in range(5)]
     assert len(GRID) ** len(names) > EXHAUSTIVE_LIMIT  # the greedy branch
-    for trial in range(20):
+    for _ in range(20):
         costs = dict(zip(names, rng.uniform(0.1, 10, 5)))
         harm = dict(zip(names, rng.uniform(0, 0.1, 5)))
         choice = choose_keep(_linear_measure(costs, harm), names, floor=0.9)

@@ -36,8 +36,8 @@ def test_pilotnets_take_the_cores_intels_compiler_gave_them():
 
 def flat(n_in: int, n_out: int) -> Population:
     w = np.ones((n_out, n_in))
-    return Population("dense", (n_out,), "cuba", np.zeros(n_out), [Projection("input", [Op("linear", (n_in,), (n_out,), w)])],
-                      sends=SPIKES)
+    return Population("dense", (n_out,), "cuba", np.zeros(n_out),
+                      [Projection("input", [Op("linear", (n_in,), (n_out,), w)])], sends=SPIKES)
 
 
 def test_a_dense_layer_splits_as_the_compiler_iterates():
@@ -114,4 +114,5 @@ def test_the_loihi2_profile_holds_the_fit_to_intels_run():
     assert loihi2_silicon.holds(profile, loihi2_silicon.fit(before, profile))
     after = loihi2_silicon.ours(spec, counts, profile)
     assert after["cores"]["per_layer"] == list(loihi2_silicon.COMPILER_CORES)
-    assert after["band"]["dynamic_energy_j"] == pytest.approx([0.562e-3, 1.094e-3], rel=1e-4)  # the runs' spread, by the fit
+    # the runs' spread, by the fit
+    assert after["band"]["dynamic_energy_j"] == pytest.approx([0.562e-3, 1.094e-3], rel=1e-4)

@@ -316,7 +316,8 @@ def test_deploy_runs_a_conv_netx_on_event_frames_and_rate_coded_images(tmp_path,
              test_labels=np.arange(4))
     base = ["--profile", "loihi2", "--netx", str(tmp_path / "conv.net"), "--timesteps", str(T)]
     out = tmp_path / "report"
-    assert run_cli(main, base + ["--dataset", "npz", "--data-dir", str(tmp_path / "events.npz"), "--out", str(out)]) == 0
+    events = ["--dataset", "npz", "--data-dir", str(tmp_path / "events.npz")]
+    assert run_cli(main, base + events + ["--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())  # on Lava, checked against the simulator
     assert report["model"]["arch"] == "netx" and report["checks"] and all(report["checks"].values())
     # digits (8x8 images, one channel) rate-coded for a dense network of 64 inputs
@@ -369,7 +370,8 @@ BAD_INPUT = {  # what a user gets wrong -> the one line that says so
     "not HDF5": (lambda t: ["--netx", str(_text(t)), "--dataset", "digits", "--timesteps", "4"],
                  "is not a readable lava-dl netx file"),
     "a layer lacks a field": (lambda t: ["--netx", str(_without(t, "3", "outFeatures")), *BIAS, "--frames",
-                                         str(_frames(t, np.ones((2, 8, 8))))], "layer 3 .*lacks the field 'outFeatures'"),
+                                         str(_frames(t, np.ones((2, 8, 8))))],
+                               "layer 3 .*lacks the field 'outFeatures'"),
     "unknown neuron type": (lambda t: ["--netx", str(_neuron(t, type=b"ALIF")), *BIAS, "--frames",
                                        str(_frames(t, np.ones((2, 8, 8))))], "ALIF neurons are not supported"),
     "unknown neuron field": (lambda t: ["--netx", str(_neuron(t, spikeExp=2)), *BIAS, "--frames",

@@ -95,7 +95,8 @@ def test_deploy_cross_check_reports_both_sides(tmp_path, capsys):
         assert m["energy_j"]["ratio"] == pytest.approx(m["energy_j"]["ours"] / m["energy_j"]["sanafe"])
         assert m["energy_j"]["sanafe"] == pytest.approx(sum(m["terms_j"]["sanafe"].values()))
         assert m["energy_j"]["sanafe_as_run"] == pytest.approx(m["energy_j"]["sanafe"] + sum(m["stand_in_j"].values()))
-        assert len(m["step_latency_s"]["ours"]) == c["steps"] and len(m["step_latency_s"]["sanafe"]) == c["sanafe_steps"]
+        assert len(m["step_latency_s"]["ours"]) == c["steps"]
+        assert len(m["step_latency_s"]["sanafe"]) == c["sanafe_steps"]
         assert sum(m["step_latency_s"]["sanafe"]) == pytest.approx(m["latency_s"]["sanafe"])
     assert "## Cross-check: sanafe" in (tmp_path / "r" / "report.md").read_text()
     assert "cross-check sanafe" in capsys.readouterr().out

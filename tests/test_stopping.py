@@ -61,7 +61,8 @@ def test_a_stopped_deploy_leaves_no_process_and_no_report(tmp_path, signum, stat
         time.sleep(1.0)
         os.kill(deploy.pid, signum)
         assert deploy.wait(timeout=30) == status
-        assert wait_for(lambda: not processes_where(STAT_PGID, worker), 5.0), f"left alive: {processes_where(STAT_PGID, worker)}"
+        alive = lambda: processes_where(STAT_PGID, worker)  # noqa: E731
+        assert wait_for(lambda: not alive(), 5.0), f"left alive: {alive()}"
         assert not out.exists()
         if signum != signal.SIGKILL:  # after the Lava estimate, one line naming the signal, no traceback
             err = deploy.stderr.read().strip().splitlines()

@@ -81,7 +81,8 @@ class Priority:
 
 
 def _inverse(permutation: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(permutation).scatter_(0, permutation, torch.arange(len(permutation), device=permutation.device))
+    positions = torch.arange(len(permutation), device=permutation.device)
+    return torch.empty_like(permutation).scatter_(0, permutation, positions)
 
 
 def _memory_order(x: torch.Tensor) -> tuple[int, ...]:

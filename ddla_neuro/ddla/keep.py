@@ -9,9 +9,9 @@ energy-aware k read and write k one way.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
-Keep = Union[float, dict[str, float]]
+Keep = float | dict[str, float]
 DEFAULT_KEEP = 0.5  # the trainer's k when none is given: chosen by a sweep on digits at T = 6 (docs/RESULTS.md)
 
 

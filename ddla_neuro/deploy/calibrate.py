@@ -69,7 +69,8 @@ class Twin(torch.nn.Module):
         logits = []
         for i in range(fill + steps):
             t = i - fill
-            x = frames[:, t].reshape(b, -1).double() if t >= 0 else torch.zeros(b, frames[0, 0].numel(), dtype=torch.float64)
+            x = frames[:, max(t, 0)].reshape(b, -1).double()
+            x = x if t >= 0 else torch.zeros_like(x)  # the pipeline fill: no input yet
             sent = {"input": x}
             for pop, weights in zip(self.spec.populations, self.weights):
                 synaptic, bias_in = _currents(pop, sent, weights)
@@ -92,7 +93,8 @@ class Twin(torch.nn.Module):
         return torch.stack(logits), spikes
 
 
-def _currents(pop: Population, sent: dict[str, torch.Tensor], weights: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _currents(pop: Population, sent: dict[str, torch.Tensor], weights: list
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(the synaptic current (B, n), the input written into the bias register or None), summed
     in the simulator's order."""
     currents = []

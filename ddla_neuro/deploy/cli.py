@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", required=True,
                     help=f"hardware profile: a shipped name ({', '.join(list_profiles())}) or a .toml path")
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
+    src.add_argument("--checkpoint",
+                     help="model.pt from ddla_neuro.train (default: the shipped models/digits-convnet-ddla)")
     src.add_argument("--nir", help="a NIR graph file (direct input encoding; needs --dataset)")
     src.add_argument("--netx", help="a lava-dl netx file (.net: input, conv, pool, flatten and dense layers of CUBA, "
                                     "LOIHI or SDNN neurons; needs --dataset or --frames)")
@@ -296,7 +297,8 @@ def _netx_frame_input(args: argparse.Namespace, layers: list, timesteps: int | N
     spec = netx_to_spec(layers, timesteps or 1, args.fixed, None, str(args.netx), encoding, **reset)
     data = None
     if args.frames:
-        x, labels, name = frames_layout(read_frames(args.frames), spec.input_shape, stream), None, Path(args.frames).name
+        x, labels, name = (frames_layout(read_frames(args.frames), spec.input_shape, stream), None,
+                           Path(args.frames).name)
     else:
         data = load_dataset(args.dataset, args.data_dir, timesteps or 1)
         if not data.is_events and not timesteps:
@@ -394,7 +396,7 @@ def _duration(seconds: float) -> str:
         f"{seconds / 3600:.1f} h"
 
 
-def deploy(args: argparse.Namespace, part: shard.Shard = shard.Shard()) -> dict:
+def deploy(args: argparse.Namespace, part: shard.Shard = shard.WHOLE) -> dict:
     profile = load_profile(args.profile)  # first: a bad profile or output path fails before any work
     check_writable(Path(args.out))
     if args.samples is not None and args.samples < 1:

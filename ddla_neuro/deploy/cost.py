@@ -187,8 +187,8 @@ def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict) -> Mapping:
         if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:
             cores[pop.name] = None
         else:
-            cores[pop.name] = 0 if pop.host else max(math.ceil(pop.size / limit["neurons_per_core"]),
-                                                     math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"]), 1)
+            by_memory = math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"])
+            cores[pop.name] = 0 if pop.host else max(math.ceil(pop.size / limit["neurons_per_core"]), by_memory, 1)
     share = {name: 1.0 / c for name, c in cores.items() if c}
     reach = {projection_key(proj.source, pop.name): float(cores[pop.name] or 1)
              for pop in spec.populations for proj in pop.inputs}

@@ -95,7 +95,8 @@ def _layer_node(layer: nn.Module, in_shape: tuple[int, ...], where: str) -> nir.
         if layer.ceil_mode or (layer.padding and not layer.count_include_pad):
             raise IRError(f"{where}: AvgPool2d with ceil_mode or count_include_pad=False is not supported")
         k = _pair(layer.kernel_size)
-        return nir.AvgPool2d(kernel_size=k, stride=_pair(layer.stride or layer.kernel_size), padding=_pair(layer.padding))
+        return nir.AvgPool2d(kernel_size=k, stride=_pair(layer.stride or layer.kernel_size),
+                             padding=_pair(layer.padding))
     if isinstance(layer, nn.AdaptiveAvgPool2d) and _pair(layer.output_size).tolist() == [1, 1]:
         k = np.array(in_shape[1:], dtype=np.int64)
         return nir.AvgPool2d(kernel_size=k, stride=k, padding=_pair(0))
@@ -505,8 +506,10 @@ def fix_exported_graph(graph: nir.NIRGraph, source: str) -> nir.NIRGraph:
             nodes[name] = type(node)(**{f"{key}_type": {key: shape}})
             continue
         kwargs = {f.name: getattr(node, f.name) for f in dataclasses.fields(node) if f.init and hasattr(node, f.name)}
-        nodes[name] = type(node)(**{k: v.detach().cpu().numpy() if torch.is_tensor(v) else v for k, v in kwargs.items()})
-    input_shape = next(tuple(int(v) for v in nodes[n].input_type["input"]) for n in io if isinstance(nodes[n], nir.Input))
+        nodes[name] = type(node)(**{k: v.detach().cpu().numpy() if torch.is_tensor(v) else v
+                                    for k, v in kwargs.items()})
+    input_shape = next(tuple(int(v) for v in nodes[n].input_type["input"])
+                       for n in io if isinstance(nodes[n], nir.Input))
     untyped = nir.NIRGraph(nodes=dict(nodes), edges=list(graph.edges), type_check=False)
     shapes = _SpecBuilder(untyped, input_shape, NIR_SOURCES[source], 1.0).shapes  # ours: no neuron shapes needed
     for name, node in nodes.items():

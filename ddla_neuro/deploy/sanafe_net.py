@@ -357,7 +357,7 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
         ours = report["totals"]
         mapping = map_network(spec, plan, Terms(profile))  # on/off pairs double a target's synapses: more cores
         runs = [run_sanafe(spec, sample, mapping, mode, keep) for sample in frames]
-        mean = lambda f: float(np.mean([f(r) for r in runs]))  # noqa: E731
+        mean = lambda f, runs=runs: float(np.mean([f(r) for r in runs]))  # noqa: E731
         neurons = sum(p.size for p in spec.populations)
         taken_out = [_stand_in(r, costs, neurons) for r in runs]
         stand_in = {k: float(np.mean([t[k] for t in taken_out])) for k in SANAFE_TERMS}

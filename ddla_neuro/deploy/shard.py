@@ -32,13 +32,16 @@ class Shard:
         return slice(lo, lo + base + (self.rank < extra))
 
 
+WHOLE = Shard()  # the whole run, one process
+
+
 def start(backend: str) -> Shard:
     """The shard of this process: the whole run without torchrun, else one of WORLD_SIZE, with a
     process group started. gloo: what the ranks exchange are results on the host, wherever
     (CPU or each rank's GPU, `--device`) the simulator ran."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return Shard()
+        return WHOLE
     if backend != "fast":
         raise UserError("a deploy under torchrun shards the samples over the fast simulator: add --backend fast "
                         "(Lava runs in one process)")

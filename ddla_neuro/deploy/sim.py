@@ -15,7 +15,7 @@ exact (every value below 2**24), in float32; so this is also the quantized torch
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -58,7 +58,8 @@ def neurobench_ops(op: Op, w: torch.Tensor, connections: float, x: torch.Tensor,
     effective = _apply(op, w.bool().to(x.dtype), flat.bool().to(x.dtype)).reshape(t, -1).sum(1).double()
     binary = ((x == 0) | (x.abs() == 1)).reshape(t, -1).all(1) & (not pooled)
     zero = torch.zeros_like(effective)
-    return {"effective_acs": torch.where(binary, effective, zero), "effective_macs": torch.where(binary, zero, effective),
+    return {"effective_acs": torch.where(binary, effective, zero),
+            "effective_macs": torch.where(binary, zero, effective),
             "dense": torch.full_like(effective, connections * b)}
 
 
@@ -439,11 +440,12 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
     each population sent (`RunResult.sent`, in its own units: the DDLA selection is where it is
     non-zero) and what it computed (`RunResult.activity`: spikes, a sigma-delta's messages, the
-    readout's logits as integers in fixed point). The batch shrinks below `batch_size` where its estimated peak would not fit in
-    `memory_budget` bytes (default: 80% of the memory free on the device, `fit_batch`). `on_batch`
-    is called with the number of samples of each batch done (a progress bar). On a CUDA `device`
-    the arithmetic is the same (integers exact in float32/float64; TF32 off), so the results
-    equal the CPU's. `keep`: DDLA's ratio, one for every population or one per population."""
+    readout's logits as integers in fixed point). The batch shrinks below `batch_size` where its
+    estimated peak would not fit in `memory_budget` bytes (default: 80% of the memory free on the
+    device, `fit_batch`). `on_batch` is called with the number of samples of each batch done (a
+    progress bar). On a CUDA `device` the arithmetic is the same (integers exact in
+    float32/float64; TF32 off), so the results equal the CPU's. `keep`: DDLA's ratio, one for
+    every population or one per population."""
     frames = check_run(spec, frames, mode, keep)
     device = torch.device(device)
     batch_size = fit_batch(spec, batch_size, memory_budget, device)

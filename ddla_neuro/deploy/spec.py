@@ -37,11 +37,11 @@ Those steps are simulated (step -fill to -1), not counted.
 
 A stream of inferences (`NetSpec.reset_interval` N > 0, lava-dl's `reset_interval`): before
 step t (0-based, negative in the fill) of a sample with t % N == reset_offset % N, every
-neuron's state (v, and a cuba population's u) returns to zero, so the frames of one stream are independent inferences. What
-receivers hold of a sender's deltas is transmission state, not neuron state: it stays, and the
-sender's own changes bring it back (dense and delta stay equal). lava-dl resets layer k at its
-own offset (reset_offset + 1 + k, one step later per synapse); in the aligned steps of a NetSpec
-that is one step for every population.
+neuron's state (v, and a cuba population's u) returns to zero, so the frames of one stream are
+independent inferences. What receivers hold of a sender's deltas is transmission state, not
+neuron state: it stays, and the sender's own changes bring it back (dense and delta stay
+equal). lava-dl resets layer k at its own offset (reset_offset + 1 + k, one step later per
+synapse); in the aligned steps of a NetSpec that is one step for every population.
 
 An `sdnn` population is a sigma-delta neuron (lava-dl's SDNN, Lava's `SigmaDelta`): it
 accumulates its input (sigma: the current as every receiver holds it), applies its activation
@@ -452,7 +452,8 @@ def _op_header(op: Op) -> dict:
 
 def _op_from_header(o: dict, weight: np.ndarray | None = None) -> Op:
     return Op(kind=o["kind"], in_shape=tuple(o["in_shape"]), out_shape=tuple(o["out_shape"]), weight=weight,
-              stride=tuple(o["stride"]), padding=tuple(o["padding"]), kernel=tuple(o["kernel"]), layer=o.get("layer", ""))
+              stride=tuple(o["stride"]), padding=tuple(o["padding"]), kernel=tuple(o["kernel"]),
+              layer=o.get("layer", ""))
 
 
 def to_arrays(spec: NetSpec) -> tuple[dict, dict[str, np.ndarray]]:

@@ -18,7 +18,7 @@ their children in execution order; nothing is stored on a module between calls.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ class NetworkState:
     t: int = 0
     v: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def with_membrane(self, key: str, v: torch.Tensor) -> "NetworkState":
+    def with_membrane(self, key: str, v: torch.Tensor) -> NetworkState:
         return replace(self, v={**self.v, key: v})
 
 
@@ -46,8 +46,8 @@ class Stateless(nn.Module):
         super().__init__()
         self.layer = layer
 
-    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
-                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+    def forward(self, x: torch.Tensor, state: NetworkState | None = None, transmit: Transmit | None = None
+                ) -> tuple[torch.Tensor, NetworkState | None]:
         if state is not None:
             return self.layer(x), state
         t, b = x.shape[:2]
@@ -63,8 +63,8 @@ class Neuron(nn.Module):
         self.params = params
         self.key = ""
 
-    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
-                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+    def forward(self, x: torch.Tensor, state: NetworkState | None = None, transmit: Transmit | None = None
+                ) -> tuple[torch.Tensor, NetworkState | None]:
         if state is not None:
             v = state.v.get(self.key)
             z, v = neuron_step(x, torch.zeros_like(x) if v is None else v, self.params)
@@ -79,8 +79,8 @@ class Neuron(nn.Module):
 
 
 class Sequential(nn.Sequential):
-    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
-                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+    def forward(self, x: torch.Tensor, state: NetworkState | None = None, transmit: Transmit | None = None
+                ) -> tuple[torch.Tensor, NetworkState | None]:
         for module in self:
             x, state = module(x, state, transmit)
         return x, state
@@ -95,8 +95,8 @@ class Residual(nn.Module):
         self.main = main
         self.shortcut = shortcut if shortcut is not None else nn.Identity()
 
-    def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, transmit: Optional[Transmit] = None
-                ) -> tuple[torch.Tensor, Optional[NetworkState]]:
+    def forward(self, x: torch.Tensor, state: NetworkState | None = None, transmit: Transmit | None = None
+                ) -> tuple[torch.Tensor, NetworkState | None]:
         y, state = self.main(x, state, transmit)
         if isinstance(self.shortcut, nn.Identity):
             return y + x, state

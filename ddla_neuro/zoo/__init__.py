@@ -1,7 +1,7 @@
 """Architectures, buildable by name: `build_model("convnet", num_classes=10, input_shape=(1, 8, 8), timesteps=4)`."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..snn.network import SpikingNetwork
 from .models import convnet, mlp, resnet19, sdt, vgg
