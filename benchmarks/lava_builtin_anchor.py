@@ -6,7 +6,7 @@ does (Injector in, one `run(RunSteps(T))` per sample, Extractor out).
     python benchmarks/lava_builtin_anchor.py JOB.npz     (a float NetSpec with `frames`)
 
 Prints one JSON line: build_s, run_s, steps and the logits' predictions. Run it through
-`ddla_neuro.deploy.lava_run.run_isolated`, which kills its process group at the end.
+`ddla_neuro.deploy.isolation.run_isolated`, which kills its process group at the end.
 """
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.data import load_dataset  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames, network_to_nir, nir_to_spec  # noqa: E402
-from ddla_neuro.deploy.lava_run import run_isolated, run_lava  # noqa: E402
+from ddla_neuro.deploy.isolation import run_isolated  # noqa: E402
+from ddla_neuro.deploy.lava_run import run_lava  # noqa: E402
 from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import NetSpec, save_spec  # noqa: E402

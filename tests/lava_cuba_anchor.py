@@ -1,6 +1,6 @@
 """Lava's own CUBA network, the anchor of the CUBA neuron: `Dense` + `LIF` (Loihi's current-based
 LIF, bit-accurate fixed point) per layer, fed spikes from a `RingBuffer`. Run through
-`lava_run.run_isolated`.
+`isolation.run_isolated`.
 
     python tests/lava_cuba_anchor.py JOB.npz OUT.npz
 

@@ -1,7 +1,7 @@
 """lava-dl's own reader and runner of a netx file, the anchor of `netx.read_netx`: the network that
 `lava.lib.dl.netx.hdf5.Network` builds from the file (Lava `Dense`/`Conv` + `LIFReset` or
 `SigmaDelta` blocks, bit-accurate fixed point, `Loihi2SimCfg(select_tag='fixed_pt')`), fed as
-lava-dl's tests and tutorials feed it. Run through `lava_run.run_isolated`.
+lava-dl's tests and tutorials feed it. Run through `isolation.run_isolated`.
 
     python tests/lava_netx_anchor.py NET.net JOB.npz OUT.npz
 

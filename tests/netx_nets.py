@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from lava.lib.dl import slayer
 
-from ddla_neuro.deploy.lava_run import run_isolated
+from ddla_neuro.deploy.isolation import run_isolated
 
 ANCHOR = Path(__file__).with_name("lava_netx_anchor.py")
 FIXTURE = Path(__file__).parent / "data" / "lava-dl-mnist" / "trained_mnist_network.net"

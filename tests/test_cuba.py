@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddla_neuro.deploy.lava_run import run_isolated, run_lava
+from ddla_neuro.deploy.isolation import run_isolated
+from ddla_neuro.deploy.lava_run import run_lava
 from ddla_neuro.deploy.quant import quantize
 from ddla_neuro.deploy.run import RunError
 from ddla_neuro.deploy.sim import simulate

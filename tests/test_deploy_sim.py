@@ -249,12 +249,12 @@ def test_a_network_too_big_for_memory_is_refused_before_any_work():
 
 
 def test_lava_refuses_a_run_that_would_not_fit_without_starting_it(monkeypatch):
-    from ddla_neuro.deploy import lava_run
+    from ddla_neuro.deploy import isolation, lava_run
     net = NETWORKS["mlp"]()
     spec = quantize(spec_of(net))
     monkeypatch.setattr(lava_run, "available_memory", lambda: lava_run.estimate_lava_bytes(spec))  # 80% of it is free
     started = []
-    monkeypatch.setattr(lava_run.subprocess, "Popen", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(isolation.subprocess, "Popen", lambda *a, **k: started.append(a))
     with pytest.raises(LavaRunError, match=r"the Lava run needs about .* GiB for this network"):
         run_lava(spec, quantize_input(inputs(net, 2)[1], spec))
     assert not started

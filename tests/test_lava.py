@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
 from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
-from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_isolated, run_lava
+from ddla_neuro.deploy.isolation import IsolationError, run_isolated
+from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.lava import models
 from ddla_neuro.deploy.sim import simulate
@@ -299,7 +300,7 @@ def test_a_raising_model_is_killed_with_all_its_processes(tmp_path):
     script = tmp_path / "raising_network.py"
     script.write_text(RAISING_NETWORK)
     lines = []
-    with pytest.raises(LavaRunError, match="timed out after 15 s"):
+    with pytest.raises(IsolationError, match="timed out after 15 s"):
         run_isolated([sys.executable, str(script)], timeout=15, on_line=lines.append)
     assert lines == ["started"]  # it did start Lava, then hung
     assert_no_live(str(script))
@@ -310,7 +311,7 @@ def test_a_runner_timeout_leaves_no_live_processes():
     _, spec, _, frames = prepared("convnet", True, n=5000)  # ~20 s of Lava steps
     with pytest.raises(LavaRunError, match="timed out after 3 s"):
         run_lava(spec, frames, "delta", timeout=3)
-    assert_no_live("ddla_neuro.deploy.lava_run")
+    assert_no_live("ddla_neuro.deploy.lava_worker")
 
 
 def test_a_worker_failure_is_one_clear_error():
@@ -318,4 +319,4 @@ def test_a_worker_failure_is_one_clear_error():
     spec.populations[0].shape = (99,)  # its ports no longer fit the next synapse: Lava refuses to connect
     with pytest.raises(LavaRunError, match="the Lava run failed .*incompatible"):
         run_lava(spec, frames, "delta", timeout=60)
-    assert_no_live("ddla_neuro.deploy.lava_run")
+    assert_no_live("ddla_neuro.deploy.lava_worker")

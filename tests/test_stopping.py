@@ -20,7 +20,7 @@ def lava_worker(parent: int) -> int | None:
     """The Lava worker among `parent`'s children (others may come and go: the test must not take one)."""
     for pid in processes_where(STAT_PPID, parent):
         try:
-            if b"ddla_neuro.deploy.lava_run" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"ddla_neuro.deploy.lava_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
         except OSError:
             pass
