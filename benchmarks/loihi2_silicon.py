@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ddla_neuro.deploy.cost import cost_run  # noqa: E402
-from ddla_neuro.deploy.netx import frames_layout, netx_frames, read_netx  # noqa: E402
+from ddla_neuro.deploy.ir.netx import read_netx  # noqa: E402
+from ddla_neuro.deploy.ir.netx_input import frames_layout, netx_frames  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from pilotnet_frames import IMAGE, LIF  # noqa: E402

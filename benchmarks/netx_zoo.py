@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from ddla_neuro.deploy.cli import read_frames  # noqa: E402
 from ddla_neuro.deploy.ir import IRError  # noqa: E402
 from ddla_neuro.deploy.lava_run import run_lava  # noqa: E402
-from ddla_neuro.deploy.netx import (FRAME_ENCODINGS, frames_layout, load_netx_layers, netx_frames,  # noqa: E402
-                                    netx_to_spec, stored_timesteps)
+from ddla_neuro.deploy.ir.netx import FRAME_ENCODINGS, load_netx_layers, netx_to_spec, stored_timesteps  # noqa: E402
+from ddla_neuro.deploy.ir.netx_input import frames_layout, netx_frames  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import NetSpec  # noqa: E402
 from pilotnet_frames import IMAGE, pilotnet_stream  # noqa: E402

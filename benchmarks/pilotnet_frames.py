@@ -19,7 +19,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.deploy.netx import input_transform, read_netx, transform_images, untransform_images  # noqa: E402
+from ddla_neuro.deploy.ir.netx import read_netx  # noqa: E402
+from ddla_neuro.deploy.ir.netx_input import input_transform, transform_images, untransform_images  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "lava-dl-pilotnet"
 LIF, SDNN = DATA / "pilotnet_snn" / "network.net", DATA / "pilotnet_sdnn" / "network.net"

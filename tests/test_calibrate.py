@@ -14,7 +14,8 @@ from deploy_nets import NETWORKS, convnet, flat_nir_graph, inputs, mlp, spec_of
 from ddla_neuro.deploy.calibrate import CalibrationError, Twin, calibrate
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import nir_to_spec, read_nir
-from ddla_neuro.deploy.netx import netx_frames, read_netx
+from ddla_neuro.deploy.ir.netx import read_netx
+from ddla_neuro.deploy.ir.netx_input import netx_frames
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
 from test_interop import T, snntorch_mlp

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ddla_neuro.deploy.cost import cost_run
-from ddla_neuro.deploy.netx import read_netx
+from ddla_neuro.deploy.ir.netx import read_netx
 from ddla_neuro.deploy.profiles import load_profile
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, SPIKES, Sends, assign_depths

@@ -19,7 +19,8 @@ import torch
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError
 from ddla_neuro.deploy.lava_run import run_lava
-from ddla_neuro.deploy.netx import input_transform, netx_frames, read_netx, transform_images
+from ddla_neuro.deploy.ir.netx import read_netx
+from ddla_neuro.deploy.ir.netx_input import input_transform, netx_frames, transform_images
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
 from ddla_neuro.snn.encoders import if_rate

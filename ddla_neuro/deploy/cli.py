@@ -32,8 +32,8 @@ from . import shard
 from .calibrate import CalibrationError, calibrate
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, mode_plan, sender_costs
 from .ir import NIR_SOURCES, checkpoint_to_spec, input_frames, nir_to_spec, read_nir
-from .netx import (FRAME_ENCODINGS, NETX_ENCODINGS, frames_layout, input_transform, load_netx_layers, netx_frames,
-                   netx_to_spec, stored_timesteps, transform_images)
+from .ir.netx import FRAME_ENCODINGS, NETX_ENCODINGS, load_netx_layers, netx_to_spec, stored_timesteps
+from .ir.netx_input import frames_layout, input_transform, netx_frames, transform_images
 from .keep_choice import choose_keep, measure_on, validation_split
 from .lava_run import LAVA_BATCH, LAVA_GRAPHS, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .profiles import list_profiles, load_profile

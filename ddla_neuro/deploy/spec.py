@@ -1,6 +1,6 @@
 """The deployable network: ordered populations of neurons, each fed by projections (chains of
 linear ops) from other populations or from the input. Numpy only, no torch: the Lava worker,
-the fast simulator and the cost model all read this, and `ir.py` writes it.
+the fast simulator and the cost model all read this, and `ir/` writes it.
 
 Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 1..T:
 
