@@ -20,7 +20,7 @@ from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
 from ddla_neuro.deploy.isolation import IsolationError, run_isolated
 from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
-from ddla_neuro.deploy.lava import models
+from ddla_neuro.deploy import lava_stages
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import Op
 from ddla_neuro.zoo import build_model
@@ -165,11 +165,11 @@ def test_synapse_integers_are_exact_beyond_float_range(as_matrix, weight, magnit
     float32 would round them), 2**49 and 2**57 (int64: float64 would round them) must all come
     out as the exact integers, also with only one input changed (the composed matrix multiplies
     that row alone) and through a chain of ops."""
-    monkeypatch.setattr(models, "MATRIX_ENTRIES", 2 ** 21 if as_matrix else 0)
+    monkeypatch.setattr(lava_stages, "MATRIX_ENTRIES", 2 ** 21 if as_matrix else 0)
     rng = np.random.default_rng(0)
     w = rng.integers(-weight, weight, size=(6, 20))
     ops = [Op("scale", (20,), (20,), weight=np.full(20, 3.0)), Op("linear", (20,), (6,), weight=w.astype(float))]
-    syn = models.Synapse(dict(ops=ops, fanout=np.full(20, 6), shift=1, accumulate=False, delay=1), True, 3)
+    syn = lava_stages.Synapse(dict(ops=ops, fanout=np.full(20, 6), shift=1, accumulate=False, delay=1), True, 3)
     assert syn.float32 == (weight < 2 ** 24)
     x = rng.integers(-magnitude, magnitude, size=(3, 20))
     one = np.zeros_like(x)

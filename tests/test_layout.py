@@ -25,7 +25,8 @@ def test_the_training_side_never_imports_deploy():
 
 
 @pytest.mark.parametrize("module", ["ddla_neuro.deploy.lava_run", "ddla_neuro.deploy.lava_worker",
-                                    "ddla_neuro.deploy.isolation", "ddla_neuro.deploy.lava.models"])
+                                    "ddla_neuro.deploy.isolation", "ddla_neuro.deploy.lava_stages",
+                                    "ddla_neuro.deploy.lava.models"])
 def test_the_lava_side_imports_no_torch(module):
     modules = loaded_after([module])
     assert module in modules

@@ -19,7 +19,7 @@ import numpy as np
 from ..ddla.keep import Keep
 from ..errors import UserError
 from .isolation import IsolationError, run_isolated
-from .lava.models import as_matrix
+from .lava_stages import as_matrix
 from .run import COUNT_KINDS, Counts, RunResult, available_memory, check_run, gib
 from .spec import NetSpec, Population, save_spec
 
@@ -94,7 +94,7 @@ def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
     """The Lava run's memory (all its processes, shared pages counted once), independent of the
     number of samples (they stream): the worker, one process per population and projection, each
     weight twice as int64/float64 (the worker's spec and the synapse's copy), a small
-    projection's composed matrix (`models.Synapse`), each fan-out entry and, per sample in
+    projection's composed matrix (`lava_stages.Synapse`), each fan-out entry and, per sample in
     lockstep, each unit's state and each conv's unrolled input windows (float64, all at once).
     `benchmarks/sim_memory.py --lava` compares it with the measured peak."""
     projections = [proj for p in spec.populations for proj in p.inputs]
@@ -202,7 +202,7 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
 
 
 def _recorded(spec: NetSpec, folder: Path) -> dict[str, np.ndarray]:
-    """What each population's process wrote (`models.Recorder`), (N, T, n)."""
+    """What each population's process wrote (`lava_stages.Recorder`), (N, T, n)."""
     missing = [p.name for p in spec.populations if not (folder / f"{p.name}.npy").is_file()]
     if missing:
         raise LavaRunError(f"the Lava run recorded no activity of {', '.join(missing)} (the disk of the temporary "

@@ -1,5 +1,6 @@
 """The fast simulator: batched torch execution of a NetSpec with the semantics of the Lava
-network (`deploy/lava/models.py`), for whole test sets, under the run contract of `run.py`.
+network (`deploy/lava/models.py`, `lava_stages.py`), for whole test sets, under the run
+contract of `run.py`.
 
 Lava adds one step of synaptic delay per synapse; here each population runs in topological
 order over all timesteps of a batch (layer-major: its ops applied to the whole (T, B) sequence

@@ -2,7 +2,7 @@
 linear ops) from other populations or from the input. Numpy only, no torch: the Lava worker,
 the fast simulator and the cost model all read this, and `ir/` writes it.
 
-Semantics (shared with `sim.py` and `lava/models.py`), one sample, timestep t = 1..T:
+Semantics (shared with `sim.py` and `lava_stages.py`), one sample, timestep t = 1..T:
 
     current_P^t = sum_p  ops_p(x_src^t) * 2**shift_p  + bias_P
     v^t         = decay(v^{t-1}) + current_P^t            (fixed point: saturated to 24 bit)

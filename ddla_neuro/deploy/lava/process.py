@@ -31,7 +31,17 @@ class _WindowedProcess(AbstractProcess):
 
 class DeltaEncoder(_WindowedProcess):
     """Input frames in, sent on as the frame (dense) or its change since the last step (delta;
-    the whole frame at t = 1). Counts the non-zero values it sends per timestep."""
+    the whole frame at t = 1). Counts the non-zero values it sends per timestep.
+
+    Parameters
+    ----------
+    size : int
+        Input values per frame.
+    mode : str
+        "dense" (the frame) or "delta" (its change).
+    timesteps, num_samples, batch, pad
+        As every process (`DeltaNeuron`); its depth is 0.
+    """
 
     def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int, batch: int = 1, pad: int = 0):
         super().__init__(depth=0, timesteps=timesteps, num_samples=num_samples, batch=batch, pad=pad, mode=mode)
@@ -47,7 +57,33 @@ class DeltaSynapse(_WindowedProcess):
     `delay` steps of synaptic delay (1 as in Lava's Dense; more aligns residual paths).
     `ops` are the projection's `ddla_neuro.deploy.spec.Op`s, `fanout` its `Projection.fanout`;
     `shift` scales the fixed-point result by 2**shift. Counts synaptic ops (each non-zero input
-    times its fan-out) per timestep. Its `depth` and `fill` are its source's."""
+    times its fan-out) per timestep. Its `depth` and `fill` are its source's.
+
+    Parameters
+    ----------
+    ops : list of Op
+        The projection's chain of linear ops.
+    fanout : np.ndarray
+        Synapses out of each input unit (`Projection.fanout`).
+    in_size, out_size : int
+        Units of the source and of the target.
+    shift : int
+        Fixed point: the result scaled by 2**shift.
+    delay : int
+        Steps of synaptic delay (>= 1).
+    accumulate : bool
+        The source is delta-coded: send the running sum of what arrived.
+    depth : int
+        Steps from the input frame to this process (its source's for a synapse).
+    timesteps, num_samples : int
+        T, and the samples N of the run.
+    batch : int
+        Samples in lockstep (the ports' first axis).
+    fill : int
+        Steps it starts before its first input (lava-dl's pipeline fill).
+    pad : int
+        Zero frames before each round's (the network's longest fill).
+    """
 
     def __init__(self, *, ops: list, fanout: np.ndarray, in_size: int, out_size: int, shift: int, delay: int,
                  accumulate: bool, depth: int, timesteps: int, num_samples: int, batch: int = 1, fill: int = 0,
@@ -69,7 +105,51 @@ class DeltaNeuron(_WindowedProcess):
     `input_delay` steps late; with `bias_input` what arrives is written into the bias register.
     `kind` sdnn: sigma-delta neurons (`activation`, `message_shift`; spec.py), sending the sum of
     their messages (dense) or the messages. With `reset_interval` > 0 the state returns to zero
-    before each step t with t % reset_interval == reset_offset."""
+    before each step t with t % reset_interval == reset_offset.
+
+    Parameters
+    ----------
+    size : int
+        Neurons.
+    bias : np.ndarray
+        Per neuron, in membrane units.
+    v_th : float
+        Threshold: a spike where v > v_th.
+    decay, dv : float, int
+        The membrane's decay: a factor (float) or Loihi's 12-bit `dv` (fixed point).
+    reset : str
+        "zero", "subtract", "delayed-zero" or "delayed-subtract" (spec.py).
+    mode : str
+        "dense", "delta" or "ddla" (`run.MODES`).
+    keep : float
+        DDLA's share of the deltas sent after the first step.
+    scores : np.ndarray or None
+        DDLA's per-neuron ranking (the sensitivity statistics).
+    kind : str
+        "if", "lif", "cuba" or "sdnn".
+    u_decay, du : float, int
+        CUBA: the current's decay, as `decay` and `dv`.
+    input_delay : np.ndarray or None
+        CUBA: per neuron, the steps its synaptic current arrives late.
+    bias_input : bool
+        What arrives is written into the bias register (lava-dl's PilotNet input).
+    activation, message_shift : str, int
+        Sigma-delta neurons: "relu" or "identity", and the message's shift.
+    reset_interval, reset_offset : int
+        A stream of inferences: the state returns to zero every `reset_interval` steps.
+    record : str or None
+        A path: what it computed at each counted step is saved there, (N, T, n).
+    depth : int
+        Steps from the input frame to this process (its source's for a synapse).
+    timesteps, num_samples : int
+        T, and the samples N of the run.
+    batch : int
+        Samples in lockstep (the ports' first axis).
+    fill : int
+        Steps it starts before its first input (lava-dl's pipeline fill).
+    pad : int
+        Zero frames before each round's (the network's longest fill).
+    """
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
                  keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
@@ -103,8 +183,26 @@ class DeltaPopulation(_WindowedProcess):
     takes the raw frames, `input_events` counts what the encoder would send); `readout`, the
     network's `Readout` and its one projection when it reads only this population (a dict:
     ops, fanout, shift, delay, bias, depth, fill, size, record; s_out then sends the logits,
-    `readout_sops` and `readout_active` count them). The neuron parameters are `DeltaNeuron`'s;
-    `synapse_depth` and `synapse_fill` are the source's."""
+    `readout_sops` and `readout_active` count them).
+
+    Parameters
+    ----------
+    size : int
+        Neurons.
+    ops, fanout, in_size, shift, delay
+        Its synapse's, as `DeltaSynapse`'s.
+    synapse_depth, synapse_fill : int
+        The source's depth and fill (the window of what arrives).
+    bias, v_th, decay, dv, reset, mode, keep, scores, kind, u_decay, du, input_delay, bias_input,
+    activation, message_shift, reset_interval, reset_offset, record
+        Its neurons', as `DeltaNeuron`'s.
+    encode : str or None
+        "dense" or "delta": the network's input encoder folded in.
+    readout : dict or None
+        The network's readout folded in (ops, fanout, shift, delay, bias, depth, fill, size, record).
+    depth, timesteps, num_samples, batch, fill, pad
+        Its neurons' window, as every process's (`DeltaNeuron`).
+    """
 
     def __init__(self, *, size: int, ops: list, fanout: np.ndarray, in_size: int, shift: int, delay: int,
                  synapse_depth: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
@@ -136,7 +234,27 @@ class DeltaPopulation(_WindowedProcess):
 
 class Readout(_WindowedProcess):
     """Non-spiking output: sends its input current plus bias (the logits of the step). Counts
-    active neurons (non-zero synaptic current) per timestep."""
+    active neurons (non-zero synaptic current) per timestep.
+
+    Parameters
+    ----------
+    size : int
+        Classes.
+    bias : np.ndarray
+        Per class, in the readout's units.
+    record : str or None
+        As `DeltaNeuron`'s.
+    depth : int
+        Steps from the input frame to this process (its source's for a synapse).
+    timesteps, num_samples : int
+        T, and the samples N of the run.
+    batch : int
+        Samples in lockstep (the ports' first axis).
+    fill : int
+        Steps it starts before its first input (lava-dl's pipeline fill).
+    pad : int
+        Zero frames before each round's (the network's longest fill).
+    """
 
     def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int,
                  batch: int = 1, fill: int = 0, pad: int = 0, record: str | None = None):
