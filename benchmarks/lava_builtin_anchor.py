@@ -22,7 +22,8 @@ from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 from lava.proc.lif.process import LIFReset
 
-from ddla_neuro.deploy.spec import apply_ops, load_spec
+from ddla_neuro.deploy.ops import apply_ops
+from ddla_neuro.deploy.spec import load_spec
 
 
 def dense_matrix(proj) -> np.ndarray:

@@ -12,7 +12,8 @@ from ddla_neuro.deploy.ir import input_sends
 from ddla_neuro.deploy.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
-from ddla_neuro.deploy.spec import MEMBRANE_BITS, SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
+from ddla_neuro.deploy.ops import MEMBRANE_BITS
+from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
 
 T = 6
 GRADED = Sends(graded=True, bits=MEMBRANE_BITS)

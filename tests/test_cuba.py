@@ -13,7 +13,8 @@ from ddla_neuro.deploy.lava_run import run_lava
 from ddla_neuro.deploy.quant import quantize
 from ddla_neuro.deploy.run import RunError
 from ddla_neuro.deploy.sim import simulate
-from ddla_neuro.deploy.spec import MEMBRANE_BITS, SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
+from ddla_neuro.deploy.ops import MEMBRANE_BITS
+from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
 
 ANCHOR = Path(__file__).with_name("lava_cuba_anchor.py")
 T = 10
@@ -139,7 +140,7 @@ def test_an_update_is_active_while_the_current_lasts():
 def test_current_wraps_as_lavas_lif_computes_it():
     """wrap_current (shared by the simulator and our Lava neuron) against the two `where`s of
     Lava's bit-accurate LIF, at the edges of the 24-bit register."""
-    from ddla_neuro.deploy.spec import SATURATION, wrap_current
+    from ddla_neuro.deploy.ops import SATURATION, wrap_current
     u = np.array([-2 * SATURATION, -SATURATION - 1, -SATURATION, -SATURATION + 1, 0, SATURATION - 1, SATURATION,
                   SATURATION + 1, 2 * SATURATION - 1])
     wrapped = np.where(u > SATURATION, u - 2 * SATURATION, u)

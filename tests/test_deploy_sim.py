@@ -13,8 +13,9 @@ from ddla_neuro.deploy.ir import IRError, input_sends, nir_to_spec
 from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
-from ddla_neuro.deploy.spec import (MEMBRANE_BITS, SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths,
-                                    load_spec, projection_fanout, save_spec, synaptic_ops)
+from ddla_neuro.deploy.ops import MEMBRANE_BITS, projection_fanout, synaptic_ops
+from ddla_neuro.deploy.spec import (SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths, load_spec,
+                                    save_spec)
 from ddla_neuro.zoo import build_model
 
 GRADED = Sends(graded=True, bits=MEMBRANE_BITS)

@@ -69,12 +69,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .profiles import BOUNDS, Profile
+from .quant import WEIGHT_BITS
 from .run import Counts
 from .spec import NetSpec, projection_ends, projection_key, repeated_layer_uses
 from .tiling import Limits, map_tiled
 
 ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
-WEIGHT_BITS = 8              # ddla_neuro.quant stores 8-bit weights
 TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
 
 

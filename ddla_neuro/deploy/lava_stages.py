@@ -16,10 +16,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..ddla.transmission import keep_count
-from .spec import SATURATION, Op, apply_ops_batch, decay_fixed, reset_due, sigma_delta, synaptic_ops, wrap_current
-
-EXACT_FLOAT = 2 ** 53  # integers below this add and multiply exactly in float64 (BLAS)
-EXACT_FLOAT32 = 2 ** 24  # and in float32
+from .ops import (EXACT_FLOAT, EXACT_FLOAT32, SATURATION, apply_ops_batch, decay_fixed, op_gain, reset_due, sigma_delta,
+                  synaptic_ops, wrap_current)
+from .spec import Op
 MATRIX_ENTRIES = 2 ** 21  # a projection with at most this many synapses runs as one matrix (16 MiB)
 
 
@@ -76,17 +75,6 @@ class Encoding:
         out = x if self.mode == "dense" or at.first else x - self.previous
         self.previous = x
         return out
-
-
-def op_gain(op: Op) -> float:
-    """The largest factor by which `op` can grow the largest input magnitude."""
-    if op.kind in ("linear", "conv2d"):
-        return float(np.abs(op.weight).reshape(op.weight.shape[0], -1).sum(axis=1).max(initial=0))
-    if op.kind == "sumpool2d":
-        return float(np.prod(op.kernel))
-    if op.kind == "scale":
-        return float(np.abs(op.weight).max(initial=0))
-    return 1.0
 
 
 def as_matrix(n_in: int, n_out: int) -> bool:

@@ -20,7 +20,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .spec import DECAY_BITS, MEMBRANE_BITS, NEURON_KINDS, SATURATION, WEIGHTED, NetSpec, Population, Projection
+from .ops import DECAY_BITS, MEMBRANE_BITS, SATURATION
+from .spec import NEURON_KINDS, WEIGHTED, NetSpec, Population, Projection
 
 WEIGHT_BITS = 8
 INPUT_FRAC_BITS = 8          # direct input resolution: 1/256

@@ -50,7 +50,8 @@ from ..errors import UserError
 from .cost import Mapping, Terms, cost_run, map_network
 from .profiles import Profile
 from .sim import simulate
-from .spec import DECAY_BITS, NetSpec, Population, Projection, apply_ops
+from .ops import DECAY_BITS, apply_ops
+from .spec import NetSpec, Population, Projection
 
 UNIT = 64              # SANA-FE truncates the potential to multiples of 1/64: one of our integers
 CORES_PER_TILE = 4     # loihi.yaml: loihi_core[0..3] per tile

@@ -26,10 +26,9 @@ from ..ddla.gsc import Priority, priority_cut
 from ..ddla.keep import Keep, keep_of
 from ..devices import exact_float32
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
-from .spec import (COMPUTE_KINDS, DECAY_BITS, NEURON_KINDS, SATURATION, NetSpec, Op, Population, projection_key,
-                   repeated_layer_uses, sigma_delta, wrap_current)
+from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, op_gain, sigma_delta, wrap_current
+from .spec import COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, projection_key, repeated_layer_uses
 
-FLOAT32_EXACT = 2 ** 24  # integers up to this magnitude are exact in float32
 
 
 def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -64,22 +63,11 @@ def neurobench_ops(op: Op, w: torch.Tensor, connections: float, x: torch.Tensor,
             "dense": torch.full_like(effective, connections * b)}
 
 
-def _norm(op: Op) -> float:
-    """The op's infinity norm: the largest |output| for inputs of magnitude <= 1."""
-    if op.kind == "conv2d":
-        return float(np.abs(op.weight).reshape(op.weight.shape[0], -1).sum(1).max())
-    if op.kind == "linear":
-        return float(np.abs(op.weight).sum(1).max())
-    if op.kind == "scale":
-        return float(np.abs(op.weight))
-    return float(np.prod(op.kernel)) if op.kind == "sumpool2d" else 1.0
-
-
 def _output_bound(ops: list[Op], input_peak: float) -> float:
     """A bound on every output, and every partial sum of one, of the ops for inputs of
     magnitude <= `input_peak`: a partial sum adds some of an output's terms, so it is at most
-    the sum of their magnitudes, the input peak times the ops' infinity norms."""
-    return input_peak * float(np.prod([_norm(op) for op in ops]))
+    the sum of their magnitudes, the input peak times the ops' infinity norms (`ops.op_gain`)."""
+    return input_peak * float(np.prod([op_gain(op) for op in ops]))
 
 
 def current_bound(pop: Population, peaks: list[float]) -> float:
@@ -92,7 +80,7 @@ def current_bound(pop: Population, peaks: list[float]) -> float:
 def exact_in_float32(ops: list[Op], input_peak: float) -> bool:
     """Whether the integer ops stay below 2**24 in magnitude, so float32 (several times faster
     in conv) gives the same integers as float64."""
-    return _output_bound(ops, input_peak) < FLOAT32_EXACT
+    return _output_bound(ops, input_peak) < EXACT_FLOAT32
 
 
 class _Projection:
@@ -348,7 +336,7 @@ class _Population:
         return spikes, (sent if sent is not None else self.lossless(spikes))
 
     def run_sdnn(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sigma-delta neurons through t (`spec.sigma_delta`): sigma is the current as receivers
+        """Sigma-delta neurons through t (`ops.sigma_delta`): sigma is the current as receivers
         hold it (the sum of what the sources sent), so the messages (T, B, n) are those of Lava's
         `SigmaDelta`; what is sent is their running sum (dense) or the messages themselves (delta
         modes). A unit counts as active in a step where an input changed its sigma; its spikes are

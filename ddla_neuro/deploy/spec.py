@@ -1,6 +1,7 @@
 """The deployable network: ordered populations of neurons, each fed by projections (chains of
 linear ops) from other populations or from the input. Numpy only, no torch: the Lava worker,
-the fast simulator and the cost model all read this, and `ir/` writes it.
+the fast simulator and the cost model all read this, and `ir/` writes it. The arithmetic on
+its ops and Loihi's integer registers is in `ops.py`.
 
 Semantics (shared with `sim.py` and `lava_stages.py`), one sample, timestep t = 1..T:
 
@@ -76,6 +77,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .ops import projection_fanout, reset_due
+
 OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
 WEIGHTED = ("conv2d", "linear", "scale")
 NEURON_KINDS = ("if", "lif", "cuba")  # spiking
@@ -83,9 +86,6 @@ SIGMA_DELTA_KINDS = ("sdnn",)        # graded
 COMPUTE_KINDS = ("maxpool", "product")
 POPULATION_KINDS = NEURON_KINDS + SIGMA_DELTA_KINDS + COMPUTE_KINDS + ("readout",)
 ACTIVATIONS = ("relu", "identity")  # of a sigma-delta population
-MEMBRANE_BITS = 24  # Loihi's membrane register
-DECAY_BITS = 12     # Loihi's decay constants: v <- v * (4096 - dv) / 4096
-SATURATION = 2 ** (MEMBRANE_BITS - 1)  # the membrane saturates to [-SATURATION, SATURATION - 1]
 INPUT_PAYLOAD_BITS = 9    # a signed 8-bit input value or its change (quant.INPUT_FRAC_BITS = 8)
 SPEC_FORMAT = "ddla-neuro/netspec"
 SPEC_VERSION = 3
@@ -324,119 +324,6 @@ def repeated_layer_uses(spec: NetSpec) -> set[tuple[str, int, int]]:
                     repeats.add((pop.name, j, k))
                 seen.add(key)
     return repeats
-
-
-def wrap_current(u):
-    """Loihi's 24-bit current register (a cuba population's u): a value above 2**23 - 1 or at
-    -2**23 and below wraps around, as Lava's bit-accurate LIF computes it. Plain arithmetic, so
-    numpy arrays and torch tensors alike."""
-    return u - 2 * SATURATION * (u > SATURATION) + 2 * SATURATION * (u <= -SATURATION)
-
-
-def reset_due(t: int, interval: int, offset: int) -> bool:
-    """Whether a stream of inferences resets before step t (0-based, negative in the pipeline
-    fill) of a sample (`NetSpec.resets`)."""
-    return interval > 0 and t % interval == offset % interval
-
-
-def sigma_delta(sigma, act, residue, bias, v_th, relu: bool, shift: int):
-    """One step of a sigma-delta neuron (spec.py), as Lava's `SigmaDelta` computes it: the
-    activation of sigma + bias, its change since the last step plus the residue, sent where it
-    reaches `v_th`; returns (message, activation, residue). A message is the sent change shifted
-    right by `shift` (floor, as numpy's right shift of a negative integer). Plain arithmetic, so
-    numpy arrays and torch tensors alike."""
-    new_act = sigma + bias
-    if relu:
-        new_act = new_act * (new_act > 0)
-    delta = new_act - act + residue
-    sent = delta * (abs(delta) >= v_th)
-    return (sent // 2 ** shift if shift else sent), new_act, delta - sent
-
-
-def decay_fixed(v: np.ndarray, dv: int) -> np.ndarray:
-    """Loihi's leak: v * (4096 - dv) / 4096, rounded toward zero (int64 in, int64 out)."""
-    if dv == 0:
-        return v
-    prod = v * (2 ** DECAY_BITS - dv)
-    return np.sign(prod) * (np.abs(prod) >> DECAY_BITS)
-
-
-# --- op semantics in numpy (a batch of samples); the torch versions in sim.py must agree -------
-
-def _windows(x: np.ndarray, op: Op) -> np.ndarray:
-    """(B, C, H, W) -> (B, C, Ho, Wo, kh, kw) sliding windows with zero padding."""
-    (ph, pw), (sh, sw), (kh, kw) = op.padding, op.stride, op.kernel
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
-    return win[:, :, ::sh, ::sw][:, :, : op.out_shape[1], : op.out_shape[2]]
-
-
-def apply_op_batch(op: Op, x: np.ndarray) -> np.ndarray:
-    """One op on a batch: `x` (B, *in_shape) or (B, flat) -> (B, *out_shape)."""
-    x = x.reshape(x.shape[0], *op.in_shape)
-    if op.kind == "conv2d":
-        y = np.moveaxis(np.tensordot(op.weight, _windows(x, op), axes=([1, 2, 3], [1, 4, 5])), 0, 1)
-    elif op.kind == "linear":
-        y = x @ op.weight.T
-    elif op.kind == "sumpool2d":
-        y = _windows(x, op).sum(axis=(4, 5))
-    elif op.kind == "flatten":
-        y = x
-    elif op.kind == "scale":
-        y = op.weight * x
-    else:
-        raise SpecError(f"unknown op {op.kind!r}")
-    return y.reshape(x.shape[0], *op.out_shape)
-
-
-def apply_ops_batch(ops: list[Op], x: np.ndarray) -> np.ndarray:
-    for op in ops:
-        x = apply_op_batch(op, x)
-    return x
-
-
-def apply_op(op: Op, x: np.ndarray) -> np.ndarray:
-    """One op on one sample given in the op's `in_shape` (or flat)."""
-    return apply_op_batch(op, np.asarray(x).reshape(1, -1))[0]
-
-
-def apply_ops(ops: list[Op], x: np.ndarray) -> np.ndarray:
-    return apply_ops_batch(ops, np.asarray(x).reshape(1, -1))[0]
-
-
-def _reach_back(op: Op, reach: np.ndarray) -> np.ndarray:
-    """For each input position of `op`: the sum of `reach` over the outputs it connects to."""
-    if op.kind in ("flatten", "scale"):  # one target per input
-        return reach.reshape(op.in_shape)
-    if op.kind == "linear":
-        return np.full(op.in_shape, reach.sum())
-    per_output = reach.sum(axis=0, keepdims=True) if op.kind == "conv2d" else reach  # conv: every channel
-    (kh, kw), (sh, sw), (ph, pw) = op.kernel, op.stride, op.padding
-    _, h, w = op.in_shape
-    back = np.zeros((per_output.shape[0], h, w))
-    for ho in range(op.out_shape[1]):
-        for wo in range(op.out_shape[2]):
-            r0, c0 = ho * sh - ph, wo * sw - pw
-            back[:, max(r0, 0): min(r0 + kh, h), max(c0, 0): min(c0 + kw, w)] += per_output[:, ho: ho + 1, wo: wo + 1]
-    return np.broadcast_to(back, op.in_shape).copy()
-
-
-def projection_fanout(ops: list[Op]) -> np.ndarray:
-    """Synaptic ops caused by one non-zero value at each input position of a projection (shape
-    `ops[0].in_shape`): the targets it reaches through the whole chain. A chip stores a chain
-    (say sum pool then conv) as one composed synapse matrix, so an event costs its composed
-    fan-out, whatever the intermediate values. Where paths meet at one target (overlapping
-    pool windows) each path counts: an upper bound there, exact otherwise."""
-    reach = np.ones(ops[-1].out_shape)
-    for op in reversed(ops):
-        reach = _reach_back(op, reach)
-    return reach.astype(np.int64)
-
-
-def synaptic_ops(fan: np.ndarray, x: np.ndarray) -> int:
-    """Synaptic ops of input `x` (one sample, or a batch with the samples first): each non-zero
-    value costs its composed fan-out `fan` (`projection_fanout`)."""
-    return int(np.count_nonzero(np.asarray(x).reshape(-1, fan.size), axis=0) @ fan.reshape(-1))
 
 
 # --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------

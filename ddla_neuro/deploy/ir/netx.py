@@ -44,8 +44,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..spec import (DECAY_BITS, MEMBRANE_BITS, SPIKES, WEIGHTED, NetSpec, Op, Population, Projection, Sends,
-                    assign_depths, window_op)
+from ..ops import DECAY_BITS, MEMBRANE_BITS
+from ..spec import SPIKES, WEIGHTED, NetSpec, Op, Population, Projection, Sends, assign_depths, window_op
 from .nodes import IRError
 
 NETX_ENCODINGS = ("events", "if-rate", "bias", "graded", "graded-host")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .nodes import IRError
-from ..spec import MEMBRANE_BITS, NetSpec
+from ..ops import MEMBRANE_BITS
+from ..spec import NetSpec
 
 from .netx import ACT_SHIFT, BIAS_BITS, FRAME_ENCODINGS, SPIKE_EXP, STATE_EXP
 

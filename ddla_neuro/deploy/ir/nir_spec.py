@@ -25,8 +25,9 @@ import nir
 import numpy as np
 import torch
 
-from ..spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, MEMBRANE_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED, NetSpec,
-                    Op, Population, Projection, Sends, apply_op, assign_depths, window_op)
+from ..ops import MEMBRANE_BITS, apply_op
+from ..spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED, NetSpec, Op, Population,
+                    Projection, Sends, assign_depths, window_op)
 from .nodes import LINEAR_NODES, NEURON_NODES, POPULATION_NODES, IRError, MaxPool2d, Product, _pair
 
 
