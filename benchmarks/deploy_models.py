@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.deploy.cli import build_parser, deploy  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, deploy  # noqa: E402
 from ddla_neuro.deploy.report import si  # noqa: E402
 
 
@@ -33,9 +33,8 @@ def _row(label: str, t: dict) -> str:
             f"{_cell(t.get('latency_s'), 's')} |")
 
 
-def _deploy(checkpoint: str, profile: str, samples: int | None, extra: list[str]) -> dict:
-    argv = ["--profile", profile, "--checkpoint", checkpoint, "--backend", "fast", *extra]
-    return deploy(build_parser().parse_args(argv + (["--samples", str(samples)] if samples else [])))
+def _deploy(checkpoint: str, profile: str, samples: int | None, mode: str | None = None) -> dict:
+    return deploy(DeployOptions(profile=profile, checkpoint=checkpoint, backend="fast", samples=samples, mode=mode))
 
 
 def main() -> None:
@@ -47,9 +46,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int)
     args = ap.parse_args()
     model = f"{args.model}/model.pt"
-    r = _deploy(model, args.profile, args.samples, [])
+    r = _deploy(model, args.profile, args.samples)
     k = r["modes"]["ddla"]["keep"]
-    ref = _deploy(args.reference, args.profile, args.samples, ["--mode", "dense"])["modes"]["dense"]["totals"]
+    ref = _deploy(args.reference, args.profile, args.samples, mode="dense")["modes"]["dense"]["totals"]
     name = Path(args.model).name
     print(f"{name} on {args.profile}: {r['run']['samples']} {r['model']['dataset']} test samples, "
           f"{'fixed point' if r['model']['precision'] == 'fixed' else 'float'}, per inference\n")

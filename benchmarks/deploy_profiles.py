@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.deploy.cli import build_parser, deploy  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, deploy  # noqa: E402
 from ddla_neuro.deploy.profiles import list_profiles  # noqa: E402
 from ddla_neuro.deploy.report import banded_total, si  # noqa: E402
 
@@ -33,9 +33,8 @@ def main() -> None:
     reports = {}
     t0 = time.perf_counter()
     for profile in list_profiles():
-        argv = ["--profile", profile, "--backend", args.backend] + (["--keep", args.keep] if args.keep else [])
-        argv += ["--samples", str(args.samples)] if args.samples else []
-        reports[profile] = r = deploy(build_parser().parse_args(argv))
+        reports[profile] = r = deploy(DeployOptions(profile=profile, backend=args.backend, keep=args.keep,
+                                                    samples=args.samples))
         for mode, m in r["modes"].items():
             t = m["totals"]
             cells = [banded_total(r, mode, key, unit) for key, unit in
@@ -52,10 +51,9 @@ def main() -> None:
               f"{si(s['energy_j'], 'J')} |")
     lit = r["literature"]
     dense, delta, ddla = (r["modes"][m]["totals"] for m in ("dense", "delta", "ddla"))
-    float_argv = ["--profile", "loihi2", "--backend", "fast", "--float", "--mode", "dense"]
-    float_argv += ["--samples", str(args.samples)] if args.samples else []
+    float_run = DeployOptions(profile="loihi2", backend="fast", fixed=False, mode="dense", samples=args.samples)
     for precision, nb in (("fixed-point", r["neurobench"]),  # what the default report shows
-                          ("float", deploy(build_parser().parse_args(float_argv))["neurobench"])):  # = NeuroBench 2.3.0
+                          ("float", deploy(float_run)["neurobench"])):  # = NeuroBench 2.3.0
         print(f"\nNeuroBench SynapticOperations, dense run of the {precision} model: Effective_ACs "
               f"{nb['effective_acs']:,.0f}, Effective_MACs {nb['effective_macs']:,.0f}, Dense {nb['dense']:,.0f}")
     print(f"Literature estimate (45 nm, dense): {lit['first_layer_flops']:,.0f} first-layer FLOPs, "

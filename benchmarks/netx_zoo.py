@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ddla_neuro.deploy.cli import read_frames  # noqa: E402
+from ddla_neuro.deploy.loading import read_frames  # noqa: E402
 from ddla_neuro.deploy.ir import IRError  # noqa: E402
 from ddla_neuro.deploy.lava_run import run_lava  # noqa: E402
 from ddla_neuro.deploy.ir.netx import FRAME_ENCODINGS, load_netx_layers, netx_to_spec, stored_timesteps  # noqa: E402

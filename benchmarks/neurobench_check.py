@@ -28,7 +28,7 @@ from neurobench.metrics.workload import (ActivationSparsity, ClassificationAccur
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
-from ddla_neuro.deploy.cli import build_parser, deploy  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, deploy  # noqa: E402
 from ddla_neuro.neurobench_model import frames, neurobench_model  # noqa: E402
 
 METRICS = [ClassificationAccuracy, SynapticOperations, ActivationSparsity, MembraneUpdates]
@@ -47,9 +47,8 @@ def neurobench_figures(checkpoint: Path, samples: int, batch_size: int = 64) -> 
 
 def our_figures(checkpoint: Path, samples: int, out: Path) -> dict[str, float]:
     """The deploy report's figures under NeuroBench's names."""
-    args = ["--profile", "loihi2", "--checkpoint", str(checkpoint), "--backend", "fast", "--float", "--mode", "dense",
-            "--samples", str(samples), "--out", str(out)]
-    report = deploy(build_parser().parse_args(args))
+    report = deploy(DeployOptions(profile="loihi2", checkpoint=str(checkpoint), backend="fast", fixed=False,
+                                  mode="dense", samples=samples, out=str(out)))
     nb = report["neurobench"]
     return {"ClassificationAccuracy": report["modes"]["dense"]["totals"]["accuracy"],
             "Effective_MACs": nb["effective_macs"], "Effective_ACs": nb["effective_acs"], "Dense": nb["dense"],

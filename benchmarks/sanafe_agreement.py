@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from deploy_nets import convnet, spec_of  # noqa: E402
 
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
-from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT  # noqa: E402
+from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
 from ddla_neuro.deploy.cost import cost_run  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import fields
 import subprocess
 import sys
 
@@ -17,7 +18,10 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, run_module
 from deploy_nets import flat_nir_graph
-from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
+from ddla_neuro.deploy import pipeline
+from ddla_neuro.deploy.cli import build_parser, main, parse_options
+from ddla_neuro.deploy.pipeline import DeployOptions
+from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT
 from ddla_neuro.deploy.profiles import PROFILE_DIR
 from ddla_neuro.deploy.report import SCHEMA_VERSION, si
 from ddla_neuro.errors import run_cli
@@ -84,6 +88,20 @@ def test_the_same_seed_gives_the_same_report(tmp_path):
     b = deploy(tmp_path, "--backend", "fast", "--samples", "30", "--profile", "loihi", name="b")
     assert a == b
     assert (tmp_path / "a" / "report.md").read_text() == (tmp_path / "b" / "report.md").read_text()
+
+
+def test_the_library_api_gives_the_command_lines_report(tmp_path):
+    """`pipeline.deploy(DeployOptions(...))` is what `python -m ddla_neuro.deploy` runs: every
+    flag is an option of the same name and default, and the two reports are equal."""
+    assert {a.dest for a in build_parser()._actions if a.dest != "help"} == {f.name for f in fields(DeployOptions)}
+    assert parse_options(["--profile", "loihi2"]) == DeployOptions(profile="loihi2")
+    cli = deploy(tmp_path, "--backend", "fast", "--samples", "40", "--keep", "0.5,1", name="cli")
+    api = pipeline.deploy(DeployOptions(profile="loihi2", backend="fast", samples=40, keep="0.5,1",
+                                        out=str(tmp_path / "api")))
+    assert json.loads(json.dumps(api)) == cli
+    prepared = pipeline.prepare(DeployOptions(profile="loihi2"))  # the shipped model, quantized with its frames
+    assert prepared.spec.fixed and len(prepared.frames) == len(prepared.labels) == 360
+    assert np.array_equal(prepared.frames, np.round(prepared.frames)) and prepared.model["arch"] == "convnet"
 
 
 def test_float_precision_and_a_single_mode(tmp_path):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ddla_neuro.checkpoint import load_checkpoint
-from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
+from ddla_neuro.deploy.cli import main
+from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT
 from ddla_neuro.errors import run_cli
 from ddla_neuro.neurobench_model import BatchMajorNetwork
 

@@ -9,7 +9,8 @@ import torch
 
 from deploy_nets import convnet, residual, spec_of
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint
-from ddla_neuro.deploy.cli import DEFAULT_CHECKPOINT, main
+from ddla_neuro.deploy.cli import main
+from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT
 from ddla_neuro.deploy.cost import Terms, map_network
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames
 from ddla_neuro.deploy.profiles import load_profile

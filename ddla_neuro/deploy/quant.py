@@ -74,6 +74,12 @@ def quantize(spec: NetSpec) -> NetSpec:
                    meta=dict(spec.meta))
 
 
+def quantize_run(spec: NetSpec, frames: np.ndarray) -> tuple[NetSpec, np.ndarray]:
+    """A float spec and its input frames in Loihi fixed point: `quantize`, then `quantize_input`."""
+    fixed = quantize(spec)
+    return fixed, quantize_input(frames, fixed)
+
+
 def quantize_input(x: np.ndarray, spec: NetSpec) -> np.ndarray:
     """Input frames as the fixed-point network receives them (float64 holding integers)."""
     return np.round(np.asarray(x, dtype=np.float64) * 2.0 ** spec.input_sends.frac_bits)
