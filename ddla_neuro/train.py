@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 from collections.abc import Callable
@@ -21,25 +21,25 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, CheckpointError, checkpoint_dataset, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, checkpoint_dataset, load_checkpoint, save_checkpoint
 from .data import DATASETS, DataSplit, load_dataset
 from .ddla.approx import annealed_keep
 from .ddla.keep import DEFAULT_KEEP, Keep, KeepError, filters, keep_label, parse_keep, per_layer
-from .ddla.executor import LEGACY_SOURCES, SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
+from .ddla.executor import SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
 from .devices import DEVICES, select_device
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
 from .snn.network import SpikingNetwork
 from .zoo import MODELS, build_model
+from .train_config import DDLA_SETTINGS, TrainConfig, check_config, starting_point
 from .zoo.models import NEURONS
 
 TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
-DDLA_LAM = 0.5  # chosen by a sweep on digits at T = 6, 3 seeds (docs/RESULTS.md)
-DDLA_SETTINGS = ("lam", "sensitivity", "warmup_epochs", "stats_momentum")  # recorded by a DDLA run, resumed with it
 # A training method is how a network learns; its forward transmits in one mode of ddla.transmission.
 MODE_OF_METHOD = {"baseline": "dense", "tdd": "delta", "ddla": "ddla"}
 METHODS = tuple(MODE_OF_METHOD)
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the parser's defaults are the config's
 
 
 def ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -60,53 +60,56 @@ LOSSES = {"ce": ce_loss, "tet": tet_loss}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ddla_neuro.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="convnet", choices=sorted(MODELS))
-    p.add_argument("--dataset", default=None, choices=DATASETS,
+    p.add_argument("--model", default=DEFAULTS["model"], choices=sorted(MODELS))
+    p.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS,
                    help="default: digits (or the checkpoint's with --eval)")
-    p.add_argument("--data-dir", default=None, help="local dataset directory (npz: the file); nothing is downloaded")
-    p.add_argument("--timesteps", "-T", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", default="tet", choices=sorted(LOSSES))
-    p.add_argument("--neuron", default="if", choices=NEURONS)
-    p.add_argument("--reset", default="zero", choices=("zero", "subtract"))
-    p.add_argument("--encoding", default="direct", choices=ENCODINGS[:2], help="events datasets always use 'events'")
-    p.add_argument("--step-mode", default="multi", choices=("multi", "single"),
+    p.add_argument("--data-dir", default=DEFAULTS["data_dir"],
+                   help="local dataset directory (npz: the file); nothing is downloaded")
+    p.add_argument("--timesteps", "-T", type=int, default=DEFAULTS["timesteps"])
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="per process")
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    p.add_argument("--loss", default=DEFAULTS["loss"], choices=sorted(LOSSES))
+    p.add_argument("--neuron", default=DEFAULTS["neuron"], choices=NEURONS)
+    p.add_argument("--reset", default=DEFAULTS["reset"], choices=("zero", "subtract"))
+    p.add_argument("--encoding", default=DEFAULTS["encoding"], choices=ENCODINGS[:2],
+                   help="events datasets always use 'events'")
+    p.add_argument("--step-mode", default=DEFAULTS["step_mode"], choices=("multi", "single"),
                    help="multi: all T at once (fast); single: one timestep at a time with explicit state "
                         "(ddla always runs single-step)")
-    p.add_argument("--method", default=None, choices=METHODS,
+    p.add_argument("--method", default=DEFAULTS["method"], choices=METHODS,
                    help="baseline (default): dense spikes; tdd: lossless deltas (same outputs, counts deltas); "
                         "ddla: top-k sensitive deltas + sensitivity loss (--eval: the checkpoint's)")
-    p.add_argument("--keep", default=None,
+    p.add_argument("--keep", default=DEFAULTS["keep"],
                    help=f"ddla filtering ratio k: share of deltas kept, (0, 1], one for all spiking layers or one per "
                         f"layer joined by ':' (0.7:0.5:0.3, network order) (default {DEFAULT_KEEP}; --eval: the "
                         f"checkpoint's)")
-    p.add_argument("--spike-penalty", type=float, default=0.0, metavar="W",
+    p.add_argument("--spike-penalty", type=float, default=DEFAULTS["spike_penalty"], metavar="W",
                    help="baseline/tdd: add W x the mean firing rate (spikes per neuron and step, over every spiking "
                         "layer) to the loss, an L1 penalty on spikes: the rate-regularised baseline DDLA is "
                         "compared with (default 0: none)")
-    p.add_argument("--lam", type=float, default=DDLA_LAM, help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
-    p.add_argument("--sensitivity", default="stats", choices=SENSITIVITY_SOURCES,
+    p.add_argument("--lam", type=float, default=DEFAULTS["lam"],
+                   help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
+    p.add_argument("--sensitivity", default=DEFAULTS["sensitivity"], choices=SENSITIVITY_SOURCES,
                    help="ddla ranking of the deltas. stats (default): per-neuron statistics (running mean of "
                         "|dL/dO| from past training batches) times |delta|, exactly what evaluation and deployment "
                         "use. label-gradient: the paper's scheme, each sample's gradient of the previous step's "
                         "loss; it uses the sample's LABEL to choose which deltas pass, which inference cannot do, "
                         "so the network can learn to read the label from the selection and its training accuracy "
                         "does not carry over to the test set or the chip")
-    p.add_argument("--stats-momentum", type=float, default=0.9, metavar="M",
+    p.add_argument("--stats-momentum", type=float, default=DEFAULTS["stats_momentum"], metavar="M",
                    help="ddla: decay of the running mean of |dL/dO|, applied once per timestep of each training "
                         "batch (default 0.9)")
-    p.add_argument("--warmup-epochs", type=int, default=0, metavar="N",
+    p.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--ddp-timeout", type=float, default=600.0, metavar="S",
+    p.add_argument("--device", default=DEFAULTS["device"], choices=DEVICES)
+    p.add_argument("--ddp-timeout", type=float, default=DEFAULTS["ddp_timeout"], metavar="S",
                    help="torchrun: a rank that waits longer than S seconds for the others (one died or hangs) "
                         "stops with an error instead of waiting forever (default 600)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/train", help="output directory (model.pt, model.json, summary.json)")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    p.add_argument("--out", default=DEFAULTS["out"], help="output directory (model.pt, model.json, summary.json)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")
-    p.add_argument("--stop-after", type=int, default=0, metavar="EPOCH",
+    p.add_argument("--stop-after", type=int, default=DEFAULTS["stop_after"], metavar="EPOCH",
                    help="stop after this epoch of the schedule (e.g. a job slot ends); continue with --resume")
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="start from this checkpoint's network and weights with a new optimizer, schedule and "
@@ -262,57 +265,35 @@ def params_in_sync(net: torch.nn.Module) -> bool:
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
-def run_eval(args: argparse.Namespace, device: torch.device) -> int:
+def run_eval(config: TrainConfig, device: torch.device) -> int:
     t0 = time.time()
-    ckpt = load_checkpoint(args.eval)
+    ckpt = load_checkpoint(config.eval)
     net, meta = ckpt.net, ckpt.meta
-    dataset, data = checkpoint_dataset(ckpt, args.dataset, args.data_dir)
-    method = args.method or meta.get("method", "baseline")
-    keep = resolve_keep(args.keep if args.keep is not None else meta.get("keep", 1.0), net)
+    dataset, data = checkpoint_dataset(ckpt, config.dataset, config.data_dir)
+    method = config.method or meta.get("method", "baseline")
+    keep = resolve_keep(config.keep if config.keep is not None else meta.get("keep", 1.0), net)
     if method == "ddla" and filters(keep) and not ckpt.sensitivity:
-        raise UserError(f"{args.eval} has no DDLA sensitivity statistics; train it with --method ddla, "
+        raise UserError(f"{config.eval} has no DDLA sensitivity statistics; train it with --method ddla, "
                         f"or evaluate with --method baseline/tdd")
     net.to(device)
-    res = evaluate(net, data.x_test, data.y_test, args.batch_size, device, args.seed, MODE_OF_METHOD[method], keep,
+    res = evaluate(net, data.x_test, data.y_test, config.batch_size, device, config.seed, MODE_OF_METHOD[method], keep,
                    SensitivityStats(values=ckpt.sensitivity))
-    summary = {"checkpoint": str(args.eval), "dataset": dataset, "method": method, "keep": keep,
+    summary = {"checkpoint": str(config.eval), "dataset": dataset, "method": method, "keep": keep,
                "test_accuracy": res.pop("accuracy"), **res, "wall_s": time.time() - t0, "device": str(device),
-               "seed": args.seed}
-    atomic_write_json(Path(args.out) / "summary.json", summary)
+               "seed": config.seed}
+    atomic_write_json(Path(config.out) / "summary.json", summary)
     print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
           f"{method} events/sample {summary['events_per_sample']:.1f}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.timesteps < 1 or args.epochs < 0 or args.batch_size < 1:
-        raise UserError("--timesteps and --batch-size must be >= 1 and --epochs >= 0")
-    if args.keep is not None and isinstance(args.keep, str):
-        try:
-            args.keep = parse_keep(args.keep)
-        except KeepError as e:
-            raise UserError(f"--keep: {e}") from None
-    if not args.spike_penalty >= 0:  # also NaN
-        raise UserError(f"--spike-penalty must be a number >= 0, got {args.spike_penalty}")
-    if args.spike_penalty and args.method == "ddla":
-        raise UserError("--spike-penalty regularises the baseline (or tdd) that DDLA is compared with; "
-                        "drop it with --method ddla")
-    if not 0.0 <= args.stats_momentum < 1.0:
-        raise UserError(f"--stats-momentum must lie in [0, 1), got {args.stats_momentum}")
-    if args.init and args.resume:
-        raise UserError("--init starts a new run from a checkpoint's weights, --resume continues one: give one")
-    if args.warmup_epochs < 0:
-        raise UserError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
-    if not 0.0 <= args.lam <= 1.0:
-        raise UserError(f"--lam must lie in [0, 1], got {args.lam}")
-    if args.ddp_timeout <= 0:
-        raise UserError(f"--ddp-timeout must be > 0 seconds, got {args.ddp_timeout}")
-    rank, world, local_rank = init_distributed(args.device, args.ddp_timeout)
+    config = check_config(TrainConfig(**vars(build_parser().parse_args(argv))))
+    rank, world, local_rank = init_distributed(config.device, config.ddp_timeout)
     try:
-        device = select_device(args.device, local_rank)
-        seed_everything(args.seed, device)
-        code = (run_eval(args, device) if rank == 0 else 0) if args.eval else train(args, device, rank, world)
+        device = select_device(config.device, local_rank)
+        seed_everything(config.seed, device)
+        code = (run_eval(config, device) if rank == 0 else 0) if config.eval else train(config, device, rank, world)
         if world > 1:  # leave together: a rank tearing down its gloo pairs while another finishes can abort
             dist.barrier()
         return code
@@ -326,50 +307,52 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
+def train(config: TrainConfig, device: torch.device, rank: int, world: int) -> int:
     t0 = time.time()
-    ckpt, init = _starting_point(args)
+    config, ckpt, init = starting_point(config)
     start = ckpt or init
-    method = args.method or "baseline"
-    dataset = args.dataset or "digits"
-    data = load_dataset(dataset, args.data_dir, args.timesteps)
-    encoding = "events" if data.is_events else args.encoding
-    net = start.net if start else build_model(args.model, num_classes=data.num_classes, input_shape=data.input_shape,
-                                            timesteps=args.timesteps, neuron=args.neuron, reset=args.reset,
+    method = config.method or "baseline"
+    dataset = config.dataset or "digits"
+    data = load_dataset(dataset, config.data_dir, config.timesteps)
+    encoding = "events" if data.is_events else config.encoding
+    net = start.net if start else build_model(config.model, num_classes=data.num_classes, input_shape=data.input_shape,
+                                            timesteps=config.timesteps, neuron=config.neuron, reset=config.reset,
                                             encoding=encoding)
     if tuple(net.arch["input_shape"]) != data.input_shape:
         raise UserError(f"the checkpoint expects inputs of shape {tuple(net.arch['input_shape'])}, "
                         f"{dataset} has {data.input_shape}")
-    keep = resolve_keep(args.keep if args.keep is not None else DEFAULT_KEEP, net)
-    run = _build_run(args, net.to(device), data, device, rank, world, start, ckpt.extra if ckpt else {}, method, keep)
+    keep = resolve_keep(config.keep if config.keep is not None else DEFAULT_KEEP, net)
+    run = _build_run(config, net.to(device), data, device, rank, world, start, ckpt.extra if ckpt else {}, method, keep)
     eval_mode, eval_keep = MODE_OF_METHOD[method], keep if method == "ddla" else 1.0
-    out = Path(args.out)
+    out = Path(config.out)
     history = list(ckpt.extra.get("history", [])) if ckpt else []
-    meta = {"dataset": dataset, "neuron": args.neuron, "reset": args.reset, "loss": args.loss, "seed": args.seed,
+    meta = {"dataset": dataset, "neuron": config.neuron, "reset": config.reset, "loss": config.loss,
+            "seed": config.seed,
             "method": method, "keep": eval_keep}
-    if args.spike_penalty:
-        meta["spike_penalty"] = args.spike_penalty
+    if config.spike_penalty:
+        meta["spike_penalty"] = config.spike_penalty
     if init:
-        meta["init"] = str(args.init)
-    ddla_settings = {k: getattr(args, k) if run.ddla else None for k in DDLA_SETTINGS}
+        meta["init"] = str(config.init)
+    ddla_settings = {k: getattr(config, k) if run.ddla else None for k in DDLA_SETTINGS}
     if run.ddla:
         meta.update(ddla_settings)
     if rank == 0:
-        print(f"{args.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, "
-              f"T={args.timesteps}, "
-              f"method {method}{f' k={keep_label(keep)} lambda={args.lam}' if run.ddla else ''}"
-              f"{f' spike penalty {args.spike_penalty:g}' if args.spike_penalty else ''}, {len(data.x_train)} train / "
+        print(f"{config.model} on {dataset}: {sum(p.numel() for p in net.parameters()):,} parameters, "
+              f"T={config.timesteps}, "
+              f"method {method}{f' k={keep_label(keep)} lambda={config.lam}' if run.ddla else ''}"
+              f"{f' spike penalty {config.spike_penalty:g}' if config.spike_penalty else ''}, "
+              f"{len(data.x_train)} train / "
               f"{len(data.x_test)} test samples, device {device}, {world} process(es)")
-    for epoch in range(int(ckpt.extra["epoch"]) if ckpt else 0, args.epochs):
+    for epoch in range(int(ckpt.extra["epoch"]) if ckpt else 0, config.epochs):
         te = time.time()
         run.sampler.set_epoch(epoch)
-        gen = make_generator(device, args.seed * 100_003 + epoch * world + rank)
+        gen = make_generator(device, config.seed * 100_003 + epoch * world + rank)
         if run.ddla is not None:
-            run.ddla.keep = annealed_keep(keep, epoch, args.warmup_epochs)
-        loss, acc = train_epoch(run, gen, show_progress=rank == 0, desc=f"epoch {epoch + 1}/{args.epochs}")
+            run.ddla.keep = annealed_keep(keep, epoch, config.warmup_epochs)
+        loss, acc = train_epoch(run, gen, show_progress=rank == 0, desc=f"epoch {epoch + 1}/{config.epochs}")
         run.sched.step()
         if rank == 0:
-            history.append(_epoch_row(run, args, epoch, loss, acc, eval_mode, eval_keep, te))
+            history.append(_epoch_row(run, config, epoch, loss, acc, eval_mode, eval_keep, te))
             save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1,
                                                     "test_accuracy": history[-1]["test_accuracy"]},
                             extra={"epoch": epoch + 1, "optimizer": run.opt.state_dict(),
@@ -377,22 +360,22 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                             sensitivity=run.stats.values)
         if world > 1:
             dist.barrier()
-        if epoch + 1 == args.stop_after:
+        if epoch + 1 == config.stop_after:
             if rank == 0:
                 print(f"stopped after epoch {epoch + 1} as asked; continue with --resume {out / 'model.pt'}")
             return 0
     in_sync = params_in_sync(net) if world > 1 else True
     if rank != 0:
         return 0
-    final = evaluate(net, data.x_test, data.y_test, 256, device, args.seed, eval_mode, eval_keep, run.stats)
+    final = evaluate(net, data.x_test, data.y_test, 256, device, config.seed, eval_mode, eval_keep, run.stats)
     summary = {
-        "model": args.model, "dataset": dataset, "timesteps": args.timesteps, "neuron": args.neuron,
-        "encoding": encoding, "loss": args.loss, "step_mode": "single" if run.single_step else "multi",
-        "epochs": args.epochs, "method": method, "keep": eval_keep, **ddla_settings,
-        "spike_penalty": args.spike_penalty, "seed": args.seed,
+        "model": config.model, "dataset": dataset, "timesteps": config.timesteps, "neuron": config.neuron,
+        "encoding": encoding, "loss": config.loss, "step_mode": "single" if run.single_step else "multi",
+        "epochs": config.epochs, "method": method, "keep": eval_keep, **ddla_settings,
+        "spike_penalty": config.spike_penalty, "seed": config.seed,
         "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
-        "init": args.init, "checkpoint": str(out / "model.pt"), "history": history,
+        "init": config.init, "checkpoint": str(out / "model.pt"), "history": history,
     }
     if not (out / "model.pt").exists():  # no epoch ran (--epochs 0, or all done already)
         save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]},
@@ -404,56 +387,37 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     return 0
 
 
-def _starting_point(args: argparse.Namespace) -> tuple[Checkpoint | None, Checkpoint | None]:
-    """(the checkpoint a --resume continues, the one an --init starts from); fills `args` with
-    what they fix: a resumed run's method and DDLA settings, an initial network's architecture."""
-    ckpt = load_checkpoint(args.resume) if args.resume else None
-    if ckpt:
-        if "optimizer" not in ckpt.extra:
-            raise CheckpointError(f"{args.resume} holds no training state to resume from")
-        # The method is part of the run being resumed.
-        args.dataset = args.dataset or ckpt.meta.get("dataset")
-        for key in ("method", "keep", "spike_penalty", *DDLA_SETTINGS):
-            if key in ckpt.meta:
-                setattr(args, key, ckpt.meta[key])
-        args.sensitivity = LEGACY_SOURCES.get(args.sensitivity, args.sensitivity)
-    init = load_checkpoint(args.init) if args.init else None
-    if init:  # its network (architecture, T, neuron) and weights; optimizer, schedule and method are new
-        args.dataset = args.dataset or init.meta.get("dataset")
-        args.model, args.timesteps = init.meta["arch"]["name"], init.net.timesteps
-        args.neuron, args.reset = init.meta.get("neuron", args.neuron), init.meta.get("reset", args.reset)
-    return ckpt, init
-
-
-def _build_run(args: argparse.Namespace, net: SpikingNetwork, data: DataSplit, device: torch.device, rank: int,
+def _build_run(config: TrainConfig, net: SpikingNetwork, data: DataSplit, device: torch.device, rank: int,
                world: int, start: Checkpoint | None, resumed: dict, method: str, keep: Keep) -> TrainRun:
     """Optimiser, schedule (restored from `resumed`, a checkpoint's training state), sampler,
     sensitivity statistics (carried from `start`) and, for DDLA, the executor of the forward."""
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
     if resumed:
         opt.load_state_dict(resumed["optimizer"])
         sched.load_state_dict(resumed["scheduler"])
-    stats = SensitivityStats(args.stats_momentum,
+    stats = SensitivityStats(config.stats_momentum,
                              {k: v.to(device) for k, v in (start.sensitivity if start else {}).items()})
-    ddla = (DeltaExecutor(net, "ddla", keep, source=args.sensitivity, stats=stats, count_events=False, learn=True)
+    ddla = (DeltaExecutor(net, "ddla", keep, source=config.sensitivity, stats=stats, count_events=False, learn=True)
             if method == "ddla" else None)
-    sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
+    sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True,
+                                 seed=config.seed)
     return TrainRun(net=net, model=DistributedDataParallel(net) if world > 1 else net, data=data, sampler=sampler,
-                    opt=opt, sched=sched, loss_fn=LOSSES[args.loss], device=device, batch_size=args.batch_size,
-                    single_step=args.step_mode == "single" or method == "ddla", stats=stats, ddla=ddla, lam=args.lam,
-                    spike_penalty=args.spike_penalty)
+                    opt=opt, sched=sched, loss_fn=LOSSES[config.loss], device=device, batch_size=config.batch_size,
+                    single_step=config.step_mode == "single" or method == "ddla", stats=stats, ddla=ddla,
+                    lam=config.lam,
+                    spike_penalty=config.spike_penalty)
 
 
-def _epoch_row(run: TrainRun, args: argparse.Namespace, epoch: int, loss: float, acc: float, mode: str, keep: Keep,
+def _epoch_row(run: TrainRun, config: TrainConfig, epoch: int, loss: float, acc: float, mode: str, keep: Keep,
                started: float) -> dict:
     """Evaluates the epoch's network, prints its line and returns its history row."""
-    test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, args.seed, mode, keep, run.stats)
+    test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, config.seed, mode, keep, run.stats)
     row = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc}
     train_acc = f"train_acc {acc:.4f}"
     if run.ddla is not None and run.ddla.source == "label-gradient":
         # the running accuracy saw label-chosen deltas: measure the inference one
-        honest = evaluate(run.net, run.data.x_train, run.data.y_train, 256, run.device, args.seed, mode,
+        honest = evaluate(run.net, run.data.x_train, run.data.y_train, 256, run.device, config.seed, mode,
                           run.ddla.keep, run.stats, run.loss_fn)
         row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
                    train_model_loss=honest["loss"])
@@ -462,7 +426,7 @@ def _epoch_row(run: TrainRun, args: argparse.Namespace, epoch: int, loss: float,
         row["keep"] = run.ddla.keep
     row.update(test_accuracy=test["accuracy"], events_per_sample=test["events_per_sample"],
                epoch_s=time.time() - started)
-    print(f"epoch {epoch + 1:3d}/{args.epochs}  loss {loss:.4f}  {train_acc}  "
+    print(f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  {train_acc}  "
           f"test_acc {test['accuracy']:.4f}  events/sample {test['events_per_sample']:.0f}  "
           f"{time.time() - started:.1f}s", flush=True)
     return row

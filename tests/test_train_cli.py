@@ -5,11 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 
 import pytest
 import torch
 
 from conftest import ROOT, STAT_PPID, processes_where, run_module
+from ddla_neuro.errors import UserError
+from ddla_neuro.train import build_parser
+from ddla_neuro.train_config import TrainConfig, check_config, starting_point
 
 pytestmark = pytest.mark.slow  # trains networks in subprocesses
 
@@ -45,6 +49,19 @@ def test_eval_reproduces_the_training_accuracy(trained_digits, tmp_path):
     tr = json.loads((trained_digits / "summary.json").read_text())
     assert ev["test_accuracy"] == tr["test_accuracy"]
     assert ev["spikes_per_sample"] == tr["spikes_per_sample"]
+
+
+def test_the_config_holds_every_flag_and_what_a_checkpoint_fixes(trained_digits):
+    """TrainConfig is the parser's namespace, typed; an --init checkpoint fixes the architecture
+    in a new config, the one given is left as it was."""
+    assert {a.dest for a in build_parser()._actions if a.dest != "help"} == {f.name for f in fields(TrainConfig)}
+    given = TrainConfig(init=str(trained_digits / "model.pt"), model="vgg", timesteps=9)
+    config, resumed, init = starting_point(given)
+    assert resumed is None and init is not None
+    assert (config.model, config.timesteps) == ("mlp", 2) and (given.model, given.timesteps) == ("vgg", 9)
+    assert check_config(TrainConfig(keep="0.7:0.3")).keep == [0.7, 0.3]
+    with pytest.raises(UserError, match=r"--lam must lie in \[0, 1\], got 2.0"):
+        check_config(TrainConfig(lam=2.0))
 
 
 def test_resume_continues_where_it_stopped(tmp_path):
