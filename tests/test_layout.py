@@ -6,8 +6,8 @@ import sys
 import pytest
 
 TRAINING_SIDE = ["ddla_neuro.snn", "ddla_neuro.zoo", "ddla_neuro.ddla", "ddla_neuro.ddla.executor",
-                 "ddla_neuro.data", "ddla_neuro.checkpoint", "ddla_neuro.train", "ddla_neuro.analyze",
-                 "ddla_neuro.modelcard"]
+                 "ddla_neuro.data", "ddla_neuro.checkpoint", "ddla_neuro.train", "ddla_neuro.train_config",
+                 "ddla_neuro.analyze", "ddla_neuro.modelcard"]
 
 
 def loaded_after(imports: list[str]) -> set[str]:
