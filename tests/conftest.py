@@ -7,6 +7,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# the tests' shared builders (helpers/) and reference implementations (anchors/), importable by name
+sys.path[:0] = [str(Path(__file__).parent / "helpers"), str(Path(__file__).parent / "anchors")]
 torch.set_num_threads(1)
 STAT_PPID, STAT_PGID = 1, 2  # fields of /proc/PID/stat after the command name
 

@@ -10,8 +10,8 @@ from lava.lib.dl import slayer
 
 from ddla_neuro.deploy.isolation import run_isolated
 
-ANCHOR = Path(__file__).with_name("lava_netx_anchor.py")
-FIXTURE = Path(__file__).parent / "data" / "lava-dl-mnist" / "trained_mnist_network.net"
+ANCHOR = Path(__file__).parents[1] / "anchors" / "lava_netx_anchor.py"
+FIXTURE = Path(__file__).parents[1] / "data" / "lava-dl-mnist" / "trained_mnist_network.net"
 T = 12
 CUBA = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1}
 
@@ -76,3 +76,35 @@ def edit(path: Path, change) -> Path:
     with h5py.File(path, "a") as f:
         change(f)
     return path
+
+
+def bias_net(path: Path) -> Path:
+    """An input layer of CUBA neurons (slayer's Input block, weight 1.5 and bias 0.25: 96 and 16
+    as the file stores them), then a conv and a dense layer."""
+    export([slayer.block.cuba.Input(CUBA, weight=1.5, bias=0.25)] + conv_net(pool=False), torch.zeros(1, 2, 8, 8, 2),
+           path)
+    return path
+
+
+def sdnn_net(path: Path) -> Path:
+    """slayer's sigma-delta blocks: Input (SDNN), a conv with biases, a dense layer and the sigma
+    readout (Output), as slayer exports them."""
+    torch.manual_seed(0)
+    params = {"threshold": 0.1, "activation": torch.nn.functional.relu}
+    sd = slayer.block.sigma_delta
+    blocks = [sd.Input(params), sd.Conv(params, 2, 4, 3, padding=1, weight_scale=2), sd.Flatten(),
+              sd.Dense(params, 4 * 8 * 8, 12, weight_scale=3), sd.Output(params, 12, 3)]
+    with torch.no_grad():
+        x = torch.zeros(1, 2, 8, 8, 2)
+        for block in blocks:
+            x = block(x)
+    with h5py.File(path, "w") as f:
+        group = f.create_group("layer")
+        for i, block in enumerate(blocks):
+            block.export_hdf5(group.create_group(str(i)))
+        f["layer/1/bias"] = np.array([3.0, -2.0, 5.0, 0.0])
+    return path
+
+
+def graded(steps: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-40, 40, (steps, 2, 8, 8))

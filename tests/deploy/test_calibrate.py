@@ -18,12 +18,11 @@ from ddla_neuro.deploy.ir.netx import read_netx
 from ddla_neuro.deploy.ir.netx_input import netx_frames
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
-from test_interop import T, snntorch_mlp
+from interop_nets import T, snntorch_mlp
 
 slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
-from netx_nets import CUBA, FIXTURE, conv_net, export  # noqa: E402
+from netx_nets import CUBA, FIXTURE, bias_net, conv_net, export, sdnn_net  # noqa: E402
 from netx_nets import spikes as netx_spikes  # noqa: E402
-from test_netx import bias_net, sdnn_net  # noqa: E402
 
 T_NETX = 10
 

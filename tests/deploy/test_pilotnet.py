@@ -23,7 +23,7 @@ from ddla_neuro.errors import run_cli
 pytest.importorskip("lava.lib.dl.netx")  # lava-dl, installed by `make setup`
 from netx_nets import lava_dl_blocks  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from pilotnet_frames import IMAGE, LIF, SDNN, pilotnet_stream  # noqa: E402  (the README's input)
 
 

@@ -3,7 +3,7 @@
 `SigmaDelta` blocks, bit-accurate fixed point, `Loihi2SimCfg(select_tag='fixed_pt')`), fed as
 lava-dl's tests and tutorials feed it. Run through `isolation.run_isolated`.
 
-    python tests/lava_netx_anchor.py NET.net JOB.npz OUT.npz
+    python tests/anchors/lava_netx_anchor.py NET.net JOB.npz OUT.npz
 
 JOB holds one of (our layout, channels first):
 - `spikes` (T, C, H, W) or (T, n): input spikes from a `RingBuffer` into `net.inp`;

@@ -26,7 +26,8 @@ from ddla_neuro.errors import run_cli
 from ddla_neuro.snn.encoders import if_rate
 
 slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
-from netx_nets import CUBA, FIXTURE, T, conv_net, edit, export, lava_dl_blocks, lava_dl_run, spikes  # noqa: E402
+from netx_nets import (CUBA, FIXTURE, T, bias_net, conv_net, edit, export, graded, lava_dl_blocks,  # noqa: E402
+                       lava_dl_run, sdnn_net, spikes)
 
 
 def assert_same_spikes(spec, sim, reference: list[np.ndarray], skip: int = 0) -> None:
@@ -123,14 +124,6 @@ def test_resets_spike_as_lava_dl_runs_them(tmp_path):
     assert_lava_equals_simulator(spec, x, batch=2)
 
 
-def bias_net(path: Path) -> Path:
-    """An input layer of CUBA neurons (slayer's Input block, weight 1.5 and bias 0.25: 96 and 16
-    as the file stores them), then a conv and a dense layer."""
-    export([slayer.block.cuba.Input(CUBA, weight=1.5, bias=0.25)] + conv_net(pool=False), torch.zeros(1, 2, 8, 8, 2),
-           path)
-    return path
-
-
 def test_an_input_layer_driven_by_its_bias_spikes_as_lava_dl_runs_it(tmp_path):
     """The frame as the input layer's bias mantissa, held every step (lava-dl's PilotNet way), with
     resets (4, 1): every layer equals lava-dl's runner; the file's weight and bias are the host's
@@ -148,30 +141,6 @@ def test_an_input_layer_driven_by_its_bias_spikes_as_lava_dl_runs_it(tmp_path):
     sops = simulate(spec, frames, "dense").counts.sops_proj  # a bias write has no synapses
     assert sops["input>layer0"].sum() == 0 and sops["layer0>layer1"].sum() > 0
     assert_lava_equals_simulator(spec, frames, batch=2)
-
-
-def sdnn_net(path: Path) -> Path:
-    """slayer's sigma-delta blocks: Input (SDNN), a conv with biases, a dense layer and the sigma
-    readout (Output), as slayer exports them."""
-    torch.manual_seed(0)
-    params = {"threshold": 0.1, "activation": torch.nn.functional.relu}
-    sd = slayer.block.sigma_delta
-    blocks = [sd.Input(params), sd.Conv(params, 2, 4, 3, padding=1, weight_scale=2), sd.Flatten(),
-              sd.Dense(params, 4 * 8 * 8, 12, weight_scale=3), sd.Output(params, 12, 3)]
-    with torch.no_grad():
-        x = torch.zeros(1, 2, 8, 8, 2)
-        for block in blocks:
-            x = block(x)
-    with h5py.File(path, "w") as f:
-        group = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(group.create_group(str(i)))
-        f["layer/1/bias"] = np.array([3.0, -2.0, 5.0, 0.0])
-    return path
-
-
-def graded(steps: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(-40, 40, (steps, 2, 8, 8))
 
 
 @pytest.mark.parametrize("encoding", ["graded", "graded-host"])

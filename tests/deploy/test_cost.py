@@ -145,7 +145,7 @@ def test_literature_estimate_by_hand():
 @pytest.mark.parametrize("name", ["mlp", "convnet", "residual", "sdt"])
 def test_dense_counts_equal_neurobench_synaptic_operations(name):
     """Our dense-mode count in NeuroBench's compatibility mode == NeuroBench's SynapticOperations
-    rule (tests/neurobench_synops.py, checked against neurobench 2.3.0) on the same torch model
+    rule (tests/anchors/neurobench_synops.py, checked against neurobench 2.3.0) on the same torch model
     (BatchNorm unfolded) and input."""
     import torch
     from deploy_nets import NETWORKS, inputs, spec_of

@@ -16,7 +16,7 @@ from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.ops import MEMBRANE_BITS
 from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
 
-ANCHOR = Path(__file__).with_name("lava_cuba_anchor.py")
+ANCHOR = Path(__file__).parents[1] / "anchors" / "lava_cuba_anchor.py"
 T = 10
 
 

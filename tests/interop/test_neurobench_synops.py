@@ -1,4 +1,4 @@
-"""Hand-counted checks of tests/neurobench_synops.py (NeuroBench's SynapticOperations rules)."""
+"""Hand-counted checks of tests/anchors/neurobench_synops.py (NeuroBench's SynapticOperations rules)."""
 import pytest
 import torch
 from torch import nn

@@ -15,7 +15,7 @@ from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT
 from ddla_neuro.errors import run_cli
 from ddla_neuro.neurobench_model import BatchMajorNetwork
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from neurobench_check import agree, neurobench_figures, our_figures  # noqa: E402
 
 SAMPLES = 64

@@ -12,28 +12,13 @@ from snntorch import utils as snn_utils
 from snntorch.export_nir import export_to_nir
 
 from deploy_nets import dyadic_, random_scores
+from interop_nets import T, snntorch_mlp
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError, nir_to_spec, read_nir
 from ddla_neuro.deploy.lava_run import run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
-
-T = 6
-
-
-def snntorch_mlp(seed: int = 0) -> torch.nn.Sequential:
-    """Linear + Leaky twice: per-neuron beta and threshold (snnTorch's exporter fails NIR's type
-    inference on scalars), dyadic weights so float32 and float64 agree exactly, scaled so that
-    both layers spike."""
-    torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(64, 24),
-        snntorch.Leaky(beta=torch.full((24,), 0.75), threshold=torch.ones(24), init_hidden=True),
-        torch.nn.Linear(24, 10), snntorch.Leaky(beta=torch.full((10,), 0.5), threshold=torch.ones(10), init_hidden=True,
-                                                output=True))
-    return dyadic_(net, seed, 4.0)
-
 
 def snntorch_spikes(net: torch.nn.Sequential, x: torch.Tensor) -> list[np.ndarray]:
     """Each Leaky's spikes (N, T, n), the same input every step (direct encoding)."""

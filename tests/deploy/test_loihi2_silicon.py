@@ -16,7 +16,7 @@ from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, SPIKES, Sends, assign_depths
 from ddla_neuro.deploy.tiling import Limits, map_tile, map_tiled, tile_population
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import loihi2_silicon  # noqa: E402
 from pilotnet_frames import LIF, SDNN  # noqa: E402
 

@@ -2,7 +2,7 @@
 LIF, bit-accurate fixed point) per layer, fed spikes from a `RingBuffer`. Run through
 `isolation.run_isolated`.
 
-    python tests/lava_cuba_anchor.py JOB.npz OUT.npz
+    python tests/anchors/lava_cuba_anchor.py JOB.npz OUT.npz
 
 JOB holds `spikes` (n_in, T), and per layer k `w{k}` (integer weights), `p{k}` = [du, dv, vth,
 bias] (Lava's registers: vth is shifted left by 6 inside, du gets Loihi's +1). OUT holds each
