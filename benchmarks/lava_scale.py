@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from deploy_nets import dyadic_  # noqa: E402
 from ddla_neuro.deploy.ir import input_frames, network_to_nir, nir_to_spec  # noqa: E402
 from ddla_neuro.deploy.lava_run import estimate_lava_seconds, lava_processes, run_lava  # noqa: E402
-from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
 from ddla_neuro.zoo import build_model  # noqa: E402
 
 NETWORKS = {"resnet19": ("resnet19", (3, 32, 32)), "convnet28": ("convnet", (1, 28, 28))}
@@ -41,8 +41,8 @@ def main() -> None:
         model, shape = NETWORKS[name]
         torch.manual_seed(0)
         net = dyadic_(build_model(model, num_classes=10, input_shape=shape, timesteps=6), 0, 3.0).eval()
-        spec = quantize(nir_to_spec(network_to_nir(net)))
-        frames = quantize_input(input_frames(net, torch.rand(args.samples, *shape)), spec)
+        spec, frames = quantize_run(nir_to_spec(network_to_nir(net)),
+                                    input_frames(net, torch.rand(args.samples, *shape)))
         est = estimate_lava_seconds(spec, args.samples)
         for _ in range(args.repeat):
             t0 = time.perf_counter()

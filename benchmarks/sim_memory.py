@@ -31,13 +31,12 @@ import json, sys, numpy as np, torch
 sys.path.insert(0, {root!r})
 from ddla_neuro.zoo import build_model
 from ddla_neuro.deploy.ir import input_frames, network_to_nir, nir_to_spec
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize_run
 from ddla_neuro.deploy.sim import estimate_peak_bytes, simulate
 model, shape, t, batch = {case!r}
 torch.manual_seed(0)
 net = build_model(model, num_classes=10, input_shape=tuple(shape), timesteps=t).eval()
-spec = quantize(nir_to_spec(network_to_nir(net)))
-frames = quantize_input(input_frames(net, torch.rand(batch, *shape)), spec)
+spec, frames = quantize_run(nir_to_spec(network_to_nir(net)), input_frames(net, torch.rand(batch, *shape)))
 def status(key):
     return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
 open("/proc/self/clear_refs", "w").write("5")
@@ -57,7 +56,7 @@ sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + "/tests")
 from deploy_nets import dyadic_
 from ddla_neuro.zoo import build_model
 from ddla_neuro.deploy.ir import input_frames, network_to_nir, nir_to_spec
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize_run
 from ddla_neuro.deploy.lava_run import estimate_lava_bytes, run_lava
 model, kw, batch = {case!r}
 def stat(pid):
@@ -74,8 +73,7 @@ def pss(pid):
         return 0
 torch.manual_seed(0)
 net = dyadic_(build_model(model, num_classes=10, input_shape=(1, 28, 28), timesteps=6, **kw), 0, 3.0).eval()
-spec = quantize(nir_to_spec(network_to_nir(net)))
-frames = quantize_input(input_frames(net, torch.rand(64, 1, 28, 28)), spec)
+spec, frames = quantize_run(nir_to_spec(network_to_nir(net)), input_frames(net, torch.rand(64, 1, 28, 28)))
 peak, done = [0], threading.Event()
 def watch():
     while not done.is_set():

@@ -109,8 +109,8 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep) -> np.nd
     Lava process model must never raise); returns the frames as float64."""
     if mode not in MODES:
         raise RunError(f"mode must be one of {MODES}, got {mode!r}")
-    if any(not 0.0 <= k <= 1.0 for k in ratios(keep)):
-        raise RunError(f"keep ratios must lie in [0, 1], got {keep}")
+    if any(not 0.0 < k <= 1.0 for k in ratios(keep)):  # the range `keep.parse_keep` reads
+        raise RunError(f"keep ratios must lie in (0, 1], got {keep}")
     unknown = sorted(set(keep) - {p.name for p in spec.spiking}) if isinstance(keep, dict) else []
     if unknown:
         raise RunError(f"keep ratios for {unknown}, which are not spiking populations of the network")

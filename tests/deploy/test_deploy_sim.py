@@ -11,7 +11,7 @@ from deploy_nets import NETWORKS, convnet, inputs, random_scores, spec_of
 from ddla_neuro.ddla.executor import DeltaExecutor
 from ddla_neuro.deploy.ir import IRError, input_sends, nir_to_spec
 from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize, quantize_input, quantize_run
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.ops import MEMBRANE_BITS, projection_fanout, synaptic_ops
 from ddla_neuro.deploy.spec import (SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths, load_spec,
@@ -47,8 +47,7 @@ def test_delta_equals_dense_and_keep_one_equals_delta(name, fixed):
     spec = random_scores(spec_of(net))
     _, frames = inputs(net, 16)
     if fixed:
-        spec = quantize(spec)
-        frames = quantize_input(frames, spec)
+        spec, frames = quantize_run(spec, frames)
     dense, delta = simulate(spec, frames, "dense"), simulate(spec, frames, "delta")
     np.testing.assert_array_equal(dense.logits, delta.logits)
     assert all(np.array_equal(dense.counts.spikes[k], delta.counts.spikes[k]) for k in dense.counts.spikes)
@@ -215,8 +214,7 @@ def test_property_delta_equals_dense_on_random_mlps(seed, width, depth, t, fixed
     spec = spec_of(net)
     frames = net.encode(torch.rand(6, 5), torch.Generator().manual_seed(seed)).transpose(0, 1).numpy()
     if fixed:
-        spec = quantize(spec)
-        frames = quantize_input(frames, spec)
+        spec, frames = quantize_run(spec, frames)
     dense, delta = simulate(spec, frames, "dense"), simulate(spec, frames, "delta")
     np.testing.assert_array_equal(dense.logits, delta.logits)
     assert dense.counts.spikes.keys() == delta.counts.spikes.keys()
@@ -267,8 +265,7 @@ def test_cuda_run_equals_the_cpu_run_in_fixed_point(name):
     """Integers exact in float32/float64 on both devices (TF32 off): the same logits and the same
     counts, DDLA's selection included."""
     net = NETWORKS[name]()
-    spec = quantize(random_scores(spec_of(net)))
-    frames = quantize_input(inputs(net, 16)[1], spec)
+    spec, frames = quantize_run(random_scores(spec_of(net)), inputs(net, 16)[1])
     for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.3)):
         cpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense")
         gpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense", device="cuda")

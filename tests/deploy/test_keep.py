@@ -11,7 +11,8 @@ from ddla_neuro.ddla.keep import KeepError, keep_label, keep_of, parse_keep, per
 from ddla_neuro.deploy.keep_choice import EXHAUSTIVE_LIMIT, GRID, Point, choose_keep, measure_on
 from ddla_neuro.deploy.lava_run import run_lava
 from ddla_neuro.deploy.profiles import load_profile
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize_run
+from ddla_neuro.deploy.run import RunError
 from ddla_neuro.deploy.sim import simulate
 from deploy_nets import convnet, inputs, mlp, random_scores, spec_of
 
@@ -64,8 +65,7 @@ def test_per_layer_k_in_lava_equals_the_simulator():
     net = mlp(seed=3)
     _, frames = inputs(net, 3)
     spec, _ = _scored(net)
-    spec = quantize(spec)
-    frames = quantize_input(frames, spec)
+    spec, frames = quantize_run(spec, frames)
     keep = dict(zip([p.name for p in spec.spiking], (0.3, 0.8)))
     run, sim = run_lava(spec, frames, "ddla", keep), simulate(spec, frames, "ddla", keep)
     np.testing.assert_array_equal(run.logits, sim.logits)
@@ -145,8 +145,7 @@ def test_the_choice_on_a_real_network_is_the_brute_force_optimum():
     net = mlp(seed=3)
     _, frames = inputs(net, 24)
     spec, _ = _scored(net)
-    spec = quantize(spec)
-    frames = quantize_input(frames, spec)
+    spec, frames = quantize_run(spec, frames)
     labels = simulate(spec, frames, "delta").predictions
     profile = load_profile("loihi2")
     measure = measure_on(spec, frames, labels, profile)
@@ -182,6 +181,15 @@ def test_deploy_takes_the_most_accurate_k_within_an_energy_target(tmp_path):
     assert choice["chosen"]["energy_j"] <= 3e-5
     assert choice["chosen"]["accuracy"] >= choice["best_uniform"]["accuracy"]
     assert choice["chosen"]["accuracy"] == max(p["accuracy"] for p in choice["points"] if p["energy_j"] <= 3e-5)
+
+
+@pytest.mark.parametrize("keep", [0.0, {"3": 0.5, "6": 0.0}, 1.5])
+def test_the_run_contract_takes_the_keep_range_the_command_line_reads(keep):
+    """k in (0, 1] everywhere (`keep.parse_keep`, `run.check_run`): no backend runs k = 0."""
+    net = mlp()
+    _, frames = inputs(net, 2)
+    with pytest.raises(RunError, match=r"keep ratios must lie in \(0, 1\]"):
+        simulate(random_scores(spec_of(net)), frames, "ddla", keep)
 
 
 @pytest.mark.parametrize("argv, message", [

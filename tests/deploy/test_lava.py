@@ -19,7 +19,7 @@ from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
 from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
 from ddla_neuro.deploy.isolation import IsolationError, run_isolated
 from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_lava
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize, quantize_input, quantize_run
 from ddla_neuro.deploy import lava_stages
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import Op
@@ -37,8 +37,7 @@ def prepared(name, fixed, n=3):
     spec = random_scores(spec_of(net))
     x, frames = inputs(net, n)
     if fixed:
-        spec = quantize(spec)
-        frames = quantize_input(frames, spec)
+        spec, frames = quantize_run(spec, frames)
     return net, spec, x, frames
 
 
@@ -133,8 +132,7 @@ def test_one_population_holds_the_encoder_and_the_readout():
     the network is Injector -> one DeltaPopulation -> Extractor; the simulator's numbers."""
     torch.manual_seed(1)
     net = dyadic_(build_model("mlp", num_classes=3, input_shape=(1, 4, 4), hidden=[9], timesteps=4), 1, 3.0)
-    spec = quantize(random_scores(spec_of(net)))
-    frames = quantize_input(inputs(net, 3)[1], spec)
+    spec, frames = quantize_run(random_scores(spec_of(net)), inputs(net, 3)[1])
     assert lava_processes(spec) == 3
     for mode, keep in (("dense", 1.0), ("ddla", 0.5)):
         run, sim = run_lava(spec, frames, mode, keep, batch=2), simulate(spec, frames, mode, keep)

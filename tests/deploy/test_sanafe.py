@@ -14,7 +14,7 @@ from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT
 from ddla_neuro.deploy.cost import Terms, map_network
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames
 from ddla_neuro.deploy.profiles import load_profile
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize, quantize_run
 from ddla_neuro.deploy.sanafe_net import SanafeError, run_sanafe
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import SPIKES
@@ -44,8 +44,8 @@ def test_shipped_model_spikes_as_our_simulator():
     come from bias units, active only during each layer's steps of the sample."""
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     _, data = checkpoint_dataset(ckpt, None, None)
-    spec = quantize(checkpoint_to_spec(ckpt))
-    frames = quantize_input(input_frames(ckpt.net, data.x_test[:2], torch.Generator().manual_seed(0)), spec)
+    spec, frames = quantize_run(checkpoint_to_spec(ckpt),
+                                input_frames(ckpt.net, data.x_test[:2], torch.Generator().manual_seed(0)))
     run = assert_same_spikes(spec, frames)
     assert set(run.extra) == {"bias:2", "bias:6"} and run.fill == spec.latency == 3 and run.energy["total"] > 0
     assert run.extra["bias:6"] == (6 * 512, 6 * 2, "loihi_conv_synapse")  # all 512 have a bias, on 2 cores

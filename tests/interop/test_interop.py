@@ -16,7 +16,7 @@ from interop_nets import T, snntorch_mlp
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError, nir_to_spec, read_nir
 from ddla_neuro.deploy.lava_run import run_lava
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from ddla_neuro.deploy.quant import quantize, quantize_input, quantize_run
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.errors import run_cli
 
@@ -247,8 +247,7 @@ def test_threshold_reached_exactly_fires_in_fixed_point_too(tmp_path):
     expected = np.array([[[1, 0], [1, 1], [1, 0], [1, 1]]], dtype=float)
     spec = nir_to_spec(graph, timesteps=4, source="sinabs")
     np.testing.assert_array_equal(simulate(spec, frames, "dense").logits, expected)
-    fixed = quantize(spec)
-    q = quantize_input(frames, fixed)
+    fixed, q = quantize_run(spec, frames)
     np.testing.assert_array_equal(simulate(fixed, q, "dense").logits, expected)
     np.testing.assert_array_equal(run_lava(fixed, q, "delta").logits, expected)
     generic = nir_to_spec(graph, timesteps=4)  # strict (and reset to zero): unit 0 fires only at 2.0

@@ -31,3 +31,15 @@ def test_the_lava_side_imports_no_torch(module):
     modules = loaded_after([module])
     assert module in modules
     assert "torch" not in modules
+
+
+def test_the_readme_layout_names_every_module():
+    """README's Layout section lists every module of the package (a newcomer's map of the tree)."""
+    from conftest import ROOT
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[: layout.index("```", layout.index("```") + 3)]
+    modules = [p for p in (ROOT / "ddla_neuro").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(modules) > 40
+    missing = sorted(str(p.relative_to(ROOT)) for p in modules if p.name not in layout)
+    assert not missing, f"not in README's Layout: {missing}"
