@@ -21,8 +21,8 @@ def test_installed_wheel_deploys_the_shipped_model_from_another_directory(tmp_pa
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True,
                    capture_output=True, timeout=300)
     env = {**os.environ, "PYTHONPATH": str(target)}  # the wheel's copy first, not the editable source tree
-    where = subprocess.run([sys.executable, "-c", "import ddla_neuro.deploy.profiles as p, ddla_neuro.deploy.loading as d; "
-                            "print(p.PROFILE_DIR); print(d.DEFAULT_CHECKPOINT)"],
+    where = subprocess.run([sys.executable, "-c", "import ddla_neuro.deploy.profiles as p, "
+                            "ddla_neuro.deploy.loading as d; print(p.PROFILE_DIR); print(d.DEFAULT_CHECKPOINT)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(target)) for line in where.stdout.split()), where.stdout

@@ -40,7 +40,7 @@ class DeltaEncoder(_WindowedProcess):
     mode : str
         "dense" (the frame) or "delta" (its change).
     timesteps, num_samples, batch, pad
-        As every process (`DeltaNeuron`); its depth is 0.
+        As every process (`DeltaSynapse`); its depth is 0.
     """
 
     def __init__(self, *, size: int, mode: str, timesteps: int, num_samples: int, batch: int = 1, pad: int = 0):
@@ -139,16 +139,8 @@ class DeltaNeuron(_WindowedProcess):
         A stream of inferences: the state returns to zero every `reset_interval` steps.
     record : str or None
         A path: what it computed at each counted step is saved there, (N, T, n).
-    depth : int
-        Steps from the input frame to this process (its source's for a synapse).
-    timesteps, num_samples : int
-        T, and the samples N of the run.
-    batch : int
-        Samples in lockstep (the ports' first axis).
-    fill : int
-        Steps it starts before its first input (lava-dl's pipeline fill).
-    pad : int
-        Zero frames before each round's (the network's longest fill).
+    depth, timesteps, num_samples, batch, fill, pad
+        Its window, as every process's (`DeltaSynapse`).
     """
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
@@ -201,7 +193,7 @@ class DeltaPopulation(_WindowedProcess):
     readout : dict or None
         The network's readout folded in (ops, fanout, shift, delay, bias, depth, fill, size, record).
     depth, timesteps, num_samples, batch, fill, pad
-        Its neurons' window, as every process's (`DeltaNeuron`).
+        Its neurons' window, as every process's (`DeltaSynapse`).
     """
 
     def __init__(self, *, size: int, ops: list, fanout: np.ndarray, in_size: int, shift: int, delay: int,
@@ -244,16 +236,8 @@ class Readout(_WindowedProcess):
         Per class, in the readout's units.
     record : str or None
         As `DeltaNeuron`'s.
-    depth : int
-        Steps from the input frame to this process (its source's for a synapse).
-    timesteps, num_samples : int
-        T, and the samples N of the run.
-    batch : int
-        Samples in lockstep (the ports' first axis).
-    fill : int
-        Steps it starts before its first input (lava-dl's pipeline fill).
-    pad : int
-        Zero frames before each round's (the network's longest fill).
+    depth, timesteps, num_samples, batch, fill, pad
+        Its window, as every process's (`DeltaSynapse`).
     """
 
     def __init__(self, *, size: int, bias: np.ndarray, depth: int, timesteps: int, num_samples: int,
