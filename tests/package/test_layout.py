@@ -1,5 +1,6 @@
-"""The package's import rules (README, Layout): the deploy side may import the training side,
+"""The package's import rules (README, Layout): no cycles; the deploy side may import the training side,
 never the reverse; the Lava worker's modules import no torch."""
+import ast
 import subprocess
 import sys
 
@@ -43,3 +44,40 @@ def test_the_readme_layout_names_every_module():
     assert len(modules) > 40
     missing = sorted(str(p.relative_to(ROOT)) for p in modules if p.name not in layout)
     assert not missing, f"not in README's Layout: {missing}"
+
+
+def _imports(path, package: str) -> set[str]:
+    """The package modules `path` imports at run time (not under `if TYPE_CHECKING:`)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+            continue
+        base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+        target = ".".join(base + ([node.module] if node.module else []))
+        found.update([target, *(f"{target}.{a.name}" for a in node.names)])
+    return found
+
+
+def test_the_package_has_no_import_cycles():
+    from graphlib import CycleError, TopologicalSorter
+
+    from conftest import ROOT
+    modules = {}
+    for p in (ROOT / "ddla_neuro").rglob("*.py"):
+        name = ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = p
+    graph = {}
+    for name, p in modules.items():
+        package = name if p.name == "__init__.py" else name.rsplit(".", 1)[0]
+        graph[name] = {m for m in _imports(p, package) if m in modules and m != name and not name.startswith(m + ".")}
+    try:
+        list(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        pytest.fail(f"import cycle: {' -> '.join(e.args[1])}")
+    assert graph["ddla_neuro.deploy.pipeline"] >= {"ddla_neuro.deploy.loading", "ddla_neuro.deploy.sim"}  # it reads
