@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
 from ddla_neuro.ddla.keep import keep_label, keep_of  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.train import resolve_keep  # noqa: E402
 
@@ -42,9 +42,9 @@ def main() -> None:
     ckpt = load_checkpoint(args.checkpoint)
     keep = resolve_keep(args.keep if args.keep else ckpt.meta.get("keep", 0.5), ckpt.net)
     name, data = checkpoint_dataset(ckpt, None, args.data_dir)
-    spec = quantize(checkpoint_to_spec(ckpt))
     x = data.x_test[: args.samples]
-    frames = quantize_input(input_frames(ckpt.net, x, torch.Generator().manual_seed(args.seed)), spec)
+    spec, frames = quantize_run(checkpoint_to_spec(ckpt),
+                                input_frames(ckpt.net, x, torch.Generator().manual_seed(args.seed)))
     run = simulate(spec, frames, "ddla", keep, record=True)
     n, steps = len(frames), spec.timesteps
     print(f"{args.checkpoint} on {len(x)} {name} test samples, k = {keep_label(keep)}, deployed\n")

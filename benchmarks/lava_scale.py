@@ -18,7 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))  # deploy_nets: the tests' networks
 
 from deploy_nets import dyadic_  # noqa: E402
 from ddla_neuro.deploy.ir import input_frames, network_to_nir, nir_to_spec  # noqa: E402

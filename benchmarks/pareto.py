@@ -42,7 +42,7 @@ from ddla_neuro.deploy.cost import cost_run, mode_plan  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
 from ddla_neuro.deploy.keep_choice import choose_keep, measure_on, validation_split  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
-from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
 from ddla_neuro.deploy.report import si  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 
@@ -67,8 +67,8 @@ class Split:
     def __init__(self, path: Path, data_dir: str | None, seed: int):
         ckpt = load_checkpoint(path)
         _, data = checkpoint_dataset(ckpt, None, data_dir)
-        self.spec = quantize(checkpoint_to_spec(ckpt))
-        frames = quantize_input(input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(seed)), self.spec)
+        self.spec, frames = quantize_run(checkpoint_to_spec(ckpt),
+                                         input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(seed)))
         labels = data.y_test.numpy()
         chosen = validation_split(len(frames), len(frames) // 2, seed)
         self.validation = (frames[chosen], labels[chosen])

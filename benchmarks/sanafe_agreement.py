@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # deploy_nets
 from deploy_nets import convnet, spec_of  # noqa: E402
 
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
@@ -30,7 +30,7 @@ from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
 from ddla_neuro.deploy.cost import cost_run  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
-from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.quant import quantize, quantize_run  # noqa: E402
 from ddla_neuro.deploy.sanafe_net import cross_check  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths  # noqa: E402
@@ -39,8 +39,8 @@ from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, 
 def shipped(samples: int):
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     _, data = checkpoint_dataset(ckpt, None, None)
-    spec = quantize(checkpoint_to_spec(ckpt))
-    return spec, quantize_input(input_frames(ckpt.net, data.x_test[:samples], torch.Generator().manual_seed(0)), spec)
+    return quantize_run(checkpoint_to_spec(ckpt),
+                        input_frames(ckpt.net, data.x_test[:samples], torch.Generator().manual_seed(0)))
 
 
 def if_mlp(samples: int, sizes=(784, 512, 512, 10), steps: int = 6):

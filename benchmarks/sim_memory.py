@@ -52,7 +52,7 @@ LAVA_CASES = [(model, kw, batch) for model, kw in (("mlp", dict(hidden=(512, 512
 LAVA_CHILD = r"""
 import json, os, sys, threading, time, torch
 from pathlib import Path
-sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + "/tests")
+sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + "/tests/helpers")
 from deploy_nets import dyadic_
 from ddla_neuro.zoo import build_model
 from ddla_neuro.deploy.ir import input_frames, network_to_nir, nir_to_spec

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 
 DEPLOY_MODE = {"baseline": "dense", "baseline-ft": "dense", "tdd": "delta", "ddla": "ddla"}
@@ -75,8 +75,8 @@ def deployed(checkpoint: Path, method: str, keep: float) -> dict:
     """Accuracy, events (spiking layers) and SOPs per sample of the Loihi fixed-point network."""
     ckpt = load_checkpoint(checkpoint)
     _, data = checkpoint_dataset(ckpt)
-    spec = quantize(checkpoint_to_spec(ckpt))
-    r = simulate(spec, quantize_input(input_frames(ckpt.net, data.x_test), spec), DEPLOY_MODE[method], keep)
+    spec, frames = quantize_run(checkpoint_to_spec(ckpt), input_frames(ckpt.net, data.x_test))
+    r = simulate(spec, frames, DEPLOY_MODE[method], keep)
     n = len(data.y_test)
     return {"deployed_accuracy": float(np.mean(r.predictions == data.y_test.numpy())),
             "deployed_events_per_sample": r.counts.total("events", skip=("input",)) / n,

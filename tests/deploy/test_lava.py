@@ -19,7 +19,7 @@ from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
 from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
 from ddla_neuro.deploy.isolation import IsolationError, run_isolated
 from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_lava
-from ddla_neuro.deploy.quant import quantize, quantize_input, quantize_run
+from ddla_neuro.deploy.quant import quantize, quantize_run
 from ddla_neuro.deploy import lava_stages
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import Op
@@ -113,7 +113,7 @@ def test_a_stream_of_inferences_resets_every_interval(name):
     net = LAVA_NETWORKS[name](timesteps=8)
     spec = random_scores(spec_of(net))
     _, frames = inputs(net, 3)
-    spec, frames = quantize(spec), quantize_input(frames, spec)
+    spec, frames = quantize_run(spec, frames)
     stream = replace(spec, reset_interval=3, reset_offset=1)
     dense = simulate(stream, frames, "dense", record=True)
     for pop in stream.spiking:
