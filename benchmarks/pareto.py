@@ -31,18 +31,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
 from ddla_neuro.ddla.keep import Keep, KeepError, keep_label  # noqa: E402
 from ddla_neuro.deploy.cost import cost_run, mode_plan  # noqa: E402
-from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
 from ddla_neuro.deploy.keep_choice import choose_keep, measure_on, validation_split  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, prepare  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
-from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
 from ddla_neuro.deploy.report import si  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 
@@ -64,16 +61,12 @@ class Split:
     """A checkpoint's fixed-point spec and the test split's frames and labels, cut into the
     validation half and the half reported."""
 
-    def __init__(self, path: Path, data_dir: str | None, seed: int):
-        ckpt = load_checkpoint(path)
-        _, data = checkpoint_dataset(ckpt, None, data_dir)
-        self.spec, frames = quantize_run(checkpoint_to_spec(ckpt),
-                                         input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(seed)))
-        labels = data.y_test.numpy()
+    def __init__(self, path: Path, data_dir: str | None, seed: int, profile: str):
+        deployed = prepare(DeployOptions(profile=profile, checkpoint=str(path), data_dir=data_dir, seed=seed))
+        self.spec, frames, labels = deployed.spec, deployed.frames, deployed.labels
         chosen = validation_split(len(frames), len(frames) // 2, seed)
         self.validation = (frames[chosen], labels[chosen])
         self.reported = (frames[~chosen], labels[~chosen])
-        self.trained_keep = ckpt.meta.get("keep", 1.0)
 
 
 def point(split: Split, mode: str, keep: Keep, profile) -> dict:
@@ -124,7 +117,7 @@ def main() -> None:
         models[f"penalty {w}"] = train(runs / f"penalty-{w}", [*tune, "--spike-penalty", w])
     for k in args.keeps.split(","):
         models[f"ddla {k}"] = train(runs / f"ddla-{k}{variant}", [*tune, "--method", "ddla", "--keep", k, *ddla_args])
-    splits = {name: Split(path, args.data_dir, args.seed) for name, path in models.items()}
+    splits = {name: Split(path, args.data_dir, args.seed, args.profile) for name, path in models.items()}
 
     rows = [("baseline", point(splits["baseline"], "dense", 1.0, profile)),
             ("TDD (baseline, deltas)", point(splits["baseline"], "delta", 1.0, profile))]
@@ -157,7 +150,7 @@ def main() -> None:
         aware = train(runs / f"ddla-aware-{label.replace(':', '_')}{variant}",
                       [*tune, "--method", "ddla", "--keep", label, *ddla_args])
         rows.append((f"DDLA energy-aware k = {label} (trained with it)",
-                     point(Split(aware, args.data_dir, args.seed), "ddla", chosen, profile)))
+                     point(Split(aware, args.data_dir, args.seed, args.profile), "ddla", chosen, profile)))
 
     base = rows[0][1]
     print(f"\n{args.model} on {Path(args.data_dir).name if args.data_dir else args.dataset}, T = {args.timesteps}, "

@@ -31,8 +31,8 @@ from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
 from .snn.network import SpikingNetwork
-from .zoo import MODELS, build_model
 from .train_config import DDLA_SETTINGS, TrainConfig, check_config, starting_point
+from .zoo import MODELS, build_model
 from .zoo.models import NEURONS
 
 TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spike-penalty", type=float, default=DEFAULTS["spike_penalty"], metavar="W",
                    help="baseline/tdd: add W x the mean firing rate (spikes per neuron and step, over every spiking "
                         "layer) to the loss, an L1 penalty on spikes: the rate-regularised baseline DDLA is "
-                        "compared with (default 0: none)")
+                        f"compared with (default {DEFAULTS['spike_penalty']:g}: none)")
     p.add_argument("--lam", type=float, default=DEFAULTS["lam"],
                    help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
     p.add_argument("--sensitivity", default=DEFAULTS["sensitivity"], choices=SENSITIVITY_SOURCES,
@@ -99,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "does not carry over to the test set or the chip")
     p.add_argument("--stats-momentum", type=float, default=DEFAULTS["stats_momentum"], metavar="M",
                    help="ddla: decay of the running mean of |dL/dO|, applied once per timestep of each training "
-                        "batch (default 0.9)")
+                        f"batch (default {DEFAULTS['stats_momentum']})")
     p.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
     p.add_argument("--device", default=DEFAULTS["device"], choices=DEVICES)
     p.add_argument("--ddp-timeout", type=float, default=DEFAULTS["ddp_timeout"], metavar="S",
                    help="torchrun: a rank that waits longer than S seconds for the others (one died or hangs) "
-                        "stops with an error instead of waiting forever (default 600)")
+                        f"stops with an error instead of waiting forever (default {DEFAULTS['ddp_timeout']:g})")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--out", default=DEFAULTS["out"], help="output directory (model.pt, model.json, summary.json)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")

@@ -67,11 +67,10 @@ class Twin(torch.nn.Module):
         states: dict[str, _State] = {p.name: _State(p, b) for p in self.spec.spiking}
         spikes: dict[str, list[torch.Tensor]] = {p.name: [] for p in self.spec.spiking}
         logits = []
+        idle = torch.zeros(b, frames[0, 0].numel(), dtype=torch.float64)  # the pipeline fill: no input yet
         for i in range(fill + steps):
             t = i - fill
-            x = frames[:, max(t, 0)].reshape(b, -1).double()
-            x = x if t >= 0 else torch.zeros_like(x)  # the pipeline fill: no input yet
-            sent = {"input": x}
+            sent = {"input": frames[:, t].reshape(b, -1).double() if t >= 0 else idle}
             for pop, weights in zip(self.spec.populations, self.weights):
                 synaptic, bias_in = _currents(pop, sent, weights)
                 bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1))

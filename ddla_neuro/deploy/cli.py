@@ -16,11 +16,12 @@ from . import shard
 from .ir import NIR_SOURCES
 from .ir.netx import NETX_ENCODINGS
 from .lava_run import LAVA_GRAPHS
-from .pipeline import DeployOptions, deploy
+from .pipeline import SWEEP_KEEPS, DeployOptions, deploy
 from .profiles import list_profiles
 from .report import keep_choice_line, layer_table, totals_table, uncertainty_line, write_report
 
 DEFAULTS = {f.name: f.default for f in fields(DeployOptions)}  # the parser's defaults are the API's
+SWEEP = ",".join(f"{k:g}" for k in SWEEP_KEEPS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated modes from dense,delta,ddla (default: all the model supports)")
     ap.add_argument("--keep",
                     help="DDLA keep ratio k, or a comma-separated sweep such as 1,0.7,0.5,0.3; the first is the "
-                         "ddla mode's (default: the checkpoint's k, swept with 1,0.7,0.5,0.3). A per-layer k gives "
+                         f"ddla mode's (default: the checkpoint's k, swept with {SWEEP}). A per-layer k gives "
                          "one ratio per spiking layer joined by ':' (0.7:0.5:0.3), from the stored statistics")
     ap.add_argument("--ddla-calibrate", type=int, metavar="N",
                     help="DDLA for a model trained without it (a NIR graph, a netx network of CUBA neurons, a baseline "
@@ -109,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sanafe: cost the first --cross-check-samples samples with SANA-FE's silicon-fitted Loihi "
                          "model too, next to ours, in every mode run (--profile loihi, fixed point; needs sanafe)")
     ap.add_argument("--cross-check-samples", type=int, default=DEFAULTS["cross_check_samples"],
-                    help="samples SANA-FE simulates for --cross-check (default 2: it takes seconds per sample)")
+                    help=f"samples SANA-FE simulates for --cross-check (default "
+                         f"{DEFAULTS['cross_check_samples']}: it takes seconds per sample)")
     ap.add_argument("--device", default=DEFAULTS["device"], choices=DEVICES,
                     help="where the fast simulator runs (and Lava's cross-check run of it): cpu (default), cuda "
                          "(under torchrun, each rank's GPU) or auto; the fixed-point figures are the same on both")

@@ -54,8 +54,7 @@ def load_model(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray 
         frames = frames_of(data.x_test)
         spec = _calibrated(options, spec, data, frames_of)
         model = {"source": str(options.nir), "arch": "nir", "dataset": options.dataset, "method": None,
-                 "trained_keep": None,
-                 "nir_source": options.nir_source, "nir_dt": spec.meta["nir_dt"]}
+                 "trained_keep": None, "nir_source": options.nir_source, "nir_dt": spec.meta["nir_dt"]}
     else:
         path = options.checkpoint or DEFAULT_CHECKPOINT
         ckpt = load_checkpoint(path)

@@ -30,7 +30,6 @@ from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, op_gain, sigma_delta, wr
 from .spec import COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, projection_key, repeated_layer_uses
 
 
-
 def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     b = x.shape[0]
     x = x.reshape(b, *op.in_shape)

@@ -4,9 +4,10 @@ Loihi's 12-bit leak); the counters are int64 in both. The behaviour per step is 
 `ddla_neuro/deploy/spec.py`, computed by the stage classes of `ddla_neuro/deploy/lava_stages.py`
 (no Lava: `Encoding`, `Synapse`, `Neurons`, `Logits`), which a behaviour class here composes
 (a `DeltaPopulation` a synapse and neurons, with the encoder or the readout folded in),
-adding their counts to its counter Vars for the rows that hold real samples; the models at the
-end declare each behaviour's two Lava models, as Lava's own `PyLifModelFloat` and
-`PyLifModelBitAcc` are declared.
+adding their counts to its counter Vars for the rows that hold real samples. A behaviour
+declares its counters (int64 in both models, as Lava's abstract LIF models declare what their
+float and bit-accurate models share); the models at the end declare each behaviour's two Lava
+models with their ports and state, as Lava's own `PyLifModelFloat` and `PyLifModelBitAcc` are.
 
 Imports are absolute: Lava's compiler executes this file as a top-level module named
 `models` when it looks for process models, and relative imports fail there.
@@ -88,6 +89,8 @@ class _WindowedModel:
 # --- encoder -----------------------------------------------------------------------------------
 
 class _EncoderModel(_WindowedModel):
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.encoding = Encoding(proc_params["mode"])
@@ -101,6 +104,8 @@ class _EncoderModel(_WindowedModel):
 class _SynapseModel(_WindowedModel):
     """A DeltaSynapse's depth and fill are its source's: the window of what arrives."""
 
+    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.synapse = Synapse(proc_params, self.fixed, self.batch)
@@ -113,6 +118,10 @@ class _SynapseModel(_WindowedModel):
 # --- neuron ------------------------------------------------------------------------------------
 
 class _NeuronModel(_WindowedModel):
+    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.neurons = Neurons(proc_params, self.fixed, self.batch)
@@ -144,6 +153,10 @@ class _PopulationModel(_SynapseModel, _NeuronModel):
     """A synapse and its neurons; with `encode`, the input's encoder before the synapse; with
     `readout`, the readout's synapse and logits after the neurons."""
 
+    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
     def __init__(self, proc_params):
         super().__init__(proc_params)
         p = proc_params
@@ -174,6 +187,8 @@ class _PopulationModel(_SynapseModel, _NeuronModel):
 # --- readout -----------------------------------------------------------------------------------
 
 class _ReadoutModel(_WindowedModel):
+    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.logits = Logits(proc_params["bias"], self.fixed)
@@ -193,7 +208,6 @@ class _ReadoutModel(_WindowedModel):
 class PyDeltaEncoderFloat(_EncoderModel, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaEncoder, protocol=LoihiProtocol)
@@ -203,7 +217,6 @@ class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
     fixed = True
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaSynapse, protocol=LoihiProtocol)
@@ -212,7 +225,6 @@ class PyDeltaEncoderFixed(_EncoderModel, PyLoihiProcessModel):
 class PyDeltaSynapseFloat(_SynapseModel, PyLoihiProcessModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaSynapse, protocol=LoihiProtocol)
@@ -222,7 +234,6 @@ class PyDeltaSynapseFixed(_SynapseModel, PyLoihiProcessModel):
     fixed = True
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaNeuron, protocol=LoihiProtocol)
@@ -232,9 +243,6 @@ class PyDeltaNeuronFloat(_NeuronModel, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaNeuron, protocol=LoihiProtocol)
@@ -245,9 +253,6 @@ class PyDeltaNeuronFixed(_NeuronModel, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaPopulation, protocol=LoihiProtocol)
@@ -257,13 +262,6 @@ class PyDeltaPopulationFloat(_PopulationModel, PyLoihiProcessModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     v: np.ndarray = LavaPyType(np.ndarray, float)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DeltaPopulation, protocol=LoihiProtocol)
@@ -274,13 +272,6 @@ class PyDeltaPopulationFixed(_PopulationModel, PyLoihiProcessModel):
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
     v: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    input_events: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_sops: np.ndarray = LavaPyType(np.ndarray, np.int64)
-    readout_active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -289,7 +280,6 @@ class PyDeltaPopulationFixed(_PopulationModel, PyLoihiProcessModel):
 class PyReadoutFloat(_ReadoutModel, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=Readout, protocol=LoihiProtocol)
@@ -299,4 +289,3 @@ class PyReadoutFixed(_ReadoutModel, PyLoihiProcessModel):
     fixed = True
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64)
     out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64)
-    active: np.ndarray = LavaPyType(np.ndarray, np.int64)
