@@ -162,6 +162,13 @@ def _changes(x: torch.Tensor) -> torch.Tensor:
     return d
 
 
+def _fill_zero(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """x with its first `steps` steps (the pipeline fill before a population starts) zeroed:
+    the rest is written step by step, so `empty` saves a pass over fresh memory."""
+    x[:steps] = 0
+    return x
+
+
 def _running_sum(a: torch.Tensor) -> torch.Tensor:
     """a's running sum along axis 0, in place: what a receiver of deltas holds. The order of
     `cumsum` (a left fold over t, as Lava adds them), several times faster than it on CPU."""
@@ -285,9 +292,9 @@ class _Population:
         is updated in place and the spikes written as floats straight from the comparison (the
         fastest form on CPU); a reset to zero multiplies by the complement of the spikes."""
         p = self.pop
-        spikes = torch.zeros_like(current)
+        spikes = _fill_zero(torch.empty_like(current), self.start)  # every later step is written
         below = torch.empty_like(current[0])  # 1.0 where no spike: the factor of a reset to zero
-        sent = torch.zeros_like(spikes) if self.filtered else None
+        sent = _fill_zero(torch.empty_like(spikes), self.start) if self.filtered else None
         # NeuroBench's MembraneUpdates: every membrane at the first step, then those that differ
         # from the step before (after the reset, its pre- and post-fire hooks' difference)
         changed = torch.zeros(current.shape[0], dtype=torch.float64) if self.count_membranes else None
@@ -314,20 +321,23 @@ class _Population:
             if changed is not None:
                 changed[t] = v.numel() if v_before is None else float(_nonzero(v - v_before).sum())
             if sent is not None:
-                sent[t], held = self.ddla_send(t, spikes[t], held)
+                held = self.ddla_send(spikes[t], held, sent[t])
         _count(counts, "spikes", p.name, _step_totals(spikes))
         if changed is not None:
             _count(counts, "neurobench", "membrane_updates", changed)
         return spikes, (sent if sent is not None else self.lossless(spikes))
 
-    def ddla_send(self, t: int, spikes: torch.Tensor, held: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """DDLA at step t: (what is sent, what the receivers now hold). The change of the spikes
-        since what the receivers hold, cut to the top-k of the ranking after the sample's first
-        step (the first sends every spike); the receivers hold the rest back."""
-        d = spikes if held is None else spikes - held
-        if t > self.start:
-            d = d * priority_cut(self.order, d.abs(), self.keep)
-        return d, (d if held is None else held + d)
+    def ddla_send(self, spikes: torch.Tensor, held: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+        """DDLA at a step: writes what is sent into `out` and returns what the receivers now hold
+        (`held`, updated in place). The change of the spikes since what the receivers hold, cut
+        to the top-k of the ranking after the sample's first step (held None: it sends every
+        spike); the receivers hold the rest back."""
+        if held is None:
+            out.copy_(spikes)
+            return spikes.clone()
+        torch.sub(spikes, held, out=out)
+        out.mul_(priority_cut(self.order, out.abs(), self.keep))
+        return held.add_(out)
 
     def run_cuba(self, synaptic: torch.Tensor, bias_in: torch.Tensor | None, counts: Counts
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,7 +369,7 @@ class _Population:
             v = v.masked_fill(s, 0)
             spikes[t], current[t] = s, u.bool()
             if sent is not None:
-                sent[t], held = self.ddla_send(t, spikes[t], held)
+                held = self.ddla_send(spikes[t], held, sent[t])
         _count(counts, "spikes", p.name, _per_step(spikes))
         _count(counts, "active", p.name, _per_step(current))  # a decaying current keeps the neuron active
         return spikes, (sent if sent is not None else self.lossless(spikes))
