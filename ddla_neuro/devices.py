@@ -1,6 +1,9 @@
-"""Which torch device a command runs on: shared by training, the simulator and the benchmarks."""
+"""Which torch device a command runs on, and the settings its arithmetic and memory run under:
+shared by training, the simulator and the benchmarks."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -36,3 +39,38 @@ def exact_float32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's largest on 64 bits, where its dynamic threshold ends
+
+
+def _glibc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@contextmanager
+def reused_heap() -> Iterator[None]:
+    """Keeps freed tensor memory in the process's heap while a batch loop runs, and gives it
+    back to the system after. Torch's CPU tensors come from malloc; glibc maps a large block
+    fresh and gives it back when freed (and trims the heap's free top), so every batch of the
+    simulator paid a page fault per 4 KiB written, most of its time at a batch of 256 on the
+    digits network (`benchmarks/heap_reuse.py`). Inside: blocks up to 32 MiB from the
+    heap and no trimming; after: `malloc_trim` and glibc's own steady state (mmap threshold 32
+    MiB, trim threshold twice that). No effect where the C library is not glibc."""
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)  # a C int
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+        libc.malloc_trim(0)

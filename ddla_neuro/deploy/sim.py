@@ -24,13 +24,15 @@ import torch.nn.functional as F
 
 from ..ddla.gsc import Priority, priority_cut
 from ..ddla.keep import Keep, keep_of
-from ..devices import exact_float32
+from ..devices import exact_float32, reused_heap
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, op_gain, sigma_delta, wrap_current
 from .spec import COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, projection_key, repeated_layer_uses
 
 
-def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """One op on a batch (B, ...). `exact`: the values are integers whose sums are exact, so
+    a sum pool may add in any order."""
     b = x.shape[0]
     x = x.reshape(b, *op.in_shape)
     if op.kind == "conv2d":
@@ -38,10 +40,27 @@ def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     if op.kind == "linear":
         return x @ w.T
     if op.kind == "sumpool2d":
-        return F.avg_pool2d(x, op.kernel, op.stride, op.padding, divisor_override=1)
+        return _tiled_sum(x, op.kernel) if exact and _tiles(op) else \
+            F.avg_pool2d(x, op.kernel, op.stride, op.padding, divisor_override=1)
     if op.kind == "scale":
         return x * w
     return x.reshape(b, *op.out_shape)
+
+
+def _tiles(op: Op) -> bool:
+    """Whether a sum pool's windows tile its input: stride = kernel, no padding, no remainder."""
+    return (tuple(op.stride) == tuple(op.kernel) and not any(op.padding)
+            and all(n % k == 0 for n, k in zip(op.in_shape[1:], op.kernel)))
+
+
+def _tiled_sum(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+    """A sum pool whose windows tile x (B, C, H, W): the columns of each window added, then its
+    rows, with strided views; several times faster than `avg_pool2d` on CPU."""
+    (kh, kw), (b, c, h, w) = kernel, x.shape
+    cols = x.reshape(b, c, h, w // kw, kw)
+    x = sum((cols[..., i] for i in range(1, kw)), cols[..., 0])
+    rows = x.reshape(b, c, h // kh, kh, w // kw)
+    return sum((rows[:, :, :, i] for i in range(1, kh)), rows[:, :, :, 0])
 
 
 def neurobench_ops(op: Op, w: torch.Tensor, connections: float, x: torch.Tensor, pooled: bool
@@ -54,7 +73,8 @@ def neurobench_ops(op: Op, w: torch.Tensor, connections: float, x: torch.Tensor,
     those count as MACs. Returns per-step (T,) counts."""
     t, b = x.shape[:2]
     flat = x.reshape(t * b, *op.in_shape)
-    effective = _apply(op, w.bool().to(x.dtype), flat.bool().to(x.dtype)).reshape(t, -1).sum(1).double()
+    # each output counts at most its fan-in (exact); their sum can pass 2**24, so it adds in float64
+    effective = _apply(op, w.bool().to(x.dtype), flat.bool().to(x.dtype)).reshape(t, -1).sum(1, dtype=torch.float64)
     binary = ((x == 0) | (x.abs() == 1)).reshape(t, -1).all(1) & (not pooled)
     zero = torch.zeros_like(effective)
     return {"effective_acs": torch.where(binary, effective, zero),
@@ -99,6 +119,7 @@ class _Projection:
         # NeuroBench's dense count of each connection layer: every input to every connection
         self.connections = [float(op.fanout.sum()) for op in self.ops]
         self.gain = float(2 ** proj.shift) if fixed else 1.0
+        self.exact = fixed  # integers, exact in self.dtype
 
     def currents(self, sent: torch.Tensor, nonzero: torch.Tensor, accumulate: bool, counts: Counts,
                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +148,7 @@ class _Projection:
                 for key, value in neurobench_ops(op, w, connections, (x / self.unit).reshape(t, b, -1), pooled).items():
                     _count(counts, "neurobench", key, value)
             pooled = pooled or op.kind in ("sumpool2d", "scale")
-            x = _apply(op, w, x)
+            x = _apply(op, w, x, self.exact)
         a = x.reshape(t, b, -1).to(dtype)
         return a * self.gain if self.gain != 1.0 else a  # a power of 2: exact
 
@@ -475,6 +496,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     float32/float64; TF32 off), so the results equal the CPU's. `keep`: DDLA's ratio, one for
     every population or one per population."""
     frames = check_run(spec, frames, mode, keep)
+    if batch_size < 1:
+        raise RunError(f"the simulator's batch must be at least 1 sample, got {batch_size}")
     device = torch.device(device)
     batch_size = fit_batch(spec, batch_size, memory_budget, device)
     n, t_steps = frames.shape[:2]
@@ -486,7 +509,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     pops = [_Population(p, spec, keep_of(keep, p.name), mode, input_peak, skip, device)  # once
             for p in spec.populations]
     last = _last_reads(spec)
-    with torch.no_grad(), exact_float32():
+    with torch.no_grad(), exact_float32(), reused_heap():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
             batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], spec.fill, device), mode, counts,
                                last, recorded if record else None)

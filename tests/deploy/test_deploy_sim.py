@@ -247,6 +247,27 @@ def test_a_network_too_big_for_memory_is_refused_before_any_work():
         simulate(spec, quantize_input(inputs(net, 2)[1], spec), memory_budget=one - 1)
 
 
+def test_a_batch_of_no_samples_is_refused():
+    from ddla_neuro.deploy.run import RunError
+    net = NETWORKS["convnet"]()
+    spec = quantize(spec_of(net))
+    with pytest.raises(RunError, match="batch must be at least 1 sample, got 0"):
+        simulate(spec, quantize_input(inputs(net, 2)[1], spec), batch_size=0)
+
+
+@pytest.mark.parametrize("kernel,shape", [((2, 2), (3, 4, 8, 6)), ((3, 3), (2, 2, 9, 6)), ((2, 3), (2, 3, 4, 9)),
+                                          ((1, 2), (1, 1, 3, 4))])
+def test_tiled_sum_pool_equals_torch_pooling_on_integers(kernel, shape):
+    """The fixed-point sum pool (windows added with strided views) equals avg_pool2d times the
+    window size, for square and oblong windows."""
+    from ddla_neuro.deploy.sim import _apply
+    op = Op("sumpool2d", shape[1:], (shape[1], shape[2] // kernel[0], shape[3] // kernel[1]), stride=kernel,
+            kernel=kernel)
+    x = torch.randint(-300, 300, shape, generator=torch.Generator().manual_seed(0)).float()
+    expected = torch.nn.functional.avg_pool2d(x, kernel, kernel, divisor_override=1)
+    torch.testing.assert_close(_apply(op, None, x, exact=True), expected, rtol=0, atol=0)
+
+
 def test_lava_refuses_a_run_that_would_not_fit_without_starting_it(monkeypatch):
     from ddla_neuro.deploy import isolation, lava_run
     net = NETWORKS["mlp"]()
@@ -274,3 +295,16 @@ def test_cuda_run_equals_the_cpu_run_in_fixed_point(name):
         assert gpu.counts.neurobench.keys() == cpu.counts.neurobench.keys()
         assert all(np.array_equal(gpu.counts.neurobench[k], cpu.counts.neurobench[k]) for k in cpu.counts.neurobench)
 
+
+
+def test_neurobench_counts_past_two_to_the_24_are_exact_in_float32():
+    """NeuroBench's effective ops of a float32 run add in float64: a layer whose count passes
+    2**24 in one step gives the count of the same run in float64 (a float32 sum rounded it, so
+    shards of a torchrun deploy disagreed in the last digits)."""
+    from ddla_neuro.deploy.sim import neurobench_ops
+    op = Op("conv2d", (64, 64, 64), (3, 64, 64), padding=(1, 1), kernel=(3, 3))
+    w = torch.ones(3, 64, 3, 3)  # an input's fan-out 27, 18 or 12: the total is no multiple of 2**k
+    x = (torch.rand(1, 4, 64 * 64 * 64, generator=torch.Generator().manual_seed(0)) < 0.9).float()
+    single = neurobench_ops(op, w, 1.0, x, False)["effective_acs"]
+    double = neurobench_ops(op, w.double(), 1.0, x.double(), False)["effective_acs"]
+    assert double.item() > 2 ** 24 and single.item() == double.item()
