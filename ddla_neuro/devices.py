@@ -51,7 +51,7 @@ def _glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(name) if name else None
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    return libc if libc is not None and hasattr(libc, "mallopt") else None
 
 
 @contextmanager
@@ -60,9 +60,11 @@ def reused_heap() -> Iterator[None]:
     back to the system after. Torch's CPU tensors come from malloc; glibc maps a large block
     fresh and gives it back when freed (and trims the heap's free top), so every batch of the
     simulator paid a page fault per 4 KiB written, most of its time at a batch of 256 on the
-    digits network (`benchmarks/heap_reuse.py`). Inside: blocks up to 32 MiB from the
-    heap and no trimming; after: `malloc_trim` and glibc's own steady state (mmap threshold 32
-    MiB, trim threshold twice that). No effect where the C library is not glibc."""
+    digits network (`benchmarks/heap_reuse.py`). Inside: blocks up to 32 MiB from the heap and
+    no trimming; after: glibc's own steady state (mmap threshold 32 MiB, trim threshold twice
+    that), which gives back the heap's free top on the next free. (Not `malloc_trim`: the
+    deploy's keep sweep calls the simulator many times, each then faulting its memory in again.)
+    No effect where the C library is not glibc."""
     libc = _glibc()
     if libc is None:
         yield
@@ -73,4 +75,3 @@ def reused_heap() -> Iterator[None]:
         yield
     finally:
         libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
-        libc.malloc_trim(0)
