@@ -27,7 +27,8 @@ from ..ddla.keep import Keep, keep_of
 from ..devices import exact_float32, reused_heap
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, op_gain, sigma_delta, wrap_current
-from .spec import COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, projection_key, repeated_layer_uses
+from .spec import (COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, projection_key, repeated_layer_uses,
+                   shared_op_prefixes)
 
 
 def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
@@ -102,14 +103,43 @@ def exact_in_float32(ops: list[Op], input_peak: float) -> bool:
     return _output_bound(ops, input_peak) < EXACT_FLOAT32
 
 
+class _Reuse:
+    """Within one batch, the output of each shared op prefix (`spec.shared_op_prefixes`: a
+    residual stream unrolled into projections that repeat a layer), kept from its first use to
+    its last."""
+
+    def __init__(self, uses: dict[int, int]):
+        self.left, self.values = dict(uses), {}
+
+    def get(self, group: int) -> torch.Tensor | None:
+        return self.values.get(group)
+
+    def keep(self, group: int, x: torch.Tensor) -> None:
+        if self.left[group] > 1:  # a later projection applies it again
+            self.values[group] = x
+
+    def done(self, groups: list[tuple[int, int]]) -> None:
+        """One projection's use of its shared prefixes is over; the last use frees each."""
+        for _, group in groups:
+            self.left[group] -= 1
+            if not self.left[group]:
+                self.values.pop(group, None)
+
+    def holds(self, x: torch.Tensor) -> bool:
+        """Whether x shares memory with a kept output (which must not change in place)."""
+        ptr = x.untyped_storage().data_ptr()
+        return any(v.untyped_storage().data_ptr() == ptr for v in self.values.values())
+
+
 class _Projection:
     """One projection's torch ops and fan-out map."""
 
     def __init__(self, proj, fixed: bool, input_peak: float, counted: list[bool], unit: float,
-                 device: torch.device):
+                 shared: list[tuple[int, int]], device: torch.device):
         """`counted`: which ops NeuroBench counts (connection layers, first use of a layer);
-        `unit`: the value of a 1 from the source (fixed point: 2**frac_bits of what it sends)."""
-        self.source, self.counted, self.unit = proj.source, counted, unit
+        `unit`: the value of a 1 from the source (fixed point: 2**frac_bits of what it sends);
+        `shared`: (op index, group) of its op prefixes that other projections apply too."""
+        self.source, self.counted, self.unit, self.shared = proj.source, counted, unit, shared
         self.ops = proj.ops
         # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
         self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
@@ -122,33 +152,49 @@ class _Projection:
         self.exact = fixed  # integers, exact in self.dtype
 
     def currents(self, sent: torch.Tensor, nonzero: torch.Tensor, accumulate: bool, counts: Counts,
-                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+                 dtype: torch.dtype, reuse: _Reuse) -> tuple[torch.Tensor, torch.Tensor]:
         """(current into the target (T, B, n), synaptic ops per step (T,)) for what the source
         sent at each step (T, B, ...), of which `nonzero` (T, n) counts the non-zero values per
         position; with `accumulate` the target sums what it received."""
         sops = nonzero.double() @ self.fanout
         busy = nonzero.sum(1) > 0
         if any(self.counted) or bool(busy.all()):
-            a = self.apply(sent, counts, dtype)
+            a = self.apply(sent, counts, dtype, reuse)
         else:  # event-driven: ops only at the steps where the source sent something (direct input: t = 1)
             a = torch.zeros(sent.shape[0], sent.shape[1], int(np.prod(self.ops[-1].out_shape)), dtype=dtype,
                             device=sent.device)
             if bool(busy.any()):
                 a[busy] = self.apply(sent[busy], counts, dtype)
+        reuse.done(self.shared)
+        if reuse.holds(a):  # the kept output itself (a projection that ends in the shared op, gain 1)
+            a = a.clone()
         return (_running_sum(_owned(a, sent)) if accumulate else a), sops
 
-    def apply(self, sent: torch.Tensor, counts: Counts, dtype: torch.dtype) -> torch.Tensor:
-        """The ops (and their gain) on (T, B, ...) values, counting NeuroBench's operations."""
+    def apply(self, sent: torch.Tensor, counts: Counts, dtype: torch.dtype, reuse: _Reuse | None = None
+              ) -> torch.Tensor:
+        """The ops (and their gain) on (T, B, ...) values, counting NeuroBench's operations.
+        With `reuse`, the longest shared prefix another projection computed on these values
+        (and whose ops NeuroBench does not count here) is taken from it, and the ones computed
+        here are kept for the next."""
         t, b = sent.shape[:2]
-        x = sent.to(self.dtype)
-        pooled = False
-        for op, w, connections, counted in zip(self.ops, self.weights, self.connections, self.counted):
+        x, start = sent.to(self.dtype), 0
+        shared = dict(self.shared) if reuse is not None else {}
+        for k, group in reversed(self.shared if reuse is not None else []):
+            if reuse.get(group) is not None and not any(self.counted[:k + 1]):
+                x, start = reuse.get(group), k + 1
+                break
+        pooled = any(op.kind in ("sumpool2d", "scale") for op in self.ops[:start])
+        for k in range(start, len(self.ops)):
+            op, w = self.ops[k], self.weights[k]
             x = x.reshape(t * b, *op.in_shape)
-            if counted:
-                for key, value in neurobench_ops(op, w, connections, (x / self.unit).reshape(t, b, -1), pooled).items():
+            if self.counted[k]:
+                for key, value in neurobench_ops(op, w, self.connections[k], (x / self.unit).reshape(t, b, -1),
+                                                 pooled).items():
                     _count(counts, "neurobench", key, value)
             pooled = pooled or op.kind in ("sumpool2d", "scale")
             x = _apply(op, w, x, self.exact)
+            if k in shared:
+                reuse.keep(shared[k], x)
         a = x.reshape(t, b, -1).to(dtype)
         return a * self.gain if self.gain != 1.0 else a  # a power of 2: exact
 
@@ -243,13 +289,15 @@ def _per_step(x: torch.Tensor) -> torch.Tensor:
 
 class _Population:
     def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, input_peak: float,
-                 neurobench: set[tuple[str, int, int]] | None, device: torch.device):
-        """`neurobench`: None, or the ops NeuroBench does not count (`spec.repeated_layer_uses`)."""
+                 neurobench: set[tuple[str, int, int]] | None, shared: list[list[tuple[int, int]]],
+                 device: torch.device):
+        """`neurobench`: None, or the ops NeuroBench does not count (`spec.repeated_layer_uses`);
+        `shared`: per projection, its op prefixes that others apply too (`spec.shared_op_prefixes`)."""
         self.pop, self.fixed = pop, spec.fixed
         counted = lambda j, proj: [neurobench is not None and op.kind in ("conv2d", "linear")  # noqa: E731
                                    and (pop.name, j, k) not in neurobench for k, op in enumerate(proj.ops)]
         peaks = [_sender_peak(spec, p.source, input_peak) for p in pop.inputs]
-        self.inputs = [_Projection(p, spec.fixed, peak, counted(j, p), _unit(spec, p.source), device)
+        self.inputs = [_Projection(p, spec.fixed, peak, counted(j, p), _unit(spec, p.source), shared[j], device)
                        for j, (p, peak) in enumerate(zip(pop.inputs, peaks))]
         # fixed point: float32 where |membrane| <= 2**23 (saturation) plus |current| < 2**23 stays exact
         small = spec.fixed and pop.kind not in COMPUTE_KINDS and current_bound(pop, peaks) < SATURATION
@@ -264,13 +312,13 @@ class _Population:
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
         self.order = _priority(spec.scores[pop.name], device) if self.filtered else None
 
-    def input_currents(self, sent: dict[str, tuple[torch.Tensor, torch.Tensor]], counts: Counts
+    def input_currents(self, sent: dict[str, tuple[torch.Tensor, torch.Tensor]], counts: Counts, reuse: _Reuse
                        ) -> list[torch.Tensor]:
         """The current of each projection (T, B, n), in membrane units (fixed point: integers).
         `sent`: per sender, what it sent (T, B, n) and its non-zero count per position (T, n)."""
         currents, sops = [], 0
         for proj in self.inputs:
-            a, s = proj.currents(*sent[proj.source], self.mode != "dense", counts, self.dtype)
+            a, s = proj.currents(*sent[proj.source], self.mode != "dense", counts, self.dtype, reuse)
             currents.append(a)
             sops = sops + s
             _count(counts, "sops_proj", projection_key(proj.source, self.pop.name), s)
@@ -442,21 +490,46 @@ def _last_reads(spec: NetSpec) -> dict[str, int]:
     return {proj.source: i for i, pop in enumerate(spec.populations) for proj in pop.inputs}
 
 
+def _uses(shared: dict[tuple[int, int], list[tuple[int, int]]]) -> dict[int, int]:
+    """Per group of shared op prefixes: the number of projections applying it."""
+    uses: dict[int, int] = {}
+    for groups in shared.values():
+        for _, group in groups:
+            uses[group] = uses.get(group, 0) + 1
+    return uses
+
+
+def _kept_values(spec: NetSpec) -> list[int]:
+    """Per population: the values (per step and sample) of the shared op outputs kept while it
+    runs (`_Reuse`: from a group's first use to its last)."""
+    kept = [0] * len(spec.populations)
+    span: dict[int, list[int]] = {}
+    for (i, j), groups in shared_op_prefixes(spec).items():
+        for k, group in groups:
+            size = int(np.prod(spec.populations[i].inputs[j].ops[k].out_shape))
+            first, last, _ = span.setdefault(group, [i, i, size])
+            span[group] = [min(first, i), max(last, i), size]
+    for first, last, size in span.values():
+        for i in range(first, last + 1):
+            kept[i] += size
+    return kept
+
+
 def estimate_peak_bytes(spec: NetSpec, batch: int) -> int:
     """The simulator's peak working memory for one batch, float64 assumed (float32 where exact
     only lowers it), weights not counted: while population i runs, every sender that a later
     population still reads holds T x B values, and population i works on, per projection, a
     copy of its source, each op's output and the current with its running sum; then the summed
-    current, the current with its bias, the output and what it sends. `benchmarks/sim_memory.py`
-    compares it with the measured peak."""
+    current, the current with its bias, the output and what it sends; and the shared op outputs
+    kept for later projections. `benchmarks/sim_memory.py` compares it with the measured peak."""
     per_value = 8 * (spec.fill + spec.timesteps) * batch
     last = _last_reads(spec)
     live = {"input": int(np.prod(spec.input_shape))}
     peak = 0
-    for i, pop in enumerate(spec.populations):
+    for i, (pop, kept) in enumerate(zip(spec.populations, _kept_values(spec))):
         work = sum(int(np.prod(proj.ops[0].in_shape)) + sum(int(np.prod(op.out_shape)) for op in proj.ops)
                    + 2 * pop.size for proj in pop.inputs) + 2 * pop.size + 2 * int(np.prod(pop.shape))
-        peak = max(peak, sum(live.values()) + work)
+        peak = max(peak, sum(live.values()) + work + kept)
         live = {s: n for s, n in live.items() if last.get(s, -1) > i}
         live[pop.name] = int(np.prod(pop.shape))
     return peak * per_value
@@ -506,13 +579,16 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
-    pops = [_Population(p, spec, keep_of(keep, p.name), mode, input_peak, skip, device)  # once
-            for p in spec.populations]
+    shared = shared_op_prefixes(spec)
+    pops = [_Population(p, spec, keep_of(keep, p.name), mode, input_peak, skip,  # once
+                        [shared.get((i, j), []) for j in range(len(p.inputs))], device)
+            for i, p in enumerate(spec.populations)]
     last = _last_reads(spec)
+    uses = _uses(shared)
     with torch.no_grad(), exact_float32(), reused_heap():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
             batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], spec.fill, device), mode, counts,
-                               last, recorded if record else None)
+                               last, _Reuse(uses), recorded if record else None)
             logits.append(batch.transpose(1, 0, 2))
             if on_batch is not None:
                 on_batch(len(batch[0]))
@@ -533,7 +609,7 @@ def _batch_input(frames: np.ndarray, fill: int, device: torch.device) -> torch.T
 
 
 def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts, last: dict[str, int],
-               record: dict[str, dict[str, list[np.ndarray]]] | None = None) -> np.ndarray:
+               reuse: _Reuse, record: dict[str, dict[str, list[np.ndarray]]] | None = None) -> np.ndarray:
     """One batch (fill + T, B, n_in), population by population over all timesteps; the logits (T,
     B, classes). What a sender sent is dropped after `last[sender]`, the last population reading
     it. `record` collects per batch what each population computed ("activity") and sent
@@ -542,7 +618,7 @@ def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Coun
     steps = counts.timesteps
     del x
     for i, pop in enumerate(pops):
-        out, values = pop.output(pop.input_currents(sent, counts), counts)
+        out, values = pop.output(pop.input_currents(sent, counts, reuse), counts)
         if record is not None:
             record["activity"].setdefault(pop.pop.name, []).append(out[-steps:].cpu().numpy())
         if pop.pop.kind == "readout":

@@ -326,6 +326,40 @@ def repeated_layer_uses(spec: NetSpec) -> set[tuple[str, int, int]]:
     return repeats
 
 
+def shared_op_prefixes(spec: NetSpec) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """Per (population index, projection index): (op index k, group) for each prefix ops[:k+1]
+    that ends in a conv or linear op and that another projection applies too, to the same
+    source with equal weights: a residual sum unrolled into several projections (the
+    Spike-driven Transformer's stream) repeats a layer on the same values. The prefixes of one
+    group give the same output, so a simulator may compute it once per batch."""
+    groups: dict[tuple, list[list]] = {}  # a signature -> [(prefix weights, [(i, j, k), ...]), ...]
+    for i, pop in enumerate(spec.populations):
+        for j, proj in enumerate(pop.inputs):
+            for k, op in enumerate(proj.ops):
+                if op.kind not in ("conv2d", "linear"):
+                    continue
+                ops = proj.ops[:k + 1]
+                signature = (proj.source,) + tuple((o.kind, o.layer, o.in_shape, o.out_shape, o.stride, o.padding,
+                                                    o.kernel) for o in ops)
+                weights = [o.weight for o in ops]
+                same = groups.setdefault(signature, [])
+                match = next((g for g in same if all(_equal(a, b) for a, b in zip(g[0], weights))), None)
+                if match is None:
+                    same.append([weights, []])
+                    match = same[-1]
+                match[1].append((i, j, k))
+    shared: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    uses = [users for same in groups.values() for _, users in same if len(users) > 1]
+    for group, users in enumerate(uses):
+        for i, j, k in users:
+            shared.setdefault((i, j), []).append((k, group))
+    return shared
+
+
+def _equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is b or (a is not None and b is not None and np.array_equal(a, b))
+
+
 # --- (de)serialisation: JSON header + npz arrays, no pickle ------------------------------------
 
 def _ints(v) -> list[int]:

@@ -12,10 +12,11 @@ from ddla_neuro.ddla.executor import DeltaExecutor
 from ddla_neuro.deploy.ir import IRError, input_sends, nir_to_spec
 from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input, quantize_run
+from ddla_neuro.deploy import sim
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.ops import MEMBRANE_BITS, projection_fanout, synaptic_ops
 from ddla_neuro.deploy.spec import (SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths, load_spec,
-                                    save_spec)
+                                    save_spec, shared_op_prefixes)
 from ddla_neuro.zoo import build_model
 
 GRADED = Sends(graded=True, bits=MEMBRANE_BITS)
@@ -127,6 +128,36 @@ def test_spec_round_trips_through_npz(tmp_path, name):
     assert back.input_sends == spec.input_sends and [p.sends for p in back.populations] == [
         p.sends for p in spec.populations]  # what each sender sends travels with the spec (Lava jobs)
     assert len({p.sends for p in spec.populations}) > 1
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_shared_op_prefixes_compute_the_same_and_reusing_them_changes_nothing(monkeypatch, fixed):
+    spec = random_scores(spec_of(NETWORKS["sdt"]()))
+    spec = quantize(spec) if fixed else spec
+    shared = shared_op_prefixes(spec)
+    groups = {}
+    for (i, j), prefixes in shared.items():
+        for k, group in prefixes:
+            groups.setdefault(group, []).append(spec.populations[i].inputs[j].ops[:k + 1])
+    assert groups and all(len(g) > 1 for g in groups.values())  # the residual stream repeats layers
+    for prefixes in groups.values():  # each group's prefixes: one source, equal outputs on equal inputs
+        x = torch.randint(-3, 4, (2, *prefixes[0][0].in_shape), dtype=torch.float64)
+        outs = []
+        for ops in prefixes:
+            y = x
+            for op in ops:
+                y = sim._apply(op, None if op.weight is None else torch.as_tensor(op.weight, dtype=torch.float64), y)
+            outs.append(y)
+        assert all(torch.equal(outs[0], y) for y in outs[1:])
+    _, frames = inputs(NETWORKS["sdt"](), 8)
+    frames = quantize_input(frames, spec) if fixed else frames
+    runs = {mode: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=3, neurobench=True)
+            for mode in ("dense", "delta", "ddla")}
+    monkeypatch.setattr(sim, "shared_op_prefixes", lambda spec: {})  # every projection applies all its ops
+    for mode, reused in runs.items():
+        alone = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=3, neurobench=True)
+        np.testing.assert_array_equal(reused.logits, alone.logits)
+        assert reused.counts.to_dict() == alone.counts.to_dict()
 
 
 def test_residual_paths_are_aligned_by_delays():

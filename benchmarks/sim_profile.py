@@ -1,0 +1,107 @@
+"""Where the fast simulator's time goes: torch's profiler over one `simulate` call.
+
+    OMP_NUM_THREADS=1 python benchmarks/sim_profile.py [--network mlp] [--mode delta] [--samples 2000]
+                                                       [--batch 256] [--top 12] [--json PATH]
+
+Networks: `digits` and `mlp` (the two of `lava_speed.py`: the shipped digits convnet on its test
+images, the 784-512-512-10 IF MLP on random images) and `convnet28`, `vgg`, `resnet19`, `sdt`
+(those of `sim_scale.py`, T = 4). Fixed point. Prints the samples/s without and with the
+profiler, the ops with the most self time (share of the profiled total), and the share of the
+matrix products and convolutions: the work any exact simulator of the network does, so
+samples/s divided by that share is the rate this CPU allows without fewer operations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.deploy.ir import input_frames  # noqa: E402
+from ddla_neuro.deploy.sim import simulate  # noqa: E402
+from ddla_neuro.deploy.spec import NetSpec  # noqa: E402
+from ddla_neuro.errors import UserError  # noqa: E402
+
+NETWORKS = ("digits", "mlp", "convnet28", "vgg", "resnet19", "sdt")
+MODES = ("dense", "delta", "ddla")
+
+
+def network(name: str, samples: int) -> tuple[NetSpec, np.ndarray]:
+    """The fixed-point spec and `samples` input frames of a benchmark network."""
+    if name in ("digits", "mlp"):
+        from lava_speed import digits_model, mlp_784
+        spec, frames = (digits_model if name == "digits" else mlp_784)(samples)
+        spec = quantize(spec)
+        return spec, quantize_input(frames, spec)
+    import torch
+    from sim_scale import NETWORKS as SCALE_NETWORKS, network as scale_network
+    net, spec = scale_network(name, 4)
+    torch.manual_seed(0)
+    return spec, quantize_input(input_frames(net, torch.rand(samples, *SCALE_NETWORKS[name][1])), spec)
+
+
+def is_product(op_name: str) -> bool:
+    """A matrix product or a convolution (self time lands in the BLAS/oneDNN kernel's op)."""
+    return "conv" in op_name or op_name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--network", default="mlp", choices=NETWORKS)
+    ap.add_argument("--mode", default="delta", choices=MODES)
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--json", default=None, help="write the figures and the op table as JSON")
+    args = ap.parse_args()
+    if args.samples < 1 or args.batch < 1 or args.top < 1:
+        raise UserError("--samples, --batch and --top must be at least 1")
+    spec, frames = network(args.network, args.samples)
+    if args.mode == "ddla":
+        rng = np.random.default_rng(0)
+        spec.scores = {p.name: rng.random(p.shape).astype(np.float32) for p in spec.spiking}
+    keep = 0.5 if args.mode == "ddla" else 1.0
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        simulate(spec, frames, args.mode, keep, batch_size=args.batch)
+        return args.samples / (time.perf_counter() - t0)
+
+    run()  # warm-up: priorities sorted, the heap grown
+    plain = max(run(), run())
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        profiled = run()
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    products = sum(e.self_cpu_time_total for e in ops if is_product(e.key)) / total
+    print(f"{args.network}, {args.mode}, batch {args.batch}, {args.samples} samples: {plain:,.0f} samples/s "
+          f"({profiled:,.0f} under the profiler)")
+    print("| op | self time | share | calls |")
+    print("|---|---:|---:|---:|")
+    table = [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
+              "calls": e.count} for e in ops[:args.top]]
+    for r in table:
+        print(f"| {r['op']} | {r['self_ms']:,.1f} ms | {100 * r['share']:.1f}% | {r['calls']:,} |")
+    print(f"matrix products and convolutions: {100 * products:.1f}% of the profiled time; at that share alone "
+          f"the run would reach about {profiled / products:,.0f} samples/s under the profiler")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"network": args.network, "mode": args.mode, "batch": args.batch,
+                                               "samples": args.samples, "samples_per_s": plain,
+                                               "profiled_samples_per_s": profiled, "product_share": products,
+                                               "ops": table}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"error: {e}")
