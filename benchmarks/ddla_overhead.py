@@ -11,8 +11,8 @@ convnet trains on one epoch of digits, convnet28 on `--samples` Fashion-MNIST im
 The executions run in turn, `--rounds` times (each a full pass over the data): a table row
 gives each execution's median ms per step and the median of the per-round ratios.
 Aims: DDLA <= 2x the time of the single-step baseline (issue 14), <= 1.3x (issue 29).
-`--profile`: one more epoch of the single-step baseline and of DDLA (statistics) per model under
-torch's profiler: the operator calls per training step, their mean self time, and the ops
+`--profile`: a fresh single-step baseline and DDLA (statistics) per model, an epoch each, then
+one more under torch's profiler: the operator calls per training step, their mean self time, and the ops
 whose self time DDLA adds most, which shows whether the overhead is per element or per call.
 """
 from __future__ import annotations
@@ -59,6 +59,7 @@ def profile_overhead(name: str, x, y, args: argparse.Namespace, device, steps: i
     per_op, figures = {}, {}
     for execution in ("single", "ddla-stats"):
         epoch = trainer(name, x, y, args.timesteps, args.batch_size, execution, device)
+        epoch()  # as in the timed rounds: statistics learnt, memory allocated once
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
             epoch()
