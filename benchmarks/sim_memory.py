@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [  # (model, input shape, T, batch)
     ("convnet", (1, 8, 8), 6, 256),
+    ("convnet", (1, 28, 28), 4, 8),  # sim_scale.py's convnet28, at its batches
+    ("convnet", (1, 28, 28), 4, 64),
     ("vgg", (3, 32, 32), 4, 16),
     ("resnet19", (3, 32, 32), 4, 4),
     ("resnet19", (3, 32, 32), 4, 16),
