@@ -3,7 +3,7 @@ shared by training, the simulator and the benchmarks."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 from contextlib import contextmanager
 from collections.abc import Iterator
@@ -45,13 +45,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mal
 _MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's largest on 64 bits, where its dynamic threshold ends
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The process's C library where it is glibc, looked up once (`ctypes.util.find_library`
+    runs `ldconfig` in a subprocess: 2 ms, more than a small simulator call)."""
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(None)  # the symbols already loaded into the process, libc's among them
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "mallopt") else None
+    return libc if hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt") else None
 
 
 @contextmanager

@@ -1,5 +1,7 @@
 """IR, quantization and the fast simulator, without Lava: dense == delta, the float simulator
 == the torch network, SOP fan-outs by hand, NIR import errors, ResNet-19 mapping."""
+import platform
+
 import nir
 import numpy as np
 import pytest
@@ -339,3 +341,12 @@ def test_neurobench_counts_past_two_to_the_24_are_exact_in_float32():
     single = neurobench_ops(op, w, 1.0, x, False)["effective_acs"]
     double = neurobench_ops(op, w.double(), 1.0, x.double(), False)["effective_acs"]
     assert double.item() > 2 ** 24 and single.item() == double.item()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the heap settings are glibc's")
+def test_the_simulator_finds_glibc_to_keep_its_heap():
+    # without it `reused_heap` does nothing, and every batch faults its memory in again
+    from ddla_neuro.devices import _glibc
+    libc = _glibc()
+    assert libc is not None and libc.mallopt(-1, 2 ** 20) == 1  # M_TRIM_THRESHOLD accepted
+    libc.mallopt(-1, 64 * 2 ** 20)  # back to the steady state reused_heap leaves
