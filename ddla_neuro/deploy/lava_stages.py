@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..ddla.transmission import keep_count
-from .ops import (EXACT_FLOAT, EXACT_FLOAT32, SATURATION, apply_ops_batch, decay_fixed, op_gain, reset_due, sigma_delta,
+from .ops import (EXACT_FLOAT, EXACT_FLOAT32, SATURATION, apply_ops_batch, decay_fixed, reset_due, sigma_delta,
                   synaptic_ops, wrap_current)
 from .spec import Op
 MATRIX_ENTRIES = 2 ** 21  # a projection with at most this many synapses runs as one matrix (16 MiB)
@@ -113,7 +113,7 @@ class Synapse:
         self.fixed, self.shift, self.accumulate = fixed, p["shift"], p["accumulate"]
         ops = [op if op.weight is None else replace(op, weight=np.asarray(op.weight, dtype=np.float64))
                for op in p["ops"]]
-        self.gain = float(np.prod([op_gain(op) for op in ops]))
+        self.gain = float(np.prod([op.gain for op in ops]))
         self.fanout = np.asarray(p["fanout"]).reshape(-1)
         n_in, n_out = self.fanout.size, int(np.prod(ops[-1].out_shape))
         self.ops, self.matrix = ops, None

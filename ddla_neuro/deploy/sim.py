@@ -26,9 +26,9 @@ from ..ddla.gsc import Priority, priority_cut
 from ..ddla.keep import Keep, keep_of
 from ..devices import exact_float32, reused_heap
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
-from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, op_gain, sigma_delta, wrap_current
-from .spec import (COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, projection_key, repeated_layer_uses,
-                   shared_op_prefixes)
+from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, sigma_delta, wrap_current
+from .spec import (COMPUTE_KINDS, NEURON_KINDS, NetSpec, Op, Population, SharedPrefixes, projection_key,
+                   repeated_layer_uses, shared_op_prefixes)
 
 
 def _apply(op: Op, w: torch.Tensor | None, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
@@ -86,8 +86,8 @@ def neurobench_ops(op: Op, w: torch.Tensor, connections: float, x: torch.Tensor,
 def _output_bound(ops: list[Op], input_peak: float) -> float:
     """A bound on every output, and every partial sum of one, of the ops for inputs of
     magnitude <= `input_peak`: a partial sum adds some of an output's terms, so it is at most
-    the sum of their magnitudes, the input peak times the ops' infinity norms (`ops.op_gain`)."""
-    return input_peak * float(np.prod([op_gain(op) for op in ops]))
+    the sum of their magnitudes, the input peak times the ops' infinity norms (`Op.gain`)."""
+    return input_peak * float(np.prod([op.gain for op in ops]))
 
 
 def current_bound(pop: Population, peaks: list[float]) -> float:
@@ -490,7 +490,7 @@ def _last_reads(spec: NetSpec) -> dict[str, int]:
     return {proj.source: i for i, pop in enumerate(spec.populations) for proj in pop.inputs}
 
 
-def _uses(shared: dict[tuple[int, int], list[tuple[int, int]]]) -> dict[int, int]:
+def _uses(shared: SharedPrefixes) -> dict[int, int]:
     """Per group of shared op prefixes: the number of projections applying it."""
     uses: dict[int, int] = {}
     for groups in shared.values():
@@ -499,12 +499,12 @@ def _uses(shared: dict[tuple[int, int], list[tuple[int, int]]]) -> dict[int, int
     return uses
 
 
-def _kept_values(spec: NetSpec) -> list[int]:
+def _kept_values(spec: NetSpec, shared: SharedPrefixes) -> list[int]:
     """Per population: the values (per step and sample) of the shared op outputs kept while it
     runs (`_Reuse`: from a group's first use to its last)."""
     kept = [0] * len(spec.populations)
     span: dict[int, list[int]] = {}
-    for (i, j), groups in shared_op_prefixes(spec).items():
+    for (i, j), groups in shared.items():
         for k, group in groups:
             size = int(np.prod(spec.populations[i].inputs[j].ops[k].out_shape))
             first, last, _ = span.setdefault(group, [i, i, size])
@@ -515,18 +515,20 @@ def _kept_values(spec: NetSpec) -> list[int]:
     return kept
 
 
-def estimate_peak_bytes(spec: NetSpec, batch: int) -> int:
+def estimate_peak_bytes(spec: NetSpec, batch: int, shared: SharedPrefixes | None = None) -> int:
     """The simulator's peak working memory for one batch, float64 assumed (float32 where exact
     only lowers it), weights not counted: while population i runs, every sender that a later
     population still reads holds T x B values, and population i works on, per projection, a
     copy of its source, each op's output and the current with its running sum; then the summed
     current, the current with its bias, the output and what it sends; and the shared op outputs
-    kept for later projections. `benchmarks/sim_memory.py` compares it with the measured peak."""
+    kept for later projections (`shared`: `spec.shared_op_prefixes(spec)`, if at hand).
+    `benchmarks/sim_memory.py` compares it with the measured peak."""
     per_value = 8 * (spec.fill + spec.timesteps) * batch
     last = _last_reads(spec)
     live = {"input": int(np.prod(spec.input_shape))}
     peak = 0
-    for i, (pop, kept) in enumerate(zip(spec.populations, _kept_values(spec))):
+    kept_values = _kept_values(spec, shared_op_prefixes(spec) if shared is None else shared)
+    for i, (pop, kept) in enumerate(zip(spec.populations, kept_values)):
         work = sum(int(np.prod(proj.ops[0].in_shape)) + sum(int(np.prod(op.out_shape)) for op in proj.ops)
                    + 2 * pop.size for proj in pop.inputs) + 2 * pop.size + 2 * int(np.prod(pop.shape))
         peak = max(peak, sum(live.values()) + work + kept)
@@ -540,12 +542,12 @@ def device_memory(device: torch.device) -> int:
     return torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
 
 
-def fit_batch(spec: NetSpec, wanted: int, budget: int | None = None, device: torch.device = torch.device("cpu")
-              ) -> int:
+def fit_batch(spec: NetSpec, wanted: int, budget: int | None = None, device: torch.device = torch.device("cpu"),
+              shared: SharedPrefixes | None = None) -> int:
     """The largest batch up to `wanted` whose estimated peak fits in `budget` bytes (default: 80%
     of the memory free now on `device`); RunError naming the estimate when one sample does not fit."""
     budget = int(0.8 * device_memory(device)) if budget is None else budget
-    one = estimate_peak_bytes(spec, 1)
+    one = estimate_peak_bytes(spec, 1, shared)
     if one > budget:
         raise RunError(f"the fast simulator needs about {gib(one)} for one sample of this network (T = "
                        f"{spec.timesteps}), {gib(budget)} is free: use fewer timesteps, a smaller network or a "
@@ -572,14 +574,14 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     if batch_size < 1:
         raise RunError(f"the simulator's batch must be at least 1 sample, got {batch_size}")
     device = torch.device(device)
-    batch_size = fit_batch(spec, batch_size, memory_budget, device)
+    shared = shared_op_prefixes(spec)
+    batch_size = fit_batch(spec, batch_size, memory_budget, device, shared)
     n, t_steps = frames.shape[:2]
     counts = Counts(t_steps)
     logits, recorded = [], {"sent": {}, "activity": {}}
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
-    shared = shared_op_prefixes(spec)
     pops = [_Population(p, spec, keep_of(keep, p.name), mode, input_peak, skip,  # once
                         [shared.get((i, j), []) for j in range(len(p.inputs))], device)
             for i, p in enumerate(spec.populations)]

@@ -77,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ops import projection_fanout, reset_due
+from .ops import op_gain, projection_fanout, reset_due
 
 OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
 WEIGHTED = ("conv2d", "linear", "scale")
@@ -111,6 +111,13 @@ class Op:
     def fanout(self) -> np.ndarray:
         """Synaptic ops caused by one non-zero value at each input position of this op alone."""
         return projection_fanout([self])
+
+    @cached_property
+    def gain(self) -> float:
+        """The largest factor by which this op can grow the largest input magnitude
+        (`ops.op_gain`): every exactness bound of the simulator and the Lava models uses it, so
+        it is computed once, not on every run."""
+        return op_gain(self)
 
     @property
     def macs(self) -> int:
@@ -326,7 +333,10 @@ def repeated_layer_uses(spec: NetSpec) -> set[tuple[str, int, int]]:
     return repeats
 
 
-def shared_op_prefixes(spec: NetSpec) -> dict[tuple[int, int], list[tuple[int, int]]]:
+SharedPrefixes = dict[tuple[int, int], list[tuple[int, int]]]  # (population, projection) -> [(op, group)]
+
+
+def shared_op_prefixes(spec: NetSpec) -> SharedPrefixes:
     """Per (population index, projection index): (op index k, group) for each prefix ops[:k+1]
     that ends in a conv or linear op and that another projection applies too, to the same
     source with equal weights: a residual sum unrolled into several projections (the
@@ -348,7 +358,7 @@ def shared_op_prefixes(spec: NetSpec) -> dict[tuple[int, int], list[tuple[int, i
                     same.append([weights, []])
                     match = same[-1]
                 match[1].append((i, j, k))
-    shared: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    shared: SharedPrefixes = {}
     uses = [users for same in groups.values() for _, users in same if len(users) > 1]
     for group, users in enumerate(uses):
         for i, j, k in users:
