@@ -214,11 +214,22 @@ def _unit(spec: NetSpec, source: str) -> float:
     return float(2 ** spec.sends(source).frac_bits)
 
 
-def _sender_peak(spec: NetSpec, source: str, input_peak: float) -> float:
-    """The largest magnitude a sender transmits (a bound; inf where none is known)."""
-    if source == "input":
-        return input_peak
-    return float("inf") if spec.sends(source).graded else _unit(spec, source)
+def _sender_peaks(spec: NetSpec, input_peak: float) -> dict[str, float]:
+    """Per sender, the largest magnitude it transmits (a bound; inf where none is known): the
+    input's `input_peak`, a spike's unit, and a max pool's largest current + bias
+    (`current_bound`) twice over, since in delta modes it sends the change of its maximum. A
+    receiver integrates those changes back to the maximum itself, so one bound covers both the
+    partial sums of the ops on a change and the current they add up to. Products and
+    sigma-delta messages have no bound here."""
+    peaks = {"input": input_peak}
+    for pop in spec.populations:
+        if not spec.sends(pop.name).graded:
+            peaks[pop.name] = _unit(spec, pop.name)
+        elif pop.kind == "maxpool":
+            peaks[pop.name] = 2.0 * current_bound(pop, [peaks[proj.source] for proj in pop.inputs])
+        else:
+            peaks[pop.name] = float("inf")
+    return peaks
 
 
 def _changes(x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +299,7 @@ def _per_step(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Population:
-    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, input_peak: float,
+    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, sender_peaks: dict[str, float],
                  neurobench: set[tuple[str, int, int]] | None, shared: list[list[tuple[int, int]]],
                  device: torch.device):
         """`neurobench`: None, or the ops NeuroBench does not count (`spec.repeated_layer_uses`);
@@ -296,7 +307,7 @@ class _Population:
         self.pop, self.fixed = pop, spec.fixed
         counted = lambda j, proj: [neurobench is not None and op.kind in ("conv2d", "linear")  # noqa: E731
                                    and (pop.name, j, k) not in neurobench for k, op in enumerate(proj.ops)]
-        peaks = [_sender_peak(spec, p.source, input_peak) for p in pop.inputs]
+        peaks = [sender_peaks[p.source] for p in pop.inputs]
         self.inputs = [_Projection(p, spec.fixed, peak, counted(j, p), _unit(spec, p.source), shared[j], device)
                        for j, (p, peak) in enumerate(zip(pop.inputs, peaks))]
         # fixed point: float32 where |membrane| <= 2**23 (saturation) plus |current| < 2**23 stays exact
@@ -582,7 +593,8 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
-    pops = [_Population(p, spec, keep_of(keep, p.name), mode, input_peak, skip,  # once
+    peaks = _sender_peaks(spec, input_peak)
+    pops = [_Population(p, spec, keep_of(keep, p.name), mode, peaks, skip,  # once
                         [shared.get((i, j), []) for j in range(len(p.inputs))], device)
             for i, p in enumerate(spec.populations)]
     last = _last_reads(spec)

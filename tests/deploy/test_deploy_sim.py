@@ -162,6 +162,26 @@ def test_shared_op_prefixes_compute_the_same_and_reusing_them_changes_nothing(mo
         assert reused.counts.to_dict() == alone.counts.to_dict()
 
 
+def test_a_max_pool_sends_within_its_bound_and_float32_changes_nothing(monkeypatch):
+    spec = quantize(random_scores(spec_of(NETWORKS["sdt"]())))
+    _, frames = inputs(NETWORKS["sdt"](), 8)
+    frames = quantize_input(frames, spec)
+    input_peak = 2.0 * float(np.abs(frames).max())
+    peaks = sim._sender_peaks(spec, input_peak)
+    pools = [p.name for p in spec.populations if p.kind == "maxpool" and spec.sends(p.name).graded]
+    assert pools and all(np.isfinite(peaks[name]) for name in pools)
+    runs = {mode: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, record=True)
+            for mode in ("dense", "delta", "ddla")}
+    for run in runs.values():  # what a max pool sends (its values, or their changes) stays within the bound
+        assert all(np.abs(run.sent[name]).max() <= peaks[name] for name in pools)
+    monkeypatch.setattr(sim, "EXACT_FLOAT32", 0.0)  # float64 for every op and population
+    monkeypatch.setattr(sim, "current_bound", lambda pop, peaks: float("inf"))
+    for mode, run in runs.items():
+        wide = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0)
+        np.testing.assert_array_equal(run.logits, wide.logits)
+        assert run.counts.to_dict() == wide.counts.to_dict()
+
+
 def test_residual_paths_are_aligned_by_delays():
     spec = spec_of(NETWORKS["residual"]())
     for pop in spec.populations:
