@@ -72,7 +72,7 @@ def profile_overhead(name: str, x, y, args: argparse.Namespace, device, steps: i
               f"{1e3 * ms / calls:.1f} us per call")
     added = per_op["ddla-stats"]
     added.subtract(per_op["single"])
-    top = [(op, ms) for op, ms in added.most_common(8)]
+    top = added.most_common(8)
     print("  ops DDLA adds most, ms per step: " + ", ".join(f"{op} {ms:.2f}" for op, ms in top))
     return {"executions": figures, "added_ms_per_step": dict(top)}
 

@@ -16,7 +16,8 @@ exact (every value below 2**24), in float32; so this is also the quantized torch
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -108,7 +109,7 @@ class _Reuse:
     residual stream unrolled into projections that repeat a layer), kept from its first use to
     its last."""
 
-    def __init__(self, uses: dict[int, int]):
+    def __init__(self, uses: Counter[int]):
         self.left, self.values = dict(uses), {}
 
     def get(self, group: int) -> torch.Tensor | None:
@@ -118,9 +119,9 @@ class _Reuse:
         if self.left[group] > 1:  # a later projection applies it again
             self.values[group] = x
 
-    def done(self, groups: list[tuple[int, int]]) -> None:
+    def done(self, groups: Iterable[int]) -> None:
         """One projection's use of its shared prefixes is over; the last use frees each."""
-        for _, group in groups:
+        for group in groups:
             self.left[group] -= 1
             if not self.left[group]:
                 self.values.pop(group, None)
@@ -139,7 +140,8 @@ class _Projection:
         """`counted`: which ops NeuroBench counts (connection layers, first use of a layer);
         `unit`: the value of a 1 from the source (fixed point: 2**frac_bits of what it sends);
         `shared`: (op index, group) of its op prefixes that other projections apply too."""
-        self.source, self.counted, self.unit, self.shared = proj.source, counted, unit, shared
+        self.source, self.counted, self.unit = proj.source, counted, unit
+        self.shared = dict(shared)  # op index -> group
         self.ops = proj.ops
         # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
         self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
@@ -165,9 +167,10 @@ class _Projection:
                             device=sent.device)
             if bool(busy.any()):
                 a[busy] = self.apply(sent[busy], counts, dtype)
-        reuse.done(self.shared)
-        if reuse.holds(a):  # the kept output itself (a projection that ends in the shared op, gain 1)
-            a = a.clone()
+        if self.shared:
+            reuse.done(self.shared.values())
+            if reuse.holds(a):  # the kept output itself (a projection that ends in the shared op, gain 1)
+                a = a.clone()
         return (_running_sum(_owned(a, sent)) if accumulate else a), sops
 
     def apply(self, sent: torch.Tensor, counts: Counts, dtype: torch.dtype, reuse: _Reuse | None = None
@@ -178,10 +181,11 @@ class _Projection:
         here are kept for the next."""
         t, b = sent.shape[:2]
         x, start = sent.to(self.dtype), 0
-        shared = dict(self.shared) if reuse is not None else {}
-        for k, group in reversed(self.shared if reuse is not None else []):
-            if reuse.get(group) is not None and not any(self.counted[:k + 1]):
-                x, start = reuse.get(group), k + 1
+        shared = self.shared if reuse is not None else {}
+        for k in sorted(shared, reverse=True):
+            kept = reuse.get(shared[k])
+            if kept is not None and not any(self.counted[:k + 1]):
+                x, start = kept, k + 1
                 break
         pooled = any(op.kind in ("sumpool2d", "scale") for op in self.ops[:start])
         for k in range(start, len(self.ops)):
@@ -501,28 +505,19 @@ def _last_reads(spec: NetSpec) -> dict[str, int]:
     return {proj.source: i for i, pop in enumerate(spec.populations) for proj in pop.inputs}
 
 
-def _uses(shared: SharedPrefixes) -> dict[int, int]:
-    """Per group of shared op prefixes: the number of projections applying it."""
-    uses: dict[int, int] = {}
-    for groups in shared.values():
-        for _, group in groups:
-            uses[group] = uses.get(group, 0) + 1
-    return uses
-
-
 def _kept_values(spec: NetSpec, shared: SharedPrefixes) -> list[int]:
     """Per population: the values (per step and sample) of the shared op outputs kept while it
     runs (`_Reuse`: from a group's first use to its last)."""
-    kept = [0] * len(spec.populations)
-    span: dict[int, list[int]] = {}
+    users: dict[int, list[int]] = {}  # group -> the populations applying it
+    size: dict[int, int] = {}
     for (i, j), groups in shared.items():
         for k, group in groups:
-            size = int(np.prod(spec.populations[i].inputs[j].ops[k].out_shape))
-            first, last, _ = span.setdefault(group, [i, i, size])
-            span[group] = [min(first, i), max(last, i), size]
-    for first, last, size in span.values():
-        for i in range(first, last + 1):
-            kept[i] += size
+            users.setdefault(group, []).append(i)
+            size[group] = int(np.prod(spec.populations[i].inputs[j].ops[k].out_shape))
+    kept = [0] * len(spec.populations)
+    for group, pops in users.items():
+        for i in range(min(pops), max(pops) + 1):
+            kept[i] += size[group]
     return kept
 
 
@@ -598,7 +593,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
                         [shared.get((i, j), []) for j in range(len(p.inputs))], device)
             for i, p in enumerate(spec.populations)]
     last = _last_reads(spec)
-    uses = _uses(shared)
+    uses = Counter(group for groups in shared.values() for _, group in groups)  # projections per group
     with torch.no_grad(), exact_float32(), reused_heap():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
             batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], spec.fill, device), mode, counts,
