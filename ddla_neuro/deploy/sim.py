@@ -142,16 +142,24 @@ class _Projection:
         `shared`: (op index, group) of its op prefixes that other projections apply too."""
         self.source, self.counted, self.unit = proj.source, counted, unit
         self.shared = dict(shared)  # op index -> group
-        self.ops = proj.ops
-        # Float specs run in float64 like Lava; integer arithmetic in float32 where that is exact.
-        self.dtype = torch.float32 if fixed and exact_in_float32(proj.ops, input_peak) else torch.float64
-        self.weights = [None if op.weight is None else
-                        torch.as_tensor(np.asarray(op.weight), dtype=self.dtype, device=device) for op in self.ops]
+        self.ops, self.fixed, self.device = proj.ops, fixed, device
+        self._weights: dict[torch.dtype, list[torch.Tensor | None]] = {}
+        self.use_peak(input_peak)
         self.fanout = torch.as_tensor(proj.fanout.reshape(-1), dtype=torch.float64, device=device)
         # NeuroBench's dense count of each connection layer: every input to every connection
         self.connections = [float(op.fanout.sum()) for op in self.ops]
         self.gain = float(2 ** proj.shift) if fixed else 1.0
         self.exact = fixed  # integers, exact in self.dtype
+
+    def use_peak(self, peak: float) -> None:
+        """Runs the ops for a source sending values of magnitude <= `peak`: float specs in float64
+        like Lava, integer arithmetic in float32 where that is exact (`exact_in_float32`)."""
+        self.peak = peak
+        self.dtype = torch.float32 if self.fixed and exact_in_float32(self.ops, peak) else torch.float64
+        if self.dtype not in self._weights:
+            self._weights[self.dtype] = [None if op.weight is None else torch.as_tensor(
+                np.asarray(op.weight), dtype=self.dtype, device=self.device) for op in self.ops]
+        self.weights = self._weights[self.dtype]
 
     def currents(self, sent: torch.Tensor, nonzero: torch.Tensor, accumulate: bool, counts: Counts,
                  dtype: torch.dtype, reuse: _Reuse) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +192,8 @@ class _Projection:
         shared = self.shared if reuse is not None else {}
         for k in sorted(shared, reverse=True):
             kept = reuse.get(shared[k])
-            if kept is not None and not any(self.counted[:k + 1]):
-                x, start = kept, k + 1
+            if kept is not None and not any(self.counted[:k + 1]) and self._takes(kept, k):
+                x, start = kept.to(self.dtype), k + 1
                 break
         pooled = any(op.kind in ("sumpool2d", "scale") for op in self.ops[:start])
         for k in range(start, len(self.ops)):
@@ -201,6 +209,11 @@ class _Projection:
                 reuse.keep(shared[k], x)
         a = x.reshape(t, b, -1).to(dtype)
         return a * self.gain if self.gain != 1.0 else a  # a power of 2: exact
+
+    def _takes(self, kept: torch.Tensor, k: int) -> bool:
+        """Whether the output of ops[:k+1] that another projection computed, in its own dtype,
+        is exact in this one's (float64 holds every float32; float32 what stays below 2**24)."""
+        return kept.dtype == self.dtype or self.dtype == torch.float64 or exact_in_float32(self.ops[:k + 1], self.peak)
 
 
 def _decay(x: torch.Tensor, factor: float, d: int, fixed: bool) -> torch.Tensor:
@@ -224,7 +237,8 @@ def _sender_peaks(spec: NetSpec, input_peak: float) -> dict[str, float]:
     (`current_bound`) twice over, since in delta modes it sends the change of its maximum. A
     receiver integrates those changes back to the maximum itself, so one bound covers both the
     partial sums of the ops on a change and the current they add up to. Products and
-    sigma-delta messages have no bound here."""
+    sigma-delta messages have no bound here; a batch tightens a compute population's to what it
+    sent (`_Population.measured_peak`)."""
     peaks = {"input": input_peak}
     for pop in spec.populations:
         if not spec.sends(pop.name).graded:
@@ -314,10 +328,8 @@ class _Population:
         peaks = [sender_peaks[p.source] for p in pop.inputs]
         self.inputs = [_Projection(p, spec.fixed, peak, counted(j, p), _unit(spec, p.source), shared[j], device)
                        for j, (p, peak) in enumerate(zip(pop.inputs, peaks))]
-        # fixed point: float32 where |membrane| <= 2**23 (saturation) plus |current| < 2**23 stays exact
-        small = spec.fixed and pop.kind not in COMPUTE_KINDS and current_bound(pop, peaks) < SATURATION
-        self.dtype = torch.float32 if small else torch.float64
-        self.bias = torch.as_tensor(np.asarray(pop.bias, dtype=np.float64).reshape(-1), dtype=self.dtype, device=device)
+        self.device, self._biases = device, {}
+        self.use_peaks(sender_peaks)
         self.keep, self.mode = keep, mode
         # the steps run: the pipeline fill (negative steps), then the sample's; this one starts at `start`
         self.start = spec.fill - pop.fill
@@ -326,6 +338,29 @@ class _Population:
         self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
         # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
         self.order = _priority(spec.scores[pop.name], device) if self.filtered else None
+
+    def use_peaks(self, sender_peaks: dict[str, float]) -> None:
+        """Chooses the dtypes for sources sending values of magnitude <= `sender_peaks` (per
+        sender): fixed point runs in float32 where |membrane| <= 2**23 (saturation) plus
+        |current| < 2**23 stays exact, and each projection where its partial sums do."""
+        peaks = [sender_peaks[p.source] for p in self.pop.inputs]
+        for proj, peak in zip(self.inputs, peaks):
+            proj.use_peak(peak)
+        small = self.fixed and self.pop.kind not in COMPUTE_KINDS and current_bound(self.pop, peaks) < SATURATION
+        self.dtype = torch.float32 if small else torch.float64
+        if self.dtype not in self._biases:
+            self._biases[self.dtype] = torch.as_tensor(np.asarray(self.pop.bias, dtype=np.float64).reshape(-1),
+                                                       dtype=self.dtype, device=self.device)
+        self.bias = self._biases[self.dtype]
+
+    def measured_peak(self, out: torch.Tensor) -> float | None:
+        """A compute population's bound on what it sends in this batch (fixed point), from what
+        it computed (`out`, (T, B, n)): twice its largest magnitude, as `_sender_peaks` bounds
+        its changes; None for the others (a spike's unit; sigma-delta messages, unbounded)."""
+        if not self.fixed or self.pop.kind not in COMPUTE_KINDS or not out.numel():
+            return None
+        low, high = torch.aminmax(out)
+        return 2.0 * max(float(high), -float(low))
 
     def input_currents(self, sent: dict[str, tuple[torch.Tensor, torch.Tensor]], counts: Counts, reuse: _Reuse
                        ) -> list[torch.Tensor]:
@@ -597,7 +632,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     with torch.no_grad(), exact_float32(), reused_heap():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
             batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], spec.fill, device), mode, counts,
-                               last, _Reuse(uses), recorded if record else None)
+                               last, _Reuse(uses), peaks, recorded if record else None)
             logits.append(batch.transpose(1, 0, 2))
             if on_batch is not None:
                 on_batch(len(batch[0]))
@@ -618,16 +653,25 @@ def _batch_input(frames: np.ndarray, fill: int, device: torch.device) -> torch.T
 
 
 def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts, last: dict[str, int],
-               reuse: _Reuse, record: dict[str, dict[str, list[np.ndarray]]] | None = None) -> np.ndarray:
+               reuse: _Reuse, sender_peaks: dict[str, float],
+               record: dict[str, dict[str, list[np.ndarray]]] | None = None) -> np.ndarray:
     """One batch (fill + T, B, n_in), population by population over all timesteps; the logits (T,
     B, classes). What a sender sent is dropped after `last[sender]`, the last population reading
-    it. `record` collects per batch what each population computed ("activity") and sent
-    ("sent"), (T, B, n): the sample's steps, not the fill's."""
+    it. `sender_peaks`: the bounds of `_sender_peaks`; a compute population's is tightened to
+    what it sent in this batch, so that its readers run in float32 where those values allow (the
+    worst case of a max pool behind a conv is far above what it sends). `record` collects per
+    batch what each population computed ("activity") and sent ("sent"), (T, B, n): the sample's
+    steps, not the fill's."""
     sent = {"input": _sending(x if mode == "dense" else _changes(x), "input", counts)}
     steps = counts.timesteps
+    peaks = dict(sender_peaks)
     del x
     for i, pop in enumerate(pops):
+        pop.use_peaks(peaks)
         out, values = pop.output(pop.input_currents(sent, counts, reuse), counts)
+        measured = pop.measured_peak(out)
+        if measured is not None:
+            peaks[pop.pop.name] = min(peaks[pop.pop.name], measured)
         if record is not None:
             record["activity"].setdefault(pop.pop.name, []).append(out[-steps:].cpu().numpy())
         if pop.pop.kind == "readout":

@@ -182,6 +182,49 @@ def test_a_max_pool_sends_within_its_bound_and_float32_changes_nothing(monkeypat
         assert run.counts.to_dict() == wide.counts.to_dict()
 
 
+def test_a_batch_bounds_its_compute_senders_by_what_they_sent(monkeypatch):
+    """With no bound known before the run (the worst case of a deep max pool or a product is
+    far above what they send), each batch takes twice the largest value a max pool or product
+    computed as its bound: what it sends stays within it, its readers run in float32, and the
+    results equal those of an all-float64 run, whatever the batch."""
+    spec = quantize(random_scores(spec_of(NETWORKS["sdt"]())))
+    frames = quantize_input(inputs(NETWORKS["sdt"](), 8)[1], spec)
+    compute = {p.name for p in spec.populations if p.kind in ("maxpool", "product")}
+    static = sim._sender_peaks
+    monkeypatch.setattr(sim, "_sender_peaks", lambda *a: {k: float("inf") if k in compute else v
+                                                          for k, v in static(*a).items()})
+    readers, bounds = [], {}  # the dtypes the readers of compute populations ran in; per mode, the bounds
+    use_peak, measured_peak = sim._Projection.use_peak, sim._Population.measured_peak
+
+    def spy_readers(proj, peak):
+        use_peak(proj, peak)
+        if proj.source in compute:
+            readers.append((peak, proj.dtype))
+
+    def spy_bounds(pop, out):
+        bound = measured_peak(pop, out)
+        if bound is not None:
+            bounds[mode].setdefault(pop.pop.name, []).append(bound)  # one per batch, in order
+        return bound
+    monkeypatch.setattr(sim._Projection, "use_peak", spy_readers)
+    monkeypatch.setattr(sim._Population, "measured_peak", spy_bounds)
+    runs = {}
+    for mode in ("dense", "delta", "ddla"):
+        bounds[mode] = {}
+        runs[mode] = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=3, record=True)
+        assert bounds[mode].keys() == compute
+        for name, per_batch in bounds[mode].items():  # what each batch sent stays within its bound
+            assert [np.abs(run).max() <= b for run, b in zip(np.split(runs[mode].sent[name], [3, 6]), per_batch)] \
+                == [True] * 3
+    assert any(dtype == torch.float32 and np.isfinite(peak) for peak, dtype in readers)
+    monkeypatch.setattr(sim, "EXACT_FLOAT32", 0.0)  # float64 for every op and population
+    monkeypatch.setattr(sim, "current_bound", lambda pop, peaks: float("inf"))
+    for mode, run in runs.items():
+        wide = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=8)
+        np.testing.assert_array_equal(run.logits, wide.logits)
+        assert run.counts.to_dict() == wide.counts.to_dict()
+
+
 def test_residual_paths_are_aligned_by_delays():
     spec = spec_of(NETWORKS["residual"]())
     for pop in spec.populations:
