@@ -101,11 +101,13 @@ def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> to
     selection. (Without gradients the deltas can take the cut directly, zero where no delta is;
     with them, take the selection, or the gradient passes at the zeros before the cut.)
 
-    A running count of the candidates in priority order (one gather, a cumsum) locates the
-    first position past the limit-th candidate; the selection is the candidates ranked before
-    it. All float arithmetic on integers below 2**24, on the tensor in its memory order: bool
-    tensors and mixed memory formats cost several times more per element on CPU, and this runs
-    for every layer at every step."""
+    A running count of the candidates in priority order (one gather, a cumsum) gives their
+    number (its last entry) and locates the first position past the limit-th candidate; the
+    selection is the candidates ranked before it. The gather runs on the float tensor in its
+    memory order, the count in int32 (a float cumsum takes twice as long on CPU), and the cut is
+    written as floats straight from the comparison: bool and integer gathers and mixed memory
+    formats cost several times more per element on CPU, and this runs for every layer at every
+    step."""
     if not 0.0 <= keep <= 1.0:
         raise ValueError(f"keep ratio must lie in [0, 1], got {keep}")
     b = indicator.shape[0]
@@ -113,13 +115,12 @@ def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> to
     dims = _memory_order(indicator) if shaped else tuple(range(1, indicator.dim()))
     view = indicator.permute(0, *dims)
     order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None, indicator.dtype)
-    flat = view.reshape(b, -1)
-    limit = keep_count(flat.sum(1).to(torch.int64), keep)
-    running = flat.index_select(1, order).cumsum(1)
+    running = view.reshape(b, -1).index_select(1, order).cumsum(1, dtype=torch.int32)
+    limit = keep_count(running[:, -1:].to(torch.int64), keep)
     # the kept candidates are those whose running count is at most the limit: all of them
     # before the first position where the count exceeds it
-    reach = torch.searchsorted(running, limit[:, None].to(running.dtype), right=True)
-    below = (reach.to(indicator.dtype) - rank).clamp_(0, 1)  # 1 where rank < reach
+    reach = torch.searchsorted(running, limit.to(torch.int32), right=True)
+    below = torch.lt(rank, reach, out=torch.empty(running.shape, dtype=indicator.dtype, device=running.device))
     inverse = [0] * indicator.dim()
     for i, d in enumerate(dims, start=1):
         inverse[d] = i
