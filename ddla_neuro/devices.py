@@ -41,8 +41,9 @@ def exact_float32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)
 _MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's largest on 64 bits, where its dynamic threshold ends
+_MMAP_MAX_DEFAULT = 65536  # glibc's default count of blocks mapped at once
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,18 +63,21 @@ def reused_heap() -> Iterator[None]:
     back to the system after. Torch's CPU tensors come from malloc; glibc maps a large block
     fresh and gives it back when freed (and trims the heap's free top), so every batch of the
     simulator paid a page fault per 4 KiB written, most of its time at a batch of 256 on the
-    digits network (`benchmarks/heap_reuse.py`). Inside: blocks up to 32 MiB from the heap and
-    no trimming; after: glibc's own steady state (mmap threshold 32 MiB, trim threshold twice
-    that), which gives back the heap's free top on the next free. (Not `malloc_trim`: the
-    deploy's keep sweep calls the simulator many times, each then faulting its memory in again.)
-    No effect where the C library is not glibc."""
+    digits network (`benchmarks/heap_reuse.py`). Inside: every block from the heap (no mmap:
+    glibc's threshold stops at 32 MiB, and a (T, B, n) tensor of the Spike-driven Transformer at
+    batch 32 is larger) and no trimming; after: glibc's own steady state (mmap threshold 32 MiB,
+    trim threshold twice that), which gives back the heap's free top on the next free. (Not
+    `malloc_trim`: the deploy's keep sweep calls the simulator many times, each then faulting
+    its memory in again.) No effect where the C library is not glibc."""
     libc = _glibc()
     if libc is None:
         yield
         return
     libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    libc.mallopt(_M_MMAP_MAX, 0)  # glibc still maps a block when the heap cannot grow
     libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)  # a C int
     try:
         yield
     finally:
+        libc.mallopt(_M_MMAP_MAX, _MMAP_MAX_DEFAULT)
         libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
