@@ -8,7 +8,10 @@ images, the 784-512-512-10 IF MLP on random images) and `convnet28`, `vgg`, `res
 (those of `sim_scale.py`, T = 4). Fixed point. Prints the samples/s without and with the
 profiler, the ops with the most self time (share of the profiled total), and the share of the
 matrix products and convolutions: the work any exact simulator of the network does, so
-samples/s divided by that share is the rate this CPU allows without fewer operations.
+samples/s divided by that share is the rate this CPU allows without fewer operations. In ddla
+mode, also the time of DDLA's per-step selection and send (`_Population.ddla_send`: the change,
+the priority cut, the held values) in a run of its own, timed around each call: the work that a
+plain forward and the delta mode do not have.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.deploy.ir import input_frames  # noqa: E402
+from ddla_neuro.deploy import sim  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import NetSpec  # noqa: E402
 from ddla_neuro.errors import UserError  # noqa: E402
@@ -93,12 +97,35 @@ def main() -> None:
         print(f"| {r['op']} | {r['self_ms']:,.1f} ms | {100 * r['share']:.1f}% | {r['calls']:,} |")
     print(f"matrix products and convolutions: {100 * products:.1f}% of the profiled time; at that share alone "
           f"the run would reach about {profiled / products:,.0f} samples/s under the profiler")
+    figures = {"network": args.network, "mode": args.mode, "batch": args.batch, "samples": args.samples,
+               "samples_per_s": plain, "profiled_samples_per_s": profiled, "product_share": products, "ops": table}
+    if args.mode == "ddla":
+        figures["selection"] = selection_time(run, args.samples, args.batch)
     if args.json:
-        Path(args.json).write_text(json.dumps({"network": args.network, "mode": args.mode, "batch": args.batch,
-                                               "samples": args.samples, "samples_per_s": plain,
-                                               "profiled_samples_per_s": profiled, "product_share": products,
-                                               "ops": table}, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 
+
+def selection_time(run, samples: int, batch: int) -> dict:
+    """DDLA's selection and send (`_Population.ddla_send`) in one run, timed around each call:
+    ms per batch and share of the run."""
+    seconds = [0.0]
+    send = sim._Population.ddla_send
+
+    def timed(pop, *args):
+        t0 = time.perf_counter()
+        held = send(pop, *args)
+        seconds[0] += time.perf_counter() - t0
+        return held
+
+    sim._Population.ddla_send = timed
+    try:
+        run_seconds = samples / run()
+    finally:
+        sim._Population.ddla_send = send
+    figures = {"ms_per_batch": 1e3 * seconds[0] / -(-samples // batch), "share": seconds[0] / run_seconds}
+    print(f"DDLA's selection and send: {figures['ms_per_batch']:.2f} ms per batch of {batch}, "
+          f"{100 * figures['share']:.1f}% of a run timed around each call")
+    return figures
 
 if __name__ == "__main__":
     try:
