@@ -1,5 +1,6 @@
 """IR, quantization and the fast simulator, without Lava: dense == delta, the float simulator
 == the torch network, SOP fan-outs by hand, NIR import errors, ResNet-19 mapping."""
+import ctypes
 import platform
 
 import nir
@@ -413,3 +414,30 @@ def test_the_simulator_finds_glibc_to_keep_its_heap():
     libc = _glibc()
     assert libc is not None and libc.mallopt(-1, 2 ** 20) == 1  # M_TRIM_THRESHOLD accepted
     libc.mallopt(-1, 64 * 2 ** 20)  # back to the steady state reused_heap leaves
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the heap settings are glibc's")
+def test_the_simulator_takes_large_blocks_from_the_heap():
+    # glibc maps a block above 32 MiB apart and unmaps it when freed, so each batch would fault
+    # it in again: while the simulator runs, even a 64 MiB tensor comes from the heap
+    from ddla_neuro.devices import _glibc, reused_heap
+    libc = _glibc()
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc before 2.33 has no mallinfo2")
+    libc.mallinfo2.restype = _Mallinfo2
+    mapped = lambda: libc.mallinfo2().hblkhd  # noqa: E731  bytes in blocks mapped apart
+    size = 64 * 2 ** 20 // 4
+    before = mapped()
+    outside = torch.ones(size)
+    assert mapped() - before >= 4 * size  # glibc's default: mapped apart
+    del outside
+    with reused_heap():
+        before = mapped()
+        inside = torch.ones(size)
+        assert mapped() - before < 4 * size
+        del inside
