@@ -26,7 +26,7 @@ from functools import partial
 
 import torch
 
-from train_speed import add_common_args, interleaved_seconds, prepare, trainer, training_data, write_rows
+from train_speed import add_common_args, interleaved_seconds, prepare, run_main, trainer, training_data, write_rows
 from ddla_neuro.ddla import approx, executor
 from ddla_neuro.ddla.gsc import Priority, priority_cut
 
@@ -109,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "ddla_fused_bound.py")

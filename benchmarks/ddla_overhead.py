@@ -23,7 +23,8 @@ from collections import Counter
 
 from torch.profiler import ProfilerActivity, profile
 
-from train_speed import EXECUTIONS, add_common_args, interleaved_seconds, prepare, trainer, training_data, write_rows
+from train_speed import (EXECUTIONS, add_common_args, interleaved_seconds, prepare, run_main, trainer, training_data,
+                         write_rows)
 
 
 def main() -> None:
@@ -78,4 +79,4 @@ def profile_overhead(name: str, x, y, args: argparse.Namespace, device, steps: i
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "ddla_overhead.py")

@@ -145,6 +145,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs of every runner; each figure and ratio is their median")
     ap.add_argument("--json", help="write the rows as a JSON list")
     args = ap.parse_args()
+    small = [f"--{flag.replace('_', '-')}" for flag in ("samples", "fast_samples", "batch", "repeat")
+             if getattr(args, flag) < 1]
+    if small:
+        sys.exit(f"lava_speed.py: error: {', '.join(small)} must be at least 1")
     rows = []
     for name, make in (("digits-convnet", digits_model), ("mlp-784-512-512-10", mlp_784)):
         spec, frames = make(max(args.fast_samples, args.samples))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ import torch
 from ddla_neuro.data import load_dataset, load_digits
 from ddla_neuro.ddla.executor import DeltaExecutor
 from ddla_neuro.devices import select_device
+from ddla_neuro.errors import UserError
 from ddla_neuro.train import tet_loss
 from ddla_neuro.zoo import build_model
 
@@ -30,13 +32,29 @@ ZOO_NAME = {"convnet28": "convnet"}  # a benchmark row's network in the zoo, whe
 
 def prepare(args: argparse.Namespace) -> tuple[torch.device, str, object, tuple[torch.Tensor, torch.Tensor]]:
     """The device, its label, digits and `--samples` random CIFAR-shaped inputs and labels
-    (0: 256 on CPU, 4096 on a GPU)."""
+    (0: 256 on CPU, 4096 on a GPU); UserError, before any work, for a bad argument."""
+    unknown = [m for m in args.models.split(",") if m not in MODELS]
+    if unknown:
+        raise UserError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    for flag in ("batch_size", "timesteps", "rounds"):
+        if getattr(args, flag, 1) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.samples < 0:
+        raise UserError(f"--samples must be 0 (the default size) or more, got {args.samples}")
     device = select_device(args.device)
     label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     n = args.samples or (4096 if device.type == "cuda" else 256)
     g = torch.Generator().manual_seed(0)
     cifar_like = (torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
     return device, label, load_digits(), cifar_like
+
+
+def run_main(main: Callable[[], None], script: str) -> None:
+    """Runs a benchmark's main; a bad argument ends it with one line."""
+    try:
+        main()
+    except UserError as e:
+        sys.exit(f"{script}: error: {e}")
 
 
 def add_common_args(p: argparse.ArgumentParser, timesteps: int, models: str) -> None:
@@ -140,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, "train_speed.py")

@@ -1,5 +1,6 @@
 """The speed benchmarks refuse bad arguments in one line before any run (issue 29): a batch of
-0, a batch the simulator's memory estimate says will not fit, CUDA where there is none."""
+0, a batch the simulator's memory estimate says will not fit, an unknown network, CUDA where
+there is none."""
 import os
 import subprocess
 import sys
@@ -16,9 +17,15 @@ CASES = [
     ("sim_scale.py", ["--networks", "resnet19", "--batch", "100000000"], "use a smaller --batch"),
     ("sim_scale.py", ["--networks", "nope"], "unknown network 'nope'"),
     ("sim_profile.py", ["--batch", "0"], "must be at least 1"),
+    ("lava_speed.py", ["--batch", "0"], "--batch must be at least 1"),
+    ("ddla_overhead.py", ["--batch-size", "0"], "--batch-size must be at least 1"),
+    ("ddla_overhead.py", ["--models", "convnet,nope"], "unknown model 'nope'"),
+    ("ddla_fused_bound.py", ["--rounds", "0"], "--rounds must be at least 1"),
+    ("heap_reuse.py", ["--networks", "nope"], "networks come from"),
 ]
 if not torch.cuda.is_available():
-    CASES.append(("sim_scale.py", ["--device", "cuda"], "CUDA is not available"))
+    CASES += [(script, ["--device", "cuda"], "CUDA is not available")
+              for script in ("sim_scale.py", "ddla_overhead.py")]
 
 
 @pytest.mark.parametrize("script,args,message", CASES)
