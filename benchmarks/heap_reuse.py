@@ -31,7 +31,6 @@ if not {reuse}:
 from ddla_neuro.deploy.quant import quantize, quantize_input
 from ddla_neuro.deploy.sim import simulate
 if {network!r} == "sdt":
-    sys.path.insert(0, {root!r} + "/tests/helpers")
     import torch
     from sim_scale import network
     from ddla_neuro.deploy.ir import input_frames

@@ -65,7 +65,8 @@ def reused_heap() -> Iterator[None]:
     simulator paid a page fault per 4 KiB written, most of its time at a batch of 256 on the
     digits network (`benchmarks/heap_reuse.py`). Inside: every block from the heap (no mmap:
     glibc's threshold stops at 32 MiB, and a (T, B, n) tensor of the Spike-driven Transformer at
-    batch 32 is larger) and no trimming; after: glibc's own steady state (mmap threshold 32 MiB,
+    batch 32 is larger; another thread's arena still maps a block above its 64 MiB heap) and no
+    trimming; after: glibc's own steady state (mmap threshold 32 MiB,
     trim threshold twice that), which gives back the heap's free top on the next free. (Not
     `malloc_trim`: the deploy's keep sweep calls the simulator many times, each then faulting
     its memory in again.) No effect where the C library is not glibc."""

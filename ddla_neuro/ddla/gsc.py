@@ -113,7 +113,7 @@ def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> to
     b = indicator.shape[0]
     shaped = tuple(indicator.shape[1:]) == priority.shape  # else one sample's entries come flat
     dims = _memory_order(indicator) if shaped else tuple(range(1, indicator.dim()))
-    view = indicator.permute(0, *dims)
+    view = indicator.detach().permute(0, *dims)  # the cut takes no gradient (nor can an int32 count)
     order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None, indicator.dtype)
     running = view.reshape(b, -1).index_select(1, order).cumsum(1, dtype=torch.int32)
     limit = keep_count(running[:, -1:].to(torch.int64), keep)

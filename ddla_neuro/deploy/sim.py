@@ -211,9 +211,10 @@ class _Projection:
         return a * self.gain if self.gain != 1.0 else a  # a power of 2: exact
 
     def _takes(self, kept: torch.Tensor, k: int) -> bool:
-        """Whether the output of ops[:k+1] that another projection computed, in its own dtype,
-        is exact in this one's (float64 holds every float32; float32 what stays below 2**24)."""
-        return kept.dtype == self.dtype or self.dtype == torch.float64 or exact_in_float32(self.ops[:k + 1], self.peak)
+        """Whether the output of ops[:k+1] that another projection computed, in its dtype, is
+        exact in this one's: float64 both, or a prefix whose partial sums stay below 2**24 (the
+        other projection's float32 may rest on a later op of gain 0, not on its prefix)."""
+        return (kept.dtype == self.dtype == torch.float64) or exact_in_float32(self.ops[:k + 1], self.peak)
 
 
 def _decay(x: torch.Tensor, factor: float, d: int, fixed: bool) -> torch.Tensor:

@@ -226,6 +226,22 @@ def test_a_batch_bounds_its_compute_senders_by_what_they_sent(monkeypatch):
         assert run.counts.to_dict() == wide.counts.to_dict()
 
 
+def test_a_projection_takes_a_shared_output_only_where_its_dtype_keeps_it_exact():
+    # a float32 prefix computed by a projection whose later op has gain 0 (all-zero weights)
+    # may have rounded: a reader takes it only where the prefix alone stays below 2**24
+    big = Op("linear", (4,), (4,), weight=np.full((4, 4), 2 ** 21, dtype=np.int64))
+    zero = Op("linear", (4,), (2,), weight=np.zeros((2, 4), dtype=np.int64))
+    muted = sim._Projection(Projection("a", [big, zero]), True, 8.0, [False, False], 1.0, [(0, 0)],
+                            torch.device("cpu"))
+    wide = sim._Projection(Projection("a", [big]), True, 8.0, [False], 1.0, [(0, 0)], torch.device("cpu"))
+    assert muted.dtype == torch.float32 and wide.dtype == torch.float64  # 4 * 2**21 * 8 = 2**26
+    prefix = torch.zeros(1, 4)
+    assert not wide._takes(prefix.float(), 0) and not muted._takes(prefix.float(), 0)
+    assert wide._takes(prefix.double(), 0)
+    wide.use_peak(1.0)  # 2**23: exact in float32, whichever computed it
+    assert wide._takes(prefix.float(), 0) and wide._takes(prefix.double(), 0)
+
+
 def test_residual_paths_are_aligned_by_delays():
     spec = spec_of(NETWORKS["residual"]())
     for pop in spec.populations:
