@@ -114,7 +114,9 @@ def priority_cut(priority: Priority, indicator: torch.Tensor, keep: float) -> to
     shaped = tuple(indicator.shape[1:]) == priority.shape  # else one sample's entries come flat
     dims = _memory_order(indicator) if shaped else tuple(range(1, indicator.dim()))
     view = indicator.detach().permute(0, *dims)  # the cut takes no gradient (nor can an int32 count)
-    order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None, indicator.dtype)
+    # ranks are integers below 2**24, exact in float32 and float64 (not in a half type)
+    exact = indicator.dtype if indicator.dtype in (torch.float32, torch.float64) else torch.float32
+    order, rank = priority.in_layout(tuple(d - 1 for d in dims) if shaped else None, exact)
     running = view.reshape(b, -1).index_select(1, order).cumsum(1, dtype=torch.int32)
     limit = keep_count(running[:, -1:].to(torch.int64), keep)
     # the kept candidates are those whose running count is at most the limit: all of them

@@ -2,6 +2,7 @@
 import math
 from fractions import Fraction
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
@@ -122,6 +123,17 @@ def test_priority_cut_is_the_same_selection_in_every_memory_layout(c, hw, keep_m
     cut = priority_cut(Priority(stats), x.abs(), keep)
     assert cut.stride() == x.stride()
     assert torch.equal((x.abs() * cut == 1).reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_priority_cut_selects_the_same_in_every_float_dtype(dtype):
+    # ranks past 256 (bfloat16) or 2048 (float16) are not integers in a half type
+    g = torch.Generator().manual_seed(0)
+    stats = torch.rand(5000, generator=g)
+    d = torch.randint(-1, 2, (3, 5000), generator=g).float()
+    expected = priority_cut(Priority(stats), d.abs(), 0.5)
+    cut = priority_cut(Priority(stats), d.abs().to(dtype), 0.5)
+    assert cut.dtype == dtype and torch.equal(cut.float(), expected)
 
 
 def test_topk_breaks_ties_by_lower_index():
