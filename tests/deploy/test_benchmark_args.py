@@ -18,6 +18,7 @@ CASES = [
     ("sim_scale.py", ["--networks", "nope"], "unknown network 'nope'"),
     ("sim_profile.py", ["--batch", "0"], "must be at least 1"),
     ("lava_speed.py", ["--batch", "0"], "--batch must be at least 1"),
+    ("lava_speed.py", ["--samples", "100000000", "--batch", "100000000"], "use a smaller --batch"),
     ("ddla_overhead.py", ["--batch-size", "0"], "--batch-size must be at least 1"),
     ("ddla_overhead.py", ["--models", "convnet,nope"], "unknown model 'nope'"),
     ("ddla_fused_bound.py", ["--rounds", "0"], "--rounds must be at least 1"),
