@@ -343,11 +343,13 @@ class _Population:
     def use_peaks(self, sender_peaks: dict[str, float]) -> None:
         """Chooses the dtypes for sources sending values of magnitude <= `sender_peaks` (per
         sender): fixed point runs in float32 where |membrane| <= 2**23 (saturation) plus
-        |current| < 2**23 stays exact, and each projection where its partial sums do."""
+        |current| < 2**23 stays exact, or for a max pool where its current does and so the
+        changes it sends (below 2**24), and each projection where its partial sums do. A product
+        stays in float64 (its factors' product passes 2**24)."""
         peaks = [sender_peaks[p.source] for p in self.pop.inputs]
         for proj, peak in zip(self.inputs, peaks):
             proj.use_peak(peak)
-        small = self.fixed and self.pop.kind not in COMPUTE_KINDS and current_bound(self.pop, peaks) < SATURATION
+        small = self.fixed and self.pop.kind != "product" and current_bound(self.pop, peaks) < SATURATION
         self.dtype = torch.float32 if small else torch.float64
         if self.dtype not in self._biases:
             self._biases[self.dtype] = torch.as_tensor(np.asarray(self.pop.bias, dtype=np.float64).reshape(-1),
