@@ -6,10 +6,10 @@
 Each measurement is a fresh process running `simulate` (fixed point, delta mode) on the shipped
 digits model and the 784-512-512-10 MLP of `lava_speed.py` (2,000 samples at batch 256), and on
 the Spike-driven Transformer of `sim_scale.py` (T = 4, 96 random images at batch 32, where a
-(T, B, n) tensor passes glibc's 32 MiB mmap threshold); `--samples` and `--batch` set them for
-all. Each runs either as shipped or with the heap left to glibc's defaults (`reused_heap` made
-a no-op), alternating, so a slow spell of the machine falls on both. Prints samples/s per run
-and the median of the per-round ratios.
+(T, B, n) tensor passes glibc's 32 MiB mmap threshold), each as `sim_profile.py` builds it;
+`--samples` and `--batch` set them for all. Each runs either as shipped or with the heap left to
+glibc's defaults (`reused_heap` made a no-op), alternating, so a slow spell of the machine falls
+on both. Prints samples/s per run and the median of the per-round ratios.
 """
 from __future__ import annotations
 
@@ -28,20 +28,9 @@ sys.path.insert(0, {root!r}); sys.path.insert(0, {root!r} + "/benchmarks")
 import ddla_neuro.devices as devices
 if not {reuse}:
     devices._glibc = lambda: None  # glibc's own heap policy
-from ddla_neuro.deploy.quant import quantize, quantize_input
+from sim_profile import network
 from ddla_neuro.deploy.sim import simulate
-if {network!r} == "sdt":
-    import torch
-    from sim_scale import network
-    from ddla_neuro.deploy.ir import input_frames
-    net, spec = network("sdt", 4)
-    frames = quantize_input(input_frames(net, torch.rand({samples}, 3, 32, 32,
-                                                     generator=torch.Generator().manual_seed(0))), spec)
-else:
-    from lava_speed import digits_model, mlp_784
-    spec, frames = {{"digits": digits_model, "mlp": mlp_784}}[{network!r}]({samples})
-    spec = quantize(spec)
-    frames = quantize_input(frames, spec)
+spec, frames = network({network!r}, {samples})
 simulate(spec, frames[:{batch}], "delta", batch_size={batch})  # warm-up
 t0 = time.perf_counter()
 simulate(spec, frames, "delta", batch_size={batch})

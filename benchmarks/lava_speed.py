@@ -36,8 +36,7 @@ from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.data import load_dataset  # noqa: E402
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames, network_to_nir, nir_to_spec  # noqa: E402
 from ddla_neuro.deploy.isolation import run_isolated  # noqa: E402
-from ddla_neuro.deploy.lava_run import estimate_lava_bytes, run_lava  # noqa: E402
-from ddla_neuro.deploy.run import available_memory, gib  # noqa: E402
+from ddla_neuro.deploy.lava_run import LavaRunError, check_lava_memory, run_lava  # noqa: E402
 from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import NetSpec, save_spec  # noqa: E402
@@ -151,12 +150,11 @@ def main() -> None:
     if small:
         sys.exit(f"lava_speed.py: error: {', '.join(small)} must be at least 1")
     networks = (("digits-convnet", digits_model), ("mlp-784-512-512-10", mlp_784))
-    lockstep, free = min(args.batch, args.samples), int(0.8 * available_memory())
     for name, make in networks:  # the batched runner's memory (the Lava run's own check), before any run
-        need = estimate_lava_bytes(make(1)[0], lockstep)
-        if need > free:
-            sys.exit(f"lava_speed.py: error: {name} with {lockstep} samples in lockstep needs about {gib(need)}, "
-                     f"{gib(free)} may be used: use a smaller --batch")
+        try:
+            check_lava_memory(make(1)[0], min(args.batch, args.samples), advice="use a smaller --batch")
+        except LavaRunError as e:
+            sys.exit(f"lava_speed.py: error: {name}: {e}")
     rows = []
     for name, make in networks:
         spec, frames = make(max(args.fast_samples, args.samples))

@@ -107,12 +107,14 @@ def estimate_lava_bytes(spec: NetSpec, batch: int = 1) -> int:
             + 8 * windows)
 
 
-def check_lava_memory(spec: NetSpec, batch: int = 1) -> None:
+def check_lava_memory(spec: NetSpec, batch: int = 1,
+                      advice: str = "lower --lava-batch, use the fast simulator (--backend fast) or a machine with "
+                                    "more memory") -> None:
+    """LavaRunError, ending in `advice`, where the run's estimate passes 80% of the free memory."""
     need, free = estimate_lava_bytes(spec, batch), int(0.8 * available_memory())
     if need > free:
         raise LavaRunError(f"the Lava run needs about {gib(need)} for this network and batch ({batch} samples in "
-                           f"lockstep), {gib(free)} is free: lower --lava-batch, use the fast simulator "
-                           f"(--backend fast) or a machine with more memory")
+                           f"lockstep), {gib(free)} is free: {advice}")
 
 
 LAVA_START_S = 1.0            # start the worker, pass the job, stop Lava (benchmarks/lava_scale.py)

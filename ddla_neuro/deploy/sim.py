@@ -149,7 +149,6 @@ class _Projection:
         # NeuroBench's dense count of each connection layer: every input to every connection
         self.connections = [float(op.fanout.sum()) for op in self.ops]
         self.gain = float(2 ** proj.shift) if fixed else 1.0
-        self.exact = fixed  # integers, exact in self.dtype
 
     def use_peak(self, peak: float) -> None:
         """Runs the ops for a source sending values of magnitude <= `peak`: float specs in float64
@@ -204,7 +203,7 @@ class _Projection:
                                                  pooled).items():
                     _count(counts, "neurobench", key, value)
             pooled = pooled or op.kind in ("sumpool2d", "scale")
-            x = _apply(op, w, x, self.exact)
+            x = _apply(op, w, x, self.fixed)  # fixed point: integers, exact in self.dtype
             if k in shared:
                 reuse.keep(shared[k], x)
         a = x.reshape(t, b, -1).to(dtype)
@@ -330,7 +329,7 @@ class _Population:
         self.inputs = [_Projection(p, spec.fixed, peak, counted(j, p), _unit(spec, p.source), shared[j], device)
                        for j, (p, peak) in enumerate(zip(pop.inputs, peaks))]
         self.device, self._biases = device, {}
-        self.use_peaks(sender_peaks)
+        self._use_dtype(peaks)
         self.keep, self.mode = keep, mode
         # the steps run: the pipeline fill (negative steps), then the sample's; this one starts at `start`
         self.start = spec.fill - pop.fill
@@ -349,6 +348,9 @@ class _Population:
         peaks = [sender_peaks[p.source] for p in self.pop.inputs]
         for proj, peak in zip(self.inputs, peaks):
             proj.use_peak(peak)
+        self._use_dtype(peaks)
+
+    def _use_dtype(self, peaks: list[float]) -> None:
         small = self.fixed and self.pop.kind != "product" and current_bound(self.pop, peaks) < SATURATION
         self.dtype = torch.float32 if small else torch.float64
         if self.dtype not in self._biases:
@@ -360,7 +362,7 @@ class _Population:
         """A compute population's bound on what it sends in this batch (fixed point), from what
         it computed (`out`, (T, B, n)): twice its largest magnitude, as `_sender_peaks` bounds
         its changes; None for the others (a spike's unit; sigma-delta messages, unbounded)."""
-        if not self.fixed or self.pop.kind not in COMPUTE_KINDS or not out.numel():
+        if not self.fixed or self.pop.kind not in COMPUTE_KINDS:
             return None
         low, high = torch.aminmax(out)
         return 2.0 * max(float(high), -float(low))
