@@ -30,15 +30,20 @@ def select_device(name: str, local_rank: int | None = None) -> torch.device:
 
 @contextmanager
 def exact_float32() -> Iterator[None]:
-    """Float32 convolutions and matmuls in full float32 on CUDA: TF32 (cuDNN's default for
-    convolutions on Ampere and later) rounds inputs to 10 mantissa bits, which would break the
-    simulator's exact integer arithmetic. No effect on the CPU."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    """Convolutions and matmuls on CUDA that keep integers exact: TF32 off (cuDNN's default for
+    convolutions on Ampere and later rounds inputs to 10 mantissa bits) and cuDNN off. cuDNN's
+    heuristics may pick a Winograd or FFT algorithm for a float32 convolution even without
+    `benchmark`, and both transform the operands with rounding; torch has no switch to exclude
+    them, so the convolutions take torch's own kernels (im2col and a cuBLAS product, or direct
+    depthwise kernels), whose sums of integers below 2**24 are exact in any order. No effect on
+    the CPU."""
+    saved = torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.enabled = False
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4  # glibc's mallopt parameters (malloc.h)

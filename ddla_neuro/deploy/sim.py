@@ -614,7 +614,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     estimated peak would not fit in `memory_budget` bytes (default: 80% of the memory free on the
     device, `fit_batch`). `on_batch` is called with the number of samples of each batch done (a
     progress bar). On a CUDA `device` the arithmetic is the same (integers exact in
-    float32/float64; TF32 off), so the results equal the CPU's. `keep`: DDLA's ratio, one for
+    float32/float64; TF32 and cuDNN off), so the results equal the CPU's. `keep`: DDLA's ratio, one for
     every population or one per population."""
     frames = check_run(spec, frames, mode, keep)
     if batch_size < 1:

@@ -393,10 +393,37 @@ def test_lava_refuses_a_run_that_would_not_fit_without_starting_it(monkeypatch):
     assert not started
 
 
+def test_the_simulator_convolves_without_cudnn_or_tf32_and_restores_both(monkeypatch):
+    """cuDNN may pick a Winograd or FFT algorithm for a float32 convolution, which rounds the
+    integers a CUDA run must keep exact; the flags are the process's, so they are put back."""
+    seen = []
+
+    def conv2d(*args, **kwargs):
+        seen.append((torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,
+                     torch.backends.cuda.matmul.allow_tf32))
+        return torch.nn.functional.conv2d.__wrapped__(*args, **kwargs)
+
+    conv2d.__wrapped__ = torch.nn.functional.conv2d
+    net = convnet()
+    spec, frames = quantize_run(spec_of(net), inputs(net, 2)[1])
+    monkeypatch.setattr(sim.F, "conv2d", conv2d)
+    flags = lambda: (torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,  # noqa: E731
+                     torch.backends.cuda.matmul.allow_tf32)
+    saved = flags()
+    torch.backends.cudnn.enabled = torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        simulate(spec, frames, "delta")
+        after = flags()
+    finally:
+        torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert seen and set(seen) == {(False, False, False)}
+    assert after == (True, True, True)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_cuda_run_equals_the_cpu_run_in_fixed_point(name):
-    """Integers exact in float32/float64 on both devices (TF32 off): the same logits and the same
+    """Integers exact in float32/float64 on both devices (TF32 and cuDNN off): the same logits and the same
     counts, DDLA's selection included."""
     net = NETWORKS[name]()
     spec, frames = quantize_run(random_scores(spec_of(net)), inputs(net, 16)[1])
