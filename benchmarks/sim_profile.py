@@ -127,6 +127,7 @@ def selection_time(run, samples: int, batch: int) -> dict:
           f"{100 * figures['share']:.1f}% of a run timed around each call")
     return figures
 
+
 if __name__ == "__main__":
     try:
         main()

@@ -71,10 +71,10 @@ def reused_heap() -> Iterator[None]:
     digits network (`benchmarks/heap_reuse.py`). Inside: every block from the heap (no mmap:
     glibc's threshold stops at 32 MiB, and a (T, B, n) tensor of the Spike-driven Transformer at
     batch 32 is larger; another thread's arena still maps a block above its 64 MiB heap) and no
-    trimming; after: glibc's own steady state (mmap threshold 32 MiB,
-    trim threshold twice that), which gives back the heap's free top on the next free. (Not
-    `malloc_trim`: the deploy's keep sweep calls the simulator many times, each then faulting
-    its memory in again.) No effect where the C library is not glibc."""
+    trimming; after: glibc's own steady state (mmap threshold 32 MiB, trim threshold twice
+    that), which gives back the heap's free top on the next free. (Not `malloc_trim`: the
+    deploy's keep sweep calls the simulator many times, each then faulting its memory in
+    again.) No effect where the C library is not glibc."""
     libc = _glibc()
     if libc is None:
         yield

@@ -163,6 +163,17 @@ def test_shared_op_prefixes_compute_the_same_and_reusing_them_changes_nothing(mo
         assert reused.counts.to_dict() == alone.counts.to_dict()
 
 
+def _assert_equal_to_an_all_float64_run(monkeypatch, spec, frames, runs):
+    """Each mode's run (`runs`: mode -> result) gives the logits and counts of the same run with
+    every op and population in float64 (one batch)."""
+    monkeypatch.setattr(sim, "EXACT_FLOAT32", 0.0)
+    monkeypatch.setattr(sim, "current_bound", lambda pop, peaks: float("inf"))
+    for mode, run in runs.items():
+        wide = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=len(frames))
+        np.testing.assert_array_equal(run.logits, wide.logits)
+        assert run.counts.to_dict() == wide.counts.to_dict()
+
+
 def test_a_max_pool_sends_within_its_bound_and_float32_changes_nothing(monkeypatch):
     spec = quantize(random_scores(spec_of(NETWORKS["sdt"]())))
     _, frames = inputs(NETWORKS["sdt"](), 8)
@@ -175,12 +186,7 @@ def test_a_max_pool_sends_within_its_bound_and_float32_changes_nothing(monkeypat
             for mode in ("dense", "delta", "ddla")}
     for run in runs.values():  # what a max pool sends (its values, or their changes) stays within the bound
         assert all(np.abs(run.sent[name]).max() <= peaks[name] for name in pools)
-    monkeypatch.setattr(sim, "EXACT_FLOAT32", 0.0)  # float64 for every op and population
-    monkeypatch.setattr(sim, "current_bound", lambda pop, peaks: float("inf"))
-    for mode, run in runs.items():
-        wide = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0)
-        np.testing.assert_array_equal(run.logits, wide.logits)
-        assert run.counts.to_dict() == wide.counts.to_dict()
+    _assert_equal_to_an_all_float64_run(monkeypatch, spec, frames, runs)
 
 
 def test_a_batch_bounds_its_compute_senders_by_what_they_sent(monkeypatch):
@@ -218,12 +224,7 @@ def test_a_batch_bounds_its_compute_senders_by_what_they_sent(monkeypatch):
             assert [np.abs(run).max() <= b for run, b in zip(np.split(runs[mode].sent[name], [3, 6]), per_batch)] \
                 == [True] * 3
     assert any(dtype == torch.float32 and np.isfinite(peak) for peak, dtype in readers)
-    monkeypatch.setattr(sim, "EXACT_FLOAT32", 0.0)  # float64 for every op and population
-    monkeypatch.setattr(sim, "current_bound", lambda pop, peaks: float("inf"))
-    for mode, run in runs.items():
-        wide = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=8)
-        np.testing.assert_array_equal(run.logits, wide.logits)
-        assert run.counts.to_dict() == wide.counts.to_dict()
+    _assert_equal_to_an_all_float64_run(monkeypatch, spec, frames, runs)
 
 
 def test_a_projection_takes_a_shared_output_only_where_its_dtype_keeps_it_exact():
@@ -396,19 +397,13 @@ def test_lava_refuses_a_run_that_would_not_fit_without_starting_it(monkeypatch):
 def test_the_simulator_convolves_without_cudnn_or_tf32_and_restores_both(monkeypatch):
     """cuDNN may pick a Winograd or FFT algorithm for a float32 convolution, which rounds the
     integers a CUDA run must keep exact; the flags are the process's, so they are put back."""
-    seen = []
+    def flags() -> tuple[bool, bool, bool]:
+        return torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
 
-    def conv2d(*args, **kwargs):
-        seen.append((torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,
-                     torch.backends.cuda.matmul.allow_tf32))
-        return torch.nn.functional.conv2d.__wrapped__(*args, **kwargs)
-
-    conv2d.__wrapped__ = torch.nn.functional.conv2d
+    seen, conv2d = [], sim.F.conv2d
     net = convnet()
     spec, frames = quantize_run(spec_of(net), inputs(net, 2)[1])
-    monkeypatch.setattr(sim.F, "conv2d", conv2d)
-    flags = lambda: (torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32,  # noqa: E731
-                     torch.backends.cuda.matmul.allow_tf32)
+    monkeypatch.setattr(sim.F, "conv2d", lambda *a, **k: seen.append(flags()) or conv2d(*a, **k))
     saved = flags()
     torch.backends.cudnn.enabled = torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
     try:
