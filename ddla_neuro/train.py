@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from collections.abc import Callable
@@ -25,13 +25,14 @@ from .checkpoint import Checkpoint, checkpoint_dataset, load_checkpoint, save_ch
 from .data import DATASETS, DataSplit, load_dataset
 from .ddla.approx import annealed_keep
 from .ddla.keep import DEFAULT_KEEP, Keep, KeepError, filters, keep_label, parse_keep, per_layer
-from .ddla.executor import SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats
+from .ddla.executor import SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats, ThresholdTracker
+from .ddla.selection import DEFAULT_RULE, RULES
 from .devices import DEVICES, select_device
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
 from .snn.encoders import ENCODINGS
 from .snn.network import SpikingNetwork
-from .train_config import DDLA_SETTINGS, TrainConfig, check_config, starting_point
+from .train_config import DDLA_SETTINGS, TrainConfig, check_config, starting_point, trained_rule
 from .zoo import MODELS, build_model
 from .zoo.models import NEURONS
 
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "loss; it uses the sample's LABEL to choose which deltas pass, which inference cannot do, "
                         "so the network can learn to read the label from the selection and its training accuracy "
                         "does not carry over to the test set or the chip")
+    p.add_argument("--selection", default=DEFAULTS["selection"], choices=tuple(RULES),
+                   help="ddla: which pending changes a layer sends. " + "; ".join(
+                       f"{r.name}: {r.summary}{'' if r.neuron_local else ' (not neuron-local)'}"
+                       for r in RULES.values()) + f" (default {DEFAULT_RULE}; --eval: the checkpoint's). A "
+                   "neuron-local rule's per-layer thresholds are steered while training so that each layer sends "
+                   "the share --keep of its pending changes, and stored in the checkpoint")
     p.add_argument("--stats-momentum", type=float, default=DEFAULTS["stats_momentum"], metavar="M",
                    help="ddla: decay of the running mean of |dL/dO|, applied once per timestep of each training "
                         f"batch (default {DEFAULTS['stats_momentum']})")
@@ -178,14 +185,16 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
              seed: int, mode: str = "dense", keep: Keep = 1.0, stats: SensitivityStats | None = None,
-             loss_fn=None) -> dict:
+             loss_fn=None, rule: str = "topk", thresholds: dict[str, int] | None = None) -> dict:
     """Accuracy on (x, y) transmitting in `mode`, and the per-sample counts (spikes, deltas,
     transmitted, dropped, events) per layer and timestep; with `loss_fn`, also its mean as `loss`.
-    DDLA chooses deltas with the stored sensitivity statistics: no labels, no gradients, as on hardware."""
+    DDLA selects with the stored sensitivity statistics and the `rule`'s fixed `thresholds`: no
+    labels, no gradients, as on hardware."""
     net.eval()
     gen = make_generator(device, seed)
     correct, loss = 0, 0.0
-    ex = DeltaExecutor(net, mode, keep, source="stats", stats=stats)
+    ex = DeltaExecutor(net, mode, keep, source="stats", stats=stats, rule=rule,
+                       thresholds=ThresholdTracker(thresholds))
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
         out, _ = ex.run(net.encode(xb, gen))
@@ -253,7 +262,8 @@ def _forward_loss(run: TrainRun, x_seq: torch.Tensor, y: torch.Tensor) -> tuple[
         return out, run.loss_fn(out, y) + run.spike_penalty * firing_rate(spikes)
     labels = y if run.ddla.source == "label-gradient" else None  # stats: ranked without labels, as deployed
     out, sensitivity_loss = run.ddla.run(x_seq, labels, run.model)
-    return out, run.lam * run.loss_fn(out, y) + (1 - run.lam) * sensitivity_loss
+    loss = run.lam * run.loss_fn(out, y) + (1 - run.lam) * sensitivity_loss
+    return out, loss + run.spike_penalty * firing_rate(run.ddla.spikes) if run.spike_penalty else loss
 
 
 def params_in_sync(net: torch.nn.Module) -> bool:
@@ -275,10 +285,18 @@ def run_eval(config: TrainConfig, device: torch.device) -> int:
     if method == "ddla" and filters(keep) and not ckpt.sensitivity:
         raise UserError(f"{config.eval} has no DDLA sensitivity statistics; train it with --method ddla, "
                         f"or evaluate with --method baseline/tdd")
+    rule = trained_rule(meta) or "topk"
+    if config.selection not in (None, rule):
+        raise UserError(f"{config.eval} was trained with the {rule} selection and --eval runs it as trained; "
+                        f"deploy it to run another rule (python -m ddla_neuro.deploy --selection {config.selection})")
+    thresholds = meta.get("thresholds", {})
+    if method == "ddla" and RULES[rule].neuron_local and config.keep is not None and keep != meta.get("keep"):
+        raise UserError(f"{config.eval}'s thresholds were set for k = {keep_label(meta.get('keep', 1.0))}; "
+                        f"deploy it to calibrate them for another k (python -m ddla_neuro.deploy --keep ...)")
     net.to(device)
     res = evaluate(net, data.x_test, data.y_test, config.batch_size, device, config.seed, MODE_OF_METHOD[method], keep,
-                   SensitivityStats(values=ckpt.sensitivity))
-    summary = {"checkpoint": str(config.eval), "dataset": dataset, "method": method, "keep": keep,
+                   SensitivityStats(values=ckpt.sensitivity), rule=rule, thresholds=thresholds)
+    summary = {"checkpoint": str(config.eval), "dataset": dataset, "method": method, "keep": keep, "selection": rule,
                "test_accuracy": res.pop("accuracy"), **res, "wall_s": time.time() - t0, "device": str(device),
                "seed": config.seed}
     atomic_write_json(Path(config.out) / "summary.json", summary)
@@ -312,6 +330,7 @@ def train(config: TrainConfig, device: torch.device, rank: int, world: int) -> i
     config, ckpt, init = starting_point(config)
     start = ckpt or init
     method = config.method or "baseline"
+    config = replace(config, selection=config.selection or DEFAULT_RULE)
     dataset = config.dataset or "digits"
     data = load_dataset(dataset, config.data_dir, config.timesteps)
     encoding = "events" if data.is_events else config.encoding
@@ -353,10 +372,11 @@ def train(config: TrainConfig, device: torch.device, rank: int, world: int) -> i
         run.sched.step()
         if rank == 0:
             history.append(_epoch_row(run, config, epoch, loss, acc, eval_mode, eval_keep, te))
-            save_checkpoint(out / "model.pt", net, {**meta, "epoch": epoch + 1,
+            save_checkpoint(out / "model.pt", net, {**meta, **_thresholds(run), "epoch": epoch + 1,
                                                     "test_accuracy": history[-1]["test_accuracy"]},
                             extra={"epoch": epoch + 1, "optimizer": run.opt.state_dict(),
-                                   "scheduler": run.sched.state_dict(), "history": history},
+                                   "scheduler": run.sched.state_dict(), "history": history,
+                                   **({"threshold_logs": run.ddla.thresholds.logs} if run.ddla else {})},
                             sensitivity=run.stats.values)
         if world > 1:
             dist.barrier()
@@ -367,18 +387,20 @@ def train(config: TrainConfig, device: torch.device, rank: int, world: int) -> i
     in_sync = params_in_sync(net) if world > 1 else True
     if rank != 0:
         return 0
-    final = evaluate(net, data.x_test, data.y_test, 256, device, config.seed, eval_mode, eval_keep, run.stats)
+    final = evaluate(net, data.x_test, data.y_test, 256, device, config.seed, eval_mode, eval_keep, run.stats,
+                     **_selection(run))
     summary = {
         "model": config.model, "dataset": dataset, "timesteps": config.timesteps, "neuron": config.neuron,
         "encoding": encoding, "loss": config.loss, "step_mode": "single" if run.single_step else "multi",
         "epochs": config.epochs, "method": method, "keep": eval_keep, **ddla_settings,
         "spike_penalty": config.spike_penalty, "seed": config.seed,
-        "test_accuracy": final.pop("accuracy"), **final,
+        **_thresholds(run), "test_accuracy": final.pop("accuracy"), **final,
         "wall_s": time.time() - t0, "device": str(device), "world_size": world, "ddp_params_in_sync": in_sync,
         "init": config.init, "checkpoint": str(out / "model.pt"), "history": history,
     }
     if not (out / "model.pt").exists():  # no epoch ran (--epochs 0, or all done already)
-        save_checkpoint(out / "model.pt", net, {**meta, "epoch": 0, "test_accuracy": summary["test_accuracy"]},
+        save_checkpoint(out / "model.pt", net, {**meta, **_thresholds(run), "epoch": 0,
+                                                "test_accuracy": summary["test_accuracy"]},
                         sensitivity=run.stats.values)
     atomic_write_json(out / "summary.json", summary)
     print(f"test accuracy {summary['test_accuracy']:.4f}  spikes/sample {summary['spikes_per_sample']:.1f}  "
@@ -398,8 +420,11 @@ def _build_run(config: TrainConfig, net: SpikingNetwork, data: DataSplit, device
         sched.load_state_dict(resumed["scheduler"])
     stats = SensitivityStats(config.stats_momentum,
                              {k: v.to(device) for k, v in (start.sensitivity if start else {}).items()})
-    ddla = (DeltaExecutor(net, "ddla", keep, source=config.sensitivity, stats=stats, count_events=False, learn=True)
-            if method == "ddla" else None)
+    ddla = None
+    if method == "ddla":
+        thresholds = ThresholdTracker(logs=resumed.get("threshold_logs"), learn=True)
+        ddla = DeltaExecutor(net, "ddla", keep, source=config.sensitivity, stats=stats, count_events=False, learn=True,
+                             rule=config.selection, thresholds=thresholds, collect_spikes=config.spike_penalty > 0)
     sampler = DistributedSampler(range(len(data.x_train)), num_replicas=world, rank=rank, shuffle=True,
                                  seed=config.seed)
     return TrainRun(net=net, model=DistributedDataParallel(net) if world > 1 else net, data=data, sampler=sampler,
@@ -409,16 +434,29 @@ def _build_run(config: TrainConfig, net: SpikingNetwork, data: DataSplit, device
                     spike_penalty=config.spike_penalty)
 
 
+def _selection(run: TrainRun) -> dict:
+    """The evaluation's selection: the rule trained with and its thresholds as they are now."""
+    if run.ddla is None:
+        return {}
+    return {"rule": run.ddla.rule.name, "thresholds": run.ddla.thresholds.thresholds()}
+
+
+def _thresholds(run: TrainRun) -> dict:
+    """A DDLA checkpoint's neuron-local thresholds, as its next forward would run them."""
+    return {"thresholds": run.ddla.thresholds.thresholds()} if run.ddla and run.ddla.rule.neuron_local else {}
+
+
 def _epoch_row(run: TrainRun, config: TrainConfig, epoch: int, loss: float, acc: float, mode: str, keep: Keep,
                started: float) -> dict:
     """Evaluates the epoch's network, prints its line and returns its history row."""
-    test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, config.seed, mode, keep, run.stats)
+    test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, config.seed, mode, keep, run.stats,
+                    **_selection(run))
     row = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc}
     train_acc = f"train_acc {acc:.4f}"
     if run.ddla is not None and run.ddla.source == "label-gradient":
         # the running accuracy saw label-chosen deltas: measure the inference one
         honest = evaluate(run.net, run.data.x_train, run.data.y_train, 256, run.device, config.seed, mode,
-                          run.ddla.keep, run.stats, run.loss_fn)
+                          run.ddla.keep, run.stats, run.loss_fn, **_selection(run))
         row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
                    train_model_loss=honest["loss"])
         train_acc = f"train_acc {honest['accuracy']:.4f} (label-ranked {acc:.4f})"

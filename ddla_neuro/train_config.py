@@ -14,7 +14,8 @@ from .ddla.keep import Keep, KeepError, parse_keep
 from .errors import UserError
 
 DDLA_LAM = 0.5  # chosen by a sweep on digits at T = 6, 3 seeds (docs/RESULTS.md)
-DDLA_SETTINGS = ("lam", "sensitivity", "warmup_epochs", "stats_momentum")  # recorded by a DDLA run, resumed with it
+# recorded by a DDLA run, resumed with it
+DDLA_SETTINGS = ("lam", "sensitivity", "warmup_epochs", "stats_momentum", "selection")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TrainConfig:
     spike_penalty: float = 0.0
     lam: float = DDLA_LAM
     sensitivity: str = "stats"
+    selection: str | None = None         # default: ddla.selection.DEFAULT_RULE (or the checkpoint's)
     stats_momentum: float = 0.9
     warmup_epochs: int = 0
     device: str = "auto"
@@ -62,9 +64,9 @@ def check_config(config: TrainConfig) -> TrainConfig:
             raise UserError(f"--keep: {e}") from None
     if not config.spike_penalty >= 0:  # also NaN
         raise UserError(f"--spike-penalty must be a number >= 0, got {config.spike_penalty}")
-    if config.spike_penalty and config.method == "ddla":
-        raise UserError("--spike-penalty regularises the baseline (or tdd) that DDLA is compared with; "
-                        "drop it with --method ddla")
+    if config.sensitivity == "label-gradient" and config.selection not in (None, "topk"):
+        raise UserError(f"--sensitivity label-gradient ranks a whole layer per sample: it runs with --selection topk, "
+                        f"not {config.selection}")
     if not 0.0 <= config.stats_momentum < 1.0:
         raise UserError(f"--stats-momentum must lie in [0, 1), got {config.stats_momentum}")
     if config.init and config.resume:
@@ -78,6 +80,12 @@ def check_config(config: TrainConfig) -> TrainConfig:
     return config
 
 
+def trained_rule(meta: dict) -> str | None:
+    """The selection rule a checkpoint's DDLA ran with (those written before the rules were
+    neuron-local ran top-k); None for a network not trained with DDLA."""
+    return meta.get("selection", "topk") if meta.get("method") == "ddla" else None
+
+
 def starting_point(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None, Checkpoint | None]:
     """(the config with what the checkpoints fix: a resumed run's method and DDLA settings, an
     initial network's architecture; the checkpoint a --resume continues; the one an --init starts
@@ -89,7 +97,8 @@ def starting_point(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None,
         # The method is part of the run being resumed.
         fixed = {key: ckpt.meta[key] for key in ("method", "keep", "spike_penalty", *DDLA_SETTINGS) if key in ckpt.meta}
         config = replace(config, dataset=config.dataset or ckpt.meta.get("dataset"), **fixed)
-        config = replace(config, sensitivity=LEGACY_SOURCES.get(config.sensitivity, config.sensitivity))
+        config = replace(config, sensitivity=LEGACY_SOURCES.get(config.sensitivity, config.sensitivity),
+                         selection=trained_rule(ckpt.meta))
     init = load_checkpoint(config.init) if config.init else None
     if init:  # its network (architecture, T, neuron) and weights; optimizer, schedule and method are new
         config = replace(config, dataset=config.dataset or init.meta.get("dataset"), model=init.meta["arch"]["name"],

@@ -1,16 +1,19 @@
 """Runs a SpikingNetwork one timestep at a time, every neuron population transmitting in one of
 the modes of `transmission.py`: `dense` (spikes), `delta` (every delta: same outputs, counts
-deltas) or `ddla` (the top-k most sensitive deltas at t >= 2, the rest held at the receivers).
+deltas) or `ddla` (from t = 2 the pending changes the selection chooses, `selection.py`; the
+receivers hold the rest).
 
 The executor is the network's transmission hook (`snn.layers.Transmit`); it counts spikes, deltas,
 sent and dropped events per layer and timestep, accumulates the sensitivity loss, and keeps
 per-neuron sensitivity statistics (a running mean of |dL/dO|) that training stores in the
-checkpoint and deployment uses to choose deltas without gradients.
+checkpoint and deployment turns into the selection's weights.
 
-Two rankings of the deltas (`source`):
-- `stats` (the default, also in training): `statistics * |delta|`, the statistics learnt from
-  the gradients of past training batches. It needs no label and no gradient of the current
-  input, so training, evaluation and deployment select the same deltas for the same input.
+The selection (`rule`): a neuron-local rule (the default; its per-layer thresholds steered by a
+`ThresholdTracker` while training, fixed when evaluating) or the paper's layer-wide `topk`. Two
+rankings for `topk` (`source`):
+- `stats` (the default, also in training): the statistics learnt from the gradients of past
+  training batches. It needs no label and no gradient of the current input, so training,
+  evaluation and deployment select the same deltas for the same input.
 - `label-gradient` (the paper's scheme): the deltas of step t+1 are ranked by each sample's
   own gradient of the step-t loss, which depends on that sample's label. Inference has no
   label, so it ranks by the statistics instead: a network trained this way can learn to read
@@ -18,16 +21,19 @@ Two rankings of the deltas (`source`):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..snn.layers import Neuron
 from ..snn.network import SpikingNetwork
 from .approx import ddla_step
-from .gsc import Priority, gsc_scores
+from .gsc import gsc_scores
 from .keep import Keep, filters, keep_of, ratios
+from .selection import DEFAULT_RULE, THRESHOLD_MAX, WEIGHT_UNIT, LayerSelection, rule_of, topk_step
 from .transmission import MODES
 
 SENSITIVITY_SOURCES = ("stats", "label-gradient")
@@ -87,26 +93,64 @@ class SensitivityStats:
         return self.values[key]
 
 
+class ThresholdTracker:
+    """Per layer, the threshold of a neuron-local rule. While training (`learn`) it is steered so
+    that each layer sends the share k of its pending changes (t >= 2) that `keep` asks for: after
+    every batch, log(theta) moves by RATE times (the share the batch sent - k), and the next batch
+    runs with the new integer threshold, so every forward runs with a threshold fixed before it
+    (as deployment does). Without `learn` the thresholds are fixed (a checkpoint's)."""
+
+    RATE = 0.5
+
+    def __init__(self, thresholds: dict[str, int] | None = None, logs: dict[str, float] | None = None,
+                 learn: bool = False):
+        self.logs = dict(logs or {k: math.log(v) for k, v in (thresholds or {}).items()})
+        self.learn = learn
+
+    def threshold(self, key: str) -> int | None:
+        """The layer's integer threshold (learning: WEIGHT_UNIT before its first batch)."""
+        if key not in self.logs:
+            if not self.learn:
+                return None
+            self.logs[key] = math.log(WEIGHT_UNIT)
+        return int(min(max(round(math.exp(self.logs[key])), 1), THRESHOLD_MAX))
+
+    def observe(self, key: str, keep: float, sent: float, pending: float) -> None:
+        if self.learn and pending > 0:
+            log_max = math.log(THRESHOLD_MAX)
+            self.logs[key] = min(max(self.logs[key] + self.RATE * (sent / pending - keep), 0.0), log_max)
+
+    def thresholds(self) -> dict[str, int]:
+        return {k: self.threshold(k) for k in self.logs}
+
+
 class DeltaExecutor:
     def __init__(self, net: SpikingNetwork, mode: str = "ddla", keep: Keep = 1.0, source: str = "stats",
-                 stats: SensitivityStats | None = None, count_events: bool = True, learn: bool = False):
+                 stats: SensitivityStats | None = None, count_events: bool = True, learn: bool = False,
+                 rule: str = DEFAULT_RULE, thresholds: ThresholdTracker | None = None, collect_spikes: bool = False):
         """`learn`: update the statistics from the gradients of training (`stats`: the gradient of
         the total loss that reaches each layer's transmitted output, read in the backward pass;
         `label-gradient`: each step's per-sample gradients). Without `learn` the `stats` ranking
         needs statistics for every layer; while learning, a layer without statistics yet (the
-        first batch) sends all its deltas. `keep`: one ratio, or one per layer (`ddla.keep`)."""
+        first batch) sends all its deltas. `keep`: one ratio, or one per layer (`ddla.keep`): top-k's
+        share per step, or the share a neuron-local rule's `thresholds` steer toward.
+        `collect_spikes`: keep every layer's spikes of the last run in `spikes` (a penalty on them)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if source not in SENSITIVITY_SOURCES:
             raise ValueError(f"sensitivity source must be one of {SENSITIVITY_SOURCES}, got {source!r}")
         if any(not 0.0 <= k <= 1.0 for k in ratios(keep)):
             raise ValueError(f"keep ratios must lie in [0, 1], got {keep}")
+        self.rule = rule_of(rule)
+        if source == "label-gradient" and self.rule.neuron_local:
+            raise ValueError("the label-gradient ranking ranks a whole layer per sample: use it with the topk rule")
         self.net, self.mode, self.source, self.learn = net, mode, source, learn
         self.keep = keep if mode == "ddla" else 1.0
         self.stats = stats if stats is not None else SensitivityStats()
+        self.thresholds = thresholds if thresholds is not None else ThresholdTracker(learn=learn)
         self.counts = EventCounts(net.timesteps)
         self.count_events = count_events  # training needs no counts; skipping them saves time
-        self.binary: dict[str, bool] = {}  # per layer: are its outputs all 0/1
+        self.collect_spikes = collect_spikes
         self._reset_sequence()
 
     def _reset_sequence(self) -> None:
@@ -117,33 +161,63 @@ class DeltaExecutor:
         self.transmitted: dict[str, torch.Tensor] = {}
         self.sensitivity_losses: list[torch.Tensor] = []
         self.sent: dict[str, list[torch.Tensor]] = {}  # per layer, the deltas sent at each step
-        # stats ranking of binary layers: the statistics order the neurons once per run (they
-        # change only in the backward pass), None for a layer whose outputs are not all 0/1
-        self.orders: dict[str, Priority | None] = {}
+        self.credit: dict[str, torch.Tensor] = {}     # neuron-local rules: each neuron's credit
+        self.layers: dict[str, LayerSelection | None] = {}  # per layer, its selection in this run
+        self.tally: dict[str, list[torch.Tensor]] = {}  # per layer, [sent, pending] at t >= 2 (the tracker's)
+        self.spikes: list[torch.Tensor] = []  # with collect_spikes: every layer's output at every step
 
-    def _ranking(self, key: str, s: torch.Tensor, held: torch.Tensor) -> tuple[torch.Tensor | None, Priority | None]:
-        """(GSC scores of the delta entries s - held, or the priority order that ranks them the
-        same); both None: send them all."""
+    def _layer(self, key: str, like: torch.Tensor) -> LayerSelection | None:
+        """The layer's selection for this run (its statistics change only in the backward pass),
+        or None: it sends everything (learning, before its first statistics)."""
+        if key not in self.layers:
+            grad = self.stats.values.get(key)
+            if grad is None and not self.learn:
+                raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained "
+                                 f"with DDLA")
+            threshold = self.thresholds.threshold(key) if self.rule.neuron_local else None
+            if self.rule.neuron_local and threshold is None:
+                raise ValueError(f"no selection threshold for layer {key!r}: calibrate the {self.rule.name} rule "
+                                 f"for it, or give it k = 1")
+            if grad is None and not self.rule.neuron_local:
+                self.layers[key] = None
+            else:
+                scores = np.ones(like.shape[1:]) if grad is None else grad.detach().cpu().numpy()
+                self.layers[key] = LayerSelection(self.rule.name, keep_of(self.keep, key), threshold, scores,
+                                                  lambda a: torch.as_tensor(a, device=like.device))
+        return self.layers[key]
+
+    def _selected(self, key: str, d: torch.Tensor, keep: float) -> torch.Tensor | None:
+        """Where the layer sends its pending changes `d` (bool), or None: everywhere."""
+        waiting = (d.detach() != 0).reshape(d.shape[0], -1)
         if self.source == "label-gradient":
-            return (gsc_scores(self.step_grads[key], s - held) if key in self.step_grads else None), None
-        grad = self.stats.values.get(key)
-        if grad is None:
-            if self.learn:
-                return None, None
-            raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained with DDLA")
-        if key not in self.binary:  # a property of the layer's spike function: checked once
-            self.binary[key] = bool(((s == 0) | (s == 1)).all())
-        if key not in self.orders:  # binary outputs: every delta is +-1, its score the neuron's statistic
-            self.orders[key] = Priority(grad) if self.binary[key] else None
-        order = self.orders[key]
-        return (None, order) if order is not None else (gsc_scores(grad, s - held), None)
+            if key not in self.step_grads:
+                return None
+            scores = gsc_scores(self.step_grads[key], d.detach()).reshape(d.shape[0], -1)
+            order = torch.argsort(scores, dim=1, descending=True, stable=True)
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=d.device)
+                                                    .expand_as(order).contiguous())
+            send = topk_step(waiting, order, rank, keep)
+        else:
+            layer = self._layer(key, d)
+            if layer is None:
+                return None
+            credit = self.credit.get(key)
+            send, self.credit[key] = layer.step(waiting, waiting.new_zeros(waiting.shape, dtype=d.dtype)
+                                                if credit is None else credit)
+        if self.learn:
+            tally = self.tally.setdefault(key, [d.new_zeros(()), d.new_zeros(())])
+            tally[0] = tally[0] + send.sum()
+            tally[1] = tally[1] + waiting.sum()
+        return send.reshape(d.shape)
 
     def _transmit(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
         """The network's transmission hook (one step, (B, ...)): what the receivers get instead of s."""
         key, held = neuron.key, self.held.get(neuron.key)
+        if self.collect_spikes:
+            self.spikes.append(s)
         keep = keep_of(self.keep, key)
-        scores, order = self._ranking(key, s, held) if (held is not None and keep < 1.0) else (None, None)
-        step = ddla_step(s, held, scores, keep, order)
+        filtering = held is not None and keep < 1.0
+        step = ddla_step(s, held, self._selected(key, s - held, keep) if filtering else None)
         if self.count_events:
             d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
             # x.bool(): x != 0, much faster on CPU
@@ -151,7 +225,7 @@ class DeltaExecutor:
                             transmitted=step.sent.bool().sum(), dropped=step.dropped.sum())
             self.spikes_prev[key] = s.detach()
             self.sent.setdefault(key, []).append(step.sent.detach())
-        if held is not None and keep < 1.0:
+        if filtering:
             self.sensitivity_losses.append(step.sensitivity_loss)
         self.held[key] = step.transmitted
         self.transmitted[key] = step.transmitted
@@ -181,11 +255,15 @@ class DeltaExecutor:
         """Runs one batch of sequences (T, B, ...). Returns (logits (T, B, classes), sensitivity
         loss: the sum over the filtering layers of the mean over steps t >= 2 of MSE(F', F)). `y`, the labels,
         only serves the label-gradient ranking. `model` is the module to call (a
-        DistributedDataParallel wrapper of the network, for instance)."""
+        DistributedDataParallel wrapper of the network, for instance). While learning, a
+        neuron-local rule's thresholds are steered by what this batch sent."""
         self._reset_sequence()
         model = model if model is not None else self.net
         out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y), transmit=self._transmit)
         self.counts.samples += x_seq.shape[1]
+        if self.rule.neuron_local:
+            for key, (sent, pending) in self.tally.items():
+                self.thresholds.observe(key, keep_of(self.keep, key), float(sent), float(pending))
         losses = self.sensitivity_losses
         # the sum over the filtering layers of each one's mean over its steps
         n_layers = max(sum(keep_of(self.keep, n.key) < 1.0 for n in self.net.neurons), 1)

@@ -11,6 +11,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from ..ddla.selection import DEFAULT_RULE, RULES
 from ..devices import DEVICES
 from . import shard
 from .ir import NIR_SOURCES
@@ -18,7 +19,7 @@ from .ir.netx import NETX_ENCODINGS
 from .lava_run import LAVA_GRAPHS
 from .pipeline import SWEEP_KEEPS, DeployOptions, deploy
 from .profiles import list_profiles
-from .report import keep_choice_line, layer_table, totals_table, uncertainty_line, write_report
+from .report import keep_choice_line, layer_table, selection_line, totals_table, uncertainty_line, write_report
 
 DEFAULTS = {f.name: f.default for f in fields(DeployOptions)}  # the parser's defaults are the API's
 SWEEP = ",".join(f"{k:g}" for k in SWEEP_KEEPS)
@@ -70,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DDLA keep ratio k, or a comma-separated sweep such as 1,0.7,0.5,0.3; the first is the "
                          f"ddla mode's (default: the checkpoint's k, swept with {SWEEP}). A per-layer k gives "
                          "one ratio per spiking layer joined by ':' (0.7:0.5:0.3), from the stored statistics")
+    ap.add_argument("--selection", choices=tuple(RULES),
+                    help="DDLA's rule: which pending changes a layer sends. " + "; ".join(
+                        f"{r.name}: {r.summary}{'' if r.neuron_local else ' (not neuron-local: no Loihi core runs it)'}"
+                        for r in RULES.values()) + " (default: the rule the model was trained with, else "
+                        f"{DEFAULT_RULE}). A neuron-local rule's thresholds come from the checkpoint at its own k, "
+                        "else are set on --calibration-samples training samples to send the share k of each layer's "
+                        "pending changes")
+    ap.add_argument("--calibration-samples", type=int, default=DEFAULTS["calibration_samples"], metavar="N",
+                    help="training samples a neuron-local rule's thresholds are set on (default "
+                         f"{DEFAULTS['calibration_samples']})")
     ap.add_argument("--ddla-calibrate", type=int, metavar="N",
                     help="DDLA for a model trained without it (a NIR graph, a netx network of CUBA neurons, a baseline "
                          "checkpoint): measure its "
@@ -129,6 +140,8 @@ def print_report(report: dict, paths: list[Path]) -> None:
     print(uncertainty_line(report))
     if "keep_choice" in report:
         print(keep_choice_line(report["keep_choice"]))
+    if "ddla" in report["modes"]:
+        print(selection_line(report["modes"]["ddla"]["selection"]))
     unknown = sorted({t for md in report["modes"].values() for t in md["totals"]["unknown_terms"]})
     if unknown:
         print(f"unknown in this profile (left out of energy/latency): {', '.join(unknown)}")

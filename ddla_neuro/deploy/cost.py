@@ -28,6 +28,12 @@ What is counted, per sample (the counts are totals over the samples run):
   Their units are priced as neuron updates and each is named in the mapping problems. A max pool
   of currents sends graded values (multi-bit, `e_synop_graded`, 24-bit payloads); a max pool or
   product of spikes sends spikes (`Population.sends`, decided when the spec is built).
+* A neuron-local DDLA selection (`ddla/selection.py`) runs in the neuron's program: each step
+  a change is pending (`Counts.pending`) it costs one more active neuron update (`e_neuron_active`,
+  `t_neuron_active`: its credit added, compared and cleared, an estimate of a few instructions by
+  a whole update), and its state (a 17-bit credit, an 8-bit weight, the held value) takes the
+  profile's `selection_units_per_neuron` neuron slots per neuron in the mapping. A top-k run
+  counts no pending changes: its layer-wide sort has no price on a chip that cannot run it.
 * Neuron updates: every neuron of every layer updates every step (Loihi's time-multiplexed
   cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
   otherwise (leak only). A CUBA neuron's current is a state that decays over several steps
@@ -74,7 +80,7 @@ from .run import Counts
 from .spec import NetSpec, projection_ends, projection_key, repeated_layer_uses
 from .tiling import Limits, map_tiled
 
-ENERGY_PARTS = ("synaptic", "neuron", "routing", "static")
+ENERGY_PARTS = ("synaptic", "neuron", "selection", "routing", "static")
 TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
 
 
@@ -132,10 +138,13 @@ def _on_binary_chip(terms: Terms) -> bool:
     return terms.get("chip", "spike_payload_bits_max") == 0
 
 
-def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
+def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms, selecting: frozenset[str] = frozenset()
+                ) -> Mapping:
     """Synapses, memory and cores of each layer (`explicit`: enough cores for its neurons and its
     synapses stored one by one; `tiled`: Loihi 2's compiler, `tiling.py`); a signed sender on a
-    binary chip doubles the synapses. A layer the host reads has none."""
+    binary chip doubles the synapses. A layer the host reads has none. The neurons of a layer in
+    `selecting` (it runs a neuron-local DDLA selection) take the profile's
+    `selection_units_per_neuron` neuron slots each, for the rule's state."""
     binary_chip = _on_binary_chip(terms)
     limit = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_bytes_per_core", "fanin_axons_per_core",
                                                "fanout_axons_per_core", "weight_bits_max")}
@@ -155,10 +164,11 @@ def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
         pairs = [2 if binary_chip and _signed(spec, proj.source, plan) else 1 for proj in fed]
         synapses[pop.name] = sum(k * int(proj.fanout.sum()) for k, proj in zip(pairs, fed))  # the composed matrix
         axons[pop.name] = sum(k * int(np.prod(proj.ops[0].in_shape)) for k, proj in zip(pairs, fed))
+    units = _selection_units(terms, selecting)
     if terms.profile.mapping == "tiled":
-        mapping = _tiled(spec, synapses, terms)
+        mapping = _tiled(spec, synapses, terms, units)
     else:
-        mapping = _explicit(spec, synapses, limit)
+        mapping = _explicit(spec, synapses, limit, units)
     problems += mapping.problems
     mapping.problems = problems
     next_core = 0
@@ -179,7 +189,19 @@ def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms) -> Mapping:
     return mapping
 
 
-def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict) -> Mapping:
+def _selection_units(terms: Terms, selecting: frozenset[str]) -> dict[str, int]:
+    """The neuron slots each neuron of a selecting layer takes (one where the profile does not say,
+    the term then named unknown)."""
+    if not selecting:
+        return {}
+    field = "selection_units_per_neuron"
+    units = terms.get("chip", field) if terms.has("chip", field) else None
+    if units is None:
+        terms.unknown.add(f"chip.{field}")
+    return {name: int(units or 1) for name in selecting}
+
+
+def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict, units: dict[str, int]) -> Mapping:
     """Each layer on enough cores for its neurons and for its synapses stored one by one (8-bit)."""
     syn_bytes = {name: math.ceil(n * WEIGHT_BITS / 8) for name, n in synapses.items()}
     cores: dict[str, int | None] = {}
@@ -188,14 +210,15 @@ def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict) -> Mapping:
             cores[pop.name] = None
         else:
             by_memory = math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"])
-            cores[pop.name] = 0 if pop.host else max(math.ceil(pop.size / limit["neurons_per_core"]), by_memory, 1)
+            slots = pop.size * units.get(pop.name, 1)
+            cores[pop.name] = 0 if pop.host else max(math.ceil(slots / limit["neurons_per_core"]), by_memory, 1)
     share = {name: 1.0 / c for name, c in cores.items() if c}
     reach = {projection_key(proj.source, pop.name): float(cores[pop.name] or 1)
              for pop in spec.populations for proj in pop.inputs}
     return Mapping(synapses, syn_bytes, cores, {}, [], share, reach)
 
 
-def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms) -> Mapping:
+def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms, units: dict[str, int]) -> Mapping:
     """Loihi 2's compiler (`tiling.py`), from the profile's per-core limits."""
     chip = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_words_per_core", "syn_word_bits",
                                               "syn_header_bits", "syn_bits_per_synapse", "weight_bits_max")}
@@ -205,7 +228,7 @@ def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms) -> Mapping:
     chip = {k: int(v) for k, v in chip.items()}
     lim = Limits(chip["neurons_per_core"], chip["syn_mem_words_per_core"], chip["syn_word_bits"],
                  chip["syn_header_bits"], chip["syn_bits_per_synapse"], chip["weight_bits_max"])
-    tiles, reach = map_tiled(spec, lim)
+    tiles, reach = map_tiled(spec, lim, units)
     syn_bytes = {name: t.words * lim.word_bits // 8 for name, t in tiles.items()}
     problems = [f"layer {name}: a core needs {t.overflow + lim.words} synapse words, it holds {lim.words} (its fan-in "
                 f"is too wide for one core even with one neuron, or its kernels too large)"
@@ -260,7 +283,9 @@ def cost_run(spec: NetSpec, counts: Counts, profile: Profile, plan: dict[str, st
     run costed with every figure at its low and at its high end (every cost grows with every figure,
     so these bound it); null where the profile states none."""
     terms = Terms(profile)
-    mapping = map_network(spec, plan, terms)  # the chip's limits: the same at both ends of the bands
+    # the chip's limits: the same at both ends of the bands; a layer with pending changes counted
+    # runs a neuron-local selection
+    mapping = map_network(spec, plan, terms, frozenset(counts.pending))
     report = _cost(spec, counts, terms, mapping, plan)
     ends = ([_cost(spec, counts, Terms(profile.bound(side)), mapping, plan) for side in BOUNDS]
             if profile.banded else None)
@@ -311,12 +336,14 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
     n = 0 if pop is None or pop.host else pop.size
     active = float(_per_sample(counts, "active", name).sum()) if n else 0.0
     idle = n * counts.timesteps - active
+    selection = float(_per_sample(counts, "pending", name).sum())  # a neuron-local rule's updates
     row = {"layer": name, "kind": "input" if pop is None else pop.kind, "neurons": n,
            # the report's key for the plan's choice (schema 1), not the input code
            "encoding": transmits if pop is None or pop.kind != "readout" else "-",
            "events_in": events_in, "events_out": float(events.sum()), "synaptic_ops": float(sops.sum()),
            "spikes": float(_per_sample(counts, "spikes", name).sum()),
            "neuron_updates": float(n * counts.timesteps), "active_updates": active, "idle_updates": idle,
+           "selection_updates": selection,
            "synapses": mapping.synapses.get(name, 0), "syn_mem_bytes": mapping.syn_bytes.get(name, 0),
            "cores": 0 if pop is None else mapping.cores[name],
            "synaptic_j_by_source": by_source, **({"bias_writes": writes} if written else {}),
@@ -327,12 +354,13 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
     row["message_bits"] = None if header is None else \
         messages * (header + payload_bits(spec, name, plan, _on_binary_chip(terms)))
     if all_in:  # the all-in SOP figure includes neurons, routing and leakage
-        row["energy_j"] = {"synaptic": e_syn, "neuron": 0.0, "routing": 0.0, "static": 0.0}
+        row["energy_j"] = {"synaptic": e_syn, "neuron": 0.0, "selection": 0.0, "routing": 0.0, "static": 0.0}
         return row
     neuron = terms.energy("e_neuron_active", active) + terms.energy("e_neuron_idle", idle)
     routing = (0.0 if pop is None else terms.energy("e_spike_out", row["events_out"])) \
         + terms.energy("e_msg_local", messages) + hops_energy
-    row["energy_j"] = {"synaptic": e_syn, "neuron": neuron, "routing": routing, "static": 0.0}
+    row["energy_j"] = {"synaptic": e_syn, "neuron": neuron, "selection": terms.energy("e_neuron_active", selection),
+                       "routing": routing, "static": 0.0}
     return row
 
 
@@ -367,12 +395,13 @@ def _step_times(counts: Counts, terms: Terms, layers: list[dict], mapping: Mappi
     spikes: `Mapping.share`) plus the barrier."""
     layers = [r for r in layers if r["cores"]]
     active = {r["layer"]: _per_sample(counts, "active", r["layer"]) for r in layers}
+    selecting = {r["layer"]: _per_sample(counts, "pending", r["layer"]) for r in layers}
     times = []
     for step in range(counts.timesteps):
         worst = 0.0
         for r in layers:
-            a = float(active[r["layer"]][step])
-            work = [("t_synop", r["sops_per_step"][step]), ("t_neuron_active", a),
+            a, pending = float(active[r["layer"]][step]), float(selecting[r["layer"]][step])
+            work = [("t_synop", r["sops_per_step"][step]), ("t_neuron_active", a + pending),
                     ("t_neuron_idle", r["neurons"] - a), ("t_spike_out", r["events_out_per_step"][step])]
             worst = max(worst, sum(_time(terms, k, v) for k, v in work) * mapping.share[r["layer"]])
         times.append(worst + _time(terms, "t_barrier", 1.0))
@@ -427,6 +456,7 @@ def _totals(rows: list[dict]) -> dict:
             sum(r["message_bits"] for r in rows),
             "neuron_updates": sum(r["neuron_updates"] for r in rows),
             "active_updates": sum(r["active_updates"] for r in rows),
+            "selection_updates": sum(r["selection_updates"] for r in rows),
             "synapses": sum(r["synapses"] for r in rows),
             "syn_mem_bytes": sum(r["syn_mem_bytes"] for r in rows),
             "cores": None if any(c is None for c in cores) else sum(cores),

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..ddla.selection import Selection
 from ..ddla.keep import Keep, KeepError, keep_label, per_layer
 from .cost import cost_run, mode_plan
 from .profiles import Profile
@@ -134,12 +135,13 @@ def validation_split(n: int, size: int, seed: int) -> np.ndarray:
     return chosen
 
 
-def measure_on(spec: NetSpec, frames: np.ndarray, labels: np.ndarray, profile: Profile, device: str = "cpu"
-               ) -> Callable[[Keep], Point]:
-    """Measures a k on (frames, labels): the fast simulator's accuracy in DDLA mode and the
-    profile's energy per inference (its best estimate; bands aside)."""
+def measure_on(spec: NetSpec, frames: np.ndarray, labels: np.ndarray, profile: Profile,
+               select: Callable[[Keep], Selection], device: str = "cpu") -> Callable[[Keep], Point]:
+    """Measures a k on (frames, labels): the fast simulator's accuracy in DDLA mode, selecting as
+    `select(k)` says (a neuron-local rule's thresholds set for k), and the profile's energy per
+    inference (its best estimate; bands aside)."""
     def measure(keep: Keep) -> Point:
-        result = simulate(spec, frames, "ddla", keep, device=device)
+        result = simulate(spec, frames, "ddla", select(keep), device=device)
         energy = cost_run(spec, result.counts, profile, mode_plan(spec, "ddla"))["totals"]["energy_j"]
         if energy is None:
             raise KeepError(f"profile {profile.name} prices no energy for this network: choose k with a profile "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ddla.keep import Keep
+from ..ddla.selection import Selection
 from ..errors import UserError
 from .isolation import IsolationError, run_isolated
 from .lava_stages import as_matrix
@@ -156,7 +156,7 @@ def check_lava_mappable(spec: NetSpec) -> None:
                            f"run it with the fast simulator (--backend fast)")
 
 
-def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep = 1.0,
+def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", selection: Selection | None = None,
              timeout: float | None = None, on_progress: Callable[[int, int], None] | None = None,
              graph: str = "fused", batch: int = 1, record: bool = False) -> LavaResult:
     """Runs `frames` (N, T, *input_shape; fixed point: quantized) through the Lava network of
@@ -169,7 +169,7 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
         raise ValueError(f"graph must be one of {LAVA_GRAPHS}, got {graph!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise LavaRunError(f"the Lava batch must be a positive integer, got {batch!r}")
-    frames = check_run(spec, frames, mode, keep)  # on the host: a process model that raises hangs Lava
+    frames, selection = check_run(spec, frames, mode, selection)  # on the host: a process model that raises hangs Lava
     check_lava_mappable(spec)
     n = frames.shape[0]
     batch = min(int(batch), n)
@@ -183,7 +183,8 @@ def run_lava(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     with tempfile.TemporaryDirectory(prefix="ddla-lava-") as tmp:
         job, result = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
         activity = Path(tmp) / "activity" if record else None
-        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "keep": keep, "graph": graph, "batch": batch,
+        save_spec(job, spec, frames=frames, run=_json_bytes({"mode": mode, "selection": selection.as_dict(),
+                                                             "graph": graph, "batch": batch,
                                                              "record": None if activity is None else str(activity)}))
         cmd = [sys.executable, "-m", "ddla_neuro.deploy.lava_worker", str(job), str(result)]
         try:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..ddla.transmission import keep_count
+from ..ddla.selection import LayerSelection
 from .ops import (EXACT_FLOAT, EXACT_FLOAT32, SATURATION, apply_ops_batch, decay_fixed, reset_due, sigma_delta,
                   synaptic_ops, wrap_current)
 from .spec import Op
@@ -180,7 +180,8 @@ class Synapse:
 class Neurons:
     """IF/LIF/CUBA or sigma-delta neurons of a batch and what they send (spec.py): `step`
     integrates the current of one step and returns what is sent, what the neurons computed (their
-    spikes or messages) and (spikes, sent events, active units) over the real rows."""
+    spikes or messages) and (spikes, sent events, active units, DDLA's pending changes) over the
+    real rows."""
 
     def __init__(self, p: dict, fixed: bool, batch: int):
         self.p, self.fixed = p, fixed
@@ -191,13 +192,14 @@ class Neurons:
         self.delay = None if delay is None else np.asarray(delay, dtype=np.int64).reshape(-1)
         if self.delay is not None:  # [k, b]: sample b's current received k steps ago
             self.history = np.zeros((int(self.delay.max()) + 1, batch, n), dtype=self.bias.dtype)
-        if p["scores"] is not None:  # DDLA: units by descending score, ties to the lower index
-            self.order = np.argsort(-np.asarray(p["scores"], dtype=np.float32).reshape(-1), kind="stable")
+        # DDLA (`ddla.selection`): the rule's integer state held per neuron, as a Loihi 2 neuron program holds it
+        self.select = None if p["select"] is None else LayerSelection(**p["select"])
         self.fresh()
 
     def fresh(self) -> None:
         """Every state at rest: a sample's first step."""
         self.v = self.held = self.u = self.act = self.residue = self.sent_sum = self.last_input = self.zeros
+        self.credit = np.zeros(self.zeros.shape, dtype=np.int64)
         self.fired = np.zeros(self.zeros.shape, dtype=bool)  # the last step's spikes (delayed resets)
         if self.delay is not None:
             self.history[:] = 0
@@ -231,16 +233,7 @@ class Neurons:
             v = v - self.fired * p["v_th"]
         return np.clip(v, -SATURATION, SATURATION - 1) if self.fixed else v
 
-    def select(self, d: np.ndarray) -> np.ndarray:
-        """DDLA: per sample, the ceil(keep * n) non-zero deltas with the highest scores."""
-        ranked = d[:, self.order]
-        nonzero = ranked != 0
-        kept = nonzero & (np.cumsum(nonzero, axis=1) <= keep_count(nonzero.sum(axis=1), self.p["keep"])[:, None])
-        out = np.zeros_like(d)
-        out[:, self.order] = np.where(kept, ranked, 0)
-        return out
-
-    def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    def step(self, at: Step, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         p = self.p
         if at.first:
             self.fresh()
@@ -259,18 +252,23 @@ class Neurons:
         self.v = v.astype(self.zeros.dtype)
         self.fired = s
         s = s.astype(self.zeros.dtype)
+        pending = 0
         if p["mode"] == "dense":
             out = s
         else:
             out = s - self.held
-            if p["mode"] == "ddla" and not at.first and p["keep"] < 1.0:
-                out = self.select(out)
+            if self.select is not None and not at.first:  # DDLA: the changes the selection sends
+                waiting = out != 0
+                send, self.credit = self.select.step(waiting, self.credit)
+                out = out * send
+                pending = np.count_nonzero(waiting[:at.rows]) if self.select.rule.neuron_local else 0
             self.held = self.held + out
         active = self.u if p["kind"] == "cuba" else a  # cuba: its current state
         rows = at.rows
-        return out, s, (np.count_nonzero(s[:rows]), np.count_nonzero(out[:rows]), np.count_nonzero(active[:rows]))
+        return out, s, (np.count_nonzero(s[:rows]), np.count_nonzero(out[:rows]), np.count_nonzero(active[:rows]),
+                        pending)
 
-    def step_sigma_delta(self, at: Step, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    def step_sigma_delta(self, at: Step, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
         """Sigma-delta neurons (`spec.sigma_delta`): sigma is the current as it arrives (the
         synapse holds the sum of what the source sent); active where it changed."""
         p = self.p
@@ -281,7 +279,7 @@ class Neurons:
         changed, self.last_input = sigma != self.last_input, sigma
         rows = at.rows
         return out, message, (np.count_nonzero(message[:rows]), np.count_nonzero(out[:rows]),
-                              np.count_nonzero(changed[:rows]))
+                              np.count_nonzero(changed[:rows]), 0)
 
 
 class Logits:

@@ -21,7 +21,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.injector import Injector, PyLoihiInjectorModel
 
-from ..ddla.keep import Keep, keep_of
+from ..ddla.selection import RULES, Selection
 from .isolation import die_with_parent
 from .lava.process import DeltaEncoder, DeltaNeuron, DeltaPopulation, DeltaSynapse, Readout
 from .lava_run import folds, fused, lava_steps
@@ -34,10 +34,12 @@ def _synapse_params(proj: Projection) -> dict:
                 delay=proj.delay)
 
 
-def _neuron_params(spec: NetSpec, pop: Population, mode: str, keep: Keep) -> dict:
+def _neuron_params(spec: NetSpec, pop: Population, mode: str, selection: Selection) -> dict:
     """What a population's neuron process takes from the spec and the run (DeltaNeuron, DeltaPopulation)."""
+    filters = mode == "ddla" and selection.filters(pop.name)
+    select = {**selection.layer(pop.name), "scores": spec.scores[pop.name]} if filters else None
     return dict(bias=pop.bias, v_th=pop.v_th, decay=pop.decay, dv=pop.dv, reset=pop.reset, mode=mode,
-                keep=keep_of(keep, pop.name), scores=spec.scores.get(pop.name), depth=pop.depth, fill=pop.fill,
+                select=select, depth=pop.depth, fill=pop.fill,
                 kind=pop.kind, u_decay=pop.u_decay,
                 du=pop.du, input_delay=pop.input_delay, bias_input=pop.inputs[0].to_bias, activation=pop.activation,
                 message_shift=pop.message_shift, reset_interval=spec.reset_interval, reset_offset=spec.reset_offset)
@@ -54,7 +56,7 @@ class LavaNetwork:
     the readout folded into the first and last DeltaPopulation where `folds` allows. Ports carry
     `batch` samples in lockstep."""
 
-    def __init__(self, spec: NetSpec, mode: str, keep: Keep, num_samples: int, graph: str = "fused",
+    def __init__(self, spec: NetSpec, mode: str, selection: Selection, num_samples: int, graph: str = "fused",
                  batch: int = 1, record: str | None = None):
         t = spec.timesteps
         window = dict(timesteps=t, num_samples=num_samples, batch=batch, pad=spec.fill)
@@ -80,7 +82,7 @@ class LavaNetwork:
             if pop.kind == "readout" and self.folds.readout is not None:
                 continue  # built into its source population
             if fused(pop, graph):
-                proc = self.population(pop, mode, keep, window, encoding)
+                proc = self.population(pop, mode, selection, window, encoding)
                 outputs[pop.inputs[0].source].connect(proc.s_in)
                 outputs[spec.readout.name if pop.name == self.folds.readout else pop.name] = proc.s_out
                 continue
@@ -89,7 +91,7 @@ class LavaNetwork:
                                record=self.record_path(pop), **window)
                 self.readout_active = proc.active
             else:
-                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, keep),
+                proc = DeltaNeuron(size=pop.size, **_neuron_params(spec, pop, mode, selection),
                                    record=self.record_path(pop), **window)
                 self.neurons[pop.name] = proc
             self.synapses[pop.name] = []
@@ -106,7 +108,8 @@ class LavaNetwork:
     def record_path(self, pop: Population) -> str | None:
         return None if self.record is None else str(Path(self.record) / f"{pop.name}.npy")
 
-    def population(self, pop: Population, mode: str, keep: Keep, window: dict, encoding: str) -> DeltaPopulation:
+    def population(self, pop: Population, mode: str, selection: Selection, window: dict, encoding: str
+                   ) -> DeltaPopulation:
         """The fused process of `pop`, with the encoder and the readout if they fold into it."""
         spec, proj = self.spec, pop.inputs[0]
         readout = None
@@ -115,7 +118,7 @@ class LavaNetwork:
             readout = dict(**_synapse_params(r.inputs[0]), bias=r.bias, depth=r.depth, fill=r.fill, size=r.size,
                            record=self.record_path(r))
         proc = DeltaPopulation(size=pop.size, **_synapse_params(proj), synapse_depth=spec.depth_of(proj.source),
-                               synapse_fill=_fill_of(spec, proj.source), **_neuron_params(spec, pop, mode, keep),
+                               synapse_fill=_fill_of(spec, proj.source), **_neuron_params(spec, pop, mode, selection),
                                record=self.record_path(pop), **window,
                                encode=encoding if pop.name == self.folds.encoder else None, readout=readout)
         self.neurons[pop.name] = proc
@@ -146,6 +149,9 @@ class LavaNetwork:
             out[f"events.{name}"] = proc.events.get()
             out[f"spikes.{name}"] = proc.spikes.get()
             out[f"active.{name}"] = proc.active.get()
+            select = proc.proc_params["select"]
+            if select is not None and RULES[select["rule"]].neuron_local:  # a neuron-local rule's work
+                out[f"pending.{name}"] = proc.pending.get()
         for name, syns in self.synapses.items():
             sops = [var.get() for _, var in syns]
             out[f"sops.{name}"] = sum(sops)
@@ -155,7 +161,7 @@ class LavaNetwork:
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
 
-def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep, graph: str = "fused",
+def run_network(spec: NetSpec, frames: np.ndarray, mode: str, selection: Selection, graph: str = "fused",
                 batch: int = 1, record: str | None = None) -> dict[str, np.ndarray]:
     """In the worker: the logits, counters and timing of the frames through the Lava network,
     `batch` samples at a time (the last round padded with zero frames, which nothing counts),
@@ -169,7 +175,7 @@ def run_network(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep, graph:
     if record is not None:
         Path(record).mkdir()
     t0 = time.perf_counter()
-    net = LavaNetwork(spec, mode, keep, n, graph, batch, record)
+    net = LavaNetwork(spec, mode, selection, n, graph, batch, record)
     net.extractor.create_runtime(run_cfg=net.run_config())
     t_built = time.perf_counter()
     readout = []
@@ -194,7 +200,8 @@ def worker_main(argv: list[str]) -> int:
     spec, extra = load_spec(job)
     params = json.loads(extra["run"].tobytes().decode())
     try:
-        out = run_network(spec, extra["frames"], params["mode"], params["keep"], params["graph"],
+        out = run_network(spec, extra["frames"], params["mode"], Selection.from_dict(params["selection"]),
+                          params["graph"],
                           int(params["batch"]), params["record"])
     except Exception as e:  # the runner kills the process group: never call stop() after a failure (it hangs)
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), file=sys.stderr, flush=True)

@@ -1,11 +1,13 @@
 """The model a deployment runs, loaded from what the options name: a checkpoint of ours (default:
 the shipped model), a NIR graph or a lava-dl netx file, with the dataset's test frames and
-labels (or `--frames` as they are), and with `--ddla-calibrate` the DDLA statistics measured
-through the torch twin (`calibrate.py`). Float specs, but a netx file's in fixed point.
+labels (or `--frames` as they are), the calibration split (the first `--calibration-samples` of
+the training split, encoded alike: where a neuron-local DDLA rule's thresholds are set,
+`thresholds.py`), and with `--ddla-calibrate` the DDLA statistics measured through the torch twin
+(`calibrate.py`). Float specs, but a netx file's in fixed point.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import checkpoint_dataset, load_checkpoint
+from ..train_config import trained_rule
 from ..data import load_dataset
 from ..errors import UserError
 from ..snn.encoders import encode
@@ -30,9 +33,28 @@ if TYPE_CHECKING:
 DEFAULT_CHECKPOINT = Path(str(files("ddla_neuro.models"))) / "digits-convnet-ddla" / "model.pt"
 
 
-def load_model(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray | None, dict]:
-    """The spec (float, but a netx file's in fixed point), the test frames (N, T, ...), the labels
-    (None for unlabelled frames) and the model's description."""
+@dataclass
+class Loaded:
+    """A model as loaded: its spec (float, but a netx file's in fixed point), the test frames (N,
+    T, ...), the labels (None for unlabelled frames), the model's description and the calibration
+    frames (None without a training split: `--frames`)."""
+
+    spec: NetSpec
+    frames: np.ndarray
+    labels: np.ndarray | None
+    model: dict
+    calibration: np.ndarray | None
+
+
+def _calibration_frames(options: DeployOptions, data, frames_of) -> np.ndarray:
+    n = options.calibration_samples
+    if not 1 <= n:
+        raise UserError(f"--calibration-samples must be at least 1, got {n}")
+    return frames_of(data.x_train[:n])
+
+
+def load_model(options: DeployOptions) -> Loaded:
+    """The model, its test and calibration frames (`Loaded`)."""
     if options.netx:
         return _load_netx(options)
     if options.nir:
@@ -53,6 +75,7 @@ def load_model(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray 
             return np.repeat(x.numpy().reshape(len(x), *spec.input_shape)[:, None], spec.timesteps, axis=1)
         frames = frames_of(data.x_test)
         spec = _calibrated(options, spec, data, frames_of)
+        calibration = _calibration_frames(options, data, frames_of)
         model = {"source": str(options.nir), "arch": "nir", "dataset": options.dataset, "method": None,
                  "trained_keep": None, "nir_source": options.nir_source, "nir_dt": spec.meta["nir_dt"]}
     else:
@@ -61,15 +84,19 @@ def load_model(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray 
         name, data = checkpoint_dataset(ckpt, options.dataset, options.data_dir)
         spec = checkpoint_to_spec(ckpt)
         frames = input_frames(ckpt.net, data.x_test, torch.Generator().manual_seed(options.seed))
-        spec = _calibrated(options, spec, data,
-                           lambda x: input_frames(ckpt.net, x, torch.Generator().manual_seed(options.seed + 1)))
+
+        def train_frames(x: torch.Tensor) -> np.ndarray:
+            return input_frames(ckpt.net, x, torch.Generator().manual_seed(options.seed + 1))
+        spec = _calibrated(options, spec, data, train_frames)
+        calibration = _calibration_frames(options, data, train_frames)
         model = {"source": str(path), "arch": ckpt.meta["arch"]["name"], "dataset": name,
-                 "method": ckpt.meta.get("method"), "trained_keep": ckpt.meta.get("keep")}
+                 "method": ckpt.meta.get("method"), "trained_keep": ckpt.meta.get("keep"),
+                 "trained_selection": trained_rule(ckpt.meta)}
     if options.reset_interval:  # the spec's aligned steps: the first reset before step --reset-offset
         spec = replace(spec, reset_interval=options.reset_interval, reset_offset=options.reset_offset or 0)
     model.update(timesteps=spec.timesteps, encoding=spec.encoding, precision="fixed" if options.fixed else "float",
-                 ddla_calibration=options.ddla_calibrate)
-    return spec, frames, data.y_test.numpy(), model
+                 ddla_calibration=options.ddla_calibrate, calibration_samples=len(calibration))
+    return Loaded(spec, frames, data.y_test.numpy(), model, calibration)
 
 
 def _calibrated(options: DeployOptions, spec: NetSpec, data, frames_of, twin: NetSpec | None = None) -> NetSpec:
@@ -89,7 +116,7 @@ def _calibrated(options: DeployOptions, spec: NetSpec, data, frames_of, twin: Ne
     return replace(spec, scores=scores)
 
 
-def _load_netx(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray | None, dict]:
+def _load_netx(options: DeployOptions) -> Loaded:
     """A netx network and its input: spikes (an event dataset's frames, or images rate-coded by
     `if-rate`) or, for an input layer of neurons, integer frames (`--frames`, or a dataset's
     images through the layer's transform). Its spec (fixed point: the file's integers as they
@@ -108,12 +135,13 @@ def _load_netx(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray 
     timesteps = options.timesteps or stored_timesteps(options.netx)
     reset = {"reset_interval": options.reset_interval or 0, "reset_offset": options.reset_offset or 0}
     if encoding in FRAME_ENCODINGS:
-        spec, frames, labels, name, calibration = _netx_frame_input(options, layers, timesteps, reset)
+        spec, frames, labels, name, source = _netx_frame_input(options, layers, timesteps, reset)
     else:
         if not timesteps:
             raise UserError(f"{options.netx} stores no steps per sample (simulation/tSample): give --timesteps")
-        spec, frames, labels, calibration = _netx_spike_input(options, layers, timesteps, reset)
+        spec, frames, labels, source = _netx_spike_input(options, layers, timesteps, reset)
         name = options.dataset
+    calibration = None if options.ddla_calibrate is None else source
     graded = [p.name for p in spec.populations if p.kind in SIGMA_DELTA_KINDS]
     if calibration is not None and graded:
         raise UserError(f"--ddla-calibrate: {', '.join(graded)} are sigma-delta neurons, whose graded messages DDLA's "
@@ -123,15 +151,17 @@ def _load_netx(options: DeployOptions) -> tuple[NetSpec, np.ndarray, np.ndarray 
                                     **reset),
                        timesteps=spec.timesteps)
         spec = _calibrated(options, spec, *calibration, twin=twin)
+    threshold_frames = None if source is None else _calibration_frames(options, *source)
     model = {"source": str(options.netx), "arch": "netx", "dataset": name, "method": None, "trained_keep": None,
              "timesteps": spec.timesteps, "encoding": encoding, "precision": "fixed" if options.fixed else "float",
-             "ddla_calibration": options.ddla_calibrate}
-    return spec, frames, labels, model
+             "ddla_calibration": options.ddla_calibrate,
+             "calibration_samples": None if threshold_frames is None else len(threshold_frames)}
+    return Loaded(spec, frames, labels, model, threshold_frames)
 
 
 def _netx_spike_input(options: DeployOptions, layers: list, timesteps: int, reset: dict
-                      ) -> tuple[NetSpec, np.ndarray, np.ndarray, tuple | None]:
-    """(spec, frames, labels, with --ddla-calibrate the dataset and its encoder of raw inputs)."""
+                      ) -> tuple[NetSpec, np.ndarray, np.ndarray, tuple]:
+    """(spec, frames, labels, the dataset and its encoder of raw inputs)."""
     data = load_dataset(options.dataset, options.data_dir, timesteps)
     rate = options.netx_encoding == "if-rate"
     if data.is_events == rate:
@@ -148,16 +178,15 @@ def _netx_spike_input(options: DeployOptions, layers: list, timesteps: int, rese
 
     def shaped(f: np.ndarray) -> np.ndarray:
         return f.reshape(len(f), f.shape[1], *spec.input_shape)
-    calibration = None if options.ddla_calibrate is None else (data, lambda x: shaped(spikes_of(x)))
-    return spec, shaped(spikes), data.y_test.numpy(), calibration
+    return spec, shaped(spikes), data.y_test.numpy(), (data, lambda x: shaped(spikes_of(x)))
 
 
 def _netx_frame_input(options: DeployOptions, layers: list, timesteps: int | None, reset: dict
                       ) -> tuple[NetSpec, np.ndarray, np.ndarray | None, str, tuple | None]:
     """Integer frames for an input layer of neurons: `--frames` as they are (a stream sets T), or
     a dataset's images in [0, 1] through the layer's transform (held T steps unless they are
-    event frames). (spec, frames, labels, name, with --ddla-calibrate the dataset and its
-    encoder of raw inputs)."""
+    event frames). (spec, frames, labels, name, the dataset and its encoder of raw inputs: None
+    for `--frames`)."""
     encoding = options.netx_encoding
     stream = encoding != "bias"
     spec = netx_to_spec(layers, timesteps or 1, options.fixed, None, str(options.netx), encoding, **reset)
@@ -182,8 +211,8 @@ def _netx_frame_input(options: DeployOptions, layers: list, timesteps: int | Non
         spec = replace(spec, timesteps=x.shape[1])
     elif not timesteps:
         raise UserError(f"{options.netx} stores no steps per sample (simulation/tSample): give --timesteps")
-    calibration = None if options.ddla_calibrate is None else (data, lambda raw: netx_frames(spec, layout(raw)))
-    return spec, netx_frames(spec, x), labels, name, calibration
+    source = None if data is None else (data, lambda raw: netx_frames(spec, layout(raw)))
+    return spec, netx_frames(spec, x), labels, name, source
 
 
 def read_frames(path: str) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The deploy run as a library: `DeployOptions` (every option and its default, once; the names
 and meanings of `python -m ddla_neuro.deploy`'s flags, which `cli.py` parses into it),
 `prepare(options)` -> the `Deployment` (the spec in the precision it runs, the test frames, the
-labels, the model's description), `deploy(options)` -> the report (runs in each mode on the
-chosen backend, the DDLA keep sweep and the energy-aware choice, the checks, the costs on the
-profile). Bad options are a `UserError` with one line naming the flag.
+labels, the model's description, the calibration split), `deploy(options)` -> the report (runs
+in each mode on the chosen backend, the DDLA keep sweep and the energy-aware choice, the checks,
+the costs on the profile). Bad options are a `UserError` with one line naming the flag.
 
     from ddla_neuro.deploy.pipeline import DeployOptions, deploy
     report = deploy(DeployOptions(profile="loihi2", backend="fast", samples=100))
@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..ddla.keep import Keep, KeepError, keep_label, mean_keep, parse_keep, per_layer
+from ..ddla.selection import DEFAULT_RULE, RULES, Selection
 from ..devices import select_device
 from ..errors import UserError
 from ..fileio import publish
@@ -31,12 +33,13 @@ from .keep_choice import choose_keep, measure_on, validation_split
 from .lava_run import LAVA_BATCH, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .loading import load_model
 from .profiles import load_profile
-from .quant import quantize_run
+from .quant import quantize_input, quantize_run
 from .report import SCHEMA_VERSION
 from .run import MODES, Counts
 from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
 from .spec import NEURON_KINDS, NetSpec
+from .thresholds import calibrate_selection, selection_report
 
 SWEEP_KEEPS = (1.0, 0.7, 0.5, 0.3)  # swept after the model's own k when `keep` is not given
 UNTRAINED_KEEP = 0.3  # the ddla mode's k for a model that names none (calibrated, imported)
@@ -64,6 +67,8 @@ class DeployOptions:
     samples: int | None = None
     mode: str | None = None              # comma-separated, from dense,delta,ddla (default: all the model supports)
     keep: str | None = None              # "0.5", a sweep "1,0.7,0.5", a per-layer k "0.7:0.3"
+    selection: str | None = None         # DDLA's rule (default: the one the model was trained with, else DEFAULT_RULE)
+    calibration_samples: int = 256       # training samples a neuron-local rule's thresholds are set on
     ddla_calibrate: int | None = None
     accuracy_floor: float | None = None
     energy_target: float | None = None
@@ -84,21 +89,40 @@ class DeployOptions:
 @dataclass
 class Deployment:
     """The model as it runs: its spec (fixed point unless `fixed=False`), the test frames (N, T,
-    ...) quantized with it, the labels (None for unlabelled frames) and its description."""
+    ...) quantized with it, the labels (None for unlabelled frames), its description, and the
+    calibration frames quantized alike (None without a training split)."""
 
     spec: NetSpec
     frames: np.ndarray
     labels: np.ndarray | None
     model: dict
+    calibration: np.ndarray | None = None
+
+    def selection(self, rule: str, keep: Keep, device: str = "cpu") -> Selection:
+        """DDLA's selection by `rule` for the share `keep`: the thresholds the model was trained
+        with at its own rule and k, else set on the calibration split (`thresholds.py`)."""
+        meta = self.spec.meta
+        trained = meta.get("thresholds") if (meta.get("selection") == rule and "keep" in meta
+                                             and keep_label(meta["keep"]) == keep_label(keep)) else None
+        if not RULES[rule].neuron_local:
+            return Selection(rule, keep)
+        if trained:
+            return Selection(rule, keep, {k: int(v) for k, v in trained.items()})
+        if self.calibration is None:
+            raise UserError(f"the {rule} selection sets its thresholds on a calibration split of training samples: "
+                            f"give --dataset (not --frames), or --selection topk")
+        return calibrate_selection(self.spec, self.calibration, rule, keep, device)
 
 
 def prepare(options: DeployOptions) -> Deployment:
     """The model the options name, loaded (`loading.load_model`) and, in fixed point, quantized
     with its frames."""
-    spec, frames, labels, model = load_model(options)
+    loaded = load_model(options)
+    spec, frames, calibration = loaded.spec, loaded.frames, loaded.calibration
     if options.fixed:
         spec, frames = quantize_run(spec, frames)
-    return Deployment(spec, frames, labels, model)
+        calibration = None if calibration is None else quantize_input(calibration, spec)
+    return Deployment(spec, frames, loaded.labels, loaded.model, calibration)
 
 
 def _keeps(values: list, spec: NetSpec) -> list[Keep]:
@@ -143,6 +167,20 @@ def pick_runs(options: DeployOptions, spec: NetSpec, model: dict) -> tuple[list[
     return modes, _keeps(given, spec)
 
 
+def pick_rule(options: DeployOptions, model: dict) -> str:
+    """DDLA's rule: --selection, else the one the model was trained with, else the default. A
+    rule other than the trained one is allowed (its thresholds are set on the calibration split)
+    and said in one line."""
+    trained = model.get("trained_selection")
+    rule = options.selection or trained or DEFAULT_RULE
+    if rule not in RULES:
+        raise UserError(f"--selection: unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if trained and rule != trained:
+        print(f"note: {model['source']} was trained with the {trained} selection and runs with {rule} here "
+              f"(its thresholds set on {model.get('calibration_samples')} training samples)", file=sys.stderr)
+    return rule
+
+
 class Runner:
     """Runs one mode on the chosen backend, with a progress bar, and cross-checks Lava against
     the bit-exact simulator. The simulator's dense run also counts NeuroBench's operations."""
@@ -160,11 +198,11 @@ class Runner:
         self.lava_matches_sim = True
         self.neurobench: Counts | None = None  # the dense simulator run's counts
 
-    def __call__(self, mode: str, keep: float):
+    def __call__(self, mode: str, selection: Selection | None = None):
         mine = self.frames[self.part.of(len(self.frames))]
         fast = self.options.backend == "fast"  # the bar follows the simulator's batches (on Lava: Lava's samples)
         record = bool(self.options.save_activity)
-        sim = simulate(self.spec, mine, mode, keep, neurobench=mode == "dense", device=self.device, record=record,
+        sim = simulate(self.spec, mine, mode, selection, neurobench=mode == "dense", device=self.device, record=record,
                        on_batch=(lambda n: self.bar.update(n * self.part.world)) if fast else None)
         sim = shard.gather(sim, self.part)
         if mode == "dense":
@@ -172,7 +210,7 @@ class Runner:
         if fast:
             return sim
         start = self.bar.n
-        result = run_lava(self.spec, self.frames, mode, keep, timeout=self.options.timeout,
+        result = run_lava(self.spec, self.frames, mode, selection, timeout=self.options.timeout,
                           graph=self.options.lava_graph,
                           batch=self.options.lava_batch, record=record,
                           on_progress=lambda done, total: self.bar.update(start + done - self.bar.n))
@@ -206,9 +244,13 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
     if options.backend == "lava":
         check_lava_mappable(spec)
     modes, keeps = pick_runs(options, spec, model)
+    rule = pick_rule(options, model) if "ddla" in modes else None
+
+    def select(keep: Keep) -> Selection:
+        return deployment.selection(rule, keep, options.device)
     choice, validation = None, len(frames)
     if options.accuracy_floor is not None or options.energy_target is not None:
-        choice, frames, labels = _choose_keep(options, spec, frames, labels, profile, modes)
+        choice, frames, labels = _choose_keep(options, spec, frames, labels, profile, modes, select)
         validation -= len(frames)  # the samples the choice was measured on
         keeps = _keeps([choice.best.keep] + ([choice.best_uniform.keep] if choice.best_uniform else []) + keeps, spec)
     frames, labels = frames[: options.samples], None if labels is None else labels[: options.samples]
@@ -216,15 +258,16 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
         _check_cross_check(options, profile, spec)
     ddla_keeps = [k for k in keeps if "ddla" in modes and not (k == 1.0 and "delta" in modes)]
     runner = Runner(options, spec, frames, len([m for m in modes if m != "ddla"]) + len(ddla_keeps), part)
-    results, sweep_results = {}, {}  # the sweep's runs by their keep label
+    results, sweep_results = {}, {}  # the sweep's selections and runs by their keep label
     for mode in modes:
         if mode != "ddla":
-            results[mode] = runner(mode, 1.0)
+            results[mode] = runner(mode)
     for k in ddla_keeps:
-        sweep_results[keep_label(k)] = (k, runner("ddla", k))
+        selection = select(k)
+        sweep_results[keep_label(k)] = (selection, runner("ddla", selection))
     if "ddla" in modes:
-        if "delta" in results:
-            sweep_results.setdefault("1", (1.0, results["delta"]))  # DDLA with k = 1 is delta (tested)
+        if "delta" in results:  # DDLA with k = 1 is delta (tested)
+            sweep_results.setdefault("1", (Selection(rule, 1.0), results["delta"]))
         results["ddla"] = sweep_results[keep_label(keeps[0])][1]
     runner.bar.close()
     accuracy = {m: _accuracy(r, labels) for m, r in results.items()}
@@ -233,6 +276,8 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
         report_modes[mode] = {"keep": keeps[0] if mode == "ddla" else 1.0,
                               **cost_run(spec, r.counts, profile, mode_plan(spec, mode))}
         report_modes[mode]["totals"]["accuracy"] = accuracy[mode]
+    if "ddla" in modes:
+        report_modes["ddla"]["selection"] = selection_report(spec, sweep_results[keep_label(keeps[0])][0])
     costed = {id(results[m]): report_modes[m]["totals"] for m in results}  # a run shared by two uses: once
     report = {"schema_version": SCHEMA_VERSION, "tool": f"ddla-neuro {__version__}", "profile": profile.to_dict(),
               "model": model, "run": {"backend": options.backend, "device": runner.device.type,
@@ -244,8 +289,8 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
     if "dense" in results and "delta" in results:
         _add_mixed(report, spec, results, profile, accuracy["dense"])
     if "ddla" in modes:
-        report["sweep"] = [_sweep_point(spec, profile, k, r, costed.get(id(r)), labels)
-                           for k, r in sorted(sweep_results.values(), key=lambda kr: -mean_keep(kr[0]))]
+        report["sweep"] = [_sweep_point(spec, profile, sel, r, costed.get(id(r)), labels)
+                           for sel, r in sorted(sweep_results.values(), key=lambda sr: -mean_keep(sr[0].keep))]
     if choice is not None:
         report["keep_choice"] = {"accuracy_floor": options.accuracy_floor, "energy_target_j": options.energy_target,
                                  "validation_samples": validation,
@@ -255,14 +300,15 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
         _add_compat(report, spec, runner.neurobench)
     if options.cross_check:
         report["cross_check"] = cross_check(spec, frames[: options.cross_check_samples], profile,
-                                            tuple(m for m in MODES if m in results), keeps[0])
+                                            tuple(m for m in MODES if m in results),
+                                            sweep_results[keep_label(keeps[0])][0] if "ddla" in modes else None)
     if options.save_activity and part.rank == 0:
         save_activity(Path(options.save_activity), spec, results)
     return report
 
 
 def _choose_keep(options: DeployOptions, spec: NetSpec, frames: np.ndarray, labels: np.ndarray | None,
-                 profile, modes: list[str]):
+                 profile, modes: list[str], select: Callable[[Keep], Selection]):
     """--accuracy-floor, --energy-target: the energy-aware k chosen on a validation split drawn
     from the test split (`keep_choice.validation_split`), and the samples left to report on."""
     what = "--accuracy-floor" if options.accuracy_floor is not None else "--energy-target"
@@ -278,7 +324,7 @@ def _choose_keep(options: DeployOptions, spec: NetSpec, frames: np.ndarray, labe
                         f"({n} in the split), got {validation}")
     chosen = validation_split(n, validation, options.seed)
     try:
-        choice = choose_keep(measure_on(spec, frames[chosen], labels[chosen], profile),
+        choice = choose_keep(measure_on(spec, frames[chosen], labels[chosen], profile, select),
                              [p.name for p in spec.spiking], options.accuracy_floor, options.energy_target)
     except KeepError as e:
         raise UserError(f"{what}: {e}") from None
@@ -357,11 +403,12 @@ def _add_mixed(report: dict, spec: NetSpec, results: dict, profile, accuracy: fl
     report["modes"]["mixed"]["totals"]["accuracy"] = accuracy  # lossless: the dense run's outputs
 
 
-def _sweep_point(spec: NetSpec, profile, keep: Keep, result, totals: dict | None, labels: np.ndarray | None
-                 ) -> dict:
+def _sweep_point(spec: NetSpec, profile, selection: Selection, result, totals: dict | None,
+                 labels: np.ndarray | None) -> dict:
     """One point of the keep sweep; `totals` where the run was already costed (delta and ddla encode alike)."""
     totals = totals or cost_run(spec, result.counts, profile, mode_plan(spec, "ddla"))["totals"]
-    return {"keep": keep, "accuracy": _accuracy(result, labels),
+    return {"keep": selection.keep, "thresholds": selection.thresholds if selection.neuron_local else None,
+            "accuracy": _accuracy(result, labels),
             **{k: totals[k] for k in ("synaptic_ops", "events", "energy_j")}}
 
 

@@ -12,15 +12,19 @@ report.json, schema_version 1:
     checks {name: bool}                      # delta == dense, Lava == simulator, ...
     modes {dense|delta|ddla|mixed: {
         keep, plan (mixed only: sender -> dense|delta),
+        selection (ddla only: {rule, neuron_local, keep, thresholds {population: theta} (neuron-local) or null,
+                   wait_bound {population: steps} and state_bits_per_neuron {credit, weight, held} (neuron-local),
+                   left_out (top-k: what its figures do not price)}),
         totals {accuracy (0-1, null without labels), synaptic_ops, events, spikes, messages, message_bits,
-                neuron_updates, active_updates, synapses, syn_mem_bytes, cores, chips, latency_s, step_latency_s,
-                energy_j, dynamic_energy_j, energy_parts_j {synaptic, neuron, routing, static}, unknown_terms,
+                neuron_updates, active_updates, selection_updates (a neuron-local DDLA rule's), synapses,
+                syn_mem_bytes, cores, chips, latency_s, step_latency_s, energy_j, dynamic_energy_j,
+                energy_parts_j {synaptic, neuron, selection, routing, static}, unknown_terms,
                 mapping_problems, band {energy_j, dynamic_energy_j, latency_s: [low, high]} or null (the profile
                 states no uncertainty),                              # all per sample (one inference, but:)
                 per_inference {steps, inferences_per_sample, synaptic_ops, events, energy_j, dynamic_energy_j,
                                latency_s, band}},                    # a stream (run.reset) only
         layers [{layer, kind, neurons, encoding, events_in, events_out, synaptic_ops, spikes,
-                 neuron_updates, active_updates, idle_updates, synapses, syn_mem_bytes, cores,
+                 neuron_updates, active_updates, idle_updates, selection_updates, synapses, syn_mem_bytes, cores,
                  messages, message_bits, energy_j {parts}, energy_total_j, energy_total_band_j ([low, high] or
                  null), synaptic_j_by_source,
                  events_out_per_step, sops_per_step,
@@ -28,7 +32,8 @@ report.json, schema_version 1:
                               values the host writes; not events, not priced)}],
         per_timestep {events, synaptic_ops}}},
     cheaper [{layer, dense_j, delta_j, cheaper}]                     # per sender
-    sweep [{keep, accuracy, synaptic_ops, events, energy_j}]         # DDLA keep ratios (keep: k, or {layer: k})
+    sweep [{keep, thresholds, accuracy, synaptic_ops, events, energy_j}]  # DDLA k (k, or {layer: k}; thresholds
+                                                                          # of a neuron-local rule, else null)
     keep_choice {accuracy_floor, energy_target_j (one of the two is null), validation_samples, chosen,
                  best_uniform, points: [{keep, accuracy, energy_j}]}  # --accuracy-floor / --energy-target only
     neurobench {effective_acs, effective_macs, dense,                # SynapticOperations, per sample
@@ -155,6 +160,19 @@ def keep_choice_line(choice: dict) -> str:
     return line + "."
 
 
+def selection_line(selection: dict) -> str:
+    """What DDLA's selection was (report["modes"]["ddla"]["selection"]), and for top-k what its
+    figures leave out."""
+    head = f"DDLA selection: {selection['rule']}, k = {keep_label(selection['keep'])}"
+    if not selection["neuron_local"]:
+        return f"{head}, not neuron-local: the figures leave out {selection['left_out']}."
+    thresholds = ", ".join(f"{name} {t}" for name, t in selection["thresholds"].items()) or "none (k = 1)"
+    bound = max(selection["wait_bound"].values(), default=0)
+    return (f"{head}, neuron-local (thresholds: {thresholds}); no pending change waits more than {bound} steps; "
+            f"its state ({sum(selection['state_bits_per_neuron'].values())} bits a neuron) and its work (one more "
+            f"neuron update per pending change, `selection` energy) are priced.")
+
+
 def layer_table(report: dict, mode: str) -> list[str]:
     cols = ("layer", "neurons", "encoding", "events_out", "synaptic_ops", "active_updates", "cores",
             "energy_total_j")
@@ -173,7 +191,8 @@ def markdown(report: dict) -> str:
            f"(simulator on {report['run']['device']}), "
            f"seed {report['run']['seed']}. Profile: {p['description']} (scope {p['scope']}).", "",
            "## Totals", "", *totals_table(report), "", uncertainty_line(report), "",
-           *([keep_choice_line(report["keep_choice"]), ""] if "keep_choice" in report else [])]
+           *([keep_choice_line(report["keep_choice"]), ""] if "keep_choice" in report else []),
+           *([selection_line(report["modes"]["ddla"]["selection"]), ""] if "ddla" in report["modes"] else [])]
     unknown = sorted({t for mode in report["modes"].values() for t in mode["totals"]["unknown_terms"]})
     if unknown:
         out += [f"Unknown in this profile, left out of the energy and latency: {', '.join(unknown)}.", ""]
@@ -264,7 +283,7 @@ def plots(report: dict) -> dict[str, bytes]:
     figs["events_per_timestep.png"] = fig
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bottom = [0.0] * len(modes)
-    for part in ("synaptic", "neuron", "routing", "static"):
+    for part in ("synaptic", "neuron", "selection", "routing", "static"):
         vals = [report["modes"][m]["totals"]["energy_parts_j"][part] * 1e9 for m in modes]
         ax.bar(modes, vals, bottom=bottom, label=part)
         bottom = [b + v for b, v in zip(bottom, vals)]

@@ -7,9 +7,9 @@ Memory is checked before work too: each backend estimates its peak from the spec
 (`sim.estimate_peak_bytes`, `lava_run.estimate_lava_bytes`) against `available_memory()`.
 
 Modes (`ddla.transmission.MODES`): `dense` (every sender sends its values each step), `delta`
-(every sender sends the change since the last step: lossless) and `ddla` (spiking populations
-send only the top-k of their changes ranked by the spec's sensitivity scores, from t = 2 on;
-receivers hold the rest).
+(every sender sends the change since the last step: lossless) and `ddla` (from t = 2 on,
+spiking populations send the pending changes their selection chooses, `ddla.selection`,
+weighted or ranked by the spec's sensitivity scores; receivers hold the rest).
 """
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ddla.keep import Keep, keep_of, ratios
+from ..ddla.keep import ratios
+from ..ddla.selection import Selection
 from ..ddla.transmission import MODES
 from ..errors import UserError
 from .spec import NetSpec
 
-COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active")
+COUNT_KINDS = ("spikes", "events", "sops", "sops_proj", "active", "pending")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Counts:
     sops_proj: dict[str, np.ndarray] = field(default_factory=dict)  # synaptic ops per projection "source>target"
     active: dict[str, np.ndarray] = field(default_factory=dict)   # units with a non-zero synaptic current (cuba: state)
                                                                   # (a product: both factors non-zero)
+    pending: dict[str, np.ndarray] = field(default_factory=dict)  # DDLA: changes pending where a selection ran
     neurobench: dict[str, np.ndarray] = field(default_factory=dict)  # see `sim.neurobench_ops` (simulator only)
     samples: int = 0
 
@@ -104,21 +106,29 @@ def gib(n: float) -> str:
     return f"{n / 2 ** 30:.2f} GiB"
 
 
-def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep) -> np.ndarray:
+def check_run(spec: NetSpec, frames: np.ndarray, mode: str, selection: Selection | None
+              ) -> tuple[np.ndarray, Selection]:
     """Validates a run on the host (before the simulator runs and before Lava is started: a
-    Lava process model must never raise); returns the frames as float64."""
+    Lava process model must never raise); returns the frames as float64 and the selection (one
+    that filters nothing where none is given)."""
     if mode not in MODES:
         raise RunError(f"mode must be one of {MODES}, got {mode!r}")
+    selection = selection if selection is not None else Selection()
+    if not isinstance(selection, Selection):
+        raise RunError(f"a run's DDLA selection is a ddla.selection.Selection, got {selection!r}")
+    keep = selection.keep
     if any(not 0.0 < k <= 1.0 for k in ratios(keep)):  # the range `keep.parse_keep` reads
         raise RunError(f"keep ratios must lie in (0, 1], got {keep}")
-    unknown = sorted(set(keep) - {p.name for p in spec.spiking}) if isinstance(keep, dict) else []
+    spiking = {p.name for p in spec.spiking}
+    unknown = sorted(((set(keep) if isinstance(keep, dict) else set()) | set(selection.thresholds)) - spiking)
     if unknown:
-        raise RunError(f"keep ratios for {unknown}, which are not spiking populations of the network")
+        raise RunError(f"keep ratios or thresholds for {unknown}, which are not spiking populations of the network")
+    filtering = {p.name for p in spec.populations if selection.filters(p.name)}
     frames = np.asarray(frames, dtype=np.float64)
     if tuple(frames.shape[1:]) != (spec.timesteps, *spec.input_shape):
         raise RunError(f"frames have shape {frames.shape}, the network takes (N, {spec.timesteps}, "
                        f"{', '.join(map(str, spec.input_shape))})")
-    unfiltered = [p.name for p in spec.populations if p.kind == "sdnn" and keep_of(keep, p.name) < 1.0]
+    unfiltered = [p.name for p in spec.populations if p.kind == "sdnn" and p.name in filtering]
     if mode == "ddla" and unfiltered:
         raise RunError(f"populations {unfiltered} are sigma-delta neurons, whose graded messages DDLA's selection "
                        f"does not rank; run them in dense or delta mode")
@@ -130,8 +140,8 @@ def check_run(spec: NetSpec, frames: np.ndarray, mode: str, keep: Keep) -> np.nd
     if spec.reset_interval < 0 or (spec.reset_interval and spec.sigma_delta):
         raise RunError(f"a reset interval must be at least 1 (0: none), on spiking neurons only (lava-dl's runner "
                        f"ignores it on sigma-delta neurons), got {spec.reset_interval}")
-    missing = [p.name for p in spec.spiking if p.name not in spec.scores and keep_of(keep, p.name) < 1.0]
+    missing = [p.name for p in spec.spiking if p.name not in spec.scores and p.name in filtering]
     if mode == "ddla" and missing:
         raise RunError(f"no sensitivity statistics for populations {missing}: DDLA with keep < 1 needs a "
                        f"checkpoint trained with --method ddla")
-    return frames
+    return frames, selection

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ddla.keep import Keep
+from ..ddla.selection import Selection
 from ..errors import UserError
 from .cost import Mapping, Terms, cost_run, map_network
 from .profiles import Profile
@@ -257,7 +257,8 @@ def sanafe_event_energies() -> dict[str, float]:
     return energies
 
 
-def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = "dense", keep: Keep = 1.0,
+def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = "dense",
+               selection: Selection | None = None,
                timing_model: str = "simple") -> SanafeRun:
     """One sample (frames (T, ...) as the fixed-point network receives them) through SANA-FE on
     the cores `mapping` gives each population, in dense mode (every sender's own spikes) or in
@@ -272,7 +273,8 @@ def run_sanafe(spec: NetSpec, frames: np.ndarray, mapping: Mapping, mode: str = 
     analog = spec.input_sends.graded
     if analog and not np.all(frames == frames[0]):
         raise SanafeError("the analog input changes over time: SANA-FE has no graded messages")
-    sent = simulate(spec, frames.reshape(1, steps, *spec.input_shape), mode, keep, record=True).sent if delta else {}
+    shaped = frames.reshape(1, steps, *spec.input_shape)
+    sent = simulate(spec, shaped, mode, selection, record=True).sent if delta else {}
     if not analog:
         b.replay("input", np.diff(frames, axis=0, prepend=0) if delta else frames, 0, delta)
     for pop in spec.populations:
@@ -339,7 +341,7 @@ def _stand_in(run: SanafeRun, costs: dict[str, float], neurons: int) -> dict[str
 
 
 def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tuple[str, ...] = ("dense", "delta"),
-                keep: Keep = 1.0) -> dict:
+                selection: Selection | None = None) -> dict:
     """Our cost of `frames` (N, T, ...) on `profile` next to SANA-FE's of the same samples on its
     Loihi model, per mode and sample: energy by term (ours without static power, which SANA-FE
     does not model), latency and wall time. Ours assumes samples back to back (T steps each);
@@ -353,11 +355,11 @@ def cross_check(spec: NetSpec, frames: np.ndarray, profile: Profile, modes: tupl
         start = time.perf_counter()
         sends = "dense" if mode == "dense" else "delta"
         plan = {"input": sends, **{p.name: sends for p in spec.senders}}
-        report = cost_run(spec, simulate(spec, frames, mode, keep).counts, profile, plan)
+        report = cost_run(spec, simulate(spec, frames, mode, selection).counts, profile, plan)
         wall_ours = time.perf_counter() - start
         ours = report["totals"]
         mapping = map_network(spec, plan, Terms(profile))  # on/off pairs double a target's synapses: more cores
-        runs = [run_sanafe(spec, sample, mapping, mode, keep) for sample in frames]
+        runs = [run_sanafe(spec, sample, mapping, mode, selection) for sample in frames]
         mean = lambda f, runs=runs: float(np.mean([f(r) for r in runs]))  # noqa: E731
         neurons = sum(p.size for p in spec.populations)
         taken_out = [_stand_in(r, costs, neurons) for r in runs]

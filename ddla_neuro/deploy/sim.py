@@ -9,22 +9,22 @@ outputs shifted back by the latency (the Lava runner does that shift), so the tw
 step for step. A receiver of deltas integrates them: its current at t is the running sum
 (`cumsum` over t, the order Lava adds them in) of the ops applied to each step's deltas.
 
-In `ddla` mode, compute populations (max pool, product) send their changes losslessly. In fixed
+In `ddla` mode, spiking populations send the pending changes their selection chooses
+(`ddla/selection.py`, the trainer's and Lava's code), and compute populations (max pool, product)
+send their changes losslessly. In fixed
 point all arithmetic is on integers, carried exactly in float64 or, where a bound proves it
 exact (every value below 2**24), in float32; so this is also the quantized torch model.
 """
 from __future__ import annotations
 
-import functools
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..ddla.gsc import Priority, priority_cut
-from ..ddla.keep import Keep, keep_of
+from ..ddla.selection import LayerSelection, Selection
 from ..devices import exact_float32, reused_heap
 from .run import Counts, RunError, RunResult, available_memory, check_run, gib
 from .ops import DECAY_BITS, EXACT_FLOAT32, SATURATION, sigma_delta, wrap_current
@@ -279,19 +279,6 @@ def _owned(a: torch.Tensor, sent: torch.Tensor) -> torch.Tensor:
     return a.clone() if a.untyped_storage().data_ptr() == sent.untyped_storage().data_ptr() else a
 
 
-def _priority(scores: np.ndarray, device: torch.device) -> Priority:
-    """The DDLA priority of a population's scores, sorted once per process: the deploy command
-    runs the same spec several times (modes, the keep sweep), and a sort costs more than a
-    small batch."""
-    scores = np.ascontiguousarray(scores, dtype=np.float32)
-    return _sorted_priority(scores.tobytes(), scores.shape, str(device))
-
-
-@functools.lru_cache(maxsize=64)
-def _sorted_priority(scores: bytes, shape: tuple[int, ...], device: str) -> Priority:
-    return Priority(torch.frombuffer(bytearray(scores), dtype=torch.float32).reshape(shape).to(device))
-
-
 def _count(counts: Counts, kind: str, key: str, per_step: torch.Tensor) -> None:
     """Adds per-step values to the host's counters (from the GPU where the run is there): the
     sample's steps, not those of a pipeline fill before them."""
@@ -317,7 +304,7 @@ def _per_step(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Population:
-    def __init__(self, pop: Population, spec: NetSpec, keep: float, mode: str, sender_peaks: dict[str, float],
+    def __init__(self, pop: Population, spec: NetSpec, selection: Selection, mode: str, sender_peaks: dict[str, float],
                  neurobench: set[tuple[str, int, int]] | None, shared: list[list[tuple[int, int]]],
                  device: torch.device):
         """`neurobench`: None, or the ops NeuroBench does not count (`spec.repeated_layer_uses`);
@@ -330,14 +317,14 @@ class _Population:
                        for j, (p, peak) in enumerate(zip(pop.inputs, peaks))]
         self.device, self._biases = device, {}
         self._use_dtype(peaks)
-        self.keep, self.mode = keep, mode
+        self.mode = mode
         # the steps run: the pipeline fill (negative steps), then the sample's; this one starts at `start`
         self.start = spec.fill - pop.fill
         self.resets = [spec.resets(t) for t in range(-spec.fill, spec.timesteps)]
-        self.filtered = mode == "ddla" and keep < 1.0 and pop.kind in NEURON_KINDS
+        self.filtered = mode == "ddla" and selection.filters(pop.name) and pop.kind in NEURON_KINDS
         self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
-        # spikes: every delta is +-1, so the DDLA ranking (scores * |delta|) is the scores' order
-        self.order = _priority(spec.scores[pop.name], device) if self.filtered else None
+        self.select = LayerSelection(**selection.layer(pop.name), scores=spec.scores[pop.name],
+                                     to_array=lambda a: torch.as_tensor(a, device=device)) if self.filtered else None
 
     def use_peaks(self, sender_peaks: dict[str, float]) -> None:
         """Chooses the dtypes for sources sending values of magnitude <= `sender_peaks` (per
@@ -422,7 +409,8 @@ class _Population:
         # NeuroBench's MembraneUpdates: every membrane at the first step, then those that differ
         # from the step before (after the reset, its pre- and post-fire hooks' difference)
         changed = torch.zeros(current.shape[0], dtype=torch.float64) if self.count_membranes else None
-        v, held = None, None
+        sender = _Sender(self.select, current.shape[0], current.device) if self.filtered else None
+        v = None
         for t in range(self.start, current.shape[0]):
             v_before = None if v is None or changed is None else v.clone()
             if v is None or self.resets[t]:  # a sample's first step, or a reset of a stream
@@ -444,24 +432,22 @@ class _Population:
                 v.add_(spikes[t], alpha=-p.v_th)
             if changed is not None:
                 changed[t] = v.numel() if v_before is None else float(_nonzero(v - v_before).sum())
-            if sent is not None:
-                held = self.ddla_send(spikes[t], held, sent[t])
+            if sender is not None:
+                sender.send(t, spikes[t], sent[t])
         _count(counts, "spikes", p.name, _step_totals(spikes))
         if changed is not None:
             _count(counts, "neurobench", "membrane_updates", changed)
-        return spikes, (sent if sent is not None else self.lossless(spikes))
+        return spikes, self.sending(spikes, sent, sender, counts)
 
-    def ddla_send(self, spikes: torch.Tensor, held: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-        """DDLA at a step: writes what is sent into `out` and returns what the receivers now hold
-        (`held`, updated in place). The change of the spikes since what the receivers hold, cut
-        to the top-k of the ranking after the sample's first step (held None: it sends every
-        spike); the receivers hold the rest back."""
-        if held is None:
-            out.copy_(spikes)
-            return spikes.clone()
-        torch.sub(spikes, held, out=out)
-        out.mul_(priority_cut(self.order, out.abs(), self.keep))
-        return held.add_(out)
+    def sending(self, spikes: torch.Tensor, sent: torch.Tensor | None, sender: _Sender | None, counts: Counts
+                ) -> torch.Tensor:
+        """What a spiking population sends: DDLA's selection (a neuron-local rule's pending changes
+        counted: its work), or its spikes or their changes."""
+        if sender is None:
+            return self.lossless(spikes)
+        if self.select.rule.neuron_local:
+            _count(counts, "pending", self.pop.name, sender.pending)
+        return sent
 
     def run_cuba(self, synaptic: torch.Tensor, bias_in: torch.Tensor | None, counts: Counts
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -477,8 +463,8 @@ class _Population:
         spikes = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
         current = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
         sent = torch.zeros_like(spikes) if self.filtered else None
+        sender = _Sender(self.select, x.shape[0], x.device) if self.filtered else None
         zeros = u = v = torch.zeros_like(x[0])
-        held = None
         bias = self.bias.double()
         for t in range(self.start, x.shape[0]):
             if self.resets[t]:
@@ -492,11 +478,11 @@ class _Population:
             s = v > p.v_th
             v = v.masked_fill(s, 0)
             spikes[t], current[t] = s, u.bool()
-            if sent is not None:
-                held = self.ddla_send(spikes[t], held, sent[t])
+            if sender is not None:
+                sender.send(t, spikes[t], sent[t])
         _count(counts, "spikes", p.name, _per_step(spikes))
         _count(counts, "active", p.name, _per_step(current))  # a decaying current keeps the neuron active
-        return spikes, (sent if sent is not None else self.lossless(spikes))
+        return spikes, self.sending(spikes, sent, sender, counts)
 
     def run_sdnn(self, synaptic: torch.Tensor, counts: Counts) -> tuple[torch.Tensor, torch.Tensor]:
         """Sigma-delta neurons through t (`ops.sigma_delta`): sigma is the current as receivers
@@ -515,6 +501,29 @@ class _Population:
         _count(counts, "spikes", p.name, _per_step(messages))
         _count(counts, "active", p.name, _per_step(_changes(sigma)))
         return messages, (messages.cumsum(0) if self.mode == "dense" else messages)
+
+
+class _Sender:
+    """DDLA's sending of one population through a batch: what the receivers hold, the
+    selection's credits, and the pending changes of each step."""
+
+    def __init__(self, select: LayerSelection, steps: int, device: torch.device):
+        self.select, self.held, self.credit = select, None, None
+        self.pending = torch.zeros(steps, dtype=torch.float64, device=device)
+
+    def send(self, t: int, spikes: torch.Tensor, out: torch.Tensor) -> None:
+        """Writes what is sent at step t into `out`: every spike at the sample's first step, then
+        the pending changes (spikes - held) the selection chooses; the receivers hold the rest."""
+        if self.held is None:
+            out.copy_(spikes)
+            self.held, self.credit = spikes.clone(), torch.zeros_like(spikes)
+            return
+        torch.sub(spikes, self.held, out=out)
+        waiting = out != 0
+        send, self.credit = self.select.step(waiting, self.credit)
+        out.mul_(send)
+        self.held.add_(out)
+        self.pending[t] = waiting.sum()
 
 
 def _delayed(x: torch.Tensor, delay: np.ndarray) -> torch.Tensor:
@@ -601,22 +610,23 @@ def fit_batch(spec: NetSpec, wanted: int, budget: int | None = None, device: tor
     return max(1, min(wanted, budget // one))
 
 
-def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep = 1.0,
-             batch_size: int = 256, neurobench: bool = False, record: bool = False,
+def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", selection: Selection | None = None,
+             batch_size: int = 256, neurobench: bool = False, record: bool | Collection[str] = False,
              memory_budget: int | None = None, on_batch: Callable[[int], None] | None = None,
              device: str | torch.device = "cpu") -> RunResult:
     """Runs `frames` (N, T, *input_shape; fixed point: already quantized) and returns the
     per-step logits and the counts; with `neurobench`, also NeuroBench's SynapticOperations
-    (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record`, what
-    each population sent (`RunResult.sent`, in its own units: the DDLA selection is where it is
-    non-zero) and what it computed (`RunResult.activity`: spikes, a sigma-delta's messages, the
-    readout's logits as integers in fixed point). The batch shrinks below `batch_size` where its
+    (`Counts.neurobench`: effective_acs, effective_macs, dense per step); with `record` (True, or
+    the names of the populations to record), what each population sent (`RunResult.sent`, in its
+    own units: the DDLA selection is where it is non-zero) and what it computed
+    (`RunResult.activity`: spikes, a sigma-delta's messages, the readout's logits as integers in
+    fixed point). The batch shrinks below `batch_size` where its
     estimated peak would not fit in `memory_budget` bytes (default: 80% of the memory free on the
     device, `fit_batch`). `on_batch` is called with the number of samples of each batch done (a
     progress bar). On a CUDA `device` the arithmetic is the same (integers exact in
-    float32/float64; TF32 and cuDNN off), so the results equal the CPU's. `keep`: DDLA's ratio, one for
-    every population or one per population."""
-    frames = check_run(spec, frames, mode, keep)
+    float32/float64; TF32 and cuDNN off), so the results equal the CPU's. `selection`: DDLA's
+    (`ddla.selection.Selection`), needed in `ddla` mode."""
+    frames, selection = check_run(spec, frames, mode, selection)
     if batch_size < 1:
         raise RunError(f"the simulator's batch must be at least 1 sample, got {batch_size}")
     device = torch.device(device)
@@ -625,11 +635,12 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     n, t_steps = frames.shape[:2]
     counts = Counts(t_steps)
     logits, recorded = [], {"sent": {}, "activity": {}}
+    recording = {p.name for p in spec.populations} if record is True else set(record or ())
     # what the input sends: frames (dense) or their changes, at most twice the largest value
     input_peak = 2.0 * max(float(frames.max()), -float(frames.min())) if frames.size else 0.0
     skip = repeated_layer_uses(spec) if neurobench else None
     peaks = _sender_peaks(spec, input_peak)
-    pops = [_Population(p, spec, keep_of(keep, p.name), mode, peaks, skip,  # once
+    pops = [_Population(p, spec, selection, mode, peaks, skip,  # once
                         [shared.get((i, j), []) for j in range(len(p.inputs))], device)
             for i, p in enumerate(spec.populations)]
     last = _last_reads(spec)
@@ -637,7 +648,7 @@ def simulate(spec: NetSpec, frames: np.ndarray, mode: str = "delta", keep: Keep 
     with torch.no_grad(), exact_float32(), reused_heap():
         for lo in range(0, n, batch_size):  # the batch's frames are held by _run_batch only, so they can go
             batch = _run_batch(pops, _batch_input(frames[lo: lo + batch_size], spec.fill, device), mode, counts,
-                               last, _Reuse(uses), peaks, recorded if record else None)
+                               last, _Reuse(uses), peaks, recorded, recording)
             logits.append(batch.transpose(1, 0, 2))
             if on_batch is not None:
                 on_batch(len(batch[0]))
@@ -659,14 +670,15 @@ def _batch_input(frames: np.ndarray, fill: int, device: torch.device) -> torch.T
 
 def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Counts, last: dict[str, int],
                reuse: _Reuse, sender_peaks: dict[str, float],
-               record: dict[str, dict[str, list[np.ndarray]]] | None = None) -> np.ndarray:
+               record: dict[str, dict[str, list[np.ndarray]]] | None = None, recording: set[str] = frozenset()
+               ) -> np.ndarray:
     """One batch (fill + T, B, n_in), population by population over all timesteps; the logits (T,
     B, classes). What a sender sent is dropped after `last[sender]`, the last population reading
     it. `sender_peaks`: the bounds of `_sender_peaks`; a compute population's is tightened to
     what it sent in this batch, so that its readers run in float32 where those values allow (the
     worst case of a max pool behind a conv is far above what it sends). `record` collects per
-    batch what each population computed ("activity") and sent ("sent"), (T, B, n): the sample's
-    steps, not the fill's."""
+    batch what each population of `recording` computed ("activity") and sent ("sent"), (T, B, n):
+    the sample's steps, not the fill's."""
     sent = {"input": _sending(x if mode == "dense" else _changes(x), "input", counts)}
     steps = counts.timesteps
     peaks = dict(sender_peaks)
@@ -677,13 +689,14 @@ def _run_batch(pops: list[_Population], x: torch.Tensor, mode: str, counts: Coun
         measured = pop.measured_peak(out)
         if measured is not None:
             peaks[pop.pop.name] = min(peaks[pop.pop.name], measured)
-        if record is not None:
+        recorded = pop.pop.name in recording
+        if recorded:
             record["activity"].setdefault(pop.pop.name, []).append(out[-steps:].cpu().numpy())
         if pop.pop.kind == "readout":
             return out[-steps:].double().cpu().numpy()
         sent = {s: v for s, v in sent.items() if last.get(s, -1) > i}
         sent[pop.pop.name] = _sending(values, pop.pop.name, counts)
-        if record is not None:
+        if recorded:
             record["sent"].setdefault(pop.pop.name, []).append(values[-steps:].cpu().numpy())
     raise AssertionError("a NetSpec ends with its readout")
 

@@ -20,7 +20,7 @@ overlaps (the mean over the source's positions), of a flat layer's cores all.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -135,10 +135,15 @@ def reach(proj: Projection, target: Tiles, target_shape: tuple[int, ...]) -> flo
     return float(np.prod(per_axis)) * -(-target_shape[0] // target.tile[0])
 
 
-def map_tiled(spec: NetSpec, lim: Limits) -> tuple[dict[str, Tiles], dict[str, float]]:
+def map_tiled(spec: NetSpec, lim: Limits, units: dict[str, int] | None = None
+              ) -> tuple[dict[str, Tiles], dict[str, float]]:
     """Per population its tiles (no cores for one the host reads), and per projection key the
-    mean target cores an event reaches."""
-    tiles = {pop.name: Tiles(0, 0.0, 0) if pop.host else tile_population(pop, lim) for pop in spec.populations}
+    mean target cores an event reaches. `units`: the neuron slots a neuron of a population
+    takes where it is not one (a DDLA selection's state)."""
+    units = units or {}
+    tiles = {pop.name: Tiles(0, 0.0, 0) if pop.host else
+             tile_population(pop, replace(lim, neurons=lim.neurons // units.get(pop.name, 1)))
+             for pop in spec.populations}
     reached = {projection_key(proj.source, pop.name): reach(proj, tiles[pop.name], tuple(pop.shape))
                for pop in spec.populations for proj in pop.inputs if not proj.to_bias}
     return tiles, reached

@@ -21,7 +21,6 @@ CASES = [
     ("lava_speed.py", ["--samples", "100000000", "--batch", "100000000"], "use a smaller --batch"),
     ("ddla_overhead.py", ["--batch-size", "0"], "--batch-size must be at least 1"),
     ("ddla_overhead.py", ["--models", "convnet,nope"], "unknown model 'nope'"),
-    ("ddla_fused_bound.py", ["--rounds", "0"], "--rounds must be at least 1"),
     ("heap_reuse.py", ["--networks", "nope"], "networks come from"),
 ]
 if not torch.cuda.is_available():

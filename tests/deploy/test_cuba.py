@@ -15,6 +15,7 @@ from ddla_neuro.deploy.run import RunError
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.ops import MEMBRANE_BITS
 from ddla_neuro.deploy.spec import SPIKES, NetSpec, Op, Population, Projection, Sends, assign_depths
+from deploy_nets import selection
 
 ANCHOR = Path(__file__).parents[1] / "anchors" / "lava_cuba_anchor.py"
 T = 10
@@ -82,17 +83,19 @@ def test_float_cuba_follows_its_equations():
 
 
 @pytest.mark.parametrize("fixed", [True, False])
-def test_ddla_on_cuba_sends_the_top_k_as_our_lava_processes(fixed):
+@pytest.mark.parametrize("rule", ["patience", "topk"])
+def test_ddla_on_cuba_selects_as_our_lava_processes(fixed, rule):
     """DDLA's selection on CUBA neurons: our Lava processes equal the simulator (logits and
     every counter), k = 1 is lossless delta, k = 0.5 sends fewer events and changes the output
     (the receivers hold back what was not sent)."""
     spikes, weights, registers = network(0)
     spec = cuba_spec(weights, registers, fixed=fixed)
     spec.scores = {p.name: np.random.default_rng(3).random(p.shape).astype(np.float32) for p in spec.spiking}
-    ddla, lava = simulate(spec, spikes, "ddla", keep=0.5, record=True), run_lava(spec, spikes, "ddla", 0.5)
+    chosen = selection(spec, rule, 0.5)
+    ddla, lava = simulate(spec, spikes, "ddla", chosen, record=True), run_lava(spec, spikes, "ddla", chosen)
     np.testing.assert_array_equal(lava.logits, ddla.logits)
     assert lava.counts.to_dict() == ddla.counts.to_dict()
-    delta, lossless = simulate(spec, spikes, "delta"), simulate(spec, spikes, "ddla", keep=1.0)
+    delta, lossless = simulate(spec, spikes, "delta"), simulate(spec, spikes, "ddla", selection(spec, rule, 1.0))
     assert lossless.counts.to_dict() == delta.counts.to_dict()
     np.testing.assert_array_equal(lossless.logits, delta.logits)
     assert all(ddla.counts.events[p.name].sum() < delta.counts.events[p.name].sum() for p in spec.spiking)
@@ -105,7 +108,7 @@ def test_ddla_on_sigma_delta_neurons_is_refused_in_one_line():
     spec.populations[0].kind = "sdnn"
     spec.scores = {p.name: np.ones(p.shape, np.float32) for p in spec.spiking}
     with pytest.raises(RunError, match=r"\['l0'\] are sigma-delta neurons.*dense or delta"):
-        simulate(spec, spikes, "ddla", keep=0.5)
+        simulate(spec, spikes, "ddla", selection(spec, "topk", 0.5))
 
 
 def test_quantizer_keeps_both_decays():

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy_nets import NETWORKS, convnet, inputs, random_scores, spec_of
-from ddla_neuro.ddla.executor import DeltaExecutor
+from deploy_nets import NETWORKS, SELECTIONS, convnet, inputs, random_scores, selection, spec_of
+from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats, ThresholdTracker
 from ddla_neuro.deploy.ir import IRError, input_sends, nir_to_spec
 from ddla_neuro.deploy.lava_run import LavaRunError, run_lava
 from ddla_neuro.deploy.quant import quantize, quantize_input, quantize_run
@@ -55,10 +55,10 @@ def test_delta_equals_dense_and_keep_one_equals_delta(name, fixed):
     dense, delta = simulate(spec, frames, "dense"), simulate(spec, frames, "delta")
     np.testing.assert_array_equal(dense.logits, delta.logits)
     assert all(np.array_equal(dense.counts.spikes[k], delta.counts.spikes[k]) for k in dense.counts.spikes)
-    ddla1 = simulate(spec, frames, "ddla", keep=1.0)
+    ddla1 = simulate(spec, frames, "ddla", selection(spec, keep=1.0))
     np.testing.assert_array_equal(ddla1.logits, delta.logits)
     assert ddla1.counts.to_dict() == delta.counts.to_dict()
-    ddla = simulate(spec, frames, "ddla", keep=0.3)
+    ddla = simulate(spec, frames, "ddla", selection(spec))
     assert ddla.counts.total("events", skip=("input",)) < delta.counts.total("events", skip=("input",))
 
 
@@ -76,16 +76,21 @@ def test_fixed_point_keeps_the_float_accuracy_of_a_trained_sized_network(name):
             assert w.dtype == np.int64 and w.min() >= -128 and w.max() <= 127 and proj.shift >= 0
 
 
-def test_ddla_in_the_simulator_equals_the_torch_executor_with_statistics():
+@pytest.mark.parametrize("rule", SELECTIONS)
+def test_ddla_in_the_simulator_equals_the_torch_executor_with_statistics(rule):
+    """The trainer's forward (the executor) and the simulator select the same changes, every rule."""
     net = convnet(seed=1)
     x, frames = inputs(net, 16)
     spec = random_scores(spec_of(net), seed=2)
-    from ddla_neuro.ddla.executor import SensitivityStats
     stats = SensitivityStats(values={k: torch.as_tensor(v) for k, v in spec.scores.items()})
-    ex = DeltaExecutor(net, "ddla", keep=0.4, source="stats", stats=stats)
+    chosen = selection(spec, rule, 0.4)
+    ex = DeltaExecutor(net, "ddla", keep=0.4, source="stats", stats=stats, rule=rule,
+                       thresholds=ThresholdTracker(chosen.thresholds))
     with torch.no_grad():
         out, _ = ex.run(net.encode(x))
-    result = simulate(spec, frames, "ddla", keep=0.4)
+    result = simulate(spec, frames, "ddla", chosen)
+    assert result.counts.total("events", skip=("input",)) < simulate(spec, frames).counts.total("events",
+                                                                                               skip=("input",))
     np.testing.assert_array_equal(result.logits, out.transpose(0, 1).numpy())
     sent = {k: v["transmitted"].numpy() for k, v in ex.counts.totals.items()}
     assert {k: v.tolist() for k, v in sent.items()} == {k: result.counts.events[k].tolist() for k in sent}
@@ -124,8 +129,8 @@ def test_spec_round_trips_through_npz(tmp_path, name):
     back, extra = load_spec(tmp_path / "s.npz")
     assert list(extra) == ["frames"]
     _, frames = inputs(NETWORKS[name](), 4)
-    a = simulate(spec, quantize_input(frames, spec), "ddla", 0.5)
-    b = simulate(back, quantize_input(frames, back), "ddla", 0.5)
+    a = simulate(spec, quantize_input(frames, spec), "ddla", selection(spec))
+    b = simulate(back, quantize_input(frames, back), "ddla", selection(back))
     np.testing.assert_array_equal(a.logits, b.logits)
     assert [p.depth for p in back.populations] == [p.depth for p in spec.populations]
     assert back.input_sends == spec.input_sends and [p.sends for p in back.populations] == [
@@ -154,11 +159,11 @@ def test_shared_op_prefixes_compute_the_same_and_reusing_them_changes_nothing(mo
         assert all(torch.equal(outs[0], y) for y in outs[1:])
     _, frames = inputs(NETWORKS["sdt"](), 8)
     frames = quantize_input(frames, spec) if fixed else frames
-    runs = {mode: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=3, neurobench=True)
-            for mode in ("dense", "delta", "ddla")}
+    runs = {mode: simulate(spec, frames, mode, selection(spec) if mode == "ddla" else None, batch_size=3,
+                           neurobench=True) for mode in ("dense", "delta", "ddla")}
     monkeypatch.setattr(sim, "shared_op_prefixes", lambda spec: {})  # every projection applies all its ops
     for mode, reused in runs.items():
-        alone = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=3, neurobench=True)
+        alone = simulate(spec, frames, mode, selection(spec) if mode == "ddla" else None, batch_size=3, neurobench=True)
         np.testing.assert_array_equal(reused.logits, alone.logits)
         assert reused.counts.to_dict() == alone.counts.to_dict()
 
@@ -169,7 +174,7 @@ def _assert_equal_to_an_all_float64_run(monkeypatch, spec, frames, runs):
     monkeypatch.setattr(sim, "EXACT_FLOAT32", 0.0)
     monkeypatch.setattr(sim, "current_bound", lambda pop, peaks: float("inf"))
     for mode, run in runs.items():
-        wide = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=len(frames))
+        wide = simulate(spec, frames, mode, selection(spec) if mode == "ddla" else None, batch_size=len(frames))
         np.testing.assert_array_equal(run.logits, wide.logits)
         assert run.counts.to_dict() == wide.counts.to_dict()
 
@@ -182,7 +187,7 @@ def test_a_max_pool_sends_within_its_bound_and_float32_changes_nothing(monkeypat
     peaks = sim._sender_peaks(spec, input_peak)
     pools = [p.name for p in spec.populations if p.kind == "maxpool" and spec.sends(p.name).graded]
     assert pools and all(np.isfinite(peaks[name]) for name in pools)
-    runs = {mode: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, record=True)
+    runs = {mode: simulate(spec, frames, mode, selection(spec) if mode == "ddla" else None, record=True)
             for mode in ("dense", "delta", "ddla")}
     for run in runs.values():  # what a max pool sends (its values, or their changes) stays within the bound
         assert all(np.abs(run.sent[name]).max() <= peaks[name] for name in pools)
@@ -218,7 +223,8 @@ def test_a_batch_bounds_its_compute_senders_by_what_they_sent(monkeypatch):
     runs = {}
     for mode in ("dense", "delta", "ddla"):
         bounds[mode] = {}
-        runs[mode] = simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0, batch_size=3, record=True)
+        runs[mode] = simulate(spec, frames, mode, selection(spec) if mode == "ddla" else None, batch_size=3,
+                              record=True)
         assert bounds[mode].keys() == compute
         for name, per_batch in bounds[mode].items():  # what each batch sent stays within its bound
             assert [np.abs(run).max() <= b for run, b in zip(np.split(runs[mode].sent[name], [3, 6]), per_batch)] \
@@ -346,7 +352,8 @@ def test_the_batch_shrinks_to_fit_memory_and_the_results_do_not_change():
     assert estimate_peak_bytes(spec, 6) == 2 * estimate_peak_bytes(spec, 3) > 0
     budget = estimate_peak_bytes(spec, 3) + 1
     assert fit_batch(spec, 256, budget) == 3 and fit_batch(spec, 2, budget) == 2
-    small, whole = simulate(spec, frames, "ddla", 0.5, memory_budget=budget), simulate(spec, frames, "ddla", 0.5)
+    chosen = selection(spec)
+    small, whole = simulate(spec, frames, "ddla", chosen, memory_budget=budget), simulate(spec, frames, "ddla", chosen)
     np.testing.assert_array_equal(small.logits, whole.logits)
     assert small.counts.to_dict() == whole.counts.to_dict()
 
@@ -422,9 +429,10 @@ def test_cuda_run_equals_the_cpu_run_in_fixed_point(name):
     counts, DDLA's selection included."""
     net = NETWORKS[name]()
     spec, frames = quantize_run(random_scores(spec_of(net)), inputs(net, 16)[1])
-    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.3)):
-        cpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense")
-        gpu = simulate(spec, frames, mode, keep, neurobench=mode == "dense", device="cuda")
+    for mode, chosen in (("dense", None), ("delta", None), ("ddla", selection(spec)),
+                         ("ddla", selection(spec, "topk"))):
+        cpu = simulate(spec, frames, mode, chosen, neurobench=mode == "dense")
+        gpu = simulate(spec, frames, mode, chosen, neurobench=mode == "dense", device="cuda")
         np.testing.assert_array_equal(gpu.logits, cpu.logits)
         assert gpu.counts.to_dict() == cpu.counts.to_dict()
         assert gpu.counts.neurobench.keys() == cpu.counts.neurobench.keys()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats
+from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats, ThresholdTracker
+from ddla_neuro.ddla.selection import DEFAULT_RULE, Selection
 from ddla_neuro.ddla.keep import KeepError, keep_label, keep_of, parse_keep, per_layer
 from ddla_neuro.deploy.keep_choice import EXHAUSTIVE_LIMIT, GRID, Point, choose_keep, measure_on
 from ddla_neuro.deploy.lava_run import run_lava
@@ -14,6 +15,7 @@ from ddla_neuro.deploy.profiles import load_profile
 from ddla_neuro.deploy.quant import quantize_run
 from ddla_neuro.deploy.run import RunError
 from ddla_neuro.deploy.sim import simulate
+from ddla_neuro.deploy.thresholds import calibrate_selection
 from deploy_nets import convnet, inputs, mlp, random_scores, spec_of
 
 
@@ -38,16 +40,19 @@ def _scored(net):
     return spec, SensitivityStats(values={k: torch.as_tensor(v) for k, v in spec.scores.items()})
 
 
-def test_per_layer_k_in_the_simulator_equals_the_torch_executor():
+@pytest.mark.parametrize("rule", ["patience", "topk"])
+def test_per_layer_k_in_the_simulator_equals_the_torch_executor(rule):
     net = convnet(seed=1)
     x, frames = inputs(net, 16)
     spec, stats = _scored(net)
     first, second = [p.name for p in spec.spiking]
     keep = {first: 1.0, second: 0.3}
-    ex = DeltaExecutor(net, "ddla", keep=keep, source="stats", stats=stats)
+    chosen = Selection(rule, keep, {second: 40} if rule != "topk" else {})
+    ex = DeltaExecutor(net, "ddla", keep=keep, source="stats", stats=stats, rule=rule,
+                       thresholds=ThresholdTracker(chosen.thresholds))
     with torch.no_grad():
         out, _ = ex.run(net.encode(x))
-    result = simulate(spec, frames, "ddla", keep)
+    result = simulate(spec, frames, "ddla", chosen)
     np.testing.assert_array_equal(result.logits, out.transpose(0, 1).numpy())
     sent = {k: v["transmitted"].tolist() for k, v in ex.counts.totals.items()}
     assert sent == {k: result.counts.events[k].tolist() for k in sent}
@@ -57,8 +62,8 @@ def test_per_layer_k_in_the_simulator_equals_the_torch_executor():
     np.testing.assert_array_equal(result.counts.events[first], delta.counts.events[first])
     assert result.counts.events[second].sum() < delta.counts.events[second].sum()
     # one ratio named for every layer is the uniform run
-    same = simulate(spec, frames, "ddla", {first: 0.4, second: 0.4})
-    np.testing.assert_array_equal(same.logits, simulate(spec, frames, "ddla", 0.4).logits)
+    same = simulate(spec, frames, "ddla", Selection("topk", {first: 0.4, second: 0.4}))
+    np.testing.assert_array_equal(same.logits, simulate(spec, frames, "ddla", Selection("topk", 0.4)).logits)
 
 
 def test_per_layer_k_in_lava_equals_the_simulator():
@@ -66,10 +71,11 @@ def test_per_layer_k_in_lava_equals_the_simulator():
     _, frames = inputs(net, 3)
     spec, _ = _scored(net)
     spec, frames = quantize_run(spec, frames)
-    keep = dict(zip([p.name for p in spec.spiking], (0.3, 0.8)))
-    run, sim = run_lava(spec, frames, "ddla", keep), simulate(spec, frames, "ddla", keep)
-    np.testing.assert_array_equal(run.logits, sim.logits)
-    assert run.counts.to_dict() == sim.counts.to_dict()
+    for chosen in (Selection("topk", dict(zip([p.name for p in spec.spiking], (0.3, 0.8)))),
+                   Selection("integral", 0.5, dict(zip([p.name for p in spec.spiking], (20, 40))))):
+        run, sim = run_lava(spec, frames, "ddla", chosen), simulate(spec, frames, "ddla", chosen)
+        np.testing.assert_array_equal(run.logits, sim.logits)
+        assert run.counts.to_dict() == sim.counts.to_dict()
 
 
 def _linear_measure(costs: dict[str, float], harm: dict[str, float]):
@@ -148,7 +154,7 @@ def test_the_choice_on_a_real_network_is_the_brute_force_optimum():
     spec, frames = quantize_run(spec, frames)
     labels = simulate(spec, frames, "delta").predictions
     profile = load_profile("loihi2")
-    measure = measure_on(spec, frames, labels, profile)
+    measure = measure_on(spec, frames, labels, profile, lambda k: calibrate_selection(spec, frames, DEFAULT_RULE, k))
     layers = [p.name for p in spec.spiking]
     choice = choose_keep(measure, layers, floor=0.9)
     brute = [measure(per_layer(list(ks), layers)) for ks in itertools.product(GRID, repeat=len(layers))]
@@ -189,7 +195,7 @@ def test_the_run_contract_takes_the_keep_range_the_command_line_reads(keep):
     net = mlp()
     _, frames = inputs(net, 2)
     with pytest.raises(RunError, match=r"keep ratios must lie in \(0, 1\]"):
-        simulate(random_scores(spec_of(net)), frames, "ddla", keep)
+        simulate(random_scores(spec_of(net)), frames, "ddla", Selection("topk", keep))
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -15,7 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, spec_of
+from deploy_nets import LAVA_NETWORKS, dyadic_, inputs, random_scores, selection, spec_of
 from ddla_neuro.deploy.ir import fix_exported_graph, nir_to_spec, read_nir
 from ddla_neuro.deploy.isolation import IsolationError, run_isolated
 from ddla_neuro.deploy.lava_run import LavaRunError, lava_processes, run_lava
@@ -47,9 +47,10 @@ def prepared(name, fixed, n=3):
 def test_lava_delta_equals_dense_and_matches_the_simulator(name, fixed):
     net, spec, x, frames = prepared(name, fixed)
     runs = {}
-    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.5)):
-        runs[mode] = run_lava(spec, frames, mode, keep)
-        sim = simulate(spec, frames, mode, keep)
+    for mode, chosen in (("dense", None), ("delta", None), ("ddla", selection(spec)),
+                         ("topk", selection(spec, "topk"))):
+        runs[mode] = run_lava(spec, frames, mode if chosen is None else "ddla", chosen)
+        sim = simulate(spec, frames, mode if chosen is None else "ddla", chosen)
         np.testing.assert_array_equal(runs[mode].logits, sim.logits)  # Lava == fast simulator, bit-exact
         assert same_counts(runs[mode], sim)
     np.testing.assert_array_equal(runs["delta"].logits, runs["dense"].logits)
@@ -73,10 +74,10 @@ def test_split_graph_equals_the_simulator_as_the_fused_one_does(name):
     projection and a neuron process per population) give the simulator's logits and counters;
     the residual network mixes both in the fused graph."""
     _, spec, _, frames = prepared(name, True)
-    for mode, keep in (("dense", 1.0), ("ddla", 0.5)):
-        sim = simulate(spec, frames, mode, keep)
+    for mode, chosen in (("dense", None), ("ddla", selection(spec))):
+        sim = simulate(spec, frames, mode, chosen)
         for graph in ("fused", "split"):
-            run = run_lava(spec, frames, mode, keep, graph=graph)
+            run = run_lava(spec, frames, mode, chosen, graph=graph)
             np.testing.assert_array_equal(run.logits, sim.logits)
             assert same_counts(run, sim), (graph, mode)
     # hand-counted. fused mlp/convnet: Injector, first population (+ encoder), second population
@@ -93,13 +94,13 @@ def test_samples_in_lockstep_are_each_the_sample_run_alone(name):
     """Batch 2 on 5 samples: three rounds, the last with a padding row of zero frames that must
     neither count nor leak into the others; DDLA's selection is per sample."""
     _, spec, _, frames = prepared(name, True, n=5)
-    for mode, keep in (("delta", 1.0), ("ddla", 0.5)):
-        run = run_lava(spec, frames, mode, keep, batch=2)
-        sim = simulate(spec, frames, mode, keep)
+    for mode, chosen in (("delta", None), ("ddla", selection(spec))):
+        run = run_lava(spec, frames, mode, chosen, batch=2)
+        sim = simulate(spec, frames, mode, chosen)
         np.testing.assert_array_equal(run.logits, sim.logits)
         assert same_counts(run, sim), mode
         assert run.steps == 3 * spec.timesteps + spec.latency
-    alone = run_lava(spec, frames, "ddla", 0.5)
+    alone = run_lava(spec, frames, "ddla", selection(spec))
     np.testing.assert_array_equal(alone.logits, run.logits)
     assert alone.counts.to_dict() == run.counts.to_dict()
 
@@ -121,8 +122,8 @@ def test_a_stream_of_inferences_resets_every_interval(name):
     plain = simulate(spec, frames, "dense", record=True)
     assert any(not np.array_equal(plain.activity[p.name][:, 1:4], plain.activity[p.name][:, 4:7]) for p in spec.spiking)
     np.testing.assert_array_equal(simulate(stream, frames, "delta").logits, dense.logits)
-    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.5)):
-        run, sim = run_lava(stream, frames, mode, keep, batch=2), simulate(stream, frames, mode, keep)
+    for mode, chosen in (("dense", None), ("delta", None), ("ddla", selection(stream))):
+        run, sim = run_lava(stream, frames, mode, chosen, batch=2), simulate(stream, frames, mode, chosen)
         np.testing.assert_array_equal(run.logits, sim.logits)
         assert same_counts(run, sim), mode
 
@@ -134,8 +135,8 @@ def test_one_population_holds_the_encoder_and_the_readout():
     net = dyadic_(build_model("mlp", num_classes=3, input_shape=(1, 4, 4), hidden=[9], timesteps=4), 1, 3.0)
     spec, frames = quantize_run(random_scores(spec_of(net)), inputs(net, 3)[1])
     assert lava_processes(spec) == 3
-    for mode, keep in (("dense", 1.0), ("ddla", 0.5)):
-        run, sim = run_lava(spec, frames, mode, keep, batch=2), simulate(spec, frames, mode, keep)
+    for mode, chosen in (("dense", None), ("ddla", selection(spec))):
+        run, sim = run_lava(spec, frames, mode, chosen, batch=2), simulate(spec, frames, mode, chosen)
         np.testing.assert_array_equal(run.logits, sim.logits)
         assert same_counts(run, sim), mode
 
@@ -179,7 +180,7 @@ def test_synapse_integers_are_exact_beyond_float_range(as_matrix, weight, magnit
 
 def test_lava_ddla_with_keep_one_equals_delta():
     _, spec, _, frames = prepared("convnet", True)
-    a, b = run_lava(spec, frames, "ddla", 1.0), run_lava(spec, frames, "delta")
+    a, b = run_lava(spec, frames, "ddla", selection(spec, keep=1.0)), run_lava(spec, frames, "delta")
     np.testing.assert_array_equal(a.logits, b.logits)
     assert a.counts.to_dict() == b.counts.to_dict()
     # the timing the speed benchmark reads: every sample's T steps plus the pipeline drain

@@ -11,7 +11,7 @@ import torch
 from snntorch import utils as snn_utils
 from snntorch.export_nir import export_to_nir
 
-from deploy_nets import dyadic_, random_scores
+from deploy_nets import dyadic_, random_scores, selection
 from interop_nets import T, snntorch_mlp
 from ddla_neuro.deploy.cli import main
 from ddla_neuro.deploy.ir import IRError, nir_to_spec, read_nir
@@ -109,8 +109,8 @@ def test_delayed_reset_in_fixed_point_lava_equals_the_simulator(exported, reset)
     spec = replace(spec, populations=[replace(p, reset=reset) if p.reset.startswith("delayed") else p
                                       for p in spec.populations])
     frames = quantize_input(x[:, None].expand(len(x), T, 64).numpy(), spec)
-    for mode, keep in (("dense", 1.0), ("delta", 1.0), ("ddla", 0.5)):
-        sim, lava = simulate(spec, frames, mode, keep), run_lava(spec, frames, mode, keep)
+    for mode, chosen in (("dense", None), ("delta", None), ("ddla", selection(spec))):
+        sim, lava = simulate(spec, frames, mode, chosen), run_lava(spec, frames, mode, chosen)
         np.testing.assert_array_equal(lava.logits, sim.logits)
         assert lava.counts.to_dict() == sim.counts.to_dict()
 

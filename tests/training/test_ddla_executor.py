@@ -19,14 +19,14 @@ def convnet(timesteps=4):
     return build_model("convnet", num_classes=10, input_shape=(1, 8, 8), timesteps=timesteps)
 
 
-@pytest.mark.parametrize("source", ["stats", "label-gradient"])
-def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
+@pytest.mark.parametrize("source, rule", [("stats", "patience"), ("stats", "topk"), ("label-gradient", "topk")])
+def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source, rule):
     net = convnet()
     x, y = torch.rand(6, 1, 8, 8) * 2, torch.randint(0, 10, (6,))
     seq = net.encode(x)
     ref = net(seq, single_step=True)
     for mode in ("dense", "delta", "ddla"):
-        out, sensi = DeltaExecutor(net, mode, keep=1.0, source=source, learn=True).run(seq, y)
+        out, sensi = DeltaExecutor(net, mode, keep=1.0, source=source, learn=True, rule=rule).run(seq, y)
         assert torch.equal(out, ref)
         assert sensi.item() == 0.0
 
@@ -34,7 +34,7 @@ def test_keep_one_equals_the_baseline_with_zero_sensitivity_loss(source):
 def test_T1_ddla_equals_the_baseline():
     net = convnet(timesteps=1).eval()
     seq = net.encode(torch.rand(4, 1, 8, 8))
-    ex = DeltaExecutor(net, "ddla", keep=0.2, source="label-gradient", learn=True)
+    ex = DeltaExecutor(net, "ddla", keep=0.2, source="label-gradient", learn=True, rule="topk")
     out, sensi = ex.run(seq, torch.zeros(4, dtype=torch.long))
     assert torch.equal(out, net(seq)) and sensi.item() == 0.0
 
@@ -63,7 +63,7 @@ def test_ddla_drops_and_holds_with_statistics():
     # three toggling neurons; the statistics rank neuron 2 highest, then 0, then 1
     x_seq = torch.tensor([[[0.6, 0.6, 0.6]]]).expand(4, 1, 3)
     stats = SensitivityStats(values={"1": torch.tensor([2.0, 1.0, 3.0])})
-    ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", stats=stats)
+    ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", stats=stats, rule="topk")
     out = ex.run(x_seq)[0]
     s = ex.counts.summary("ddla")
     # spikes 000, 111, 000, 111. t=1: nothing. t=2: 3 changes, ceil(1.5) = 2 sent (neurons 2 and 0),
@@ -78,7 +78,7 @@ def test_ddla_drops_and_holds_with_statistics():
 def test_stats_source_without_statistics_is_an_error():
     net = convnet()
     with pytest.raises(ValueError, match="statistics"):
-        DeltaExecutor(net, "ddla", keep=0.5, source="stats").run(net.encode(torch.rand(2, 1, 8, 8) * 3))
+        DeltaExecutor(net, "ddla", keep=0.5, source="stats", rule="topk").run(net.encode(torch.rand(2, 1, 8, 8) * 3))
 
 
 @pytest.mark.slow
@@ -108,7 +108,7 @@ def test_training_statistics_are_the_mean_gradient_magnitude_per_neuron():
     net = convnet(timesteps=1)
     x, y = torch.rand(4, 1, 8, 8) * 2, torch.randint(0, 10, (4,))
     seq = net.encode(x)
-    ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", learn=True)
+    ex = DeltaExecutor(net, "ddla", keep=0.5, source="stats", learn=True, rule="topk")
     out, sensi = ex.run(seq, y)
     (torch.nn.functional.cross_entropy(out.mean(0), y) + sensi).backward()
     sent = {}

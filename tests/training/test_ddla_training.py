@@ -11,7 +11,8 @@ from sklearn.datasets import load_digits
 from conftest import run_module
 from ddla_neuro.checkpoint import load_checkpoint
 from ddla_neuro.ddla.approx import annealed_keep, ddla_step
-from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats
+from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats, ThresholdTracker
+from ddla_neuro.ddla.selection import DEFAULT_RULE, Selection
 from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.zoo import build_model
@@ -32,13 +33,17 @@ def test_training_forward_and_deployment_select_the_same_deltas(ddla_checkpoint)
     ckpt = load_checkpoint(ddla_checkpoint / "model.pt")
     assert ckpt.meta["sensitivity"] == "stats"
     net, keep = ckpt.net.eval(), ckpt.meta["keep"]
+    rule, thresholds = ckpt.meta["selection"], ckpt.meta["thresholds"]
+    assert rule == DEFAULT_RULE and set(thresholds) == {n.key for n in net.neurons}
     x = torch.as_tensor(load_digits().images[:96] / 16.0, dtype=torch.float32)[:, None]
     # The executor exactly as the trainer builds it (learning statistics, gradients on), in eval mode.
     stats = SensitivityStats(values=ckpt.sensitivity)
-    ex = DeltaExecutor(net, "ddla", keep, source="stats", stats=stats, learn=True)
+    ex = DeltaExecutor(net, "ddla", keep, source="stats", stats=stats, learn=True, rule=rule,
+                       thresholds=ThresholdTracker(thresholds))
     out, _ = ex.run(net.encode(x))
     trained = ex.sent_deltas()
-    deployed = simulate(checkpoint_to_spec(ckpt), input_frames(net, x), "ddla", keep=keep, record=True)
+    deployed = simulate(checkpoint_to_spec(ckpt), input_frames(net, x), "ddla", Selection(rule, keep, thresholds),
+                        record=True)
     dropped = 0
     for key, sent in trained.items():
         sent = sent.detach().flatten(2).transpose(0, 1).numpy()  # (B, T, n) as the simulator records
@@ -53,7 +58,7 @@ def test_sensitivity_loss_pulls_the_output_toward_what_was_transmitted():
     torch.manual_seed(0)
     held = (torch.rand(4, 50) < 0.5).float()
     s = (torch.rand(4, 50) < 0.5).float().requires_grad_()
-    step = ddla_step(s, held, torch.rand(4, 50), keep=0.3)
+    step = ddla_step(s, held, torch.rand(4, 50) < 0.3)
     (grad,) = torch.autograd.grad(step.sensitivity_loss, s)
     assert step.dropped.any() and (step.sent != 0).any()
     expected = torch.where(step.dropped, 2 * (s - held) / s.numel(), torch.zeros_like(s))
@@ -73,7 +78,7 @@ def test_minimising_the_sensitivity_loss_alone_shrinks_it_under_the_statistics_r
     stats = SensitivityStats(values={k: torch.rand(v.shape[2:]) for k, v in shapes.sent_deltas().items()})
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
-    ex = DeltaExecutor(net, "ddla", keep=0.3, source="stats", stats=stats)
+    ex = DeltaExecutor(net, "ddla", keep=0.3, source="stats", stats=stats, rule="topk")
     for _ in range(15):
         _, sensi = ex.run(net.encode(x))
         opt.zero_grad()
@@ -160,10 +165,13 @@ def test_a_per_layer_k_trains_is_stored_and_deploys(tmp_path):
     assert summary["dropped_per_layer"][first] == 0 and summary["dropped_per_layer"][second] > 0
     net = ckpt.net.eval()
     x = torch.as_tensor(load_digits().images[:32] / 16.0, dtype=torch.float32)[:, None]
-    ex = DeltaExecutor(net, "ddla", ckpt.meta["keep"], stats=SensitivityStats(values=ckpt.sensitivity))
+    chosen = Selection(ckpt.meta["selection"], ckpt.meta["keep"], ckpt.meta["thresholds"])
+    assert set(chosen.thresholds) == {second}  # the layer at k = 1 sends everything: no threshold
+    ex = DeltaExecutor(net, "ddla", chosen.keep, stats=SensitivityStats(values=ckpt.sensitivity), rule=chosen.rule,
+                       thresholds=ThresholdTracker(chosen.thresholds))
     with torch.no_grad():
         out, _ = ex.run(net.encode(x))
-    deployed = simulate(checkpoint_to_spec(ckpt), input_frames(net, x), "ddla", ckpt.meta["keep"], record=True)
+    deployed = simulate(checkpoint_to_spec(ckpt), input_frames(net, x), "ddla", chosen, record=True)
     for key, sent in ex.sent_deltas().items():
         np.testing.assert_array_equal(deployed.sent[key], sent.flatten(2).transpose(0, 1).numpy(), err_msg=key)
     bad = run_module("ddla_neuro.train", "--method", "ddla", "--keep", "0.5:0.5:0.5", "--epochs", "1",

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ...checkpoint import Checkpoint, load_checkpoint
+from ...train_config import trained_rule
 from ...snn.fold import fold_batchnorm
 from ...snn.layers import Neuron, Residual, Stateless
 from ...snn.network import SpikingNetwork
@@ -135,8 +136,11 @@ def checkpoint_to_spec(ckpt: Checkpoint | str | Path) -> NetSpec:
     spec = nir_to_spec(network_to_nir(ckpt.net))
     names = {p.name for p in spec.spiking}
     spec.scores = {k: v.detach().cpu().float().numpy() for k, v in ckpt.sensitivity.items() if k in names}
-    spec.meta.update({k: ckpt.meta[k] for k in ("dataset", "method", "keep", "lam", "seed", "test_accuracy")
-                      if k in ckpt.meta})
+    spec.meta.update({k: ckpt.meta[k] for k in ("dataset", "method", "keep", "lam", "seed", "test_accuracy",
+                                                 "thresholds") if k in ckpt.meta})
+    rule = trained_rule(ckpt.meta)
+    if rule is not None:
+        spec.meta["selection"] = rule
     return spec
 
 

@@ -121,6 +121,7 @@ class _NeuronModel(_WindowedModel):
     spikes: np.ndarray = LavaPyType(np.ndarray, np.int64)
     events: np.ndarray = LavaPyType(np.ndarray, np.int64)
     active: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    pending: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -133,11 +134,12 @@ class _NeuronModel(_WindowedModel):
         at = self.at()
         if at is None:
             return self.neurons.zeros
-        out, computed, (spikes, events, active) = self.neurons.step(at, a)
+        out, computed, (spikes, events, active, pending) = self.neurons.step(at, a)
         if at.counted:
             self.spikes[at.t] += spikes
             self.events[at.t] += events
             self.active[at.t] += active
+            self.pending[at.t] += pending
             if self.activity is not None:
                 self.activity.store(at, computed)
         self.v = self.neurons.v

@@ -98,9 +98,9 @@ class DeltaSynapse(_WindowedProcess):
 class DeltaNeuron(_WindowedProcess):
     """IF/LIF neurons: sum the synaptic currents, add the bias, integrate (with leak), fire on
     v > v_th, reset to zero or by subtraction; send s (dense), s - held (delta), or in `ddla`
-    mode from t = 2 only the ceil(keep * n) deltas with the highest `scores` (ties to the lower
-    index), the receivers holding the rest. Counts spikes, sent events and active neurons (non-zero
-    synaptic current) per timestep. `kind` cuba: Loihi's current-based LIF (spec.py), the current
+    mode from t = 2 only the pending changes its `select` rule chooses (`ddla.selection`), the
+    receivers holding the rest. Counts spikes, sent events, active neurons (non-zero synaptic
+    current) and DDLA's pending changes per timestep. `kind` cuba: Loihi's current-based LIF (spec.py), the current
     a state with its decay `u_decay` (float) or `du` (fixed point), each unit's current arriving
     `input_delay` steps late; with `bias_input` what arrives is written into the bias register.
     `kind` sdnn: sigma-delta neurons (`activation`, `message_shift`; spec.py), sending the sum of
@@ -121,10 +121,9 @@ class DeltaNeuron(_WindowedProcess):
         "zero", "subtract", "delayed-zero" or "delayed-subtract" (spec.py).
     mode : str
         "dense", "delta" or "ddla" (`run.MODES`).
-    keep : float
-        DDLA's share of the deltas sent after the first step.
-    scores : np.ndarray or None
-        DDLA's per-neuron ranking (the sensitivity statistics).
+    select : dict or None
+        DDLA's selection in `ddla` mode (`ddla.selection.LayerSelection`'s arguments: rule, keep,
+        threshold, scores); None: every change is sent.
     kind : str
         "if", "lif", "cuba" or "sdnn".
     u_decay, du : float, int
@@ -144,14 +143,14 @@ class DeltaNeuron(_WindowedProcess):
     """
 
     def __init__(self, *, size: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
-                 keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
+                 select: dict | None, depth: int, timesteps: int, num_samples: int,
                  batch: int = 1, fill: int = 0, pad: int = 0, kind: str = "if", u_decay: float = 1.0, du: int = 0,
                  input_delay: np.ndarray | None = None, bias_input: bool = False, activation: str = "relu",
                  message_shift: int = 0, reset_interval: int = 0, reset_offset: int = 0, record: str | None = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
-                         bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, keep=keep, scores=scores,
+                         bias=bias, v_th=v_th, decay=decay, dv=dv, reset=reset, mode=mode, select=select,
                          kind=kind, u_decay=u_decay, du=du, input_delay=input_delay, bias_input=bias_input,
                          activation=activation, message_shift=message_shift, reset_interval=reset_interval,
                          reset_offset=reset_offset, record=record)
@@ -161,6 +160,7 @@ class DeltaNeuron(_WindowedProcess):
         self.spikes = Var(shape=(timesteps,), init=0)
         self.events = Var(shape=(timesteps,), init=0)
         self.active = Var(shape=(timesteps,), init=0)
+        self.pending = Var(shape=(timesteps,), init=0)
 
 
 class DeltaPopulation(_WindowedProcess):
@@ -185,7 +185,7 @@ class DeltaPopulation(_WindowedProcess):
         Its synapse's, as `DeltaSynapse`'s.
     synapse_depth, synapse_fill : int
         The source's depth and fill (the window of what arrives).
-    bias, v_th, decay, dv, reset, mode, keep, scores, kind, u_decay, du, input_delay, bias_input,
+    bias, v_th, decay, dv, reset, mode, select, kind, u_decay, du, input_delay, bias_input,
     activation, message_shift, reset_interval, reset_offset, record
         Its neurons', as `DeltaNeuron`'s.
     encode : str or None
@@ -198,7 +198,7 @@ class DeltaPopulation(_WindowedProcess):
 
     def __init__(self, *, size: int, ops: list, fanout: np.ndarray, in_size: int, shift: int, delay: int,
                  synapse_depth: int, bias: np.ndarray, v_th: float, decay: float, dv: int, reset: str, mode: str,
-                 keep: float, scores: np.ndarray | None, depth: int, timesteps: int, num_samples: int,
+                 select: dict | None, depth: int, timesteps: int, num_samples: int,
                  batch: int = 1, fill: int = 0, pad: int = 0, synapse_fill: int = 0, kind: str = "if",
                  u_decay: float = 1.0, du: int = 0, input_delay: np.ndarray | None = None, bias_input: bool = False,
                  activation: str = "relu", message_shift: int = 0, reset_interval: int = 0, reset_offset: int = 0,
@@ -208,7 +208,7 @@ class DeltaPopulation(_WindowedProcess):
         super().__init__(depth=depth, timesteps=timesteps, num_samples=num_samples, batch=batch, fill=fill, pad=pad,
                          ops=ops, fanout=fanout, shift=shift, delay=delay, accumulate=mode != "dense",
                          synapse_depth=synapse_depth, synapse_fill=synapse_fill, bias=bias, v_th=v_th, decay=decay,
-                         dv=dv, reset=reset, mode=mode, keep=keep, scores=scores, kind=kind, u_decay=u_decay, du=du,
+                         dv=dv, reset=reset, mode=mode, select=select, kind=kind, u_decay=u_decay, du=du,
                          input_delay=input_delay, bias_input=bias_input, activation=activation,
                          message_shift=message_shift, reset_interval=reset_interval, reset_offset=reset_offset,
                          record=record, encode=encode, readout=readout)
@@ -219,6 +219,7 @@ class DeltaPopulation(_WindowedProcess):
         self.spikes = Var(shape=(timesteps,), init=0)
         self.events = Var(shape=(timesteps,), init=0)
         self.active = Var(shape=(timesteps,), init=0)
+        self.pending = Var(shape=(timesteps,), init=0)
         self.input_events = Var(shape=(timesteps,), init=0)
         self.readout_sops = Var(shape=(timesteps,), init=0)
         self.readout_active = Var(shape=(timesteps,), init=0)
