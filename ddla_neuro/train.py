@@ -86,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"layer joined by ':' (0.7:0.5:0.3, network order) (default {DEFAULT_KEEP}; --eval: the "
                         f"checkpoint's)")
     p.add_argument("--spike-penalty", type=float, default=DEFAULTS["spike_penalty"], metavar="W",
-                   help="baseline/tdd: add W x the mean firing rate (spikes per neuron and step, over every spiking "
-                        "layer) to the loss, an L1 penalty on spikes: the rate-regularised baseline DDLA is "
-                        f"compared with (default {DEFAULTS['spike_penalty']:g}: none)")
+                   help="add W x the mean firing rate (spikes per neuron and step, over every spiking layer, before "
+                        "DDLA's selection) to the loss, an L1 penalty on spikes: the rate-regularised baseline DDLA is "
+                        "compared with, or composed with it (--method ddla) "
+                        f"(default {DEFAULTS['spike_penalty']:g}: none)")
     p.add_argument("--lam", type=float, default=DEFAULTS["lam"],
                    help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
     p.add_argument("--sensitivity", default=DEFAULTS["sensitivity"], choices=SENSITIVITY_SOURCES,
@@ -221,7 +222,7 @@ class TrainRun:
     stats: SensitivityStats
     ddla: DeltaExecutor | None    # the DDLA forward (None: the plain one)
     lam: float                    # DDLA: L = lam * L_model + (1 - lam) * sum_l L_sensi_l
-    spike_penalty: float = 0.0    # baseline: L = L_model + W * mean firing rate
+    spike_penalty: float = 0.0    # L = L_model (+ DDLA's sensitivity loss) + W * mean firing rate
 
 
 def train_epoch(run: TrainRun, gen: torch.Generator, show_progress: bool, desc: str) -> tuple[float, float]:

@@ -94,8 +94,9 @@ def starting_point(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None,
     if ckpt:
         if "optimizer" not in ckpt.extra:
             raise CheckpointError(f"{config.resume} holds no training state to resume from")
-        # The method is part of the run being resumed.
-        fixed = {key: ckpt.meta[key] for key in ("method", "keep", "spike_penalty", *DDLA_SETTINGS) if key in ckpt.meta}
+        # The method and the seed (the data order) are part of the run being resumed.
+        fixed = {key: ckpt.meta[key] for key in ("method", "keep", "spike_penalty", "seed", *DDLA_SETTINGS)
+                 if key in ckpt.meta}
         config = replace(config, dataset=config.dataset or ckpt.meta.get("dataset"), **fixed)
         config = replace(config, sensitivity=LEGACY_SOURCES.get(config.sensitivity, config.sensitivity),
                          selection=trained_rule(ckpt.meta))

@@ -48,8 +48,9 @@ class Loaded:
 
 def _calibration_frames(options: DeployOptions, data, frames_of) -> np.ndarray:
     n = options.calibration_samples
-    if not 1 <= n:
-        raise UserError(f"--calibration-samples must be at least 1, got {n}")
+    if not 1 <= n <= len(data.x_train):
+        raise UserError(f"--calibration-samples takes 1 to {len(data.x_train)} samples (the training split of "
+                        f"{data.name}), got {n}")
     return frames_of(data.x_train[:n])
 
 

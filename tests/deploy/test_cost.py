@@ -3,9 +3,12 @@ count by hand, the dense-vs-delta plan, binary-chip mapping, unknown and all-in 
 literature estimate."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
+from ddla_neuro.ddla.selection import Selection
 from ddla_neuro.deploy.cost import (Terms, cheaper_plan, cost_run, literature_energy, map_network, mix_counts,
                                     sender_costs)
 from ddla_neuro.deploy.ir import input_sends
@@ -254,3 +257,52 @@ def test_loihi_prices_convolutions_at_their_own_synop():
                      conv_price if any(op.kind == "conv2d" for op in ops) else profile.energy["e_synop"].value)
             assert row["energy_j"]["synaptic"] == pytest.approx(row["synaptic_ops"] * price), pop.name
     assert loihi.energy["e_synop"].value == 35.5e-12
+
+
+@pytest.mark.parametrize("rule, sent, pending", [("patience", [0, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 1]),
+                                                 ("integral", [0, 0, 0, 1, 1, 0], [0, 1, 0, 1, 1, 1])])
+def test_a_neuron_local_selection_is_priced_by_hand(rule, sent, pending):
+    """Neuron 'a' spikes 0 1 0 1 0 1; its weight is 16 (one neuron: its layer's mean), its
+    threshold 24. patience: each change waits one step, but is gone by then: nothing is sent,
+    three steps pend. integral: 16 at t = 2, kept over t = 3, 32 at t = 4 (sent, 8 left), 24 at
+    t = 5 (the change back: sent, 0 left), 16 at t = 6: two sent, four steps pend. Each pending
+    step is one more active neuron update (`selection`), in energy and in time."""
+    p = load_profile("loihi2")
+    spec = flipping_net()
+    spec.scores = {"a": np.ones(1, np.float32)}
+    counts = simulate(spec, np.ones((2, T, 1)), "ddla", Selection(rule, 0.5, {"a": 24})).counts
+    assert counts.events["a"].tolist() == [2 * s for s in sent]
+    assert counts.pending["a"].tolist() == [2 * q for q in pending]
+    report = cost_run(spec, counts, p, enc("delta"))
+    r = rows(report)
+    e_active, t_active = p.quantity("energy", "e_neuron_active").value, p.quantity("time", "t_neuron_active").value
+    assert r["a"]["selection_updates"] == sum(pending) and r["out"]["selection_updates"] == 0
+    assert r["a"]["energy_j"]["selection"] == pytest.approx(sum(pending) * e_active)
+    assert report["totals"]["energy_parts_j"]["selection"] == pytest.approx(sum(pending) * e_active)
+    assert r["out"]["synaptic_ops"] == 2 * sum(sent)
+    unpriced = copy.deepcopy(counts)
+    unpriced.pending = {}
+    plain = cost_run(spec, unpriced, p, enc("delta"))  # the same run without the rule's work
+    assert {k: v for k, v in plain["totals"]["energy_parts_j"].items() if k not in ("selection", "static")} == \
+        {k: v for k, v in report["totals"]["energy_parts_j"].items() if k not in ("selection", "static")}
+    slower = np.array(report["totals"]["step_latency_s"]) - np.array(plain["totals"]["step_latency_s"])
+    assert ((slower > 0) == np.array(pending, dtype=bool)).all() and (slower <= t_active * 1.0000001).all()
+
+
+@pytest.mark.parametrize("profile, neurons, cores", [("loihi", 700, (1, 2)), ("loihi2", 3000, (1, 2))])
+def test_the_selection_state_takes_neuron_slots_in_the_mapping(profile, neurons, cores):
+    """A selecting layer's neurons take the profile's selection_units_per_neuron (2) slots each:
+    700 neurons fit one of Loihi's 1,024-compartment cores, not with their selection's state; 3,000
+    fit one of Loihi 2's 4,095-slot cores, not at 2 slots each."""
+    a = Population("a", (neurons,), "if", np.zeros(neurons),
+                   [Projection("input", [Op("linear", (1,), (neurons,), np.ones((neurons, 1)))])], sends=SPIKES)
+    out = Population("out", (2,), "readout", np.zeros(2),
+                     [Projection("a", [Op("linear", (neurons,), (2,), np.ones((2, neurons)))])], sends=GRADED)
+    assign_depths([a, out])
+    spec = NetSpec((1,), T, "direct", [a, out], input_sends=input_sends("direct"))
+    terms = Terms(load_profile(profile))
+    plain, selecting = (map_network(spec, enc("delta"), terms, frozenset(s)).cores["a"] for s in ((), ("a",)))
+    assert (plain, selecting) == cores
+    unknown = Terms(load_profile("truenorth"))
+    map_network(spec, enc("delta"), unknown, frozenset({"a"}))
+    assert "chip.selection_units_per_neuron" in unknown.unknown  # named, not assumed

@@ -170,6 +170,8 @@ BAD = {
     "bad keep": (lambda p: ["--keep", "0.3,2"], "--keep"),
     "bad mode": (lambda p: ["--mode", "sparse"], "--mode"),
     "bad Lava batch": (lambda p: ["--lava-batch", "0"], "--lava-batch must be at least 1"),
+    "no calibration samples": (lambda p: ["--calibration-samples", "0"], "--calibration-samples takes 1 to 1437"),
+    "calibration past the split": (lambda p: ["--calibration-samples", "5000"], "--calibration-samples takes 1 to"),
     "negative energy": (lambda p: _edited_profile(p, "value = 1.55081e-11", "value = -1.55081e-11"), "is negative"),
     "NaN energy": (lambda p: _edited_profile(p, "value = 1.55081e-11", "value = nan"), "not a finite"),
     "unknown unit": (lambda p: _edited_profile(p, 'unit = "J", kind = "fitted"', 'unit = "kcal", kind = "fitted"'),
@@ -334,3 +336,28 @@ def test_the_shipped_28x28_model_deploys(tmp_path):
     assert report["model"]["timesteps"] == 6 and all(report["checks"].values())
     sops = [report["modes"][m]["totals"]["synaptic_ops"] for m in ("ddla", "delta", "dense")]
     assert sops == sorted(sops) and sops[0] < sops[1] < sops[2]
+
+
+def test_the_ddla_selection_is_reported_with_what_it_costs(tmp_path, capsys):
+    """A rule other than the trained one runs with its thresholds set on the calibration split
+    (said in one line), and the report names the rule, its thresholds and starvation bound and
+    prices its work; top-k is reported as not neuron-local, its sort left out."""
+    report = deploy(tmp_path, "--backend", "fast", "--samples", "40", "--keep", "0.5", "--selection", "integral",
+                    "--calibration-samples", "64", name="integral")
+    note = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "runs with integral here (its thresholds set on 64 training samples)" in note[0]
+    ddla = report["modes"]["ddla"]
+    chosen = ddla["selection"]
+    assert chosen["rule"] == "integral" and chosen["neuron_local"] and set(chosen["thresholds"]) == {"2", "6"}
+    assert all(b >= 1 for b in chosen["wait_bound"].values()) and chosen["state_bits_per_neuron"]["credit"] == 17
+    e_active = report["profile"]["energy"]["e_neuron_active"]["value"]
+    assert ddla["totals"]["selection_updates"] > 0
+    priced = ddla["totals"]["selection_updates"] * e_active
+    assert ddla["totals"]["energy_parts_j"]["selection"] == pytest.approx(priced)
+    assert report["modes"]["delta"]["totals"]["energy_parts_j"]["selection"] == 0
+    assert "DDLA selection: integral, k = 0.5, neuron-local" in (tmp_path / "integral" / "report.md").read_text()
+    topk = deploy(tmp_path, "--backend", "fast", "--samples", "40", "--keep", "0.5", "--selection", "topk", name="topk")
+    assert topk["modes"]["ddla"]["selection"]["neuron_local"] is False
+    assert topk["modes"]["ddla"]["totals"]["selection_updates"] == 0
+    md = (tmp_path / "topk" / "report.md").read_text()
+    assert "not neuron-local: the figures leave out the layer-wide sort" in md

@@ -188,15 +188,42 @@ def test_the_spike_penalty_is_the_mean_firing_rate_and_lowers_it(tmp_path):
     rate.backward()
     assert torch.equal(z[0].grad, torch.full((2, 2), 1 / 8))  # L1: every spike weighs the same
     runs = {}
-    for w in ("0", "5"):
-        out = tmp_path / w
-        r = run_module("ddla_neuro.train", "--model", "convnet", "--timesteps", "3", "--epochs", "2", "--seed", "1",
-                       "--spike-penalty", w, "--out", str(out))
-        assert r.returncode == 0, r.stderr
-        runs[w] = json.loads((out / "summary.json").read_text())
-    assert runs["5"]["spike_penalty"] == 5.0 and load_checkpoint(tmp_path / "5" / "model.pt").meta["spike_penalty"] == 5
-    assert runs["5"]["spikes_per_sample"] < 0.8 * runs["0"]["spikes_per_sample"]
-    for argv, message in ((["--spike-penalty", "-1"], "must be a number >= 0"),
-                          (["--spike-penalty", "1", "--method", "ddla"], "drop it with --method ddla")):
-        bad = run_module("ddla_neuro.train", *argv, "--epochs", "1", "--out", str(tmp_path / "bad"))
-        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+    for method in ("baseline", "ddla"):  # the penalty composes with DDLA: its spikes, before the selection
+        for w in ("0", "5"):
+            out = tmp_path / method / w
+            r = run_module("ddla_neuro.train", "--model", "convnet", "--timesteps", "3", "--epochs", "2", "--seed",
+                           "1", "--method", method, "--spike-penalty", w, "--out", str(out))
+            assert r.returncode == 0, r.stderr
+            runs[method, w] = json.loads((out / "summary.json").read_text())
+        assert runs[method, "5"]["spike_penalty"] == 5.0
+        assert load_checkpoint(tmp_path / method / "5" / "model.pt").meta["spike_penalty"] == 5
+        assert runs[method, "5"]["spikes_per_sample"] < 0.9 * runs[method, "0"]["spikes_per_sample"]
+    bad = run_module("ddla_neuro.train", "--spike-penalty", "-1", "--epochs", "1", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "must be a number >= 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_resumed_ddla_run_carries_its_thresholds_and_eval_runs_it_as_trained(tmp_path):
+    """Interrupted after 2 of 3 epochs and resumed: the same weights and thresholds as the run
+    done in one go (the tracker's state is in the checkpoint). --eval runs the checkpoint with its
+    rule and thresholds; another rule, or another k of a neuron-local rule, is one line sending
+    the user to the deploy command, which calibrates them."""
+    common = ["--model", "mlp", "--timesteps", "3", "--seed", "5", "--method", "ddla", "--keep", "0.4"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_module("ddla_neuro.train", *common, "--epochs", "3", "--out", str(full)).returncode == 0
+    r = run_module("ddla_neuro.train", *common, "--epochs", "3", "--stop-after", "2", "--out", str(part))
+    assert r.returncode == 0, r.stderr
+    r = run_module("ddla_neuro.train", "--resume", str(part / "model.pt"), "--epochs", "3", "--out", str(part))
+    assert r.returncode == 0, r.stderr
+    a, b = (load_checkpoint(d / "model.pt") for d in (full, part))
+    assert all(torch.equal(a.net.state_dict()[k], b.net.state_dict()[k]) for k in a.net.state_dict())
+    assert a.meta["thresholds"] == b.meta["thresholds"] and a.meta["selection"] == DEFAULT_RULE
+    summary = json.loads((full / "summary.json").read_text())
+    r = run_module("ddla_neuro.train", "--eval", str(full / "model.pt"), "--out", str(tmp_path / "ev"))
+    assert r.returncode == 0, r.stderr
+    ev = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert (ev["test_accuracy"], ev["events_per_sample"]) == (summary["test_accuracy"], summary["events_per_sample"])
+    for argv, needle in ((["--selection", "topk"], "was trained with the patience selection"),
+                         (["--keep", "0.7"], "thresholds were set for k = 0.4")):
+        bad = run_module("ddla_neuro.train", "--eval", str(full / "model.pt"), *argv, "--out", str(tmp_path / "bad"))
+        assert bad.returncode == 2 and needle in bad.stderr and "python -m ddla_neuro.deploy" in bad.stderr
+        assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
