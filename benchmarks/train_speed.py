@@ -19,7 +19,8 @@ from collections.abc import Callable
 import torch
 
 from ddla_neuro.data import load_dataset, load_digits
-from ddla_neuro.ddla.executor import DeltaExecutor
+from ddla_neuro.ddla.executor import DeltaExecutor, ThresholdTracker
+from ddla_neuro.ddla.selection import DEFAULT_RULE
 from ddla_neuro.devices import select_device
 from ddla_neuro.errors import UserError
 from ddla_neuro.train import tet_loss
@@ -88,22 +89,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-EXECUTIONS = ("multi", "single", "ddla-stats", "ddla-label-gradient")
+# DDLA's executions: (selection rule, ranking source); "ddla" is the trainer's default
+DDLA_EXECUTIONS = {"ddla": (DEFAULT_RULE, "stats"), "ddla-topk": ("topk", "stats"),
+                   "ddla-label-gradient": ("topk", "label-gradient")}
+EXECUTIONS = ("multi", "single", *DDLA_EXECUTIONS)
 
 
 def trainer(name: str, x: torch.Tensor, y: torch.Tensor, timesteps: int, batch: int, execution: str,
             device: torch.device, keep: float = 0.5, lam: float = 0.5) -> Callable[[], float]:
-    """A fresh network and optimizer for `execution`: `multi`/`single`-step baseline, or DDLA
-    ranked by the learnt statistics (`ddla-stats`, the default) or by the paper's per-sample
-    label gradient (`ddla-label-gradient`). Runs one warm-up batch and returns a function that
-    trains one epoch over (x, y) and returns its seconds."""
+    """A fresh network and optimizer for `execution`: `multi`/`single`-step baseline, or DDLA with
+    the default neuron-local rule (`ddla`), with top-k ranked by the learnt statistics (`ddla-topk`)
+    or by the paper's per-sample label gradient (`ddla-label-gradient`). Runs one warm-up batch and
+    returns a function that trains one epoch over (x, y) and returns its seconds."""
     torch.manual_seed(0)
     net = build_model(ZOO_NAME.get(name, name), num_classes=10, input_shape=tuple(x.shape[1:]),
                       timesteps=timesteps).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    source = execution.removeprefix("ddla-")
-    ddla = (DeltaExecutor(net, "ddla", keep, source=source, count_events=False, learn=True)
-            if execution.startswith("ddla") else None)
+    rule, source = DDLA_EXECUTIONS.get(execution, (None, None))
+    ddla = (DeltaExecutor(net, "ddla", keep, source=source, count_events=False, learn=True, rule=rule,
+                          thresholds=ThresholdTracker(learn=True)) if rule else None)
 
     def step(xb, yb):
         if ddla is not None:

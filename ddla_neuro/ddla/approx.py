@@ -8,9 +8,9 @@ is sent whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .keep import Keep
 from .tdd import delta
@@ -29,19 +29,46 @@ class ApproxStep:
         return self.delta != self.sent
 
 
-def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, send: torch.Tensor | None) -> ApproxStep:
+def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, send: torch.Tensor | None,
+              on_grad: Callable[[torch.Tensor], None] | None = None) -> ApproxStep:
     """One layer, one step. `held` is the receivers' value after t-1 (None at t = 1: everything is
-    sent), `send` (bool, or 0/1 in s_t's dtype) where the selection sends the pending change (None:
-    everywhere). The gradient to the delta passes where it was sent."""
-    d = delta(s_t, held)
+    sent), `send` (bool) where the selection sends the pending change (None: everywhere). The
+    gradient to the delta passes where it was sent; to what was held where it was not.
+    `on_grad` (optional) is called with the gradient that reaches what the receivers hold."""
     if held is None or send is None:
         # everything sent: the receivers hold exactly s_t (no float round trip through held + d)
-        return ApproxStep(s_t, d, d, s_t.new_zeros(()))
-    # a product, not where(): where's output takes the mask's memory format, and mixed formats
-    # (a channels-last network, contiguous masks) cost several times more per element
-    sent = d * (send if send.dtype == d.dtype else send.to(d.dtype))
-    transmitted = held + sent
-    return ApproxStep(transmitted, d, sent, F.mse_loss(transmitted, s_t))
+        return ApproxStep(s_t, delta(s_t, held), delta(s_t, held), s_t.new_zeros(()))
+    transmitted, loss, d, sent = _Send.apply(s_t, held, send, on_grad)
+    return ApproxStep(transmitted, d, sent, loss)
+
+
+class _Send(torch.autograd.Function):
+    """A filtering layer's step as one autograd node (a node per op of the delta, the send, the
+    held value and the MSE costs more than their arithmetic on small layers): T = held + m d with
+    d = s - held and m the send mask, and MSE(T, s) = mean(e^2) with e = T - s = -(1 - m) d.
+    Backward: dT/ds = m, dT/dheld = 1 - m, dMSE/ds = -2e/n, dMSE/dheld = 2e/n."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, held: torch.Tensor, send: torch.Tensor,
+                on_grad: Callable[[torch.Tensor], None] | None):
+        d = s - held
+        m = send.to(s.dtype)
+        sent = d * m
+        transmitted = held + sent
+        e = sent - d
+        ctx.save_for_backward(m, e)
+        ctx.on_grad = on_grad
+        ctx.mark_non_differentiable(d, sent)
+        return transmitted, (e * e).sum() / e.numel(), d, sent
+
+    @staticmethod
+    def backward(ctx, grad_t: torch.Tensor, grad_loss: torch.Tensor, _d, _sent):
+        m, e = ctx.saved_tensors
+        if ctx.on_grad is not None:
+            ctx.on_grad(grad_t)
+        through = grad_t * m
+        pull = e * (2 * grad_loss / e.numel())
+        return through - pull, grad_t - through + pull, None, None
 
 
 def annealed_keep(target: Keep, epoch: int, warmup_epochs: int) -> Keep:

@@ -87,7 +87,10 @@ class SensitivityStats:
     def update(self, key: str, grad: torch.Tensor) -> None:
         g = grad.detach().abs().mean(0)
         old = self.values.get(key)
-        self.values[key] = g if old is None else self.momentum * old.to(g.device) + (1 - self.momentum) * g
+        if old is None or old.device != g.device:
+            self.values[key] = g if old is None else self.momentum * old.to(g.device) + (1 - self.momentum) * g
+        else:  # in place: a statistic is only read between training steps (a copy at each run's start)
+            old.mul_(self.momentum).add_(g, alpha=1 - self.momentum)
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.values[key]
@@ -163,7 +166,7 @@ class DeltaExecutor:
         self.sent: dict[str, list[torch.Tensor]] = {}  # per layer, the deltas sent at each step
         self.credit: dict[str, torch.Tensor] = {}     # neuron-local rules: each neuron's credit
         self.layers: dict[str, LayerSelection | None] = {}  # per layer, its selection in this run
-        self.tally: dict[str, list[torch.Tensor]] = {}  # per layer, [sent, pending] at t >= 2 (the tracker's)
+        self.tally: dict[str, tuple[list, list]] = {}  # per layer, (sent, pending) per step t >= 2 (the tracker's)
         self.spikes: list[torch.Tensor] = []  # with collect_spikes: every layer's output at every step
 
     def _layer(self, key: str, like: torch.Tensor) -> LayerSelection | None:
@@ -183,32 +186,38 @@ class DeltaExecutor:
             else:
                 scores = np.ones(like.shape[1:]) if grad is None else grad.detach().cpu().numpy()
                 self.layers[key] = LayerSelection(self.rule.name, keep_of(self.keep, key), threshold, scores,
-                                                  lambda a: torch.as_tensor(a, device=like.device))
+                                                  lambda a: torch.as_tensor(a, device=like.device), np.float32,
+                                                  tuple(like.shape[1:]))
         return self.layers[key]
 
-    def _selected(self, key: str, d: torch.Tensor, keep: float) -> torch.Tensor | None:
-        """Where the layer sends its pending changes `d` (bool), or None: everywhere."""
-        waiting = (d.detach() != 0).reshape(d.shape[0], -1)
+    def _selected(self, key: str, s: torch.Tensor, held: torch.Tensor, keep: float) -> torch.Tensor | None:
+        """Where the layer sends its pending changes s - held (1 or True; 0 or False elsewhere), or
+        None: everywhere. A neuron-local rule runs elementwise in the layer's shape and memory
+        format, on 1.0/0.0 floats (no bool, whose conversions cost more than the arithmetic)."""
+        # 1.0 where a change is pending, in s's memory format
+        waiting = torch.ne(s.detach(), held.detach(), out=torch.empty_like(s, requires_grad=False))
         if self.source == "label-gradient":
             if key not in self.step_grads:
                 return None
-            scores = gsc_scores(self.step_grads[key], d.detach()).reshape(d.shape[0], -1)
+            scores = gsc_scores(self.step_grads[key], (s - held).detach()).reshape(s.shape[0], -1)
             order = torch.argsort(scores, dim=1, descending=True, stable=True)
-            rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=d.device)
+            rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=s.device)
                                                     .expand_as(order).contiguous())
-            send = topk_step(waiting, order, rank, keep)
+            send = topk_step(waiting.reshape(s.shape[0], -1), order, rank, keep).reshape(s.shape)
         else:
-            layer = self._layer(key, d)
+            layer = self._layer(key, s)
             if layer is None:
                 return None
-            credit = self.credit.get(key)
-            send, self.credit[key] = layer.step(waiting, waiting.new_zeros(waiting.shape, dtype=d.dtype)
-                                                if credit is None else credit)
+            if layer.rule.neuron_local:
+                credit = self.credit.get(key)
+                send, self.credit[key] = layer.step(waiting, torch.zeros_like(waiting) if credit is None else credit)
+            else:
+                send = layer.step(waiting.reshape(s.shape[0], -1), None)[0].reshape(s.shape)
         if self.learn:
-            tally = self.tally.setdefault(key, [d.new_zeros(()), d.new_zeros(())])
-            tally[0] = tally[0] + send.sum()
-            tally[1] = tally[1] + waiting.sum()
-        return send.reshape(d.shape)
+            self.tally.setdefault(key, ([], []))
+            self.tally[key][0].append(send.sum())
+            self.tally[key][1].append(waiting.sum())
+        return send
 
     def _transmit(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
         """The network's transmission hook (one step, (B, ...)): what the receivers get instead of s."""
@@ -216,8 +225,14 @@ class DeltaExecutor:
         if self.collect_spikes:
             self.spikes.append(s)
         keep = keep_of(self.keep, key)
-        filtering = held is not None and keep < 1.0
-        step = ddla_step(s, held, self._selected(key, s - held, keep) if filtering else None)
+        learn = self.learn and self.source == "stats" and s.requires_grad
+        update = (lambda g, k=key: self.stats.update(k, g)) if learn else None
+        send = self._selected(key, s, held, keep) if (held is not None and keep < 1.0) else None
+        step = ddla_step(s, held, send, update)
+        if send is not None:
+            self.sensitivity_losses.append(step.sensitivity_loss)
+        elif update is not None:
+            step.transmitted.register_hook(update)
         if self.count_events:
             d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
             # x.bool(): x != 0, much faster on CPU
@@ -225,12 +240,8 @@ class DeltaExecutor:
                             transmitted=step.sent.bool().sum(), dropped=step.dropped.sum())
             self.spikes_prev[key] = s.detach()
             self.sent.setdefault(key, []).append(step.sent.detach())
-        if filtering:
-            self.sensitivity_losses.append(step.sensitivity_loss)
         self.held[key] = step.transmitted
         self.transmitted[key] = step.transmitted
-        if self.learn and self.source == "stats" and step.transmitted.requires_grad:
-            step.transmitted.register_hook(lambda g, k=key: self.stats.update(k, g))
         return step.transmitted
 
     def _after_step(self, out_t: torch.Tensor, y: torch.Tensor | None) -> None:
@@ -263,7 +274,8 @@ class DeltaExecutor:
         self.counts.samples += x_seq.shape[1]
         if self.rule.neuron_local:
             for key, (sent, pending) in self.tally.items():
-                self.thresholds.observe(key, keep_of(self.keep, key), float(sent), float(pending))
+                self.thresholds.observe(key, keep_of(self.keep, key), float(torch.stack(sent).sum()),
+                                        float(torch.stack(pending).sum()))
         losses = self.sensitivity_losses
         # the sum over the filtering layers of each one's mean over its steps
         n_layers = max(sum(keep_of(self.keep, n.key) < 1.0 for n in self.net.neurons), 1)

@@ -138,17 +138,20 @@ def wait_bound(weights, threshold: int) -> int:
 
 
 def credit_step(waiting, credit, weight, threshold: int, clears: bool):
-    """One step of a neuron-local rule for every neuron at once: `waiting` (bool) where a change is
-    pending, `credit` the credits before the step, `weight` the neurons' weights. Returns (where
-    to send (bool), the credits after). Every value is an integer below 2**24, exact in float32."""
+    """One step of a neuron-local rule for every neuron at once: `waiting` 1 where a change is
+    pending, 0 elsewhere (numbers; numpy takes bools too), `credit` the credits before the step, `weight` the
+    neurons' weights. Returns (1 where to send, 0 elsewhere; the credits after). Plain arithmetic
+    on integers below 2**24 (exact in float32; no comparison, whose bool result costs a
+    conversion in every float op after it): for an integer c, (c - theta + 1) clipped to [0, 1] is
+    1 exactly where c >= theta."""
     credit = credit + weight * waiting
-    send = waiting & (credit >= threshold)
+    send = waiting * (credit - (threshold - 1)).clip(0, 1)
     if clears:
-        return send, credit * (waiting & ~send)
+        return send, credit * (waiting - send)
     credit = credit - threshold * send
     # at most theta is kept (a weight above theta would otherwise pile credit up): it sends at the
     # next pending change either way
-    return send, credit - (credit - threshold) * (credit > threshold)
+    return send, credit - (credit - threshold).clip(0, None)
 
 
 def priority_order(scores) -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +171,10 @@ def _along(x, index):
 
 
 def topk_step(waiting, order, rank, keep: float):
-    """`topk` for every sample (axis 0) of `waiting` (B, n, bool): its ceil(keep * m) pending
-    changes first in `order` (m of them pending). Returns where to send (bool)."""
-    ranked = _along(waiting, order)
+    """`topk` for every sample (axis 0) of `waiting` (B, n; non-zero where a change is pending):
+    its ceil(keep * m) pending changes first in `order` (m of them pending). Returns where to send
+    (bool)."""
+    ranked = _along(waiting != 0, order)
     count = ranked.cumsum(1)
     kept = ranked & (count <= keep_count(count[:, -1:], keep))
     return _along(kept, rank)
@@ -179,19 +183,25 @@ def topk_step(waiting, order, rank, keep: float):
 class LayerSelection:
     """One population's selection at run time, its constants (weights, or top-k's order and
     rank, flat) made by `to_array` into the array type of the side that runs it (numpy arrays;
-    torch tensors on a device). `step` runs one step for a batch (B, n)."""
+    torch tensors on a device). `step` runs one step for a batch (B, n), or (B, *shape) for a
+    neuron-local rule given the layer's `shape`. `weight_dtype`: the weights' number type, where it
+    is not the integers' (a side whose credits are floats: the same integers, without a conversion
+    in every step)."""
 
-    def __init__(self, rule: str, keep: float, threshold: int | None, scores, to_array=np.asarray):
+    def __init__(self, rule: str, keep: float, threshold: int | None, scores, to_array=np.asarray,
+                 weight_dtype=np.int64, shape: tuple[int, ...] | None = None):
         self.rule, self.keep, self.threshold = RULES[rule], keep, threshold
         flat = np.asarray(scores, dtype=np.float32).reshape(-1)
-        if self.rule.neuron_local:
-            self.weights = to_array(neuron_weights(flat, self.rule.name))
+        if self.rule.neuron_local:  # elementwise: the weights in the layer's `shape` (flat by default)
+            weights = neuron_weights(flat, self.rule.name).astype(weight_dtype)
+            self.weights = to_array(weights if shape is None else weights.reshape(shape))
         else:
             self.order, self.rank = (to_array(a) for a in priority_order(flat))
 
     def step(self, waiting, credit):
-        """(where to send (bool), the credits after) for the changes `waiting` (bool, (B, n)) and
-        the credits before (a neuron-local rule's; top-k keeps none and returns them as they are)."""
+        """(where to send: 1/0 numbers, or top-k's bools; the credits after) for the changes
+        `waiting` (1/0 or bool, (B, n)) and the credits before (a neuron-local rule's; top-k keeps
+        none and returns them as they are)."""
         if self.rule.neuron_local:
             return credit_step(waiting, credit, self.weights, self.threshold, self.rule.clears)
         return topk_step(waiting, self.order, self.rank, self.keep), credit

@@ -324,7 +324,8 @@ class _Population:
         self.filtered = mode == "ddla" and selection.filters(pop.name) and pop.kind in NEURON_KINDS
         self.count_membranes = neurobench is not None  # NeuroBench's MembraneUpdates
         self.select = LayerSelection(**selection.layer(pop.name), scores=spec.scores[pop.name],
-                                     to_array=lambda a: torch.as_tensor(a, device=device)) if self.filtered else None
+                                     to_array=lambda a: torch.as_tensor(a, device=device), weight_dtype=np.float32
+                                     ) if self.filtered else None
 
     def use_peaks(self, sender_peaks: dict[str, float]) -> None:
         """Chooses the dtypes for sources sending values of magnitude <= `sender_peaks` (per
@@ -519,7 +520,7 @@ class _Sender:
             self.held, self.credit = spikes.clone(), torch.zeros_like(spikes)
             return
         torch.sub(spikes, self.held, out=out)
-        waiting = out != 0
+        waiting = _nonzero(out)  # 1.0 where a change is pending
         send, self.credit = self.select.step(waiting, self.credit)
         out.mul_(send)
         self.held.add_(out)

@@ -85,7 +85,7 @@ def test_numpy_and_torch_run_the_same_selection(rule, waiting, seed, threshold, 
     credit_a, credit_b = np.zeros(waiting.shape[1:], dtype=np.int64), torch.zeros(waiting.shape[1:])
     for w in waiting:
         send_a, credit_a = a.step(w, credit_a)
-        send_b, credit_b = b.step(torch.as_tensor(w), credit_b)
+        send_b, credit_b = b.step(torch.as_tensor(w, dtype=torch.float32), credit_b)  # torch: 1.0/0.0
         assert np.array_equal(send_a, send_b.numpy()) and np.array_equal(credit_a, credit_b.numpy())
 
 
