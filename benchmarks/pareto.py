@@ -46,7 +46,8 @@ from ddla_neuro.ddla.keep import Keep, KeepError, keep_label  # noqa: E402
 from ddla_neuro.ddla.selection import RULES, Selection  # noqa: E402
 from ddla_neuro.deploy.cost import cost_run, mode_plan  # noqa: E402
 from ddla_neuro.deploy.keep_choice import choose_keep, measure_on, validation_split  # noqa: E402
-from ddla_neuro.deploy.pipeline import DeployOptions, prepare  # noqa: E402
+from ddla_neuro.deploy.loading import prepare  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
 from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
 from ddla_neuro.deploy.report import si  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402

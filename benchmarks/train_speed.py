@@ -23,7 +23,7 @@ from ddla_neuro.ddla.executor import DeltaExecutor, ThresholdTracker
 from ddla_neuro.ddla.selection import DEFAULT_RULE
 from ddla_neuro.devices import select_device
 from ddla_neuro.errors import UserError
-from ddla_neuro.train import tet_loss
+from ddla_neuro.losses import tet_loss
 from ddla_neuro.zoo import build_model
 
 MODELS = {"mlp": "digits", "convnet": "digits", "convnet28": "fashion-mnist", "vgg": "cifar", "resnet19": "cifar",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import UserError
 
@@ -241,3 +242,13 @@ def load_dataset(name: str, data_dir: str | None = None, timesteps: int = 1) -> 
     if name in EVENT_DATASETS:
         return load_events(name, data_dir, timesteps)
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop (padding 4) and horizontal flip, as in the TET CIFAR recipe."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=gen, device=gen.device) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
+    padded = F.pad(x, (4, 4, 4, 4))
+    offs = torch.randint(0, 9, (b, 2), generator=gen, device=gen.device).tolist()
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs)])

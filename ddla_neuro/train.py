@@ -5,125 +5,34 @@ Single process on CPU or one GPU; several processes (GPUs, or CPU with gloo) und
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
-from dataclasses import dataclass, fields, replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import Checkpoint, checkpoint_dataset, load_checkpoint, save_checkpoint
-from .data import DATASETS, DataSplit, load_dataset
+from .data import DataSplit, augment, load_dataset
 from .ddla.approx import annealed_keep
 from .ddla.keep import DEFAULT_KEEP, Keep, KeepError, filters, keep_label, parse_keep, per_layer
-from .ddla.executor import SENSITIVITY_SOURCES, DeltaExecutor, SensitivityStats, ThresholdTracker
+from .ddla.executor import DeltaExecutor, SensitivityStats, ThresholdTracker
 from .ddla.selection import DEFAULT_RULE, RULES
-from .devices import DEVICES, select_device
+from .devices import select_device
+from .distributed import init_distributed, lost_peer, params_in_sync
 from .errors import UserError, run_cli
 from .fileio import atomic_write_json
-from .snn.encoders import ENCODINGS
+from .losses import LOSSES, firing_rate
 from .snn.network import SpikingNetwork
-from .train_config import DDLA_SETTINGS, TrainConfig, check_config, starting_point, trained_rule
-from .zoo import MODELS, build_model
-from .zoo.models import NEURONS
+from .train_config import (DDLA_SETTINGS, MODE_OF_METHOD, TrainConfig, build_parser, check_config, starting_point,
+                           trained_rule)
+from .zoo import build_model
 
-TET_LAMBDA, TET_PHI = 0.05, 1.0  # TET's regulariser weight and target (Deng et al. 2022)
-# A training method is how a network learns; its forward transmits in one mode of ddla.transmission.
-MODE_OF_METHOD = {"baseline": "dense", "tdd": "delta", "ddla": "ddla"}
-METHODS = tuple(MODE_OF_METHOD)
-DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}  # the parser's defaults are the config's
-
-
-def ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the output averaged over time."""
-    return F.cross_entropy(logits_seq.mean(0), y)
-
-
-def tet_loss(logits_seq: torch.Tensor, y: torch.Tensor, lam: float = TET_LAMBDA, phi: float = TET_PHI) -> torch.Tensor:
-    """TET: (1 - lam) * mean_t CE(O_t, y) + lam * MSE(O, phi)."""
-    t = logits_seq.shape[0]
-    per_step = F.cross_entropy(logits_seq.flatten(0, 1), y.repeat(t))
-    return (1 - lam) * per_step + lam * F.mse_loss(logits_seq, torch.full_like(logits_seq, phi))
-
-
-LOSSES = {"ce": ce_loss, "tet": tet_loss}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ddla_neuro.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=DEFAULTS["model"], choices=sorted(MODELS))
-    p.add_argument("--dataset", default=DEFAULTS["dataset"], choices=DATASETS,
-                   help="default: digits (or the checkpoint's with --eval)")
-    p.add_argument("--data-dir", default=DEFAULTS["data_dir"],
-                   help="local dataset directory (npz: the file); nothing is downloaded")
-    p.add_argument("--timesteps", "-T", type=int, default=DEFAULTS["timesteps"])
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="per process")
-    p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
-    p.add_argument("--loss", default=DEFAULTS["loss"], choices=sorted(LOSSES))
-    p.add_argument("--neuron", default=DEFAULTS["neuron"], choices=NEURONS)
-    p.add_argument("--reset", default=DEFAULTS["reset"], choices=("zero", "subtract"))
-    p.add_argument("--encoding", default=DEFAULTS["encoding"], choices=ENCODINGS[:2],
-                   help="events datasets always use 'events'")
-    p.add_argument("--step-mode", default=DEFAULTS["step_mode"], choices=("multi", "single"),
-                   help="multi: all T at once (fast); single: one timestep at a time with explicit state "
-                        "(ddla always runs single-step)")
-    p.add_argument("--method", default=DEFAULTS["method"], choices=METHODS,
-                   help="baseline (default): dense spikes; tdd: lossless deltas (same outputs, counts deltas); "
-                        "ddla: top-k sensitive deltas + sensitivity loss (--eval: the checkpoint's)")
-    p.add_argument("--keep", default=DEFAULTS["keep"],
-                   help=f"ddla filtering ratio k: share of deltas kept, (0, 1], one for all spiking layers or one per "
-                        f"layer joined by ':' (0.7:0.5:0.3, network order) (default {DEFAULT_KEEP}; --eval: the "
-                        f"checkpoint's)")
-    p.add_argument("--spike-penalty", type=float, default=DEFAULTS["spike_penalty"], metavar="W",
-                   help="add W x the mean firing rate (spikes per neuron and step, over every spiking layer, before "
-                        "DDLA's selection) to the loss, an L1 penalty on spikes: the rate-regularised baseline DDLA is "
-                        "compared with, or composed with it (--method ddla) "
-                        f"(default {DEFAULTS['spike_penalty']:g}: none)")
-    p.add_argument("--lam", type=float, default=DEFAULTS["lam"],
-                   help="ddla: L = lam * L_model + (1 - lam) * sum_l L_sensi_l")
-    p.add_argument("--sensitivity", default=DEFAULTS["sensitivity"], choices=SENSITIVITY_SOURCES,
-                   help="ddla ranking of the deltas. stats (default): per-neuron statistics (running mean of "
-                        "|dL/dO| from past training batches) times |delta|, exactly what evaluation and deployment "
-                        "use. label-gradient: the paper's scheme, each sample's gradient of the previous step's "
-                        "loss; it uses the sample's LABEL to choose which deltas pass, which inference cannot do, "
-                        "so the network can learn to read the label from the selection and its training accuracy "
-                        "does not carry over to the test set or the chip")
-    p.add_argument("--selection", default=DEFAULTS["selection"], choices=tuple(RULES),
-                   help="ddla: which pending changes a layer sends. " + "; ".join(
-                       f"{r.name}: {r.summary}{'' if r.neuron_local else ' (not neuron-local)'}"
-                       for r in RULES.values()) + f" (default {DEFAULT_RULE}; --eval: the checkpoint's). A "
-                   "neuron-local rule's per-layer thresholds are steered while training so that each layer sends "
-                   "the share --keep of its pending changes, and stored in the checkpoint")
-    p.add_argument("--stats-momentum", type=float, default=DEFAULTS["stats_momentum"], metavar="M",
-                   help="ddla: decay of the running mean of |dL/dO|, applied once per timestep of each training "
-                        f"batch (default {DEFAULTS['stats_momentum']})")
-    p.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
-                   help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
-    p.add_argument("--device", default=DEFAULTS["device"], choices=DEVICES)
-    p.add_argument("--ddp-timeout", type=float, default=DEFAULTS["ddp_timeout"], metavar="S",
-                   help="torchrun: a rank that waits longer than S seconds for the others (one died or hangs) "
-                        f"stops with an error instead of waiting forever (default {DEFAULTS['ddp_timeout']:g})")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
-    p.add_argument("--out", default=DEFAULTS["out"], help="output directory (model.pt, model.json, summary.json)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint written by this command")
-    p.add_argument("--stop-after", type=int, default=DEFAULTS["stop_after"], metavar="EPOCH",
-                   help="stop after this epoch of the schedule (e.g. a job slot ends); continue with --resume")
-    p.add_argument("--init", metavar="CHECKPOINT",
-                   help="start from this checkpoint's network and weights with a new optimizer, schedule and "
-                        "method (e.g. a baseline, then DDLA fine-tuning)")
-    p.add_argument("--eval", metavar="CHECKPOINT", help="only evaluate a checkpoint on the test split")
-    return p
 
 
 def seed_everything(seed: int, device: torch.device) -> None:
@@ -139,42 +48,6 @@ def resolve_keep(value: str | Keep | list[float], net: SpikingNetwork) -> Keep:
         return per_layer(parse_keep(value) if isinstance(value, str) else value, [n.key for n in net.neurons])
     except KeepError as e:
         raise UserError(f"--keep: {e}") from None
-
-
-LOST_PEER_WORDS = ("gloo", "nccl", "connection", "peer", "pair closure", "timeout", "timed out")
-
-
-def lost_peer(e: RuntimeError) -> bool:
-    """Whether a collective failed because another rank went away (its socket closed) or did
-    not answer within the process group's timeout. The backends raise plain RuntimeErrors with
-    their own wording (seen: "Connection reset by peer", "Timed out waiting ... for send",
-    "Application timeout caused pair closure"), so the message decides."""
-    text = str(e).lower()
-    return isinstance(e, dist.DistBackendError) or any(w in text for w in LOST_PEER_WORDS)
-
-
-def init_distributed(device_name: str, timeout_s: float) -> tuple[int, int, int]:
-    """(rank, world size, local rank); starts a process group when launched by torchrun. A
-    collective that waits longer than `timeout_s` for a rank (stopped, hung, lost) fails."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if device_name != "cpu" and torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
-    return dist.get_rank(), world, local_rank
-
-
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random crop (padding 4) and horizontal flip, as in the TET CIFAR recipe."""
-    b, _, h, w = x.shape
-    flip = torch.rand(b, generator=gen, device=gen.device) < 0.5
-    x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
-    padded = F.pad(x, (4, 4, 4, 4))
-    offs = torch.randint(0, 9, (b, 2), generator=gen, device=gen.device).tolist()
-    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs)])
 
 
 def make_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -246,12 +119,6 @@ def train_epoch(run: TrainRun, gen: torch.Generator, show_progress: bool, desc: 
     return total_loss / seen, correct / seen
 
 
-def firing_rate(spikes: list[torch.Tensor]) -> torch.Tensor:
-    """Spikes per neuron and step over every population's output (the spike function's
-    surrogate gradient carries the penalty back): the L1 norm of the spikes over their count."""
-    return sum(z.sum() for z in spikes) / sum(z.numel() for z in spikes)
-
-
 def _forward_loss(run: TrainRun, x_seq: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, loss) of one batch; the labels enter the forward only for the label-gradient ranking."""
     if run.ddla is None:
@@ -265,15 +132,6 @@ def _forward_loss(run: TrainRun, x_seq: torch.Tensor, y: torch.Tensor) -> tuple[
     out, sensitivity_loss = run.ddla.run(x_seq, labels, run.model)
     loss = run.lam * run.loss_fn(out, y) + (1 - run.lam) * sensitivity_loss
     return out, loss + run.spike_penalty * firing_rate(run.ddla.spikes) if run.spike_penalty else loss
-
-
-def params_in_sync(net: torch.nn.Module) -> bool:
-    """True when every DDP rank holds the same weights (a checksum compared across ranks)."""
-    flat = torch.cat([p.detach().double().flatten().cpu() for p in net.parameters()])
-    checksum = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum()])
-    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, checksum)
-    return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
 def run_eval(config: TrainConfig, device: torch.device) -> int:

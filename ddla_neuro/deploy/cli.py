@@ -17,6 +17,7 @@ from . import shard
 from .ir import NIR_SOURCES
 from .ir.netx import NETX_ENCODINGS
 from .lava_run import LAVA_GRAPHS
+from .loading import DEFAULT_CALIBRATION
 from .pipeline import SWEEP_KEEPS, DeployOptions, deploy
 from .profiles import list_profiles
 from .report import keep_choice_line, layer_table, selection_line, totals_table, uncertainty_line, write_report
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "pending changes")
     ap.add_argument("--calibration-samples", type=int, default=DEFAULTS["calibration_samples"], metavar="N",
                     help="training samples a neuron-local rule's thresholds are set on (default "
-                         f"{DEFAULTS['calibration_samples']})")
+                         f"{DEFAULT_CALIBRATION}, or the whole training split where it is smaller)")
     ap.add_argument("--ddla-calibrate", type=int, metavar="N",
                     help="DDLA for a model trained without it (a NIR graph, a netx network of CUBA neurons, a baseline "
                          "checkpoint): measure its "

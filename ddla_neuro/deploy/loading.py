@@ -1,5 +1,6 @@
-"""The model a deployment runs, loaded from what the options name: a checkpoint of ours (default:
-the shipped model), a NIR graph or a lava-dl netx file, with the dataset's test frames and
+"""The model a deployment runs (`prepare` -> `Deployment`), loaded from what the options name: a
+checkpoint of ours (default: the shipped model), a NIR graph or a lava-dl netx file, with the
+dataset's test frames and
 labels (or `--frames` as they are), the calibration split (the first `--calibration-samples` of
 the training split, encoded alike: where a neuron-local DDLA rule's thresholds are set,
 `thresholds.py`), and with `--ddla-calibrate` the DDLA statistics measured through the torch twin
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import checkpoint_dataset, load_checkpoint
+from ..ddla.keep import Keep, keep_label
+from ..ddla.selection import RULES, Selection
 from ..train_config import trained_rule
 from ..data import load_dataset
 from ..errors import UserError
@@ -24,7 +27,9 @@ from .calibrate import CalibrationError, calibrate
 from .ir import checkpoint_to_spec, input_frames, nir_to_spec, read_nir
 from .ir.netx import FRAME_ENCODINGS, load_netx_layers, netx_to_spec, stored_timesteps
 from .ir.netx_input import frames_layout, input_transform, netx_frames, transform_images
+from .quant import quantize_input, quantize_run
 from .spec import SIGMA_DELTA_KINDS, NetSpec
+from .thresholds import calibrate_selection
 
 if TYPE_CHECKING:
     from .pipeline import DeployOptions
@@ -46,9 +51,14 @@ class Loaded:
     calibration: np.ndarray | None
 
 
+DEFAULT_CALIBRATION = 256  # training samples a neuron-local rule's thresholds are set on (fewer in a smaller split)
+
+
 def _calibration_frames(options: DeployOptions, data, frames_of) -> np.ndarray:
     n = options.calibration_samples
-    if not 1 <= n <= len(data.x_train):
+    if n is None:
+        n = min(DEFAULT_CALIBRATION, len(data.x_train))
+    elif not 1 <= n <= len(data.x_train):
         raise UserError(f"--calibration-samples takes 1 to {len(data.x_train)} samples (the training split of "
                         f"{data.name}), got {n}")
     return frames_of(data.x_train[:n])
@@ -231,3 +241,42 @@ def read_frames(path: str) -> np.ndarray:
             return data["frames" if "frames" in names else names[0]]
     except (OSError, ValueError, EOFError) as e:
         raise UserError(f"--frames {path} is not a readable .npy/.npz array ({e})") from None
+
+
+@dataclass
+class Deployment:
+    """The model as it runs: its spec (fixed point unless `fixed=False`), the test frames (N, T,
+    ...) quantized with it, the labels (None for unlabelled frames), its description, and the
+    calibration frames quantized alike (None without a training split)."""
+
+    spec: NetSpec
+    frames: np.ndarray
+    labels: np.ndarray | None
+    model: dict
+    calibration: np.ndarray | None = None
+
+    def selection(self, rule: str, keep: Keep, device: str = "cpu") -> Selection:
+        """DDLA's selection by `rule` for the share `keep`: the thresholds the model was trained
+        with at its own rule and k, else set on the calibration split (`thresholds.py`)."""
+        meta = self.spec.meta
+        trained = meta.get("thresholds") if (meta.get("selection") == rule and "keep" in meta
+                                             and keep_label(meta["keep"]) == keep_label(keep)) else None
+        if not RULES[rule].neuron_local:
+            return Selection(rule, keep)
+        if trained:
+            return Selection(rule, keep, {k: int(v) for k, v in trained.items()})
+        if self.calibration is None:
+            raise UserError(f"the {rule} selection sets its thresholds on a calibration split of training samples: "
+                            f"give --dataset (not --frames), or --selection topk")
+        return calibrate_selection(self.spec, self.calibration, rule, keep, device)
+
+
+def prepare(options: DeployOptions) -> Deployment:
+    """The model the options name, loaded (`loading.load_model`) and, in fixed point, quantized
+    with its frames."""
+    loaded = load_model(options)
+    spec, frames, calibration = loaded.spec, loaded.frames, loaded.calibration
+    if options.fixed:
+        spec, frames = quantize_run(spec, frames)
+        calibration = None if calibration is None else quantize_input(calibration, spec)
+    return Deployment(spec, frames, loaded.labels, loaded.model, calibration)

@@ -1,7 +1,7 @@
 """The deploy run as a library: `DeployOptions` (every option and its default, once; the names
 and meanings of `python -m ddla_neuro.deploy`'s flags, which `cli.py` parses into it),
-`prepare(options)` -> the `Deployment` (the spec in the precision it runs, the test frames, the
-labels, the model's description, the calibration split), `deploy(options)` -> the report (runs
+`loading.prepare(options)` -> the `Deployment` (the spec in the precision it runs, the test frames,
+the labels, the model's description, the calibration split), `deploy(options)` -> the report (runs
 in each mode on the chosen backend, the DDLA keep sweep and the energy-aware choice, the checks,
 the costs on the profile). Bad options are a `UserError` with one line naming the flag.
 
@@ -31,15 +31,14 @@ from . import shard
 from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, mode_plan, sender_costs
 from .keep_choice import choose_keep, measure_on, validation_split
 from .lava_run import LAVA_BATCH, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
-from .loading import load_model
+from .loading import prepare
 from .profiles import load_profile
-from .quant import quantize_input, quantize_run
 from .report import SCHEMA_VERSION
 from .run import MODES, Counts
 from .sanafe_net import check_exportable, cross_check, require_sanafe
 from .sim import simulate
 from .spec import NEURON_KINDS, NetSpec
-from .thresholds import calibrate_selection, selection_report
+from .thresholds import selection_report
 
 SWEEP_KEEPS = (1.0, 0.7, 0.5, 0.3)  # swept after the model's own k when `keep` is not given
 UNTRAINED_KEEP = 0.3  # the ddla mode's k for a model that names none (calibrated, imported)
@@ -68,7 +67,8 @@ class DeployOptions:
     mode: str | None = None              # comma-separated, from dense,delta,ddla (default: all the model supports)
     keep: str | None = None              # "0.5", a sweep "1,0.7,0.5", a per-layer k "0.7:0.3"
     selection: str | None = None         # DDLA's rule (default: the one the model was trained with, else DEFAULT_RULE)
-    calibration_samples: int = 256       # training samples a neuron-local rule's thresholds are set on
+    calibration_samples: int | None = None  # training samples a neuron-local rule's thresholds are set on
+                                            # (default: loading.DEFAULT_CALIBRATION, or the split if smaller)
     ddla_calibrate: int | None = None
     accuracy_floor: float | None = None
     energy_target: float | None = None
@@ -84,45 +84,6 @@ class DeployOptions:
     cross_check: str | None = None
     cross_check_samples: int = 2
     device: str = "cpu"
-
-
-@dataclass
-class Deployment:
-    """The model as it runs: its spec (fixed point unless `fixed=False`), the test frames (N, T,
-    ...) quantized with it, the labels (None for unlabelled frames), its description, and the
-    calibration frames quantized alike (None without a training split)."""
-
-    spec: NetSpec
-    frames: np.ndarray
-    labels: np.ndarray | None
-    model: dict
-    calibration: np.ndarray | None = None
-
-    def selection(self, rule: str, keep: Keep, device: str = "cpu") -> Selection:
-        """DDLA's selection by `rule` for the share `keep`: the thresholds the model was trained
-        with at its own rule and k, else set on the calibration split (`thresholds.py`)."""
-        meta = self.spec.meta
-        trained = meta.get("thresholds") if (meta.get("selection") == rule and "keep" in meta
-                                             and keep_label(meta["keep"]) == keep_label(keep)) else None
-        if not RULES[rule].neuron_local:
-            return Selection(rule, keep)
-        if trained:
-            return Selection(rule, keep, {k: int(v) for k, v in trained.items()})
-        if self.calibration is None:
-            raise UserError(f"the {rule} selection sets its thresholds on a calibration split of training samples: "
-                            f"give --dataset (not --frames), or --selection topk")
-        return calibrate_selection(self.spec, self.calibration, rule, keep, device)
-
-
-def prepare(options: DeployOptions) -> Deployment:
-    """The model the options name, loaded (`loading.load_model`) and, in fixed point, quantized
-    with its frames."""
-    loaded = load_model(options)
-    spec, frames, calibration = loaded.spec, loaded.frames, loaded.calibration
-    if options.fixed:
-        spec, frames = quantize_run(spec, frames)
-        calibration = None if calibration is None else quantize_input(calibration, spec)
-    return Deployment(spec, frames, loaded.labels, loaded.model, calibration)
 
 
 def _keeps(values: list, spec: NetSpec) -> list[Keep]:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, run_module
 from deploy_nets import flat_nir_graph
-from ddla_neuro.deploy import pipeline
+from ddla_neuro.deploy import loading, pipeline
 from ddla_neuro.deploy.cli import build_parser, main, parse_options
 from ddla_neuro.deploy.pipeline import DeployOptions
 from ddla_neuro.deploy.loading import DEFAULT_CHECKPOINT
@@ -99,7 +99,7 @@ def test_the_library_api_gives_the_command_lines_report(tmp_path):
     api = pipeline.deploy(DeployOptions(profile="loihi2", backend="fast", samples=40, keep="0.5,1",
                                         out=str(tmp_path / "api")))
     assert json.loads(json.dumps(api)) == cli
-    prepared = pipeline.prepare(DeployOptions(profile="loihi2"))  # the shipped model, quantized with its frames
+    prepared = loading.prepare(DeployOptions(profile="loihi2"))  # the shipped model, quantized with its frames
     assert prepared.spec.fixed and len(prepared.frames) == len(prepared.labels) == 360
     assert np.array_equal(prepared.frames, np.round(prepared.frames)) and prepared.model["arch"] == "convnet"
 

@@ -181,7 +181,7 @@ def test_a_per_layer_k_trains_is_stored_and_deploys(tmp_path):
 
 
 def test_the_spike_penalty_is_the_mean_firing_rate_and_lowers_it(tmp_path):
-    from ddla_neuro.train import firing_rate
+    from ddla_neuro.losses import firing_rate
     z = [torch.tensor([[1.0, 0.0], [1.0, 1.0]], requires_grad=True), torch.tensor([0.0, 0.0, 0.0, 1.0])]
     rate = firing_rate(z)
     assert rate.item() == pytest.approx(4 / 8)

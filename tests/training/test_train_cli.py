@@ -12,7 +12,7 @@ import torch
 
 from conftest import ROOT, STAT_PPID, processes_where, run_module
 from ddla_neuro.errors import UserError
-from ddla_neuro.train import build_parser
+from ddla_neuro.train_config import build_parser
 from ddla_neuro.train_config import TrainConfig, check_config, starting_point
 
 pytestmark = pytest.mark.slow  # trains networks in subprocesses
