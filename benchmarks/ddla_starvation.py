@@ -1,15 +1,17 @@
-"""Which neurons DDLA's ranking starves: per spiking layer of a DDLA checkpoint, the share of
+"""Which neurons DDLA's selection starves: per spiking layer of a DDLA checkpoint, the share of
 each neuron's pending changes (steps t >= 2 where what it spikes differs from what its
 receivers hold) that the filter drops, deployed (Loihi fixed point, the fast simulator).
 
     OMP_NUM_THREADS=1 python benchmarks/ddla_starvation.py CHECKPOINT [--data-dir DIR] [--keep K]
-        [--samples 300]
+        [--selection RULE] [--samples 300]
 
-The statistics rank the same neurons first at every step, so a neuron ranked last can lose
-every change it has: its receivers then hold its first-step value for the whole sample. The
-table gives, per layer, the neurons with a pending change, the median share dropped, the
-neurons that lose 99% or more of theirs and those that lose none, and the share of (sample,
-neuron) pairs whose receivers hold a wrong value at the last step.
+Top-k ranks the same neurons first at every step, so a neuron ranked last can lose every change
+it has: its receivers then hold its first-step value for the whole sample. A neuron-local rule
+sends every change within its bound. The table gives, per layer, the neurons with a pending
+change, the median share dropped, the neurons that lose 99% or more of theirs and those that
+lose none, and the share of (sample, neuron) pairs whose receivers hold a wrong value at the
+last step. Default: the checkpoint's rule and k (a neuron-local rule's thresholds are set on 256
+training samples for another rule or k).
 """
 from __future__ import annotations
 
@@ -18,15 +20,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
+from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.ddla.keep import keep_label, keep_of  # noqa: E402
-from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
+from ddla_neuro.ddla.selection import RULES  # noqa: E402
+from ddla_neuro.deploy.loading import prepare  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.train import resolve_keep  # noqa: E402
 
@@ -36,18 +38,21 @@ def main() -> None:
     ap.add_argument("checkpoint")
     ap.add_argument("--data-dir")
     ap.add_argument("--keep", help="default: the checkpoint's")
+    ap.add_argument("--selection", choices=tuple(RULES), help="default: the checkpoint's")
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    ckpt = load_checkpoint(args.checkpoint)
-    keep = resolve_keep(args.keep if args.keep else ckpt.meta.get("keep", 0.5), ckpt.net)
-    name, data = checkpoint_dataset(ckpt, None, args.data_dir)
-    x = data.x_test[: args.samples]
-    spec, frames = quantize_run(checkpoint_to_spec(ckpt),
-                                input_frames(ckpt.net, x, torch.Generator().manual_seed(args.seed)))
-    run = simulate(spec, frames, "ddla", keep, record=True)
+    deployed = prepare(DeployOptions(profile="loihi2", checkpoint=args.checkpoint, data_dir=args.data_dir,
+                                     seed=args.seed))
+    spec, meta = deployed.spec, deployed.spec.meta
+    net = load_checkpoint(args.checkpoint).net
+    keep = resolve_keep(args.keep if args.keep else meta.get("keep", 0.5), net)
+    rule = args.selection or meta.get("selection", "topk")
+    frames = deployed.frames[: args.samples]
+    run = simulate(spec, frames, "ddla", deployed.selection(rule, keep), record=True)
     n, steps = len(frames), spec.timesteps
-    print(f"{args.checkpoint} on {len(x)} {name} test samples, k = {keep_label(keep)}, deployed\n")
+    print(f"{args.checkpoint} on {n} {deployed.model['dataset']} test samples, {rule}, k = {keep_label(keep)}, "
+          f"deployed\n")
     print("| layer | k | neurons | with a pending change | median share dropped | lose >= 99% | lose none "
           "| receivers wrong at the last step |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -17,12 +17,14 @@ from .checkpoint import checkpoint_dataset, load_checkpoint
 from .data import DATASETS
 from .ddla.executor import SensitivityStats
 from .ddla.keep import DEFAULT_KEEP, Keep, filters, keep_label
+from .ddla.selection import RULES
 from .ddla.tdd import deltas, xor_changes
-from .errors import run_cli
+from .errors import UserError, run_cli
 from .fileio import atomic_write, atomic_write_json
 from .snn.layers import Neuron
 from .snn.network import SpikingNetwork
 from .train import evaluate, resolve_keep
+from .train_config import trained_rule
 
 
 @torch.no_grad()
@@ -147,12 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     print_table(stats)
     sens = SensitivityStats(values=ckpt.sensitivity)
     seed = meta.get("seed", 0)
+    rule = trained_rule(meta) or "topk"  # a model trained without DDLA runs top-k from its statistics
+    keep = resolve_keep(args.keep if args.keep is not None else meta.get("keep", DEFAULT_KEEP), net)
+    if RULES[rule].neuron_local and keep_label(keep) != keep_label(meta.get("keep", 1.0)):
+        raise UserError(f"{args.checkpoint}'s {rule} thresholds were set for k = {keep_label(meta.get('keep', 1.0))}; "
+                        f"python -m ddla_neuro.deploy --keep {keep_label(keep)} calibrates them for another k")
 
     def events(mode: str, keep: Keep) -> list[float]:
-        return evaluate(net, x, y, 256, torch.device("cpu"), seed, mode, keep, sens)["events_per_timestep"]
+        return evaluate(net, x, y, 256, torch.device("cpu"), seed, mode, keep, sens, rule=rule,
+                        thresholds=meta.get("thresholds"))["events_per_timestep"]
 
     curves = {"dense (spikes)": events("dense", 1.0), "delta (TDD)": events("delta", 1.0)}
-    keep = resolve_keep(args.keep if args.keep is not None else meta.get("keep", DEFAULT_KEEP), net)
     if ckpt.sensitivity and filters(keep):
         curves[f"DDLA (k={keep_label(keep)})"] = events("ddla", keep)
     for label, ys in curves.items():

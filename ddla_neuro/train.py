@@ -59,7 +59,7 @@ def make_generator(device: torch.device, seed: int) -> torch.Generator:
 @torch.no_grad()
 def evaluate(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
              seed: int, mode: str = "dense", keep: Keep = 1.0, stats: SensitivityStats | None = None,
-             loss_fn=None, rule: str = "topk", thresholds: dict[str, int] | None = None) -> dict:
+             loss_fn=None, rule: str = DEFAULT_RULE, thresholds: dict[str, int] | None = None) -> dict:
     """Accuracy on (x, y) transmitting in `mode`, and the per-sample counts (spikes, deltas,
     transmitted, dropped, events) per layer and timestep; with `loss_fn`, also its mean as `loss`.
     DDLA selects with the stored sensitivity statistics and the `rule`'s fixed `thresholds`: no
