@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..ddla.keep import Keep, keep_of
+from ..ddla.keep import Keep, keep_of, ratios
 from ..ddla.selection import RULES, STATE_BITS, THRESHOLD_MAX, Selection, credit_step, neuron_weights, wait_bound
 from .run import RunError
 from .sim import simulate
@@ -53,6 +53,8 @@ def calibrate_selection(spec: NetSpec, frames: np.ndarray, rule: str, keep: Keep
                         device: str = "cpu") -> Selection:
     """The selection of `rule` for the share `keep` (one, or one per population), its thresholds
     set on `frames` (N, T, ...; quantized as `spec` is). A top-k rule needs none."""
+    if any(not 0.0 < k <= 1.0 for k in ratios(keep)):  # the range `keep.parse_keep` reads
+        raise RunError(f"keep ratios must lie in (0, 1], got {keep}")
     if not RULES[rule].neuron_local:
         return Selection(rule, keep)
     if len(frames) == 0:

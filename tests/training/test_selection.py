@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from deploy_nets import convnet, inputs, spec_of
 from ddla_neuro.ddla.selection import (RULES, THRESHOLD_MAX, WEIGHT_MAX, LayerSelection, Selection, SelectionError,
                                        credit_step, neuron_weights, priority_order, topk_step, wait_bound)
+from ddla_neuro.deploy.run import RunError
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.thresholds import calibrate_selection, replay_share
 
@@ -147,3 +148,16 @@ def test_the_calibrated_threshold_is_the_largest_that_sends_the_share_k(rule, ke
         more, pending = replay_share(run.activity[name].reshape(len(frames), spec.timesteps, -1), weights,
                                      threshold + 1, rule)
         assert threshold == THRESHOLD_MAX or more / pending < keep
+
+
+def test_a_calibration_split_that_does_not_fit_is_one_line():
+    net = convnet(seed=1)
+    _, frames = inputs(net, 4)
+    spec = spec_of(net)
+    spec.scores = {p.name: np.ones(p.shape, np.float32) for p in spec.spiking}
+    with pytest.raises(RunError, match=r"frames have shape \(4, 4, 2, 8, 8\), the network takes \(N, 4, 1, 8, 8\)"):
+        calibrate_selection(spec, np.concatenate([frames, frames], axis=2), "uniform", 0.5)
+    with pytest.raises(RunError, match="the calibration split of the DDLA thresholds is empty"):
+        calibrate_selection(spec, frames[:0], "uniform", 0.5)
+    with pytest.raises(RunError, match="keep ratios must lie in"):
+        calibrate_selection(spec, frames, "uniform", 1.5)
