@@ -76,9 +76,11 @@ def check_config(config: TrainConfig) -> TrainConfig:
             raise UserError(f"--keep: {e}") from None
     if not config.spike_penalty >= 0:  # also NaN
         raise UserError(f"--spike-penalty must be a number >= 0, got {config.spike_penalty}")
-    if config.sensitivity == "label-gradient" and config.selection not in (None, "topk"):
-        raise UserError(f"--sensitivity label-gradient ranks a whole layer per sample: it runs with --selection topk, "
-                        f"not {config.selection}")
+    if config.sensitivity == "label-gradient":  # a ranking of the whole layer per sample: top-k's
+        if config.selection not in (None, "topk"):
+            raise UserError(f"--sensitivity label-gradient ranks a whole layer per sample: it runs with --selection "
+                            f"topk, not {config.selection}")
+        config = replace(config, selection="topk")
     if not 0.0 <= config.stats_momentum < 1.0:
         raise UserError(f"--stats-momentum must lie in [0, 1), got {config.stats_momentum}")
     if config.init and config.resume:
