@@ -5,7 +5,7 @@ docs/RESULTS.md.
 
     OMP_NUM_THREADS=1 python benchmarks/pareto.py [--model convnet] [--dataset npz]
         [--data-dir ../shared/data/cifar10-dev/cifar10_dev.npz] [--timesteps 6] [--start-epochs 5 | --start CKPT]
-        [--epochs 5] [--penalties 3,10,30] [--rules patience,integral,uniform,topk] [--keeps 0.7,0.5,0.3]
+        [--epochs 5] [--penalties 3,10,30] [--rules uniform,integral,patience,topk] [--keeps 0.7,0.5,0.3]
         [--ddla-args "..."] [--seed 0] [--runs runs/pareto] [--json FILE] [--png FILE]
 
 Every method starts from one baseline (trained --start-epochs epochs here, or --start, a
@@ -25,7 +25,8 @@ measured; where no k of that model reaches it, the floor is the model's own loss
 minus --floor-drop, and the table says so), and every figure is measured on the other half. The
 "vs curve" columns are a row's accuracy minus the spike-penalised baseline's curve sent as deltas
 (TDD and every "+ TDD" row, linear between them) at the row's events and at its dynamic energy
-(empty outside the curve's range). Figures are per inference, in Loihi fixed point with the fast
+(outside the curve's range: a row that dominates its cheapest point, or is dominated by its
+dearest, gets the difference; others stay empty). Figures are per inference, in Loihi fixed point with the fast
 simulator (bit-exact with Lava), costed on --profile. A run whose directory already holds its
 summary (the same command) is not trained again.
 """
@@ -101,16 +102,20 @@ def validation_accuracy(split: Split, mode: str, selection: Selection | None = N
 
 def curve_margin(rows: list[tuple[str, dict]], p: dict, key: str) -> float | None:
     """p's accuracy minus the spike-penalised baseline's curve sent as deltas (TDD and the
-    "+ TDD" rows: their upper frontier, linear between its points) at p's `key`; None outside the
-    curve's range."""
+    "+ TDD" rows: their upper frontier, linear between its points) at p's `key`. Outside the
+    curve's range only dominance says something: a point with fewer events (less energy) than the
+    curve's cheapest and more accuracy is above it by at least the difference, one with more than
+    its dearest and less accuracy below it; else None."""
     pts = sorted((r[key], r["accuracy"]) for name, r in rows if name.startswith("TDD") or name.endswith("+ TDD"))
     frontier = [pts[0]]
     for x, y in pts[1:]:  # more events (energy) never buys less accuracy on the frontier
         if y > frontier[-1][1]:
             frontier.append((x, y))
     xs, ys = zip(*frontier)
-    if not xs[0] <= p[key] <= xs[-1] and len(xs) > 1:
-        return None
+    if p[key] < xs[0]:
+        return p["accuracy"] - ys[0] if p["accuracy"] > ys[0] else None
+    if p[key] > xs[-1]:
+        return p["accuracy"] - ys[-1] if p["accuracy"] < ys[-1] else None
     return p["accuracy"] - float(np.interp(p[key], xs, ys))
 
 
@@ -124,7 +129,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--start", help="a baseline checkpoint to start every method from (instead of --start-epochs)")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--penalties", default="3,10,30")
-    ap.add_argument("--rules", default="patience,integral,uniform,topk",
+    ap.add_argument("--rules", default="uniform,integral,patience,topk",
                     help="DDLA's selection rules, the first one the default's")
     ap.add_argument("--keeps", default="0.7,0.5,0.3")
     ap.add_argument("--floor-drop", type=float, default=1.0,

@@ -62,7 +62,7 @@ RULES = {r.name: r for r in (
     Rule("uniform", True, False, False, "integral with one weight for all neurons (no sensitivity)"),
     Rule("topk", False, True, False, "the ceil(k n) most sensitive pending changes of the layer (a layer-wide sort)"),
 )}
-DEFAULT_RULE = "patience"
+DEFAULT_RULE = "uniform"  # the best of the rules on benchmarks/pareto.py (docs/RESULTS.md)
 
 
 class SelectionError(ValueError):

@@ -40,7 +40,7 @@ def _scored(net):
     return spec, SensitivityStats(values={k: torch.as_tensor(v) for k, v in spec.scores.items()})
 
 
-@pytest.mark.parametrize("rule", ["patience", "topk"])
+@pytest.mark.parametrize("rule", ["uniform", "patience", "topk"])
 def test_per_layer_k_in_the_simulator_equals_the_torch_executor(rule):
     net = convnet(seed=1)
     x, frames = inputs(net, 16)

@@ -11,7 +11,7 @@ from ddla_neuro.deploy.ir import network_to_nir, nir_to_spec
 from ddla_neuro.snn.functional import if_parameters, lif_parameters
 from ddla_neuro.snn.layers import Neuron, Residual, Sequential, Stateless, conv_bn
 from ddla_neuro.snn.network import SpikingNetwork
-from ddla_neuro.ddla.selection import Selection
+from ddla_neuro.ddla.selection import DEFAULT_RULE, Selection
 from ddla_neuro.deploy.spec import NEURON_KINDS, NetSpec
 from ddla_neuro.zoo import build_model
 
@@ -110,7 +110,7 @@ def random_scores(spec: NetSpec, seed: int = 0) -> NetSpec:
 SELECTIONS = ("patience", "integral", "uniform", "topk")  # every DDLA rule, for the tests that run them all
 
 
-def selection(spec: NetSpec, rule: str = "patience", keep: float = 0.5, threshold: int = 24) -> Selection:
+def selection(spec: NetSpec, rule: str = DEFAULT_RULE, keep: float = 0.5, threshold: int = 24) -> Selection:
     """A DDLA selection for tests: top-k at `keep`, or a neuron-local rule with every spiking
     population at `threshold` (a neuron of its layer's mean sensitivity waits a step before it
     sends); k = 1 filters nothing."""

@@ -222,7 +222,7 @@ def test_a_resumed_ddla_run_carries_its_thresholds_and_eval_runs_it_as_trained(t
     assert r.returncode == 0, r.stderr
     ev = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert (ev["test_accuracy"], ev["events_per_sample"]) == (summary["test_accuracy"], summary["events_per_sample"])
-    for argv, needle in ((["--selection", "topk"], "was trained with the patience selection"),
+    for argv, needle in ((["--selection", "topk"], "was trained with the uniform selection"),
                          (["--keep", "0.7"], "thresholds were set for k = 0.4")):
         bad = run_module("ddla_neuro.train", "--eval", str(full / "model.pt"), *argv, "--out", str(tmp_path / "bad"))
         assert bad.returncode == 2 and needle in bad.stderr and "python -m ddla_neuro.deploy" in bad.stderr
