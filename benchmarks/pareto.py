@@ -13,9 +13,10 @@ checkpoint trained elsewhere) and trains --epochs more from it with a fresh opti
 schedule (`train --init`): the baseline itself, the baseline with an L1 penalty on spikes
 (`--spike-penalty W`, each W of --penalties), and DDLA with each selection rule of --rules at
 each k of --keeps (the first rule is the one the energy-aware k and the "without its filter"
-rows use). TDD is the baseline's network sending lossless deltas, and so is each penalised one
-("+ TDD"). A DDLA model runs with the selection it was trained with (a neuron-local rule: its
-trained thresholds).
+rows use), and the control: DDLA's training path at k = 1 (single steps, the statistics, the
+loss weight lambda; nothing filtered), sent as lossless deltas. TDD is the baseline's network
+sending lossless deltas, and so is each penalised one ("+ TDD"). A DDLA model runs with the
+selection it was trained with (a neuron-local rule: its trained thresholds).
 
 The test split is cut in two at random (seeded): the energy-aware k is chosen on one half (the
 validation split: the cheapest per-layer k on the profile whose accuracy is at least the
@@ -169,6 +170,8 @@ def main() -> None:
         for k in keeps:
             models[f"{rule} {k}"] = train(runs / f"ddla-{rule}-{k}{variant}",
                                           [*tune, "--method", "ddla", "--selection", rule, "--keep", k, *ddla_args])
+    # the control: DDLA's training path (single steps, the statistics, lambda) with nothing filtered
+    models["ddla 1"] = train(runs / f"ddla-1{variant}", [*tune, "--method", "ddla", "--keep", "1", *ddla_args])
     splits = {name: Split(path, args.data_dir, args.seed, args.profile) for name, path in models.items()}
 
     rows = [("baseline", point(splits["baseline"], "dense", None, profile)),
@@ -180,6 +183,7 @@ def main() -> None:
         for k in keeps:
             rows.append((f"DDLA {rule} k = {k}", point(splits[f"{rule} {k}"], "ddla", splits[f"{rule} {k}"].trained(),
                                                        profile)))
+    rows.append(("DDLA k = 1 (its training path, nothing filtered)", point(splits["ddla 1"], "delta", None, profile)))
     for k in keeps:  # what DDLA's fine-tuning did to the network itself
         rows.append((f"DDLA {rules[0]} k = {k} model without its filter",
                      point(splits[f"{rules[0]} {k}"], "delta", None, profile)))
