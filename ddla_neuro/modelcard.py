@@ -9,8 +9,8 @@ from pathlib import Path
 from .errors import UserError, run_cli
 from .fileio import atomic_write_text
 
-FIELDS = ("model", "dataset", "timesteps", "neuron", "encoding", "loss", "init", "epochs", "method", "keep", "lam",
-          "sensitivity", "warmup_epochs", "seed")
+FIELDS = ("model", "dataset", "timesteps", "neuron", "encoding", "loss", "init", "epochs", "method", "selection",
+          "keep", "thresholds", "lam", "sensitivity", "warmup_epochs", "seed")
 
 
 def model_card(summary: dict, command: str) -> str:
