@@ -230,7 +230,8 @@ def train(config: TrainConfig, device: torch.device, rank: int, world: int) -> i
         loss, acc = train_epoch(run, gen, show_progress=rank == 0, desc=f"epoch {epoch + 1}/{config.epochs}")
         run.sched.step()
         if rank == 0:
-            history.append(_epoch_row(run, config, epoch, loss, acc, eval_mode, eval_keep, te))
+            epoch_keep = run.ddla.keep if run.ddla else eval_keep  # the k its thresholds were steered to
+            history.append(_epoch_row(run, config, epoch, loss, acc, eval_mode, epoch_keep, te))
             save_checkpoint(out / "model.pt", net, {**meta, **_thresholds(run), "epoch": epoch + 1,
                                                     "test_accuracy": history[-1]["test_accuracy"]},
                             extra={"epoch": epoch + 1, "optimizer": run.opt.state_dict(),

@@ -87,6 +87,10 @@ def check_config(config: TrainConfig) -> TrainConfig:
         raise UserError("--init starts a new run from a checkpoint's weights, --resume continues one: give one")
     if config.warmup_epochs < 0:
         raise UserError(f"--warmup-epochs must be >= 0, got {config.warmup_epochs}")
+    if config.warmup_epochs and config.warmup_epochs >= config.epochs:
+        # the thresholds of the target k are steered only in epochs that train at it
+        raise UserError(f"--warmup-epochs ({config.warmup_epochs}) must be fewer than --epochs ({config.epochs}): "
+                        f"the last epoch trains at the target --keep")
     if not 0.0 <= config.lam <= 1.0:
         raise UserError(f"--lam must lie in [0, 1], got {config.lam}")
     if config.ddp_timeout <= 0:

@@ -62,6 +62,8 @@ def test_the_config_holds_every_flag_and_what_a_checkpoint_fixes(trained_digits)
     assert check_config(TrainConfig(keep="0.7:0.3")).keep == [0.7, 0.3]
     with pytest.raises(UserError, match=r"--lam must lie in \[0, 1\], got 2.0"):
         check_config(TrainConfig(lam=2.0))
+    with pytest.raises(UserError, match=r"--warmup-epochs \(3\) must be fewer than --epochs \(3\)"):
+        check_config(TrainConfig(epochs=3, warmup_epochs=3))
 
 
 def test_resume_continues_where_it_stopped(tmp_path):
