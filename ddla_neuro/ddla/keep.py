@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 Keep = float | dict[str, float]
-DEFAULT_KEEP = 0.5  # the trainer's k when none is given: chosen by a sweep on digits at T = 6 (docs/RESULTS.md)
+DEFAULT_KEEP = 0.3  # the trainer's k when none is given: the uniform rule's best in pareto.py (docs/RESULTS.md)
 
 
 class KeepError(ValueError):

@@ -48,7 +48,9 @@ def test_shipped_model_spikes_as_our_simulator():
                                 input_frames(ckpt.net, data.x_test[:2], torch.Generator().manual_seed(0)))
     run = assert_same_spikes(spec, frames)
     assert set(run.extra) == {"bias:2", "bias:6"} and run.fill == spec.latency == 3 and run.energy["total"] > 0
-    assert run.extra["bias:6"] == (6 * 512, 6 * 2, "loihi_conv_synapse")  # all 512 have a bias, on 2 cores
+    biased = int(np.count_nonzero(np.asarray(spec.population("6").bias).reshape(-1)))
+    assert biased > 400  # most of the 512 neurons have a bias: the count below is not vacuous
+    assert run.extra["bias:6"] == (6 * biased, 6 * 2, "loihi_conv_synapse")  # one spike per step each, on 2 cores
     assert run.energy["total"] == pytest.approx(sum(run.energy[k] for k in ("synapse", "dendrite", "soma", "network")))
 
 
