@@ -17,10 +17,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
-from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
+from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
+from ddla_neuro.deploy.loading import prepare  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
+from ddla_neuro.train_config import trained_rule  # noqa: E402
 
 
 def main() -> None:
@@ -28,19 +29,19 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default=str(ROOT / "models" / "digits-convnet-ddla" / "model.pt"))
     ap.add_argument("--keep", type=float, help="DDLA keep ratio (default: the checkpoint's)")
     args = ap.parse_args()
-    ckpt = load_checkpoint(args.checkpoint)
-    keep = args.keep if args.keep is not None else ckpt.meta.get("keep", 1.0)
-    _, data = checkpoint_dataset(ckpt)
-    frames = input_frames(ckpt.net, data.x_test)
-    labels = data.y_test.numpy()
-    spec = checkpoint_to_spec(ckpt)
+    meta = load_checkpoint(args.checkpoint).meta
+    keep = args.keep if args.keep is not None else meta.get("keep", 1.0)
+    rule = trained_rule(meta) or "topk"  # a model trained without DDLA ranks by its statistics
     print(f"{'precision':>10} {'mode':>6} {'accuracy':>9} {'events/sample (spiking layers)':>31} {'SOPs/sample':>12}"
           f" {'wall':>8}")
-    for precision, s in (("float", spec), ("fixed", quantize(spec))):
-        f = quantize_input(frames, s) if s.fixed else frames
+    for precision in ("float", "fixed"):
+        deployed = prepare(DeployOptions(profile="loihi2", checkpoint=args.checkpoint, fixed=precision == "fixed"))
+        labels = deployed.labels
+        # the checkpoint's thresholds at its own rule and k, else set on training samples
+        selection = deployed.selection(rule, keep)
         for mode in ("dense", "delta", "ddla"):
             t0 = time.perf_counter()
-            r = simulate(s, f, mode, keep if mode == "ddla" else 1.0)
+            r = simulate(deployed.spec, deployed.frames, mode, selection if mode == "ddla" else None)
             wall = time.perf_counter() - t0
             events = r.counts.total("events", skip=("input",)) / len(labels)
             sops = r.counts.total("sops") / len(labels)

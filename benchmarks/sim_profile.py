@@ -33,6 +33,8 @@ from ddla_neuro.deploy.ir import input_frames  # noqa: E402
 from ddla_neuro.deploy import sim  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.deploy.spec import NetSpec  # noqa: E402
+from ddla_neuro.deploy.thresholds import calibrate_selection  # noqa: E402
+from ddla_neuro.ddla.selection import DEFAULT_RULE  # noqa: E402
 from ddla_neuro.errors import UserError  # noqa: E402
 
 NETWORKS = ("digits", "mlp", "convnet28", "vgg", "resnet19", "sdt")
@@ -73,11 +75,12 @@ def main() -> None:
     if args.mode == "ddla":
         rng = np.random.default_rng(0)
         spec.scores = {p.name: rng.random(p.shape).astype(np.float32) for p in spec.spiking}
-    keep = 0.5 if args.mode == "ddla" else 1.0
+    # DDLA: the default rule, its thresholds set on the first samples to send half the changes
+    selection = calibrate_selection(spec, frames[:256], DEFAULT_RULE, 0.5) if args.mode == "ddla" else None
 
     def run() -> float:
         t0 = time.perf_counter()
-        simulate(spec, frames, args.mode, keep, batch_size=args.batch)
+        simulate(spec, frames, args.mode, selection, batch_size=args.batch)
         return args.samples / (time.perf_counter() - t0)
 
     run()  # warm-up: priorities sorted, the heap grown
@@ -106,22 +109,21 @@ def main() -> None:
 
 
 def selection_time(run, samples: int, batch: int) -> dict:
-    """DDLA's selection and send (`_Population.ddla_send`) in one run, timed around each call:
+    """DDLA's selection and send (`_Sender.send`, each step's) in one run, timed around each call:
     ms per batch and share of the run."""
     seconds = [0.0]
-    send = sim._Population.ddla_send
+    send = sim._Sender.send
 
-    def timed(pop, *args):
+    def timed(sender, *args):
         t0 = time.perf_counter()
-        held = send(pop, *args)
+        send(sender, *args)
         seconds[0] += time.perf_counter() - t0
-        return held
 
-    sim._Population.ddla_send = timed
+    sim._Sender.send = timed
     try:
         run_seconds = samples / run()
     finally:
-        sim._Population.ddla_send = send
+        sim._Sender.send = send
     figures = {"ms_per_batch": 1e3 * seconds[0] / -(-samples // batch), "share": seconds[0] / run_seconds}
     print(f"DDLA's selection and send: {figures['ms_per_batch']:.2f} ms per batch of {batch}, "
           f"{100 * figures['share']:.1f}% of a run timed around each call")

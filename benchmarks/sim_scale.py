@@ -4,7 +4,7 @@
                                    [--json PATH]
 
 For each network (random weights scaled so that every layer spikes, fixed point, random
-images): samples/s of `simulate` in dense, delta and ddla (k = 0.5, random statistics) mode,
+images): samples/s of `simulate` in dense, delta and ddla (the default rule, k = 0.5, its thresholds set on the frames) mode,
 and of the network's own eval forward (multi-step, float32, the same batch, the same device)
 measured right before each mode, in one process, each the fastest of its passes (at least
 two, and at least a second of them); and the peak memory after the network's runs: the
@@ -37,6 +37,8 @@ from ddla_neuro.deploy.quant import quantize, quantize_input  # noqa: E402
 from ddla_neuro.deploy.run import gib  # noqa: E402
 from ddla_neuro.deploy.sim import device_memory, estimate_peak_bytes, simulate  # noqa: E402
 from ddla_neuro.deploy.spec import NetSpec  # noqa: E402
+from ddla_neuro.deploy.thresholds import calibrate_selection  # noqa: E402
+from ddla_neuro.ddla.selection import DEFAULT_RULE  # noqa: E402
 from ddla_neuro.devices import DEVICES, select_device  # noqa: E402
 from ddla_neuro.errors import UserError  # noqa: E402
 from ddla_neuro.zoo import build_model  # noqa: E402
@@ -114,10 +116,12 @@ def measure(name: str, samples: int, batch: int, timesteps: int, device: torch.d
                 net.run(x[i:i + batch])
         sync(device)
 
+    # DDLA: the default rule, its thresholds set on these frames to send half the changes
+    selection = calibrate_selection(spec, frames, DEFAULT_RULE, 0.5)
     rows = []
     for mode in MODES:  # the forward measured next to each mode: a slow spell falls on both
         torch_rate = best_rate(forward, samples)
-        rate = best_rate(lambda mode=mode: simulate(spec, frames, mode, 0.5 if mode == "ddla" else 1.0,
+        rate = best_rate(lambda mode=mode: simulate(spec, frames, mode, selection if mode == "ddla" else None,
                                                     batch_size=batch, device=device), samples)
         rows.append({"network": name, "mode": mode, "device": device.type, "batch": batch, "samples_per_s": rate,
                      "torch_forward_samples_per_s": torch_rate, "peak_rss_mb": peak_mb(device)})

@@ -40,10 +40,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import checkpoint_dataset, load_checkpoint  # noqa: E402
-from ddla_neuro.deploy.ir import checkpoint_to_spec, input_frames  # noqa: E402
-from ddla_neuro.deploy.quant import quantize_run  # noqa: E402
+from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
+from ddla_neuro.deploy.loading import prepare  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
+from ddla_neuro.train_config import trained_rule  # noqa: E402
 
 DEPLOY_MODE = {"baseline": "dense", "baseline-ft": "dense", "tdd": "delta", "ddla": "ddla"}
 
@@ -73,12 +74,12 @@ def call(cmd: list[str]) -> None:
 
 def deployed(checkpoint: Path, method: str, keep: float) -> dict:
     """Accuracy, events (spiking layers) and SOPs per sample of the Loihi fixed-point network."""
-    ckpt = load_checkpoint(checkpoint)
-    _, data = checkpoint_dataset(ckpt)
-    spec, frames = quantize_run(checkpoint_to_spec(ckpt), input_frames(ckpt.net, data.x_test))
-    r = simulate(spec, frames, DEPLOY_MODE[method], keep)
-    n = len(data.y_test)
-    return {"deployed_accuracy": float(np.mean(r.predictions == data.y_test.numpy())),
+    deployed = prepare(DeployOptions(profile="loihi2", checkpoint=str(checkpoint)))
+    rule = trained_rule(load_checkpoint(checkpoint).meta)
+    selection = deployed.selection(rule, keep) if DEPLOY_MODE[method] == "ddla" else None
+    r = simulate(deployed.spec, deployed.frames, DEPLOY_MODE[method], selection)
+    n = len(deployed.labels)
+    return {"deployed_accuracy": float(np.mean(r.predictions == deployed.labels)),
             "deployed_events_per_sample": r.counts.total("events", skip=("input",)) / n,
             "deployed_sops_per_sample": r.counts.total("sops") / n}
 
