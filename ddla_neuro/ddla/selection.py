@@ -148,10 +148,9 @@ def credit_step(waiting, credit, weight, threshold: int, clears: bool):
     send = waiting * (credit - (threshold - 1)).clip(0, 1)
     if clears:
         return send, credit * (waiting - send)
-    credit = credit - threshold * send
     # at most theta is kept (a weight above theta would otherwise pile credit up): it sends at the
     # next pending change either way
-    return send, credit - (credit - threshold).clip(0, None)
+    return send, (credit - threshold * send).clip(None, threshold)
 
 
 def priority_order(scores) -> tuple[np.ndarray, np.ndarray]:
