@@ -4,7 +4,8 @@
                                    [--json PATH]
 
 For each network (random weights scaled so that every layer spikes, fixed point, random
-images): samples/s of `simulate` in dense, delta and ddla (the default rule, k = 0.5, its thresholds set on the frames) mode,
+images): samples/s of `simulate` in dense, delta and ddla (the default rule, k = 0.5, its
+thresholds set on the frames) mode,
 and of the network's own eval forward (multi-step, float32, the same batch, the same device)
 measured right before each mode, in one process, each the fastest of its passes (at least
 two, and at least a second of them); and the peak memory after the network's runs: the
