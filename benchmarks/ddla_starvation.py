@@ -28,7 +28,7 @@ from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.ddla.keep import keep_label, keep_of  # noqa: E402
 from ddla_neuro.ddla.selection import RULES  # noqa: E402
 from ddla_neuro.deploy.loading import prepare  # noqa: E402
-from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, pick_rule  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
 from ddla_neuro.train import resolve_keep  # noqa: E402
 
@@ -42,12 +42,13 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    deployed = prepare(DeployOptions(profile="loihi2", checkpoint=args.checkpoint, data_dir=args.data_dir,
-                                     seed=args.seed))
+    options = DeployOptions(profile="loihi2", checkpoint=args.checkpoint, data_dir=args.data_dir, seed=args.seed,
+                            selection=args.selection)
+    deployed = prepare(options)
     spec, meta = deployed.spec, deployed.spec.meta
     net = load_checkpoint(args.checkpoint).net
     keep = resolve_keep(args.keep if args.keep else meta.get("keep", 0.5), net)
-    rule = args.selection or meta.get("selection", "topk")
+    rule = pick_rule(options, deployed.model)
     frames = deployed.frames[: args.samples]
     run = simulate(spec, frames, "ddla", deployed.selection(rule, keep), record=True)
     n, steps = len(frames), spec.timesteps

@@ -17,11 +17,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.deploy.loading import prepare  # noqa: E402
-from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, pick_rule  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
-from ddla_neuro.train_config import trained_rule  # noqa: E402
 
 
 def main() -> None:
@@ -29,16 +27,15 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default=str(ROOT / "models" / "digits-convnet-ddla" / "model.pt"))
     ap.add_argument("--keep", type=float, help="DDLA keep ratio (default: the checkpoint's)")
     args = ap.parse_args()
-    meta = load_checkpoint(args.checkpoint).meta
-    keep = args.keep if args.keep is not None else meta.get("keep", 1.0)
-    rule = trained_rule(meta) or "topk"  # a model trained without DDLA ranks by its statistics
     print(f"{'precision':>10} {'mode':>6} {'accuracy':>9} {'events/sample (spiking layers)':>31} {'SOPs/sample':>12}"
           f" {'wall':>8}")
     for precision in ("float", "fixed"):
-        deployed = prepare(DeployOptions(profile="loihi2", checkpoint=args.checkpoint, fixed=precision == "fixed"))
+        options = DeployOptions(profile="loihi2", checkpoint=args.checkpoint, fixed=precision == "fixed")
+        deployed = prepare(options)
         labels = deployed.labels
-        # the checkpoint's thresholds at its own rule and k, else set on training samples
-        selection = deployed.selection(rule, keep)
+        keep = args.keep if args.keep is not None else deployed.model["trained_keep"] or 1.0
+        # the deploy command's rule; the checkpoint's thresholds at its own rule and k, else set on training samples
+        selection = deployed.selection(pick_rule(options, deployed.model), keep)
         for mode in ("dense", "delta", "ddla"):
             t0 = time.perf_counter()
             r = simulate(deployed.spec, deployed.frames, mode, selection if mode == "ddla" else None)

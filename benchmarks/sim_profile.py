@@ -83,7 +83,7 @@ def main() -> None:
         simulate(spec, frames, args.mode, selection, batch_size=args.batch)
         return args.samples / (time.perf_counter() - t0)
 
-    run()  # warm-up: priorities sorted, the heap grown
+    run()  # warm-up: the heap grown
     plain = max(run(), run())
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         profiled = run()

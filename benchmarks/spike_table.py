@@ -40,11 +40,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ddla_neuro.checkpoint import load_checkpoint  # noqa: E402
 from ddla_neuro.deploy.loading import prepare  # noqa: E402
-from ddla_neuro.deploy.pipeline import DeployOptions  # noqa: E402
+from ddla_neuro.deploy.pipeline import DeployOptions, pick_rule  # noqa: E402
 from ddla_neuro.deploy.sim import simulate  # noqa: E402
-from ddla_neuro.train_config import trained_rule  # noqa: E402
 
 DEPLOY_MODE = {"baseline": "dense", "baseline-ft": "dense", "tdd": "delta", "ddla": "ddla"}
 
@@ -74,12 +72,13 @@ def call(cmd: list[str]) -> None:
 
 def deployed(checkpoint: Path, method: str, keep: float) -> dict:
     """Accuracy, events (spiking layers) and SOPs per sample of the Loihi fixed-point network."""
-    deployed = prepare(DeployOptions(profile="loihi2", checkpoint=str(checkpoint)))
-    rule = trained_rule(load_checkpoint(checkpoint).meta)
-    selection = deployed.selection(rule, keep) if DEPLOY_MODE[method] == "ddla" else None
-    r = simulate(deployed.spec, deployed.frames, DEPLOY_MODE[method], selection)
-    n = len(deployed.labels)
-    return {"deployed_accuracy": float(np.mean(r.predictions == deployed.labels)),
+    options = DeployOptions(profile="loihi2", checkpoint=str(checkpoint))
+    deployment = prepare(options)
+    mode = DEPLOY_MODE[method]
+    selection = deployment.selection(pick_rule(options, deployment.model), keep) if mode == "ddla" else None
+    r = simulate(deployment.spec, deployment.frames, mode, selection)
+    n = len(deployment.labels)
+    return {"deployed_accuracy": float(np.mean(r.predictions == deployment.labels)),
             "deployed_events_per_sample": r.counts.total("events", skip=("input",)) / n,
             "deployed_sops_per_sample": r.counts.total("sops") / n}
 

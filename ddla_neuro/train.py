@@ -230,8 +230,7 @@ def train(config: TrainConfig, device: torch.device, rank: int, world: int) -> i
         loss, acc = train_epoch(run, gen, show_progress=rank == 0, desc=f"epoch {epoch + 1}/{config.epochs}")
         run.sched.step()
         if rank == 0:
-            epoch_keep = run.ddla.keep if run.ddla else eval_keep  # the k its thresholds were steered to
-            history.append(_epoch_row(run, config, epoch, loss, acc, eval_mode, epoch_keep, te))
+            history.append(_epoch_row(run, config, epoch, loss, acc, eval_mode, te))
             save_checkpoint(out / "model.pt", net, {**meta, **_thresholds(run), "epoch": epoch + 1,
                                                     "test_accuracy": history[-1]["test_accuracy"]},
                             extra={"epoch": epoch + 1, "optimizer": run.opt.state_dict(),
@@ -306,9 +305,11 @@ def _thresholds(run: TrainRun) -> dict:
     return {"thresholds": run.ddla.thresholds.thresholds()} if run.ddla and run.ddla.rule.neuron_local else {}
 
 
-def _epoch_row(run: TrainRun, config: TrainConfig, epoch: int, loss: float, acc: float, mode: str, keep: Keep,
+def _epoch_row(run: TrainRun, config: TrainConfig, epoch: int, loss: float, acc: float, mode: str,
                started: float) -> dict:
-    """Evaluates the epoch's network, prints its line and returns its history row."""
+    """Evaluates the epoch's network at the epoch's k (the one its thresholds were steered to),
+    prints its line and returns its history row."""
+    keep = run.ddla.keep if run.ddla else 1.0
     test = evaluate(run.net, run.data.x_test, run.data.y_test, 256, run.device, config.seed, mode, keep, run.stats,
                     **_selection(run))
     row = {"epoch": epoch + 1, "loss": loss, "train_accuracy": acc}
@@ -316,12 +317,12 @@ def _epoch_row(run: TrainRun, config: TrainConfig, epoch: int, loss: float, acc:
     if run.ddla is not None and run.ddla.source == "label-gradient":
         # the running accuracy saw label-chosen deltas: measure the inference one
         honest = evaluate(run.net, run.data.x_train, run.data.y_train, 256, run.device, config.seed, mode,
-                          run.ddla.keep, run.stats, run.loss_fn, **_selection(run))
+                          keep, run.stats, run.loss_fn, **_selection(run))
         row.update(train_accuracy_label_ranked=acc, train_accuracy=honest["accuracy"],
                    train_model_loss=honest["loss"])
         train_acc = f"train_acc {honest['accuracy']:.4f} (label-ranked {acc:.4f})"
     if run.ddla is not None:
-        row["keep"] = run.ddla.keep
+        row["keep"] = keep
     row.update(test_accuracy=test["accuracy"], events_per_sample=test["events_per_sample"],
                epoch_s=time.time() - started)
     print(f"epoch {epoch + 1:3d}/{config.epochs}  loss {loss:.4f}  {train_acc}  "
