@@ -202,6 +202,7 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
         raise UserError(f"--energy-target is joules per inference, > 0 (3e-5 for 30 uJ), got {options.energy_target}")
     deployment = prepare(options)
     spec, frames, labels, model = deployment.spec, deployment.frames, deployment.labels, deployment.model
+    labels = None if spec.silent_readout else labels  # its logits carry no class: no accuracy
     if options.backend == "lava":
         check_lava_mappable(spec)
     modes, keeps = pick_runs(options, spec, model)
@@ -276,6 +277,9 @@ def _choose_keep(options: DeployOptions, spec: NetSpec, frames: np.ndarray, labe
     if "ddla" not in modes or not spec.scores:
         raise UserError(f"{what} chooses DDLA's k: it needs the ddla mode and a model with DDLA statistics "
                         "(a checkpoint trained with --method ddla)")
+    if spec.silent_readout:
+        raise UserError(f"{what} measures accuracy, and the network's last layer never fires (lava-dl's host reads "
+                        f"its voltage): it has none to measure")
     if labels is None:
         raise UserError(f"{what} measures accuracy: it needs labelled data (--dataset), not --frames")
     n = len(frames)
@@ -305,7 +309,8 @@ def _check_stream_options(options: DeployOptions) -> None:
 
 
 def _accuracy(result, labels: np.ndarray | None) -> float | None:
-    """Top-1 accuracy of the time-averaged logits; None without labels (frames given as they are)."""
+    """Top-1 accuracy of the time-averaged logits; None without labels (frames given as they are,
+    or a readout of a layer that never fires: `NetSpec.silent_readout`)."""
     return None if labels is None else float(np.mean(result.predictions == labels))
 
 

@@ -77,7 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ops import op_gain, projection_fanout, reset_due
+from .ops import SATURATION, op_gain, projection_fanout, reset_due
 
 OP_KINDS = ("conv2d", "linear", "sumpool2d", "flatten", "scale")
 WEIGHTED = ("conv2d", "linear", "scale")
@@ -213,6 +213,14 @@ class NetSpec:
     @property
     def readout(self) -> Population:
         return self.populations[-1]
+
+    @property
+    def silent_readout(self) -> bool:
+        """Whether the host reads a cuba layer that never fires in fixed point (its threshold at or
+        above the voltage's saturation: lava-dl's output integrator, PilotNet's steering neuron):
+        lava-dl's host reads its voltage, which is not the readout here, so its logits carry no class."""
+        source = self.populations[-2] if self.readout.host and len(self.populations) > 1 else None
+        return bool(self.fixed and source is not None and source.kind == "cuba" and source.v_th >= SATURATION - 1)
 
     @property
     def senders(self) -> list[Population]:

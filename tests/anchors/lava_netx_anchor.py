@@ -7,7 +7,7 @@ lava-dl's tests and tutorials feed it. Run through `isolation.run_isolated`.
 
 JOB holds one of (our layout, channels first):
 - `spikes` (T, C, H, W) or (T, n): input spikes from a `RingBuffer` into `net.inp`;
-- `bias` (C, H, W): the frame as the input layer's bias mantissa (`in_layer.neuron.bias_mant`);
+- `bias` (C, H, W) or (n,): the frame as the input layer's bias mantissa (`in_layer.neuron.bias_mant`);
 - `graded` (T, C, H, W): integers from a `RingBuffer` into the input layer's `neuron.a_in`;
 - `host` (T, C, H, W): integers through Lava's `DeltaEncoder` (threshold `v_th`, spike_exp 6) into
   `net.inp` of the network built with `skip_layers=1` (lava-dl's PilotNet SDNN encoder on the CPU);
@@ -57,7 +57,8 @@ def build(net_file: str, job: dict) -> tuple[netx.hdf5.Network, int, list]:
         return net, 0, [source]
     net = netx.hdf5.Network(net_config=net_file, **kwargs)
     if "bias" in job:
-        net.in_layer.neuron.bias_mant.init = job["bias"].transpose(2, 1, 0).astype(int)
+        bias = job["bias"]  # (C, H, W) -> Lava's (W, H, C); a flat layer's (n,) as it is
+        net.in_layer.neuron.bias_mant.init = (bias.T if bias.ndim == 3 else bias).astype(int)
         return net, 0, []
     source = Source(data=lava_layout(job["graded"]).astype(np.int32))
     source.s_out.connect(net.in_layer.neuron.a_in)

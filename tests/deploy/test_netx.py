@@ -26,26 +26,8 @@ from ddla_neuro.errors import run_cli
 from ddla_neuro.snn.encoders import if_rate
 
 slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
-from netx_nets import (CUBA, FIXTURE, T, bias_net, conv_net, edit, export, graded, lava_dl_blocks,  # noqa: E402
-                       lava_dl_run, sdnn_net, spikes)
-
-
-def assert_same_spikes(spec, sim, reference: list[np.ndarray], skip: int = 0) -> None:
-    """Our simulator's spikes of every population equal the reference's, over the steps both have."""
-    for pop, ref in zip(spec.spiking[skip:], reference):
-        ours = sim.sent[pop.name].reshape(ref.shape[0], -1, *pop.shape)[:, :ref.shape[1]]
-        np.testing.assert_array_equal(ours, ref, err_msg=pop.name)
-        assert ref.sum() > 0, pop.name
-
-
-def assert_lava_equals_simulator(spec, frames: np.ndarray, modes=("dense", "delta"), batch: int = 1) -> None:
-    """Our Lava processes: the simulator's logits, counters and every population's activity."""
-    for mode in modes:
-        sim, lava = simulate(spec, frames, mode, record=True), run_lava(spec, frames, mode, batch=batch, record=True)
-        np.testing.assert_array_equal(lava.logits, sim.logits)
-        assert lava.counts.to_dict() == sim.counts.to_dict()
-        for name, values in sim.activity.items():
-            np.testing.assert_array_equal(lava.activity[name], values, err_msg=f"{mode} {name}")
+from netx_nets import (CUBA, FIXTURE, T, assert_lava_equals_simulator, assert_same_spikes, bias_net,  # noqa: E402
+                       conv_net, edit, export, graded, lava_dl_blocks, lava_dl_run, sdnn_net, spikes)
 
 
 def test_fixture_spikes_as_lava_dl_runs_it(tmp_path):
@@ -339,9 +321,9 @@ BAD_INPUT = {  # what a user gets wrong -> the one line that says so
                        "is not a readable lava-dl netx file"),
     "not HDF5": (lambda t: ["--netx", str(_text(t)), "--dataset", "digits", "--timesteps", "4"],
                  "is not a readable lava-dl netx file"),
-    "a layer lacks a field": (lambda t: ["--netx", str(_without(t, "3", "outFeatures")), *BIAS, "--frames",
+    "a layer lacks a field": (lambda t: ["--netx", str(_without(t, "1", "stride")), *BIAS, "--frames",
                                          str(_frames(t, np.ones((2, 8, 8))))],
-                               "layer 3 .*lacks the field 'outFeatures'"),
+                               "layer 1 .*lacks the field 'stride'"),
     "unknown neuron type": (lambda t: ["--netx", str(_neuron(t, type=b"ALIF")), *BIAS, "--frames",
                                        str(_frames(t, np.ones((2, 8, 8))))], "ALIF neurons are not supported"),
     "unknown neuron field": (lambda t: ["--netx", str(_neuron(t, spikeExp=2)), *BIAS, "--frames",

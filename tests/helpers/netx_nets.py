@@ -9,6 +9,8 @@ import torch
 from lava.lib.dl import slayer
 
 from ddla_neuro.deploy.isolation import run_isolated
+from ddla_neuro.deploy.lava_run import run_lava
+from ddla_neuro.deploy.sim import simulate
 
 ANCHOR = Path(__file__).parents[1] / "anchors" / "lava_netx_anchor.py"
 FIXTURE = Path(__file__).parents[1] / "data" / "lava-dl-mnist" / "trained_mnist_network.net"
@@ -70,6 +72,16 @@ def assert_same_spikes(spec, sim, reference: list[np.ndarray], skip: int = 0) ->
         ours = sim.sent[pop.name].reshape(ref.shape[0], -1, *pop.shape)[:, :ref.shape[1]]
         np.testing.assert_array_equal(ours, ref, err_msg=pop.name)
         assert ref.sum() > 0, pop.name
+
+
+def assert_lava_equals_simulator(spec, frames: np.ndarray, modes=("dense", "delta"), batch: int = 1) -> None:
+    """Our Lava processes: the simulator's logits, counters and every population's activity."""
+    for mode in modes:
+        sim, lava = simulate(spec, frames, mode, record=True), run_lava(spec, frames, mode, batch=batch, record=True)
+        np.testing.assert_array_equal(lava.logits, sim.logits)
+        assert lava.counts.to_dict() == sim.counts.to_dict()
+        for name, values in sim.activity.items():
+            np.testing.assert_array_equal(lava.activity[name], values, err_msg=f"{mode} {name}")
 
 
 def edit(path: Path, change) -> Path:

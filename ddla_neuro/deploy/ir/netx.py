@@ -58,6 +58,10 @@ MESSAGE_BITS = 16    # netx's default payload of a sigma-delta message (`message
 BIAS_BITS = 13       # Lava's LIF bias mantissa: signed 13 bits
 LAYERS = ("input", "conv", "pool", "flatten", "dense")
 MAX_DELAY = 62       # Loihi's longest synaptic delay (lava-dl's DelayDense: max_delay=62)
+# A dense layer without neurons: lava-dl's runner gives it this CUBA neuron, a non-leaky integrator
+# of its current whose threshold (2**17 << 6) the 24-bit voltage never reaches (netx.hdf5.create_dense)
+OUTPUT_INTEGRATOR = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17, "refDelay": 1,
+                     "gradedSpike": False}
 NEURON_FIELDS = {    # every field of a neuron type that is read (or checked, `_cuba_neuron`)
     "CUBA": {"type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike"},
     "LOIHI": {"type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike", "scaleRho", "tauRho", "theta",
@@ -151,12 +155,14 @@ class _NetxReader:
             raise IRError(f"{where}: recurrent weights ('weight_rec') are not supported")
         if "delay" in layer and kind != "dense":  # lava-dl's runner reads delays of dense layers only
             raise IRError(f"{where}: its 'delay' is ignored by lava-dl's netx runner; remove it")
+        if kind == "dense" and "neuron" not in layer:
+            layer = {**layer, "neuron": OUTPUT_INTEGRATOR}
         if self.pops and self.pops[-1].kind == "readout":
             raise IRError(f"{where}: follows a sigma_output layer, which lava-dl reads out; it must be the last")
         if kind == "input":
             return self._input(index, layer, where)
         if self.shape is None and kind == "dense":  # a flat network: the input is its first layer's fan-in
-            self.shape = self.input_shape = (int(layer["inFeatures"]),)
+            self.shape = self.input_shape = (_dense_weight(layer, where).shape[1],)
         if self.shape is None:
             raise IRError(f"{where}: the input shape is unknown (no input layer before it); give it (C, H, W)")
         if kind == "flatten":
@@ -240,8 +246,8 @@ class _NetxReader:
         self.shape = (n,)
 
     def _dense(self, layer: dict, where: str) -> Op:
-        shape = (int(layer["outFeatures"]), int(layer["inFeatures"]))
-        w = _netx_weight(layer, where, shape[0] * shape[1]).reshape(shape)
+        w = _dense_weight(layer, where)
+        shape = w.shape
         if int(np.prod(self.shape)) != shape[1]:
             raise IRError(f"{where}: takes {shape[1]} inputs, the layer before sends {int(np.prod(self.shape))}")
         if len(self.shape) > 1:  # a flat layer on a map reads it flattened (C, H, W order, as netx's flatten)
@@ -250,6 +256,8 @@ class _NetxReader:
 
     def _conv(self, layer: dict, where: str) -> Op:
         w = _netx_weight(layer, where)
+        if w.ndim > 4 and int(np.prod(w.shape[4:])) == 1:  # slayer's trailing time axis, (out, in, kH, kW, 1)
+            w = w.reshape(w.shape[:4])
         if w.ndim != 4 or len(self.shape) != 3 or w.shape[1] != self.shape[0]:
             raise IRError(f"{where}: weights of shape {w.shape} do not take input of shape {self.shape}")
         self._plain_window(layer, where)
@@ -375,6 +383,16 @@ def _netx_weight(layer: dict, where: str, size: int | None = None) -> np.ndarray
     if not np.all(w == np.round(w)) or np.abs(w).max(initial=0) > 256:
         raise IRError(f"{where}: weights must be Loihi's 8-bit integers (as netx stores them)")
     return w
+
+
+def _dense_weight(layer: dict, where: str) -> np.ndarray:
+    """A dense layer's (neurons, inputs) weights as lava-dl reads them: the neurons off `shape`
+    (slayer also stores `outFeatures`), a flat weight as (neurons, -1)."""
+    out = int(np.prod(layer["shape"])) if "shape" in layer else int(layer["outFeatures"])
+    w = _netx_weight(layer, where)
+    if out < 1 or w.ndim > 2 or w.size % out or w.size == 0 or (w.ndim == 2 and w.shape[0] != out):
+        raise IRError(f"{where}: weights of shape {w.shape} are not (neurons, inputs) for {out} neurons")
+    return w.reshape(out, -1)
 
 
 def _neuron_fields(layer: dict, where: str) -> dict:

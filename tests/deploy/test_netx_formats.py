@@ -1,0 +1,58 @@
+"""lava-dl's own test networks, in the variants of the netx format its reader takes, read from the
+lava-dl 0.6 wheel `make setup` installs (its `tests/lava/lib/dl/netx/`, BSD-3-Clause) and checked
+against lava-dl's runner layer by layer and step by step (`lava_netx_anchor.py`):
+
+- `tiny.net`: conv weights stored with slayer's trailing time axis, (out, in, kH, kW, 1), which
+  lava-dl drops; LOIHI neurons, the frame as the input layer's bias, lava-dl's resets;
+- `mnist.net` (the bootstrap tutorial's MNIST MLP): a last dense layer without neurons, which
+  lava-dl's runner gives a non-leaky CUBA integrator whose threshold its voltage never reaches.
+"""
+from importlib.metadata import distribution
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddla_neuro.deploy.ir.netx import OUTPUT_INTEGRATOR, read_netx
+from ddla_neuro.deploy.ir.netx_input import netx_frames
+from ddla_neuro.deploy.sim import simulate
+
+pytest.importorskip("lava.lib.dl.netx")  # lava-dl, installed by `make setup`
+from netx_nets import assert_lava_equals_simulator, assert_same_spikes, lava_dl_blocks  # noqa: E402
+
+NETX_TESTS = Path(distribution("lava-dl").locate_file("tests/lava/lib/dl/netx"))
+
+
+def run_both(net: Path, spec, mantissas: np.ndarray, steps: int, tmp_path: Path, reset: list[int] | None = None):
+    """Our simulator and lava-dl's runner on one bias frame (C, H, W) or (n,)."""
+    frames = netx_frames(spec, mantissas[None])
+    job = {"bias": mantissas} if reset is None else {"bias": mantissas, "reset": reset}
+    reference = lava_dl_blocks(net, tmp_path, steps=steps, **job)
+    return frames, simulate(spec, frames, "dense", record=True), [r[None] for r in reference]
+
+
+@pytest.mark.slow
+def test_tiny_net_with_a_time_axis_on_its_conv_weights_spikes_as_lava_dl_runs_it(tmp_path):
+    net, steps = NETX_TESTS / "tiny.net", 40
+    spec = read_netx(net, steps, encoding="bias", reset_interval=17, reset_offset=0)
+    assert [p.shape for p in spec.spiking] == [(3, 16, 16), (24, 6, 6), (36, 1, 1)]
+    assert spec.spiking[1].inputs[0].ops[-1].weight.shape == (24, 3, 5, 5)
+    mantissas = np.load(NETX_TESTS / "gts" / "tinynet" / "input_bias.npy").transpose(2, 1, 0).astype(np.int64)
+    frames, sim, reference = run_both(net, spec, mantissas, steps, tmp_path, reset=[17, 0])
+    assert_same_spikes(spec, sim, reference)
+    np.testing.assert_array_equal(reference[2][0, 19:36], reference[2][0, 2:19])  # each inference repeats
+    assert_lava_equals_simulator(spec, frames)
+
+
+@pytest.mark.slow
+def test_a_dense_layer_without_neurons_integrates_as_lava_dl_runs_it(tmp_path):
+    net, steps = NETX_TESTS / "mnist.net", 12
+    spec = read_netx(net, steps, encoding="bias")
+    integrator = spec.spiking[-1]
+    assert (integrator.kind, integrator.du, integrator.dv) == ("cuba", OUTPUT_INTEGRATOR["iDecay"], 4096)
+    assert spec.silent_readout and not read_netx(NETX_TESTS / "tiny.net", steps, encoding="bias").silent_readout
+    mantissas = np.random.default_rng(0).integers(0, 120, 784)
+    frames, sim, reference = run_both(net, spec, mantissas, steps, tmp_path)
+    assert_same_spikes(spec, sim, reference[:-1])
+    assert not reference[-1].any() and not sim.sent[integrator.name].any()  # it never fires, in lava-dl or here
+    assert_lava_equals_simulator(spec, frames)
