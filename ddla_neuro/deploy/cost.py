@@ -34,6 +34,11 @@ What is counted, per sample (the counts are totals over the samples run):
   a whole update), and its state (a 17-bit credit, an 8-bit weight, the held value) takes the
   profile's `selection_units_per_neuron` neuron slots per neuron in the mapping. A top-k run
   counts no pending changes: its layer-wide sort has no price on a chip that cannot run it.
+* Synaptic delays (`Population.input_delay`, lava-dl's DelayDense): a neuron buffers its delayed
+  input in its dendritic accumulator, one slot per step of delay plus the current one, the
+  profile's `delay_slots_per_neuron` a neuron slot; a layer whose longest delay needs more takes
+  that many neuron slots a neuron in the mapping. A delayed input costs its synaptic op when it
+  arrives, nothing more. A delay past the profile's `delay_steps_max` is refused (`check_delays`).
 * Neuron updates: every neuron of every layer updates every step (Loihi's time-multiplexed
   cores do); an update is *active* when the neuron's synaptic current is non-zero, *idle*
   otherwise (leak only). A CUBA neuron's current is a state that decays over several steps
@@ -74,6 +79,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UserError
 from .profiles import BOUNDS, Profile
 from .quant import WEIGHT_BITS
 from .run import Counts
@@ -81,6 +87,10 @@ from .spec import NetSpec, projection_ends, projection_key, repeated_layer_uses
 from .tiling import Limits, map_tiled
 
 ENERGY_PARTS = ("synaptic", "neuron", "selection", "routing", "static")
+
+
+class CostError(UserError):
+    """A network the profile's chip cannot hold as asked (a delay longer than it buffers)."""
 TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
 
 
@@ -165,6 +175,8 @@ def map_network(spec: NetSpec, plan: dict[str, str], terms: Terms, selecting: fr
         synapses[pop.name] = sum(k * int(proj.fanout.sum()) for k, proj in zip(pairs, fed))  # the composed matrix
         axons[pop.name] = sum(k * int(np.prod(proj.ops[0].in_shape)) for k, proj in zip(pairs, fed))
     units = _selection_units(terms, selecting)
+    for name, slots in _delay_units(spec, terms).items():  # two memories: the one that binds counts
+        units[name] = max(units.get(name, 1), slots)
     if terms.profile.mapping == "tiled":
         mapping = _tiled(spec, synapses, terms, units)
     else:
@@ -199,6 +211,33 @@ def _selection_units(terms: Terms, selecting: frozenset[str]) -> dict[str, int]:
     if units is None:
         terms.unknown.add(f"chip.{field}")
     return {name: int(units or 1) for name in selecting}
+
+
+def _delay_units(spec: NetSpec, terms: Terms) -> dict[str, int]:
+    """The neuron slots each neuron of a layer with synaptic delays takes: its longest delay's
+    steps plus the current one, in buffers of the profile's `delay_slots_per_neuron` steps a slot
+    (one where the profile does not say, the term then named unknown)."""
+    delayed = {pop.name: int(np.max(pop.input_delay)) for pop in spec.populations
+               if pop.input_delay is not None and not pop.host}
+    if not delayed:
+        return {}
+    field = "delay_slots_per_neuron"
+    slots = terms.get("chip", field) if terms.has("chip", field) else None
+    if slots is None:
+        terms.unknown.add(f"chip.{field}")
+        return {}
+    return {name: math.ceil((longest + 1) / slots) for name, longest in delayed.items()}
+
+
+def check_delays(spec: NetSpec, profile: Profile) -> None:
+    """Refuses synaptic delays longer than the profile's chip holds (`delay_steps_max`), in one line."""
+    most = profile.chip.get("delay_steps_max")
+    if most is None or not most.known:
+        return
+    for pop in spec.populations:
+        if pop.input_delay is not None and int(np.max(pop.input_delay)) > most.value:
+            raise CostError(f"layer {pop.name}: a synaptic delay of {int(np.max(pop.input_delay))} steps, and "
+                            f"{profile.name} holds at most {most.value:g} (chip.delay_steps_max)")
 
 
 def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict, units: dict[str, int]) -> Mapping:

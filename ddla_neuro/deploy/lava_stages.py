@@ -272,6 +272,8 @@ class Neurons:
         """Sigma-delta neurons (`spec.sigma_delta`): sigma is the current as it arrives (the
         synapse holds the sum of what the source sent); active where it changed."""
         p = self.p
+        if self.delay is not None:
+            sigma = self.delayed(sigma)
         message, self.act, self.residue = sigma_delta(sigma, self.act, self.residue, self.bias, p["v_th"],
                                                       p["activation"] == "relu", p["message_shift"])
         self.sent_sum = self.sent_sum + message

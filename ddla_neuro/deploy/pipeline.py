@@ -28,7 +28,7 @@ from ..devices import select_device
 from ..errors import UserError
 from ..fileio import publish
 from . import shard
-from .cost import cheaper_plan, cost_run, literature_energy, mix_counts, mode_plan, sender_costs
+from .cost import cheaper_plan, check_delays, cost_run, literature_energy, mix_counts, mode_plan, sender_costs
 from .keep_choice import choose_keep, measure_on, validation_split
 from .lava_run import LAVA_BATCH, check_lava_mappable, estimate_lava_seconds, lava_processes, run_lava
 from .loading import prepare
@@ -203,6 +203,7 @@ def deploy(options: DeployOptions, part: shard.Shard = shard.WHOLE) -> dict:
     deployment = prepare(options)
     spec, frames, labels, model = deployment.spec, deployment.frames, deployment.labels, deployment.model
     labels = None if spec.silent_readout else labels  # its logits carry no class: no accuracy
+    check_delays(spec, profile)
     if options.backend == "lava":
         check_lava_mappable(spec)
     modes, keeps = pick_runs(options, spec, model)

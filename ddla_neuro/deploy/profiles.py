@@ -49,9 +49,12 @@ REQUIRED: dict[str, dict[str, str]] = {
 # a header and the bits of each synapse to the core's neurons
 TILED = {"syn_mem_words_per_core": "count", "syn_word_bits": "bits", "syn_header_bits": "bits",
          "syn_bits_per_synapse": "bits"}
-# selection_units_per_neuron: the neuron slots a neuron running a neuron-local DDLA selection takes
+# selection_units_per_neuron: the neuron slots a neuron running a neuron-local DDLA selection takes;
+# delay_slots_per_neuron: the steps of delayed input a neuron slot buffers (more take more slots);
+# delay_steps_max: the longest synaptic delay the chip holds
+DELAYS = {"delay_slots_per_neuron": "count", "delay_steps_max": "count"}
 OPTIONAL: dict[str, dict[str, str]] = {"energy": {"e_mac": "J", "e_ac": "J", "e_synop_conv": "J"},
-                                       "chip": {**TILED, "selection_units_per_neuron": "count"}}
+                                       "chip": {**TILED, "selection_units_per_neuron": "count", **DELAYS}}
 ZERO_OK = ("spike_payload_bits_max",)  # 0 = binary spikes; every other chip limit must be >= 1
 FORM = '{field} = {{ value = ..., unit = "{unit}", kind = "...", source = "..." }}'
 

@@ -492,7 +492,7 @@ class _Population:
         modes). A unit counts as active in a step where an input changed its sigma; its spikes are
         its non-zero messages."""
         p = self.pop
-        sigma = synaptic.double()
+        sigma = synaptic.double() if p.input_delay is None else _delayed(synaptic.double(), p.input_delay)
         messages = torch.zeros_like(sigma)
         act = residue = torch.zeros_like(sigma[0])
         bias = self.bias.double()

@@ -45,7 +45,8 @@ equal). lava-dl resets layer k at its own offset (reset_offset + 1 + k, one step
 synapse); in the aligned steps of a NetSpec that is one step for every population.
 
 An `sdnn` population is a sigma-delta neuron (lava-dl's SDNN, Lava's `SigmaDelta`): it
-accumulates its input (sigma: the current as every receiver holds it), applies its activation
+accumulates its input (sigma: the current as every receiver holds it; `input_delay` steps late
+per unit where it has delays, as a cuba population's), applies its activation
 (ReLU, or the identity for lava-dl's input `Delta`), and sends the change of the activation once
 it reaches the threshold, keeping what it did not send as a residue (`sigma_delta`). What it
 sends is graded: in fixed point the change shifted right by `message_shift` (Lava's state_exp,
@@ -175,7 +176,7 @@ class Population:
     reset: str = "zero"        # one of RESETS
     u_decay: float = 1.0       # cuba, float: u <- u_decay * u + current
     du: int = 0                # cuba, fixed point: 12-bit current decay (Loihi's register plus its offset 1)
-    input_delay: np.ndarray | None = None  # cuba: steps each unit's synaptic current arrives late (0..62)
+    input_delay: np.ndarray | None = None  # cuba, sdnn: steps each unit's synaptic current arrives late (0..62)
     dv: int = 0                # fixed point: 12-bit decay constant
     frac_bits: int = 0         # fixed point: membrane units are 2**-frac_bits
     depth: int = 0             # steps from the input to this population in Lava (one per synapse)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ddla_neuro.ddla.selection import Selection
-from ddla_neuro.deploy.cost import (Terms, cheaper_plan, cost_run, literature_energy, map_network, mix_counts,
-                                    sender_costs)
+from ddla_neuro.deploy.cost import (CostError, Terms, cheaper_plan, check_delays, cost_run, literature_energy,
+                                    map_network, mix_counts, sender_costs)
 from ddla_neuro.deploy.ir import input_sends
 from ddla_neuro.deploy.profiles import PROFILE_DIR as ROOT_PROFILES, load_profile
 from ddla_neuro.deploy.quant import quantize, quantize_input
@@ -306,3 +306,33 @@ def test_the_selection_state_takes_neuron_slots_in_the_mapping(profile, neurons,
     unknown = Terms(load_profile("truenorth"))
     map_network(spec, enc("delta"), unknown, frozenset({"a"}))
     assert "chip.selection_units_per_neuron" in unknown.unknown  # named, not assumed
+
+
+def delayed_layer(n: int, longest: int) -> NetSpec:
+    """input -> n cuba neurons, one of them with a synaptic delay of `longest` steps -> readout of 2."""
+    delay = np.zeros(n, dtype=np.int64)
+    delay[5] = longest
+    a = Population("a", (n,), "cuba", np.zeros(n), [Projection("input", [Op("linear", (1,), (n,), np.ones((n, 1)))])],
+                   v_th=64.0, input_delay=delay if longest else None, sends=SPIKES)
+    out = Population("out", (2,), "readout", np.zeros(2),
+                     [Projection("a", [Op("linear", (n,), (2,), np.ones((2, n)))])], sends=GRADED)
+    assign_depths([a, out])
+    return NetSpec((1,), T, "direct", [a, out], input_sends=input_sends("direct"))
+
+
+@pytest.mark.parametrize("longest, cores", [(0, 1), (7, 1), (8, 2), (20, 3), (62, 6)])
+def test_synaptic_delays_take_neuron_slots(longest, cores):
+    """A layer whose longest delay is D buffers D + 1 steps a neuron, 8 a slot on Loihi 2: 3,000
+    cuba neurons fit one 4,095-slot core up to D = 7; at D = 8 they take 2 slots each (2,047 a
+    core: 2 cores), at D = 20 3 (1,365: 3 cores), at D = 62 8 (511 a core: 6 cores)."""
+    spec = delayed_layer(3000, longest)
+    assert map_network(spec, enc("dense"), Terms(load_profile("loihi2"))).cores["a"] == cores
+    check_delays(spec, load_profile("loihi2"))
+
+
+def test_a_delay_past_the_chips_longest_is_refused_and_an_unknown_buffer_named():
+    with pytest.raises(CostError, match="layer a: a synaptic delay of 63 steps, and loihi2 holds at most 62"):
+        check_delays(delayed_layer(100, 63), load_profile("loihi2"))
+    unknown = Terms(load_profile("truenorth"))
+    map_network(delayed_layer(100, 3), enc("dense"), unknown)
+    assert "chip.delay_slots_per_neuron" in unknown.unknown

@@ -222,7 +222,7 @@ UNSUPPORTED = {
     "synapse delays": (lambda f: f.create_dataset("layer/2/delay", data=np.zeros((10, 256))),
                        r"layer 2 \(dense\): 2560 delays for 10 neurons"),
     "long delay": (lambda f: f.create_dataset("layer/2/delay", data=np.full(10, 63.0)),
-                   r"layer 2 \(dense\): delays must lie in 0..62"),
+                   r"layer 2 \(dense\): its 'delay' holds 63: delays are whole steps in 0..62"),
     "neuron type": (lambda f: (f["layer/2/neuron"].pop("type"), f["layer/2/neuron"].create_dataset("type", data=b"RF")),
                     r"layer 2 \(dense\): RF neurons are not supported"),
     "average": (lambda f: (f["layer/1"].pop("type"), f["layer/1"].create_dataset("type", data=np.array([b"average"]))),

@@ -5,19 +5,24 @@ against lava-dl's runner layer by layer and step by step (`lava_netx_anchor.py`)
 - `tiny.net`: conv weights stored with slayer's trailing time axis, (out, in, kH, kW, 1), which
   lava-dl drops; LOIHI neurons, the frame as the input layer's bias, lava-dl's resets;
 - `mnist.net` (the bootstrap tutorial's MNIST MLP): a last dense layer without neurons, which
-  lava-dl's runner gives a non-leaky CUBA integrator whose threshold its voltage never reaches.
+  lava-dl's runner gives a non-leaky CUBA integrator whose threshold its voltage never reaches;
+
+and slayer's sigma-delta blocks with per-neuron delays, exported by slayer (lava-dl's `DelayDense`).
 """
+from dataclasses import replace
 from importlib.metadata import distribution
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+import torch
 
 from ddla_neuro.deploy.ir.netx import OUTPUT_INTEGRATOR, read_netx
 from ddla_neuro.deploy.ir.netx_input import netx_frames
 from ddla_neuro.deploy.sim import simulate
 
-pytest.importorskip("lava.lib.dl.netx")  # lava-dl, installed by `make setup`
+slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
 from netx_nets import assert_lava_equals_simulator, assert_same_spikes, lava_dl_blocks  # noqa: E402
 
 NETX_TESTS = Path(distribution("lava-dl").locate_file("tests/lava/lib/dl/netx"))
@@ -56,3 +61,46 @@ def test_a_dense_layer_without_neurons_integrates_as_lava_dl_runs_it(tmp_path):
     assert_same_spikes(spec, sim, reference[:-1])
     assert not reference[-1].any() and not sim.sent[integrator.name].any()  # it never fires, in lava-dl or here
     assert_lava_equals_simulator(spec, frames)
+
+
+def delayed_sdnn_net(path: Path, delays: np.ndarray) -> Path:
+    """slayer's sigma-delta blocks with per-neuron delays on a hidden dense layer (slayer's `delay=True`),
+    written by slayer's exporter: Input (SDNN), Dense 16 -> 24 with `delays`, Dense 24 -> 8, Output."""
+    torch.manual_seed(1)
+    params = {"threshold": 0.1, "activation": torch.nn.functional.relu}
+    sd = slayer.block.sigma_delta
+    hidden = sd.Dense(params, 16, 24, weight_scale=3, delay=True)
+    blocks = [sd.Input(params), hidden, sd.Dense(params, 24, 8, weight_scale=3), sd.Output(params, 8, 3)]
+    with torch.no_grad():
+        x = torch.zeros(1, 16, 2)
+        for block in blocks:
+            x = block(x)  # slayer sizes its delays on the first forward
+        hidden.delay.delay.data = torch.as_tensor(delays, dtype=torch.float32).reshape(hidden.delay.delay.shape)
+    with h5py.File(path, "w") as f:
+        group = f.create_group("layer")
+        for i, block in enumerate(blocks):
+            block.export_hdf5(group.create_group(str(i)))
+    return path
+
+
+@pytest.mark.slow
+def test_sigma_delta_delays_send_as_lava_dl_runs_them(tmp_path):
+    """Delays of 0, 1 and many steps (up to 25) on a sigma-delta dense layer: every layer's messages
+    equal lava-dl's runner (its DelayDense) step by step; without the delays they differ; our Lava
+    processes equal the simulator, batched too; delta == dense."""
+    steps, delays = 32, np.array([0, 1, 25, 7, 0, 1, 3, 12] * 3)
+    net = delayed_sdnn_net(tmp_path / "delay.net", delays)
+    spec = read_netx(net, steps, encoding="graded")
+    np.testing.assert_array_equal(spec.populations[1].input_delay, delays)
+    stream = np.random.default_rng(2).integers(-40, 40, (steps, 16))
+    frames = netx_frames(spec, stream[None])
+    sim = simulate(spec, frames, "dense", record=True)
+    for pop, ref in zip(spec.populations, lava_dl_blocks(net, tmp_path, graded=stream)):
+        np.testing.assert_array_equal(sim.activity[pop.name][0].reshape(ref.shape), ref, err_msg=pop.name)
+        assert np.abs(ref).sum() > 0, pop.name
+    undelayed = [replace(p, input_delay=None) for p in spec.populations]
+    plain = simulate(replace(spec, populations=undelayed), frames, "dense", record=True)
+    assert not np.array_equal(plain.activity["layer1"], sim.activity["layer1"])
+    np.testing.assert_array_equal(simulate(spec, frames, "delta").logits, sim.logits)
+    two = np.concatenate([frames, netx_frames(spec, stream[::-1][None])])
+    assert_lava_equals_simulator(spec, two, batch=2)

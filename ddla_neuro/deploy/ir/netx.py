@@ -33,8 +33,11 @@ x64: a weight of 64 is 1.0), an optional `bias` and its `neuron/` fields. Read h
   `time_step % interval == offset + 1 + k`, one step later per synapse, which is one step of
   the NetSpec's aligned time; see spec.py).
 
-Anything else (recurrent or complex layers, per-synapse delays, other neuron types, resets of
-sigma-delta neurons) gets one line naming the layer and the feature.
+A dense layer's `delay` (one per neuron, or one for all) delays each neuron's synaptic input by
+its steps, as lava-dl's runner does (`DelayDense`), CUBA and sigma-delta alike; a dense layer
+without neurons gets lava-dl's output integrator (`OUTPUT_INTEGRATOR`). Anything else
+(recurrent or complex layers, per-synapse or per-input delays, delays on conv layers, other
+neuron types, resets of sigma-delta neurons) gets one line naming the layer and the feature.
 """
 from __future__ import annotations
 
@@ -295,16 +298,17 @@ class _NetxReader:
             raise IRError(f"{where}: a layer without neurons (netx's output integrator) is not supported")
         out_shape = tuple(ops[-1].out_shape)
         bias = _netx_bias(layer, out_shape, where)
+        delay = _netx_delay(layer, out_shape, int(np.prod(self.shape)), where)
         if layer["neuron"].get("type") == "SDNN":
-            if "delay" in layer:
-                raise IRError(f"{where}: synaptic delays of sigma-delta layers are not supported")
             sdnn = _sdnn_neuron(layer, where)
             if not self.fixed:
                 raise IRError(f"{where}: sigma-delta networks run in Loihi's fixed point only; drop --float")
             if sdnn["readout"]:
+                if delay is not None:
+                    raise IRError(f"{where}: delays into a sigma_output layer (the readout) are not supported")
                 self.pops.append(self._sigma(name, ops, bias, where))
             else:
-                self.pops.append(self._sdnn(name, ops, bias * 2 ** (SPIKE_EXP + STATE_EXP), sdnn, "relu", 0))
+                self.pops.append(self._sdnn(name, ops, bias * 2 ** (SPIKE_EXP + STATE_EXP), sdnn, "relu", 0, delay))
             return
         cuba = _cuba_neuron(layer, where)
         scale = 1.0 if self.fixed else 2.0 ** -FRAC_BITS
@@ -317,16 +321,17 @@ class _NetxReader:
         self.pops.append(Population(
             name, out_shape, "cuba", bias * (2 ** ACT_SHIFT * scale), [projection],
             v_th=float(cuba["vThMant"] << ACT_SHIFT) * scale, decay=1 - dv / 2 ** DECAY_BITS, dv=dv,
-            u_decay=1 - du / 2 ** DECAY_BITS, du=du, input_delay=_netx_delay(layer, out_shape, where),
+            u_decay=1 - du / 2 ** DECAY_BITS, du=du, input_delay=delay,
             frac_bits=FRAC_BITS if self.fixed else 0, sends=SPIKES))
         self._advance(out_shape)
 
-    def _sdnn(self, name: str, ops: list[Op], bias: np.ndarray, sdnn: dict, activation: str, shift: int
-              ) -> Population:
+    def _sdnn(self, name: str, ops: list[Op], bias: np.ndarray, sdnn: dict, activation: str, shift: int,
+              delay: np.ndarray | None = None) -> Population:
         """A sigma-delta population in Lava's fixed point (state 2**-12, messages 2**-6)."""
         out_shape = tuple(ops[-1].out_shape)
+        source = self.source
         self._advance(out_shape)
-        return Population(name, out_shape, "sdnn", bias, [Projection(self.source, ops, shift=shift)],
+        return Population(name, out_shape, "sdnn", bias, [Projection(source, ops, shift=shift)], input_delay=delay,
                           v_th=float(sdnn["v_th_mant"] << (SPIKE_EXP + STATE_EXP)), activation=activation,
                           message_shift=STATE_EXP, frac_bits=SPIKE_EXP + STATE_EXP,
                           sends=Sends(graded=True, bits=sdnn["bits"], frac_bits=SPIKE_EXP))
@@ -433,18 +438,25 @@ def _sdnn_neuron(layer: dict, where: str) -> dict:
             "readout": bool(neuron.get("sigma_output", False))}
 
 
-def _netx_delay(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray | None:
-    """Per neuron, the steps its synaptic input arrives late: slayer's per-neuron delays, which
-    lava-dl's runner applies to every synapse into that neuron. None when all are zero."""
+def _netx_delay(layer: dict, shape: tuple[int, ...], fan_in: int, where: str) -> np.ndarray | None:
+    """Per neuron, the steps its synaptic input arrives late, as lava-dl's runner reads a dense
+    layer's `delay` (slayer's per-neuron delays; one for all; it sets the neuron's on every synapse
+    into it). None when all are zero."""
     if "delay" not in layer:
         return None
-    d = np.asarray(layer["delay"]).ravel()
-    if d.size != int(np.prod(shape)):
-        raise IRError(f"{where}: {d.size} delays for {int(np.prod(shape))} neurons (only one delay per neuron, "
-                      f"as slayer exports them, is supported)")
-    d = d.astype(np.int64)  # as lava-dl's runner reads them
-    if d.min() < 0 or d.max() > MAX_DELAY:
-        raise IRError(f"{where}: delays must lie in 0..{MAX_DELAY} steps (Loihi's), got {d.min()}..{d.max()}")
+    n = int(np.prod(shape))
+    d = np.asarray(layer["delay"], dtype=np.float64).ravel()
+    if d.size == 1:
+        d = np.full(n, d[0])
+    if d.size != n:
+        per_input = " (one per input, which lava-dl reads where it is not one per neuron, is not supported)"
+        raise IRError(f"{where}: {d.size} delays for {n} neurons{per_input if d.size == fan_in else ''}; export "
+                      f"one per neuron, as slayer does")
+    if not np.all(np.isfinite(d)) or np.any(d != np.round(d)) or d.min() < 0 or d.max() > MAX_DELAY:
+        bad = d[~np.isfinite(d) | (d != np.round(d)) | (d < 0) | (d > MAX_DELAY)][0]
+        raise IRError(f"{where}: its 'delay' holds {bad:g}: delays are whole steps in 0..{MAX_DELAY} (the longest "
+                      f"a Loihi synapse holds; lava-dl would clip it)")
+    d = d.astype(np.int64)
     return d.reshape(shape) if d.any() else None
 
 
