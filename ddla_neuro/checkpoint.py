@@ -12,8 +12,10 @@ import torch
 
 from . import __version__
 from .data import DataSplit, load_dataset
+from .ddla.selection import THRESHOLD_MAX
 from .errors import UserError
 from .fileio import atomic_write, atomic_write_json
+from .snn.encoders import ENCODINGS
 from .snn.network import SpikingNetwork
 from .zoo import rebuild
 
@@ -69,12 +71,37 @@ def load_checkpoint_payload(path: str | Path) -> dict:
     meta = payload.get("meta")
     if not isinstance(meta, dict) or any(k not in meta for k in REQUIRED_META):
         raise CheckpointError(f"{path}: metadata lacks one of {REQUIRED_META}")
+    _check_meta(path, meta)
     tensors = {**payload.get("state_dict", {}), **payload.get("sensitivity", {})}
     for name, t in tensors.items():
         if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all():
             raise CheckpointError(f"{path}: tensor {name!r} holds NaN or infinite values; the model diverged, "
                                   f"retrain it")
     return payload
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The metadata the deploy reads: whole timesteps, a known encoding, names as strings, the
+    keep ratio(s) in [0, 1] and the selection's thresholds as its integers."""
+    def bad(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: its metadata's {key!r} is {str(meta[key])[:40]!r}, not {what}; re-create "
+                               f"the checkpoint with ddla_neuro.train")
+    steps = meta["timesteps"]
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise bad("timesteps", "a whole number of steps")
+    if meta["encoding"] not in ENCODINGS:
+        raise bad("encoding", f"one of {', '.join(ENCODINGS)}")
+    for key in ("method", "selection", "dataset"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise bad(key, "a name")
+    keep = meta.get("keep")
+    ratios = keep.values() if isinstance(keep, dict) else [] if keep is None else [keep]
+    if not all(isinstance(k, (int, float)) and 0.0 <= k <= 1.0 for k in ratios):
+        raise bad("keep", "a ratio in [0, 1] (or one per layer)")
+    thresholds = meta.get("thresholds")
+    if thresholds is not None and not (isinstance(thresholds, dict) and all(
+            isinstance(v, int) and 1 <= v <= THRESHOLD_MAX for v in thresholds.values())):
+        raise bad("thresholds", f"the selection's integer thresholds in [1, {THRESHOLD_MAX}] per layer")
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "lava-dl's skip_layers=1: the input layer takes no place on the chip). bias and graded* "
                          "take --frames (integers as they are) or --dataset (images in [0, 1] through the input "
                          "layer's transform 2 w x - w + b, as lava-dl's PilotNet dataset class does)")
+    ap.add_argument("--netx-layers", type=int, metavar="N",
+                    help="read only the netx file's first N layers, as lava-dl's netx.hdf5.Network(num_layers=N) "
+                         "does (lava-dl's NTIDIGITS network ends in an average layer its runner cannot build)")
     ap.add_argument("--frames", metavar="FILE",
                     help="a .npy (or .npz with one array) of integer input for --netx-encoding bias (one frame per "
                          "sample, (N, C, H, W), or one frame; lava-dl's (W, H, C) too, as its image.npy) or graded "

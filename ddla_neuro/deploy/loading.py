@@ -143,6 +143,10 @@ def _load_netx(options: DeployOptions) -> Loaded:
         raise UserError("--netx needs --dataset (or --frames with --netx-encoding bias, graded or graded-host): the "
                         "file names no data")
     layers = load_netx_layers(options.netx)
+    if options.netx_layers is not None:
+        if options.netx_layers > len(layers):
+            raise UserError(f"--netx-layers {options.netx_layers}, and {options.netx} holds {len(layers)} layers")
+        layers = layers[: options.netx_layers]
     timesteps = options.timesteps or stored_timesteps(options.netx)
     reset = {"reset_interval": options.reset_interval or 0, "reset_offset": options.reset_offset or 0}
     if encoding in FRAME_ENCODINGS:

@@ -55,6 +55,7 @@ class DeployOptions:
     nir: str | None = None
     netx: str | None = None
     netx_encoding: str = "events"
+    netx_layers: int | None = None       # read a netx file's first N layers only (lava-dl's num_layers)
     frames: str | None = None
     reset_interval: int | None = None
     reset_offset: int | None = None
@@ -301,6 +302,9 @@ def _check_stream_options(options: DeployOptions) -> None:
     """One line, before any work, for a stream option that cannot hold."""
     if options.timesteps is not None and options.timesteps < 1:
         raise UserError(f"--timesteps must be at least 1, got {options.timesteps}")
+    if options.netx_layers is not None and (options.netx_layers < 1 or not options.netx):
+        raise UserError(f"--netx-layers reads a --netx file's first N >= 1 layers, got {options.netx_layers}"
+                        f"{'' if options.netx else ' without --netx'}")
     if options.reset_interval is not None and options.reset_interval < 1:
         raise UserError(f"--reset-interval must be at least 1 (steps per inference), got {options.reset_interval}")
     if options.reset_offset is not None and (options.reset_offset < 0 or options.reset_interval is None):

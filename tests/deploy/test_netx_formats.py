@@ -7,8 +7,10 @@ against lava-dl's runner layer by layer and step by step (`lava_netx_anchor.py`)
 - `mnist.net` (the bootstrap tutorial's MNIST MLP): a last dense layer without neurons, which
   lava-dl's runner gives a non-leaky CUBA integrator whose threshold its voltage never reaches;
 
-and slayer's sigma-delta blocks with per-neuron delays, exported by slayer (lava-dl's `DelayDense`).
+and slayer's sigma-delta blocks with per-neuron delays, exported by slayer (lava-dl's `DelayDense`),
+and lava-dl's NTIDIGITS network (CUBA layers with delays) against its stored ground truth.
 """
+import re
 from dataclasses import replace
 from importlib.metadata import distribution
 from pathlib import Path
@@ -18,9 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddla_neuro.deploy.ir.netx import OUTPUT_INTEGRATOR, read_netx
+from ddla_neuro.deploy.cli import main
+from ddla_neuro.deploy.ir import IRError
+from ddla_neuro.deploy.ir.netx import OUTPUT_INTEGRATOR, load_netx_layers, netx_to_spec, read_netx
 from ddla_neuro.deploy.ir.netx_input import netx_frames
 from ddla_neuro.deploy.sim import simulate
+from ddla_neuro.errors import run_cli
 
 slayer = pytest.importorskip("lava.lib.dl.slayer")  # lava-dl, installed by `make setup`
 from netx_nets import assert_lava_equals_simulator, assert_same_spikes, lava_dl_blocks  # noqa: E402
@@ -104,3 +109,36 @@ def test_sigma_delta_delays_send_as_lava_dl_runs_them(tmp_path):
     np.testing.assert_array_equal(simulate(spec, frames, "delta").logits, sim.logits)
     two = np.concatenate([frames, netx_frames(spec, stream[::-1][None])])
     assert_lava_equals_simulator(spec, two, batch=2)
+
+
+@pytest.mark.slow
+def test_ntidigits_with_axonal_delays_spikes_as_lava_dls_ground_truth():
+    """lava-dl's NTIDIGITS network (64-256-256-242 LOIHI neurons, per-neuron delays up to 62 steps)
+    read as its test reads it, without the average layer its runner cannot build (num_layers=5,
+    `--netx-layers 5`), on its 3,000-step input: the last layer's 22,572 spikes equal lava-dl's
+    stored output, which its recording puts 4 steps later (its source and three synapses)."""
+    folder = NETX_TESTS / "gts" / "ntidigits"
+    layers = load_netx_layers(folder / "ntidigits.net")
+    spec = netx_to_spec(layers[:5], 3000)
+    assert max(int(p.input_delay.max()) for p in spec.spiking if p.input_delay is not None) == 62
+    x = np.load(folder / "input.npy").T
+    sim = simulate(spec, x.reshape(1, 3000, *spec.input_shape), "dense", record=True)
+    ours, truth = sim.sent[spec.spiking[-1].name][0], np.load(folder / "output.npy").T
+    assert truth.sum() == 22572
+    np.testing.assert_array_equal(ours[:-4], truth[4:])
+    assert not ours[-4:].any() and not truth[:4].any()
+    with pytest.raises(IRError, match="layer 5 \\(average\\): not supported"):
+        netx_to_spec(layers, 3000)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--netx-layers", "7"], "--netx-layers 7, and .*mnist.net holds 4 layers"),
+    (["--netx-layers", "0"], "--netx-layers reads a --netx file's first N >= 1 layers, got 0"),
+])
+def test_netx_layers_out_of_range_is_one_line(argv, message, tmp_path, capsys):
+    np.save(tmp_path / "f.npy", np.zeros(784, dtype=np.int64))
+    args = ["--profile", "loihi2", "--backend", "fast", "--netx", str(NETX_TESTS / "mnist.net"), "--netx-encoding",
+            "bias", "--frames", str(tmp_path / "f.npy"), "--timesteps", "4", "--out", str(tmp_path / "out"), *argv]
+    assert run_cli(main, args) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1 and not (tmp_path / "out").exists(), err

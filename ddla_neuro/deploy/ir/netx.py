@@ -49,6 +49,9 @@ import numpy as np
 
 from ..ops import DECAY_BITS, MEMBRANE_BITS
 from ..spec import SPIKES, WEIGHTED, NetSpec, Op, Population, Projection, Sends, assign_depths, window_op
+from .checks import whole
+from .netx_fields import (OUTPUT_INTEGRATOR, check_fields, cuba_neuron, dense_weight, netx_bias, netx_delay,
+                          netx_weight, sdnn_neuron)
 from .nodes import IRError
 
 NETX_ENCODINGS = ("events", "if-rate", "bias", "graded", "graded-host")
@@ -57,20 +60,8 @@ ACT_SHIFT = 6        # Loihi: a synaptic input, a bias mantissa and a threshold 
 FRAC_BITS = 12       # membrane units of a netx network: a threshold mantissa of 64 is 1.0
 SPIKE_EXP = 6        # netx's graded spikes: a message is in units of 2**-6 (Network(spike_exp=6))
 STATE_EXP = 6        # netx's sigma-delta state: 6 more bits below the message's
-MESSAGE_BITS = 16    # netx's default payload of a sigma-delta message (`messageBits`)
 BIAS_BITS = 13       # Lava's LIF bias mantissa: signed 13 bits
 LAYERS = ("input", "conv", "pool", "flatten", "dense")
-MAX_DELAY = 62       # Loihi's longest synaptic delay (lava-dl's DelayDense: max_delay=62)
-# A dense layer without neurons: lava-dl's runner gives it this CUBA neuron, a non-leaky integrator
-# of its current whose threshold (2**17 << 6) the 24-bit voltage never reaches (netx.hdf5.create_dense)
-OUTPUT_INTEGRATOR = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17, "refDelay": 1,
-                     "gradedSpike": False}
-NEURON_FIELDS = {    # every field of a neuron type that is read (or checked, `_cuba_neuron`)
-    "CUBA": {"type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike"},
-    "LOIHI": {"type", "iDecay", "vDecay", "vThMant", "refDelay", "gradedSpike", "scaleRho", "tauRho", "theta",
-              "wgtExp"},
-    "SDNN": {"type", "vThMant", "activation", "sigma_output", "messageBits"},
-}
 
 
 def read_netx(path: str | Path, timesteps: int, fixed: bool = True, input_shape: tuple[int, ...] | None = None,
@@ -91,7 +82,7 @@ def load_netx_layers(path: str | Path) -> list[tuple[str, dict]]:
             if "layer" not in f:
                 raise KeyError("no 'layer' group")
             layers = [(k, _h5_dict(f["layer"][k])) for k in sorted(f["layer"], key=int)]
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
         raise IRError(f"{path} is not a readable lava-dl netx file ({type(e).__name__}: {str(e)[:100]}); "
                       f"export it again with slayer's export_hdf5") from None
     if not layers:
@@ -111,11 +102,17 @@ def netx_to_spec(layers: list[tuple[str, dict]], timesteps: int, fixed: bool = T
                       f"{reset_offset}")
     reader = _NetxReader(tuple(int(v) for v in input_shape) if input_shape else None, fixed, encoding)
     for index, layer in layers:
-        where = f"netx layer {index} ({layer.get('type', '?')})"
+        kind = layer.get("type")
+        where = f"netx layer {index} ({kind if isinstance(kind, str) and kind else '?'})"
+        check_fields(layer, where)
         try:
             reader.add(index, layer, where)
         except KeyError as e:
             raise IRError(f"{where}: lacks the field {e}; export the file again with slayer") from None
+        except (ValueError, TypeError, IndexError, ArithmeticError) as e:  # fields that fit no layer lava-dl reads
+            reason = (str(e).strip().splitlines() or [""])[0][:100]
+            raise IRError(f"{where}: its fields do not make a layer ({type(e).__name__}: {reason}); export the "
+                          f"file again with slayer") from None
     return reader.spec(timesteps, source, reset_interval, reset_offset)
 
 
@@ -128,7 +125,7 @@ def _h5_dict(group) -> dict:
             continue
         value = item[()]
         if isinstance(value, np.ndarray) and value.dtype.kind == "S":
-            value = value.ravel()[0]
+            value = value.ravel()[0] if value.size else b""
         out[key] = value.decode() if isinstance(value, bytes) else value
     return out
 
@@ -165,7 +162,7 @@ class _NetxReader:
         if kind == "input":
             return self._input(index, layer, where)
         if self.shape is None and kind == "dense":  # a flat network: the input is its first layer's fan-in
-            self.shape = self.input_shape = (_dense_weight(layer, where).shape[1],)
+            self.shape = self.input_shape = (dense_weight(layer, where).shape[1],)
         if self.shape is None:
             raise IRError(f"{where}: the input shape is unknown (no input layer before it); give it (C, H, W)")
         if kind == "flatten":
@@ -201,7 +198,7 @@ class _NetxReader:
         elif self.encoding == "graded":
             self._graded_input(index, layer, where)
         elif self.encoding == "graded-host":
-            sdnn = _sdnn_neuron(layer, where)
+            sdnn = sdnn_neuron(layer, where)
             self.input_sends = Sends(graded=True, bits=sdnn["bits"])  # the host's messages, as the chip receives them
             self.input_meta.update(v_th=sdnn["v_th_mant"], bits=sdnn["bits"])
         else:
@@ -233,7 +230,7 @@ class _NetxReader:
         shifted by spike_exp + state_exp, no activation, no bias)."""
         if not self.fixed:
             raise IRError(f"{where}: sigma-delta networks run in Loihi's fixed point only; drop --float")
-        sdnn = _sdnn_neuron(layer, where)
+        sdnn = sdnn_neuron(layer, where)
         ops = [Op("scale", self.shape, self.shape, np.array(1.0))]
         self.pops.append(self._sdnn(f"layer{index}", ops, np.zeros(self.shape), sdnn, "identity",
                                     SPIKE_EXP + STATE_EXP))
@@ -249,7 +246,7 @@ class _NetxReader:
         self.shape = (n,)
 
     def _dense(self, layer: dict, where: str) -> Op:
-        w = _dense_weight(layer, where)
+        w = dense_weight(layer, where)
         shape = w.shape
         if int(np.prod(self.shape)) != shape[1]:
             raise IRError(f"{where}: takes {shape[1]} inputs, the layer before sends {int(np.prod(self.shape))}")
@@ -258,7 +255,7 @@ class _NetxReader:
         return Op("linear", (shape[1],), (shape[0],), w)
 
     def _conv(self, layer: dict, where: str) -> Op:
-        w = _netx_weight(layer, where)
+        w = netx_weight(layer, where)
         if w.ndim > 4 and int(np.prod(w.shape[4:])) == 1:  # slayer's trailing time axis, (out, in, kH, kW, 1)
             w = w.reshape(w.shape[:4])
         if w.ndim != 4 or len(self.shape) != 3 or w.shape[1] != self.shape[0]:
@@ -270,7 +267,7 @@ class _NetxReader:
                                        layer["padding"], w), layer, where)
 
     def _pool(self, layer: dict, where: str) -> Op:
-        w = _netx_weight(layer, where)
+        w = netx_weight(layer, where)
         if len(self.shape) != 3 or np.unique(w).size != 1:
             raise IRError(f"{where}: a pool needs a (C, H, W) input and one weight for its whole window")
         self._plain_window(layer, where)
@@ -297,10 +294,10 @@ class _NetxReader:
         if "neuron" not in layer:
             raise IRError(f"{where}: a layer without neurons (netx's output integrator) is not supported")
         out_shape = tuple(ops[-1].out_shape)
-        bias = _netx_bias(layer, out_shape, where)
-        delay = _netx_delay(layer, out_shape, int(np.prod(self.shape)), where)
+        bias = netx_bias(layer, out_shape, where)
+        delay = netx_delay(layer, out_shape, int(np.prod(self.shape)), where)
         if layer["neuron"].get("type") == "SDNN":
-            sdnn = _sdnn_neuron(layer, where)
+            sdnn = sdnn_neuron(layer, where)
             if not self.fixed:
                 raise IRError(f"{where}: sigma-delta networks run in Loihi's fixed point only; drop --float")
             if sdnn["readout"]:
@@ -310,7 +307,7 @@ class _NetxReader:
             else:
                 self.pops.append(self._sdnn(name, ops, bias * 2 ** (SPIKE_EXP + STATE_EXP), sdnn, "relu", 0, delay))
             return
-        cuba = _cuba_neuron(layer, where)
+        cuba = cuba_neuron(layer, where)
         scale = 1.0 if self.fixed else 2.0 ** -FRAC_BITS
         weighted = next(op for op in ops if op.kind in WEIGHTED)
         if not self.fixed:
@@ -377,105 +374,14 @@ class _NetxReader:
                        reset_offset=int(phase))
 
 
-# --- fields ------------------------------------------------------------------------------------------
-
-def _netx_weight(layer: dict, where: str, size: int | None = None) -> np.ndarray:
-    if "weight" not in layer or isinstance(layer["weight"], dict):
-        raise IRError(f"{where}: needs real weights (complex weights are not supported)")
-    w = np.asarray(layer["weight"], dtype=np.float64)
-    if size is not None and w.size != size:
-        raise IRError(f"{where}: {w.size} weights for {size} synapses")
-    if not np.all(w == np.round(w)) or np.abs(w).max(initial=0) > 256:
-        raise IRError(f"{where}: weights must be Loihi's 8-bit integers (as netx stores them)")
-    return w
-
-
-def _dense_weight(layer: dict, where: str) -> np.ndarray:
-    """A dense layer's (neurons, inputs) weights as lava-dl reads them: the neurons off `shape`
-    (slayer also stores `outFeatures`), a flat weight as (neurons, -1)."""
-    out = int(np.prod(layer["shape"])) if "shape" in layer else int(layer["outFeatures"])
-    w = _netx_weight(layer, where)
-    if out < 1 or w.ndim > 2 or w.size % out or w.size == 0 or (w.ndim == 2 and w.shape[0] != out):
-        raise IRError(f"{where}: weights of shape {w.shape} are not (neurons, inputs) for {out} neurons")
-    return w.reshape(out, -1)
-
-
-def _neuron_fields(layer: dict, where: str) -> dict:
-    neuron = layer["neuron"]
-    kind = neuron.get("type")
-    if kind not in NEURON_FIELDS:
-        raise IRError(f"{where}: {kind} neurons are not supported; supported: {', '.join(NEURON_FIELDS)}")
-    unknown = sorted(set(neuron) - NEURON_FIELDS[kind])
-    if unknown:
-        raise IRError(f"{where}: {kind} neuron field(s) {', '.join(unknown)} are not supported")
-    return neuron
-
-
-def _cuba_neuron(layer: dict, where: str) -> dict[str, int]:
-    """CUBA's registers; LOIHI's training fields checked (module docstring)."""
-    neuron = _neuron_fields(layer, where)
-    if bool(neuron.get("gradedSpike", False)):
-        raise IRError(f"{where}: graded spikes of CUBA neurons are not supported")
-    if int(neuron.get("refDelay", 1)) != 1:
-        raise IRError(f"{where}: a refractory delay other than 1 is not supported")
-    cuba = {k: int(neuron[k]) for k in ("iDecay", "vDecay", "vThMant")}
-    if not (0 <= cuba["iDecay"] <= 2 ** DECAY_BITS and 0 <= cuba["vDecay"] <= 2 ** DECAY_BITS):
-        raise IRError(f"{where}: decays must lie in 0..{2 ** DECAY_BITS}")
-    if int(neuron.get("wgtExp", 0)) != 0:
-        raise IRError(f"{where}: wgtExp {int(neuron['wgtExp'])} would scale the weights by 2**wgtExp on the chip, "
-                      f"which lava-dl's runner ignores; export with wgtExp 0")
-    return cuba
-
-
-def _sdnn_neuron(layer: dict, where: str) -> dict:
-    """An SDNN neuron's threshold mantissa, payload bits and whether it is a sigma readout."""
-    neuron = _neuron_fields(layer, where)
-    activation = str(neuron.get("activation", "relu"))
-    if activation != "relu":
-        raise IRError(f"{where}: sigma-delta activation {activation!r} is not supported (lava-dl's runner "
-                      f"runs ReLU whatever the file says)")
-    return {"v_th_mant": int(neuron["vThMant"]), "bits": int(neuron.get("messageBits", MESSAGE_BITS)),
-            "readout": bool(neuron.get("sigma_output", False))}
-
-
-def _netx_delay(layer: dict, shape: tuple[int, ...], fan_in: int, where: str) -> np.ndarray | None:
-    """Per neuron, the steps its synaptic input arrives late, as lava-dl's runner reads a dense
-    layer's `delay` (slayer's per-neuron delays; one for all; it sets the neuron's on every synapse
-    into it). None when all are zero."""
-    if "delay" not in layer:
-        return None
-    n = int(np.prod(shape))
-    d = np.asarray(layer["delay"], dtype=np.float64).ravel()
-    if d.size == 1:
-        d = np.full(n, d[0])
-    if d.size != n:
-        per_input = " (one per input, which lava-dl reads where it is not one per neuron, is not supported)"
-        raise IRError(f"{where}: {d.size} delays for {n} neurons{per_input if d.size == fan_in else ''}; export "
-                      f"one per neuron, as slayer does")
-    if not np.all(np.isfinite(d)) or np.any(d != np.round(d)) or d.min() < 0 or d.max() > MAX_DELAY:
-        bad = d[~np.isfinite(d) | (d != np.round(d)) | (d < 0) | (d > MAX_DELAY)][0]
-        raise IRError(f"{where}: its 'delay' holds {bad:g}: delays are whole steps in 0..{MAX_DELAY} (the longest "
-                      f"a Loihi synapse holds; lava-dl would clip it)")
-    d = d.astype(np.int64)
-    return d.reshape(shape) if d.any() else None
-
-
-def _netx_bias(layer: dict, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """The bias mantissas per neuron (netx truncates them to integers), per channel for a map."""
-    if "bias" not in layer:
-        return np.zeros(shape)
-    b = np.trunc(np.asarray(layer["bias"], dtype=np.float64)).ravel()
-    if b.size == 1 or b.size == int(np.prod(shape)):
-        return np.broadcast_to(b.reshape(shape) if b.size > 1 else b, shape).astype(np.float64)
-    if len(shape) == 3 and b.size == shape[0]:
-        return np.broadcast_to(b[:, None, None], shape).astype(np.float64)
-    raise IRError(f"{where}: {b.size} biases for neurons of shape {shape}")
-
-
 def stored_timesteps(path: str | Path) -> int | None:
     """The steps per sample a netx file stores (`simulation/tSample`, lava-dl's export), if any."""
     try:
         with h5py.File(path, "r") as f:
-            return int(np.asarray(f["simulation/tSample"]).ravel()[0]) if "simulation/tSample" in f else None
+            if "simulation/tSample" not in f:
+                return None
+            stored = f["simulation/tSample"][()]
     except (OSError, KeyError, ValueError, TypeError):
         return None
+    whole(stored, f"{path}: its 'simulation/tSample'", 1, (1,))
+    return int(np.asarray(stored).ravel()[0])

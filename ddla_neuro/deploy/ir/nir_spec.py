@@ -28,6 +28,7 @@ import torch
 from ..ops import MEMBRANE_BITS, apply_op
 from ..spec import (COMPUTE_KINDS, INPUT_PAYLOAD_BITS, NEURON_KINDS, RESETS, SPIKES, WEIGHTED, NetSpec, Op, Population,
                     Projection, Sends, assign_depths, window_op)
+from .checks import check_nir_nodes
 from .nodes import LINEAR_NODES, NEURON_NODES, POPULATION_NODES, IRError, MaxPool2d, Product, _pair
 
 
@@ -283,20 +284,30 @@ def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None,
     dt = float(dt if dt is not None else conventions.dt or meta.get("dt", 1.0))
     if not dt > 0:
         raise IRError(f"the NIR time step must be positive, got {dt}")
+    check_nir_nodes(graph)
     if input_shape is None:
-        inp = next(node for node in graph.nodes.values() if isinstance(node, nir.Input))
+        inp = next((node for node in graph.nodes.values() if isinstance(node, nir.Input)), None)
+        if inp is None or inp.input_type.get("input") is None:
+            raise IRError("the NIR graph has no Input node with a shape; export it again")
         input_shape = tuple(int(v) for v in np.asarray(inp.input_type["input"]).ravel())
-    timesteps = int(timesteps or meta.get("timesteps", 0))
+    stored = meta.get("timesteps", 0)
+    if not timesteps and not (isinstance(stored, (int, float, np.number)) and np.isfinite(stored) and stored >= 1):
+        stored = 0
+    timesteps = int(timesteps or stored)
     if timesteps < 1:
         raise IRError("the NIR graph does not say how many timesteps to run; pass timesteps")
-    builder = _SpecBuilder(graph, tuple(input_shape), conventions, dt)
-    names = [n for n in builder.order if isinstance(graph.nodes[n], POPULATION_NODES)] + [builder.output]
     encoding = encoding or meta.get("encoding", "direct")
     sends = {"input": input_sends(encoding)}
     pops = []
-    for name in names:
-        pops.append(builder.population(name, sends))
-        sends[name] = pops[-1].sends
+    try:
+        builder = _SpecBuilder(graph, tuple(input_shape), conventions, dt)
+        for name in [n for n in builder.order if isinstance(graph.nodes[n], POPULATION_NODES)] + [builder.output]:
+            pops.append(builder.population(name, sends))
+            sends[name] = pops[-1].sends
+    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:  # fields that make no network
+        reason = (str(e).strip().splitlines() or [""])[0][:100]
+        raise IRError(f"the NIR graph's nodes do not make a network ({type(e).__name__}: {reason}); export it "
+                      f"again") from None
     assign_depths(pops)
     meta = {k: v for k, v in meta.items() if isinstance(v, (str, int, float))}
     return NetSpec(tuple(input_shape), timesteps, encoding, pops, input_sends=sends["input"],

@@ -134,8 +134,12 @@ def checkpoint_to_spec(ckpt: Checkpoint | str | Path) -> NetSpec:
     """Float NetSpec of a checkpoint, with its DDLA statistics as per-population scores."""
     ckpt = ckpt if isinstance(ckpt, Checkpoint) else load_checkpoint(ckpt)
     spec = nir_to_spec(network_to_nir(ckpt.net))
-    names = {p.name for p in spec.spiking}
-    spec.scores = {k: v.detach().cpu().float().numpy() for k, v in ckpt.sensitivity.items() if k in names}
+    shapes = {p.name: tuple(p.shape) for p in spec.spiking}
+    spec.scores = {k: v.detach().cpu().float().numpy() for k, v in ckpt.sensitivity.items() if k in shapes}
+    for name, scores in spec.scores.items():
+        if scores.size != int(np.prod(shapes[name])):
+            raise IRError(f"the checkpoint's DDLA statistics of layer {name} hold {scores.size} values for its "
+                          f"{int(np.prod(shapes[name]))} neurons; re-create the checkpoint with ddla_neuro.train")
     spec.meta.update({k: ckpt.meta[k] for k in ("dataset", "method", "keep", "lam", "seed", "test_accuracy",
                                                  "thresholds") if k in ckpt.meta})
     rule = trained_rule(ckpt.meta)
