@@ -1,9 +1,11 @@
 """lava-dl netx files through ddla-neuro: imported or refused, and what each does on its input.
 
-    python benchmarks/netx_zoo.py FILE.net[=FRAMES.npy] ... [--encoding E] [--timesteps T]
+    python benchmarks/netx_zoo.py FILE.net[@N][=FRAMES.npy] ... [--encoding E] [--timesteps T]
                                   [--reset-interval N] [--reset-offset K] [--repeat 3] [--no-lava] [--json PATH]
 
-For each file: the refusal line, or its netx layers and neurons and, on its input, per layer the
+For each file (its first N layers with @N, lava-dl's num_layers): the refusal line, or its netx
+layers and neurons, its cores on Loihi 2 (the tiled mapping: per layer, what sets the count) and,
+on its input, per layer the
 values it sent per step (a bias input's: the host's writes into the bias registers) and the
 synaptic ops into it per step, in dense and delta mode, the fast simulator's ms per step
 (median of --repeat runs) and whether our Lava processes equal the simulator (logits, counters
@@ -31,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from ddla_neuro.deploy.cost import Terms, map_network, mode_plan  # noqa: E402
 from ddla_neuro.deploy.loading import read_frames  # noqa: E402
+from ddla_neuro.deploy.profiles import load_profile  # noqa: E402
 from ddla_neuro.deploy.ir import IRError  # noqa: E402
 from ddla_neuro.deploy.lava_run import run_lava  # noqa: E402
 from ddla_neuro.deploy.ir.netx import FRAME_ENCODINGS, load_netx_layers, netx_to_spec, stored_timesteps  # noqa: E402
@@ -66,7 +70,8 @@ def default_input(spec: NetSpec, encoding: str, steps: int) -> np.ndarray:
 def load(path: str, encoding: str | None, args: argparse.Namespace) -> tuple[NetSpec, np.ndarray, str]:
     """The spec and frames (N, T, *input_shape) of one FILE[=FRAMES]; IRError where refused."""
     net, _, frames_file = path.partition("=")
-    layers = load_netx_layers(net)
+    net, _, first = net.partition("@")
+    layers = load_netx_layers(net)[: int(first) if first else None]
     encoding = encoding or guess_encoding(layers)
     steps = args.timesteps or stored_timesteps(net) or 16
     spec = netx_to_spec(layers, steps, True, None, net, encoding, args.reset_interval or 0, args.reset_offset)
@@ -116,6 +121,9 @@ def row_of(path: str, encoding: str | None, args: argparse.Namespace) -> dict:
            "reset": [spec.reset_interval, args.reset_offset] if spec.reset_interval else None,
            "layers": [p.name for p in spec.populations if p.name != "output"],  # not our readout of the last
            "neurons": int(sum(p.size for p in spec.populations if p.name != "output"))}
+    mapping = map_network(spec, mode_plan(spec, "dense"), Terms(load_profile("loihi2")))
+    row["cores_loihi2"] = sum(c for c in mapping.cores.values() if c)
+    row["binds"] = {name: f"{mapping.cores[name]} ({binds})" for name, binds in mapping.binds.items()}
     return {**row, **measure(spec, frames, args.repeat, not args.no_lava)}
 
 
@@ -124,7 +132,8 @@ def print_row(row: dict) -> None:
         print(f"{row['file']}: refused: {row['refusal']}\n")
         return
     ms, lava = row["ms_per_step_sim"], row["lava_equals_sim"]
-    print(f"{row['file']}: {len(row['layers'])} layers, {row['neurons']:,} neurons, {row['encoding']} input, "
+    print(f"{row['file']}: {len(row['layers'])} layers, {row['neurons']:,} neurons, {row['cores_loihi2']} cores "
+          f"on loihi2 ({', '.join(f'{k}: {v}' for k, v in row['binds'].items())}), {row['encoding']} input, "
           f"T = {row['timesteps']}; simulator {ms['dense']:.2f} / {ms['delta']:.2f} ms per step (dense / delta); "
           f"Lava == simulator: {'not run' if lava is None else 'yes' if lava else 'NO'}")
     print("| layer | sent/step dense | delta | synaptic ops into it/step dense | delta |")
@@ -137,7 +146,7 @@ def print_row(row: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", metavar="FILE.net[=FRAMES.npy]")
+    ap.add_argument("files", nargs="+", metavar="FILE.net[@N][=FRAMES.npy]")
     ap.add_argument("--encoding", choices=("events", "bias", "graded", "graded-host"))
     ap.add_argument("--timesteps", type=int)
     ap.add_argument("--reset-interval", type=int)

@@ -142,6 +142,7 @@ class Mapping:
     problems: list[str]
     share: dict[str, float] = field(default_factory=dict)  # the busiest core's share of a layer's work
     reach: dict[str, float] = field(default_factory=dict)  # per projection: target cores an event reaches
+    binds: dict[str, str] = field(default_factory=dict)  # per layer on cores: what set its count (tiling.BINDS)
 
 
 def _on_binary_chip(terms: Terms) -> bool:
@@ -244,17 +245,22 @@ def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict, units: dict[
     """Each layer on enough cores for its neurons and for its synapses stored one by one (8-bit)."""
     syn_bytes = {name: math.ceil(n * WEIGHT_BITS / 8) for name, n in synapses.items()}
     cores: dict[str, int | None] = {}
+    binds: dict[str, str] = {}
     for pop in spec.populations:
         if limit["neurons_per_core"] is None or limit["syn_mem_bytes_per_core"] is None:
             cores[pop.name] = None
-        else:
+        elif not pop.host:
             by_memory = math.ceil(syn_bytes[pop.name] / limit["syn_mem_bytes_per_core"])
-            slots = pop.size * units.get(pop.name, 1)
-            cores[pop.name] = 0 if pop.host else max(math.ceil(slots / limit["neurons_per_core"]), by_memory, 1)
+            by_neurons = math.ceil(pop.size * units.get(pop.name, 1) / limit["neurons_per_core"])
+            cores[pop.name] = max(by_neurons, by_memory, 1)
+            binds[pop.name] = ("one core" if cores[pop.name] == 1 else "synapse memory" if by_memory > by_neurons
+                               else "neurons")
+        else:
+            cores[pop.name] = 0
     share = {name: 1.0 / c for name, c in cores.items() if c}
     reach = {projection_key(proj.source, pop.name): float(cores[pop.name] or 1)
              for pop in spec.populations for proj in pop.inputs}
-    return Mapping(synapses, syn_bytes, cores, {}, [], share, reach)
+    return Mapping(synapses, syn_bytes, cores, {}, [], share, reach, binds)
 
 
 def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms, units: dict[str, int]) -> Mapping:
@@ -273,7 +279,8 @@ def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms, units: dict[st
                 f"is too wide for one core even with one neuron, or its kernels too large)"
                 for name, t in tiles.items() if t.overflow]
     return Mapping(synapses, syn_bytes, {n: t.cores for n, t in tiles.items()}, {}, problems,
-                   {n: t.share for n, t in tiles.items() if t.cores}, reach)
+                   {n: t.share for n, t in tiles.items() if t.cores}, reach,
+                   {n: t.binds for n, t in tiles.items() if t.cores})
 
 
 def _signed(spec: NetSpec, source: str, plan: dict[str, str]) -> bool:
@@ -384,7 +391,7 @@ def _layer_row(spec, counts, terms, mapping, name, pop, plan, all_in) -> dict:
            "neuron_updates": float(n * counts.timesteps), "active_updates": active, "idle_updates": idle,
            "selection_updates": selection,
            "synapses": mapping.synapses.get(name, 0), "syn_mem_bytes": mapping.syn_bytes.get(name, 0),
-           "cores": 0 if pop is None else mapping.cores[name],
+           "cores": 0 if pop is None else mapping.cores[name], "binds": mapping.binds.get(name),
            "synaptic_j_by_source": by_source, **({"bias_writes": writes} if written else {}),
            "events_out_per_step": events.tolist(), "sops_per_step": sops.tolist()}
     messages, hops_energy = _messages(terms, mapping, spec.targets[name], name, row["events_out"], all_in)

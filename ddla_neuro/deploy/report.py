@@ -25,6 +25,7 @@ report.json, schema_version 1:
                                latency_s, band}},                    # a stream (run.reset) only
         layers [{layer, kind, neurons, encoding, events_in, events_out, synaptic_ops, spikes,
                  neuron_updates, active_updates, idle_updates, selection_updates, synapses, syn_mem_bytes, cores,
+                 binds (what set its core count: one core, neurons, synapse memory or overflow; null off chip),
                  messages, message_bits, energy_j {parts}, energy_total_j, energy_total_band_j ([low, high] or
                  null), synaptic_j_by_source,
                  events_out_per_step, sops_per_step,

@@ -12,6 +12,8 @@ and its synapse-memory violations; the YOLO-KP notebook its per-core utilisation
   and one synapse to each of its neurons there: ceil((header + bits * n_core) / word) words.
   It starts on one core; while its synapse words or neurons overflow a core, its core count is
   multiplied by the largest overflow ratio (rounded up, at least 2), as the compiler iterates.
+* A population fed one-to-one (the host's graded frames into an input layer's neurons) is tiled
+  by its neurons, one input axon and one synapse a neuron.
 * A frame written into bias registers has no synapses; a layer the host reads has no core.
 
 An event reaches, of a tiled convolution's cores, those whose tiles its receptive field
@@ -27,6 +29,9 @@ import numpy as np
 from .spec import NetSpec, Population, Projection, projection_key
 
 WINDOW_OPS = ("conv2d", "sumpool2d")
+# what sets a layer's core count: it fits one core; its neurons (a core's slots); its synapse
+# memory (a core's words, the fan-in too wide); neither holds even at one neuron a core (overflow)
+BINDS = ("one core", "neurons", "synapse memory", "overflow")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Tiles:
     words: int          # synapse-memory words of all its cores
     tile: tuple[int, ...] = ()  # a map's per-core tile (C, H, W)
     overflow: int = 0   # synapse words of its fullest core beyond a core's (0: it fits)
+    binds: str = ""     # what set its core count: BINDS
 
 
 def _pow2(n: int) -> int:
@@ -92,18 +98,29 @@ def _flat_words(axons: int, n: int, lim: Limits) -> int:
     return axons * math.ceil((lim.header_bits + lim.synapse_bits * n) / lim.word_bits)
 
 
+def _elementwise(proj: Projection) -> bool:
+    """Whether each input reaches one neuron only (a scale: the host's graded frames into an input
+    layer's neurons, lava-dl's `a_in`): one input axon and one synapse a neuron."""
+    return all(op.kind in ("scale", "flatten") for op in proj.ops) and \
+        int(np.prod(proj.ops[0].in_shape)) == int(np.prod(proj.ops[-1].out_shape))
+
+
 def tile_population(pop: Population, lim: Limits) -> Tiles:
     """The cores of one population (module docstring)."""
     fed = [proj for proj in pop.inputs if not proj.to_bias]
+    if fed and all(_elementwise(proj) for proj in fed):
+        return _tile_elementwise(pop, len(fed), lim)
     if len(pop.shape) == 3 and all(_window(proj) for proj in fed):
         c, h, w = map_tile(tuple(pop.shape), lim.neurons)
         counts = (-(-pop.shape[0] // c), -(-pop.shape[1] // h), -(-pop.shape[2] // w))
         real = c * h * min(w, pop.shape[2])
         words = sum(_kernel_words(proj, c, lim) for proj in fed)
-        return Tiles(int(np.prod(counts)), real / pop.size, words * int(np.prod(counts)), (c, h, w),
-                     max(words - lim.words, 0))
+        cores = int(np.prod(counts))
+        binds = "overflow" if words > lim.words else "neurons" if cores > 1 else "one core"
+        return Tiles(cores, real / pop.size, words * cores, (c, h, w), max(words - lim.words, 0), binds)
     axons = sum(int(np.prod(proj.ops[0].in_shape)) for proj in fed)
     cores = 1
+    by_words = _flat_words(axons, pop.size, lim) / lim.words >= pop.size / lim.neurons  # on one core, the larger
     while True:
         n = -(-pop.size // cores)
         ratio = max(_flat_words(axons, n, lim) / lim.words, n / lim.neurons)
@@ -113,7 +130,23 @@ def tile_population(pop: Population, lim: Limits) -> Tiles:
     per_core = -(-pop.size // cores)  # the fullest core's neurons; the last core holds the rest
     full, rest = divmod(pop.size, per_core)
     words = full * _flat_words(axons, per_core, lim) + (_flat_words(axons, rest, lim) if rest else 0)
-    return Tiles(cores, per_core / pop.size, words, (), max(_flat_words(axons, per_core, lim) - lim.words, 0))
+    overflow = max(_flat_words(axons, per_core, lim) - lim.words, 0)
+    binds = "overflow" if overflow else "one core" if cores == 1 else "synapse memory" if by_words else "neurons"
+    return Tiles(cores, per_core / pop.size, words, (), overflow, binds)
+
+
+def _tile_elementwise(pop: Population, inputs: int, lim: Limits) -> Tiles:
+    """A population fed one-to-one: tiled by its neurons (a map as `map_tile`), each neuron's input
+    axon holding its one synapse."""
+    per_neuron = inputs * _flat_words(1, 1, lim)
+    if len(pop.shape) == 3:
+        c, h, w = map_tile(tuple(pop.shape), min(lim.neurons, lim.words // per_neuron))
+        counts = (-(-pop.shape[0] // c), -(-pop.shape[1] // h), -(-pop.shape[2] // w))
+        cores, real, tile = int(np.prod(counts)), c * h * min(w, pop.shape[2]), (c, h, w)
+    else:
+        cores = -(-pop.size // min(lim.neurons, lim.words // per_neuron))
+        real, tile = -(-pop.size // cores), ()
+    return Tiles(cores, real / pop.size, pop.size * per_neuron, tile, 0, "neurons" if cores > 1 else "one core")
 
 
 def reach(proj: Projection, target: Tiles, target_shape: tuple[int, ...]) -> float:

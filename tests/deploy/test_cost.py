@@ -326,8 +326,26 @@ def test_synaptic_delays_take_neuron_slots(longest, cores):
     cuba neurons fit one 4,095-slot core up to D = 7; at D = 8 they take 2 slots each (2,047 a
     core: 2 cores), at D = 20 3 (1,365: 3 cores), at D = 62 8 (511 a core: 6 cores)."""
     spec = delayed_layer(3000, longest)
-    assert map_network(spec, enc("dense"), Terms(load_profile("loihi2"))).cores["a"] == cores
+    mapping = map_network(spec, enc("dense"), Terms(load_profile("loihi2")))
+    assert (mapping.cores["a"], mapping.binds["a"]) == (cores, "one core" if cores == 1 else "neurons")
     check_delays(spec, load_profile("loihi2"))
+
+
+@pytest.mark.parametrize("profile", ["loihi2", "loihi"])
+def test_a_wide_fan_in_binds_the_synapse_memory(profile):
+    """100 neurons reading 5,000 inputs; the neurons alone fit one core. Loihi 2's compiler: on one
+    core 24 words an input axon (120,000 > 12,000), so 10 cores (3 words: 15,000), then 20 (2
+    words: 10,000, fits). Loihi's explicit map: 1,000,000 bytes (an on/off synapse pair each, the
+    analog input being signed on a binary chip), 131,072 a core: 8 cores. The readout fits one."""
+    wide = Population("a", (100,), "if", np.zeros(100),
+                      [Projection("input", [Op("linear", (5000,), (100,), np.ones((100, 5000)))])], sends=SPIKES)
+    out = Population("out", (2,), "readout", np.zeros(2),
+                     [Projection("a", [Op("linear", (100,), (2,), np.ones((2, 100)))])], sends=GRADED)
+    assign_depths([wide, out])
+    spec = NetSpec((5000,), T, "direct", [wide, out], input_sends=input_sends("direct"))
+    mapping = map_network(spec, enc("dense"), Terms(load_profile(profile)))
+    assert (mapping.cores["a"], mapping.binds["a"]) == ({"loihi2": 20, "loihi": 8}[profile], "synapse memory")
+    assert mapping.binds["out"] == "one core"
 
 
 def test_a_delay_past_the_chips_longest_is_refused_and_an_unknown_buffer_named():

@@ -32,6 +32,8 @@ def test_pilotnets_take_the_cores_intels_compiler_gave_them():
                                                    (64, 2, 16)]  # the notebook's Conv(w, h, c) tags
     sdnn, _ = map_tiled(read_netx(SDNN, 16, encoding="graded-host"), LIMITS)
     assert sum(t.cores for t in sdnn.values()) == 61
+    on_chip, _ = map_tiled(read_netx(SDNN, 16, encoding="graded"), LIMITS)  # the host's frames into its input layer:
+    assert [t.cores for t in on_chip.values()][0] == 13  # one axon and one synapse a neuron, tiled as LIF's input
 
 
 def flat(n_in: int, n_out: int) -> Population:
