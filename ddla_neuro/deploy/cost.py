@@ -207,11 +207,17 @@ def _selection_units(terms: Terms, selecting: frozenset[str]) -> dict[str, int]:
     the term then named unknown)."""
     if not selecting:
         return {}
-    field = "selection_units_per_neuron"
-    units = terms.get("chip", field) if terms.has("chip", field) else None
-    if units is None:
-        terms.unknown.add(f"chip.{field}")
+    units = _optional_chip_term(terms, "selection_units_per_neuron")
     return {name: int(units or 1) for name in selecting}
+
+
+def _optional_chip_term(terms: Terms, field: str) -> float | None:
+    """An optional chip figure, or None where the profile lacks it or leaves it unknown (then named
+    in the unknown terms)."""
+    value = terms.get("chip", field) if terms.has("chip", field) else None
+    if value is None:
+        terms.unknown.add(f"chip.{field}")
+    return value
 
 
 def _delay_units(spec: NetSpec, terms: Terms) -> dict[str, int]:
@@ -220,14 +226,8 @@ def _delay_units(spec: NetSpec, terms: Terms) -> dict[str, int]:
     (one where the profile does not say, the term then named unknown)."""
     delayed = {pop.name: int(np.max(pop.input_delay)) for pop in spec.populations
                if pop.input_delay is not None and not pop.host}
-    if not delayed:
-        return {}
-    field = "delay_slots_per_neuron"
-    slots = terms.get("chip", field) if terms.has("chip", field) else None
-    if slots is None:
-        terms.unknown.add(f"chip.{field}")
-        return {}
-    return {name: math.ceil((longest + 1) / slots) for name, longest in delayed.items()}
+    slots = _optional_chip_term(terms, "delay_slots_per_neuron") if delayed else None
+    return {name: math.ceil((longest + 1) / slots) for name, longest in delayed.items()} if slots else {}
 
 
 def check_delays(spec: NetSpec, profile: Profile) -> None:
