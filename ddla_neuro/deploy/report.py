@@ -175,11 +175,12 @@ def selection_line(selection: dict) -> str:
 
 
 def layer_table(report: dict, mode: str) -> list[str]:
-    cols = ("layer", "neurons", "encoding", "events_out", "synaptic_ops", "active_updates", "cores",
+    cols = ("layer", "neurons", "encoding", "events_out", "synaptic_ops", "active_updates", "cores", "binds",
             "energy_total_j")
     lines = ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
-    for r in report["modes"][mode]["layers"]:
-        lines.append("| " + " | ".join(_fmt(r[c], "J" if c.endswith("_j") else "") for c in cols) + " |")
+    for r in report["modes"][mode]["layers"]:  # binds: none for the input and a layer the host reads
+        lines.append("| " + " | ".join("-" if c == "binds" and r[c] is None else _fmt(r[c], "J" if c.endswith("_j")
+                                                                                   else "") for c in cols) + " |")
     return lines
 
 
