@@ -7,7 +7,10 @@ and its synapse-memory violations; the YOLO-KP notebook its per-core utilisation
   width padded to a power of two and halved until the tile's slots (padded width x H x C) fit
   the core's neuron slots; if a one-column tile does not fit, the height is halved too, then
   the channels. Cores: one per tile. Convolution kernels are shared: each core stores its
-  input channels x kernel x its output channels' weights once, whatever its tile's size.
+  input channels x kernel x its output channels' weights once, whatever its tile's size; where
+  a layer's whole kernels do not fit a core's synapse memory, its output channels are halved
+  first until a core's share does (YOLO-KP's notebook: its 256- and 512-channel layers take 64
+  channels a core, and every layer's core count then equals the compiler's).
 * A flat layer of n neurons with a fan-in of A input axons stores, per axon and core, a header
   and one synapse to each of its neurons there: ceil((header + bits * n_core) / word) words.
   It starts on one core; while its synapse words or neurons overflow a core, its core count is
@@ -58,10 +61,11 @@ def _pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def map_tile(shape: tuple[int, int, int], slots: int) -> tuple[int, int, int]:
+def map_tile(shape: tuple[int, int, int], slots: int, channels: int | None = None) -> tuple[int, int, int]:
     """The per-core tile (c, h, w) of a (C, H, W) map: power-of-two width (padded), then height,
-    then channels halved until c * h * padded w fits `slots`."""
-    c, h, w = shape[0], shape[1], _pow2(shape[2])
+    then channels halved until c * h * padded w fits `slots`; at most `channels` channels (a
+    core's share of shared kernels that would not fit its synapse memory whole)."""
+    c, h, w = min(shape[0], channels or shape[0]), shape[1], _pow2(shape[2])
     while c * h * w > slots:
         if w > 1:
             w //= 2
@@ -94,6 +98,14 @@ def _kernel_words(proj: Projection, out_channels: int, lim: Limits) -> int:
     return cin * int(np.prod(k)) * math.ceil(out_channels * lim.weight_bits / lim.word_bits)
 
 
+def _kernel_channels(fed: list[Projection], channels: int, lim: Limits) -> int:
+    """The output channels a core can hold the shared kernels of: all of them, halved (rounding
+    up) while their words overflow the core's synapse memory (one channel at the least)."""
+    while channels > 1 and sum(_kernel_words(proj, channels, lim) for proj in fed) > lim.words:
+        channels = -(-channels // 2)
+    return channels
+
+
 def _flat_words(axons: int, n: int, lim: Limits) -> int:
     return axons * math.ceil((lim.header_bits + lim.synapse_bits * n) / lim.word_bits)
 
@@ -111,12 +123,14 @@ def tile_population(pop: Population, lim: Limits) -> Tiles:
     if fed and all(_elementwise(proj) for proj in fed):
         return _tile_elementwise(pop, len(fed), lim)
     if len(pop.shape) == 3 and all(_window(proj) for proj in fed):
-        c, h, w = map_tile(tuple(pop.shape), lim.neurons)
+        channels = _kernel_channels(fed, pop.shape[0], lim)
+        c, h, w = map_tile(tuple(pop.shape), lim.neurons, channels)
         counts = (-(-pop.shape[0] // c), -(-pop.shape[1] // h), -(-pop.shape[2] // w))
         real = c * h * min(w, pop.shape[2])
         words = sum(_kernel_words(proj, c, lim) for proj in fed)
         cores = int(np.prod(counts))
-        binds = "overflow" if words > lim.words else "neurons" if cores > 1 else "one core"
+        binds = ("overflow" if words > lim.words else "synapse memory" if channels < pop.shape[0] and cores > 1
+                 else "neurons" if cores > 1 else "one core")
         return Tiles(cores, real / pop.size, words * cores, (c, h, w), max(words - lim.words, 0), binds)
     axons = sum(int(np.prod(proj.ops[0].in_shape)) for proj in fed)
     cores = 1

@@ -13,7 +13,7 @@ from ddla_neuro.deploy.cost import cost_run
 from ddla_neuro.deploy.ir.netx import read_netx
 from ddla_neuro.deploy.profiles import load_profile
 from ddla_neuro.deploy.sim import simulate
-from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, SPIKES, Sends, assign_depths
+from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, SPIKES, Sends, assign_depths, window_op
 from ddla_neuro.deploy.tiling import Limits, map_tile, map_tiled, tile_population
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -118,3 +118,26 @@ def test_the_loihi2_profile_holds_the_fit_to_intels_run():
     assert after["cores"]["per_layer"] == list(loihi2_silicon.COMPILER_CORES)
     # the runs' spread, by the fit
     assert after["band"]["dynamic_energy_j"] == pytest.approx([0.562e-3, 1.094e-3], rel=1e-4)
+
+
+def test_yolo_kp_takes_the_cores_intels_compiler_gave_it():
+    """lava-dl's YOLO-KP (yolo_kp/run.ipynb, its compiler's per-core table, 574 cores): ten 3 x 3 and
+    1 x 1 sigma-delta convs from 224 x 224 x 16 to 14 x 14 x 48, input on the host. Where a layer's
+    whole kernels overflow a core's synapse memory (256 inputs x 9 x 256 outputs), its channels
+    are split first, so the layers of 256 and 512 channels take 16, 32, 14 and 32 cores, as the
+    compiler's, not 14 and 28 as full-channel columns would."""
+    layers = [(16, 3, 2), (32, 3, 2), (64, 3, 2), (128, 3, 2), (256, 3, 1), (256, 3, 2), (512, 3, 1), (256, 1, 1),
+              (512, 3, 1), (48, 1, 1)]
+    shape, source, pops = (3, 448, 448), "input", []
+    for i, (channels, kernel, stride) in enumerate(layers):
+        op = window_op("conv2d", shape, channels, kernel, stride, kernel // 2,
+                       np.ones((channels, shape[0], kernel, kernel)))
+        pops.append(Population(f"conv{i + 1}", op.out_shape, "sdnn", np.zeros(op.out_shape),
+                               [Projection(source, [op])], sends=Sends(graded=True, bits=16)))
+        shape, source = op.out_shape, f"conv{i + 1}"
+    assert [pops[i].shape for i in (0, 4, 9)] == [(16, 224, 224), (256, 28, 28), (48, 14, 14)]
+    assign_depths(pops)
+    tiles = [tile_population(p, LIMITS) for p in pops]
+    assert [t.cores for t in tiles] == [224, 112, 56, 28, 56, 16, 32, 14, 32, 4]  # the compiler's, per layer
+    assert sum(t.cores for t in tiles) == 574
+    assert [t.binds for t in tiles][4:9] == ["synapse memory"] * 5
