@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import shutil
@@ -92,7 +93,7 @@ def _h5_layers(path: Path, group: str) -> list[str]:
 def mutate_h5(src: Path, dst: Path, case: Case) -> Path:
     shutil.copyfile(src, dst)
     with h5py.File(dst, "a") as f:
-        if case.mutation == "remove-layer" or case.mutation == "remove":
+        if case.mutation in ("remove", "remove-layer"):
             del f[case.target]
             return dst
         value = mutated_value(f[case.target][()], case.mutation)
@@ -137,8 +138,9 @@ def _frames_file(folder: Path) -> Path:
     return path
 
 
-def cases(fmt: str, folder: Path) -> list[Case]:
-    """Every single mutation of every source of a format."""
+@functools.cache
+def cases(fmt: str, folder: Path) -> tuple[Case, ...]:
+    """Every single mutation of every source of a format (listed once a format and folder)."""
     out = []
     for name, path in sources(fmt, folder).items():
         if fmt in ("netx", "nir"):
@@ -155,7 +157,7 @@ def cases(fmt: str, folder: Path) -> list[Case]:
         else:
             targets = ["frames"]
         out += [Case(fmt, name, t, m) for t in targets for m in MUTATIONS]
-    return out
+    return tuple(out)
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, object]:
@@ -181,7 +183,8 @@ def _set(d: dict, key: str, value) -> None:
 
 
 def build(case: Case, folder: Path) -> list[str]:
-    """The damaged file written into `folder`, and the deploy arguments that read it."""
+    """The damaged file written into `folder`, and the deploy arguments that read it (the profile
+    loihi2's, or the damaged one)."""
     src = sources(case.format, folder)[case.source]
     bad = folder / f"bad{src.suffix}"
     if case.format == "netx":
@@ -207,7 +210,7 @@ def build(case: Case, folder: Path) -> list[str]:
         section, field = case.target.split(".", 1)
         text = src.read_text().splitlines()
         bad.write_text("\n".join(_mutate_toml_line(line, field, case.mutation) for line in text) + "\n")
-        return ["--profile", str(bad)]
+        return ["--profile", str(bad)]  # with the shipped model and its data
     value = mutated_value(np.load(src), case.mutation)
     if value is not None:
         np.save(bad, value)
@@ -242,9 +245,9 @@ def _mutate_toml_line(line: str, field: str, mutation: str) -> str:
 def run_case(case: Case, folder: Path) -> tuple[str, str]:
     """("ok" | "refused" | "raw" | "bad-line", what was printed or raised) of one case."""
     out = folder / "out"
-    argv = ["--profile", "loihi2", *build(case, folder), "--backend", "fast", "--samples", "2", "--out", str(out)]
-    if case.format == "profile":  # the damaged profile replaces loihi2
-        argv = argv[2:]
+    args = build(case, folder)
+    profile = [] if case.format == "profile" else ["--profile", "loihi2"]
+    argv = [*profile, *args, "--backend", "fast", "--samples", "2", "--out", str(out)]
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

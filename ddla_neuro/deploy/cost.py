@@ -87,11 +87,11 @@ from .spec import NetSpec, projection_ends, projection_key, repeated_layer_uses
 from .tiling import Limits, map_tiled
 
 ENERGY_PARTS = ("synaptic", "neuron", "selection", "routing", "static")
+TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
 
 
 class CostError(UserError):
     """A network the profile's chip cannot hold as asked (a delay longer than it buffers)."""
-TERNARY_PAYLOAD_BITS = 2     # a signed unit delta
 
 
 @dataclass
@@ -142,7 +142,7 @@ class Mapping:
     problems: list[str]
     share: dict[str, float] = field(default_factory=dict)  # the busiest core's share of a layer's work
     reach: dict[str, float] = field(default_factory=dict)  # per projection: target cores an event reaches
-    binds: dict[str, str] = field(default_factory=dict)  # per layer on cores: what set its count (tiling.BINDS)
+    binds: dict[str, str] = field(default_factory=dict)  # per layer on cores: what set its count (`Tiles.binds`)
 
 
 def _on_binary_chip(terms: Terms) -> bool:

@@ -218,8 +218,6 @@ class Neurons:
     def integrate_cuba(self, a: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Loihi's current-based LIF (spec.py): the current is a state (fixed point: 24-bit wrap,
         as Lava's LIF), the bias goes to the voltage (clipped to +-(2**23 - 1)); v before firing."""
-        if self.delay is not None:
-            a = self.delayed(a)
         u = self.decay(self.u, "u_decay", "du") + a
         self.u = u = wrap_current(u) if self.fixed else u
         v = self.decay(self.v) + u + bias
@@ -239,6 +237,8 @@ class Neurons:
             self.fresh()
         elif reset_due(at.t, p["reset_interval"], p["reset_offset"]):  # a stream's next inference
             self.v, self.u, self.fired = self.zeros, self.zeros, np.zeros(self.zeros.shape, dtype=bool)
+        if self.delay is not None and not p["bias_input"]:  # each unit's synaptic current, its own steps late
+            a = self.delayed(a)
         if p["kind"] == "sdnn":
             return self.step_sigma_delta(at, a)
         bias = self.bias + a if p["bias_input"] else self.bias  # the input written into the bias register
@@ -272,8 +272,6 @@ class Neurons:
         """Sigma-delta neurons (`spec.sigma_delta`): sigma is the current as it arrives (the
         synapse holds the sum of what the source sent); active where it changed."""
         p = self.p
-        if self.delay is not None:
-            sigma = self.delayed(sigma)
         message, self.act, self.residue = sigma_delta(sigma, self.act, self.residue, self.bias, p["v_th"],
                                                       p["activation"] == "relu", p["message_shift"])
         self.sent_sum = self.sent_sum + message

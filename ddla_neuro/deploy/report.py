@@ -178,10 +178,15 @@ def layer_table(report: dict, mode: str) -> list[str]:
     cols = ("layer", "neurons", "encoding", "events_out", "synaptic_ops", "active_updates", "cores", "binds",
             "energy_total_j")
     lines = ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
-    for r in report["modes"][mode]["layers"]:  # binds: none for the input and a layer the host reads
-        lines.append("| " + " | ".join("-" if c == "binds" and r[c] is None else _fmt(r[c], "J" if c.endswith("_j")
-                                                                                   else "") for c in cols) + " |")
+    for r in report["modes"][mode]["layers"]:
+        lines.append("| " + " | ".join(_layer_cell(r, c) for c in cols) + " |")
     return lines
+
+
+def _layer_cell(row: dict, col: str) -> str:
+    if col == "binds" and row[col] is None:  # the input and a layer the host reads take no core
+        return "-"
+    return _fmt(row[col], "J" if col.endswith("_j") else "")
 
 
 def markdown(report: dict) -> str:

@@ -382,6 +382,8 @@ class _Population:
             synaptic, bias_in = torch.zeros_like(currents[0]), currents[0]
         else:
             synaptic, bias_in = sum(currents[1:], currents[0]), None
+        if self.pop.input_delay is not None:  # each unit's synaptic current, its own steps late (spec.py)
+            synaptic = _delayed(synaptic, self.pop.input_delay)
         if kind == "cuba":
             return self.run_cuba(synaptic, bias_in, counts)
         if kind == "sdnn":
@@ -459,8 +461,6 @@ class _Population:
         current state is non-zero, also in steps without input."""
         p = self.pop
         x = synaptic.double()  # the wrap-around needs exact integers past 2**24
-        if p.input_delay is not None:
-            x = _delayed(x, p.input_delay)
         spikes = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
         current = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
         sent = torch.zeros_like(spikes) if self.filtered else None
@@ -492,7 +492,7 @@ class _Population:
         modes). A unit counts as active in a step where an input changed its sigma; its spikes are
         its non-zero messages."""
         p = self.pop
-        sigma = synaptic.double() if p.input_delay is None else _delayed(synaptic.double(), p.input_delay)
+        sigma = synaptic.double()
         messages = torch.zeros_like(sigma)
         act = residue = torch.zeros_like(sigma[0])
         bias = self.bias.double()

@@ -32,9 +32,6 @@ import numpy as np
 from .spec import NetSpec, Population, Projection, projection_key
 
 WINDOW_OPS = ("conv2d", "sumpool2d")
-# what sets a layer's core count: it fits one core; its neurons (a core's slots); its synapse
-# memory (a core's words, the fan-in too wide); neither holds even at one neuron a core (overflow)
-BINDS = ("one core", "neurons", "synapse memory", "overflow")
 
 
 @dataclass(frozen=True)
@@ -54,7 +51,10 @@ class Tiles:
     words: int          # synapse-memory words of all its cores
     tile: tuple[int, ...] = ()  # a map's per-core tile (C, H, W)
     overflow: int = 0   # synapse words of its fullest core beyond a core's (0: it fits)
-    binds: str = ""     # what set its core count: BINDS
+    # what set its core count: "one core" (it fits one), "neurons" (a core's slots), "synapse memory"
+    # (a core's words: the fan-in too wide, or the kernels too large), "overflow" (neither holds
+    # even at one neuron or one channel a core)
+    binds: str = ""
 
 
 def _pow2(n: int) -> int:
@@ -124,14 +124,12 @@ def tile_population(pop: Population, lim: Limits) -> Tiles:
         return _tile_elementwise(pop, len(fed), lim)
     if len(pop.shape) == 3 and all(_window(proj) for proj in fed):
         channels = _kernel_channels(fed, pop.shape[0], lim)
-        c, h, w = map_tile(tuple(pop.shape), lim.neurons, channels)
-        counts = (-(-pop.shape[0] // c), -(-pop.shape[1] // h), -(-pop.shape[2] // w))
-        real = c * h * min(w, pop.shape[2])
-        words = sum(_kernel_words(proj, c, lim) for proj in fed)
-        cores = int(np.prod(counts))
+        tile = map_tile(tuple(pop.shape), lim.neurons, channels)
+        cores, real = _map_cores(tuple(pop.shape), tile)
+        words = sum(_kernel_words(proj, tile[0], lim) for proj in fed)
         binds = ("overflow" if words > lim.words else "synapse memory" if channels < pop.shape[0] and cores > 1
                  else "neurons" if cores > 1 else "one core")
-        return Tiles(cores, real / pop.size, words * cores, (c, h, w), max(words - lim.words, 0), binds)
+        return Tiles(cores, real / pop.size, words * cores, tile, max(words - lim.words, 0), binds)
     axons = sum(int(np.prod(proj.ops[0].in_shape)) for proj in fed)
     cores = 1
     by_words = _flat_words(axons, pop.size, lim) / lim.words >= pop.size / lim.neurons  # on one core, the larger
@@ -149,14 +147,19 @@ def tile_population(pop: Population, lim: Limits) -> Tiles:
     return Tiles(cores, per_core / pop.size, words, (), overflow, binds)
 
 
+def _map_cores(shape: tuple[int, int, int], tile: tuple[int, int, int]) -> tuple[int, int]:
+    """(cores, real neurons of the fullest core) of a map cut into `tile`s (its padded width cut at the map's)."""
+    (c, h, w), counts = tile, [-(-n // t) for n, t in zip(shape, tile)]
+    return int(np.prod(counts)), c * h * min(w, shape[2])
+
+
 def _tile_elementwise(pop: Population, inputs: int, lim: Limits) -> Tiles:
     """A population fed one-to-one: tiled by its neurons (a map as `map_tile`), each neuron's input
     axon holding its one synapse."""
     per_neuron = inputs * _flat_words(1, 1, lim)
     if len(pop.shape) == 3:
-        c, h, w = map_tile(tuple(pop.shape), min(lim.neurons, lim.words // per_neuron))
-        counts = (-(-pop.shape[0] // c), -(-pop.shape[1] // h), -(-pop.shape[2] // w))
-        cores, real, tile = int(np.prod(counts)), c * h * min(w, pop.shape[2]), (c, h, w)
+        tile = map_tile(tuple(pop.shape), min(lim.neurons, lim.words // per_neuron))
+        cores, real = _map_cores(tuple(pop.shape), tile)
     else:
         cores = -(-pop.size // min(lim.neurons, lim.words // per_neuron))
         real, tile = -(-pop.size // cores), ()

@@ -292,7 +292,7 @@ class _NetxReader:
 
     def _population(self, name: str, ops: list[Op], layer: dict, where: str, to_bias: bool = False) -> None:
         if "neuron" not in layer:
-            raise IRError(f"{where}: a layer without neurons (netx's output integrator) is not supported")
+            raise IRError(f"{where}: has no neurons (lava-dl's runner gives a default neuron to a dense layer only)")
         out_shape = tuple(ops[-1].out_shape)
         bias = netx_bias(layer, out_shape, where)
         delay = netx_delay(layer, out_shape, int(np.prod(self.shape)), where)
@@ -326,9 +326,8 @@ class _NetxReader:
               delay: np.ndarray | None = None) -> Population:
         """A sigma-delta population in Lava's fixed point (state 2**-12, messages 2**-6)."""
         out_shape = tuple(ops[-1].out_shape)
-        source = self.source
         self._advance(out_shape)
-        return Population(name, out_shape, "sdnn", bias, [Projection(source, ops, shift=shift)], input_delay=delay,
+        return Population(name, out_shape, "sdnn", bias, [Projection(self.source, ops, shift=shift)], input_delay=delay,
                           v_th=float(sdnn["v_th_mant"] << (SPIKE_EXP + STATE_EXP)), activation=activation,
                           message_shift=STATE_EXP, frac_bits=SPIKE_EXP + STATE_EXP,
                           sends=Sends(graded=True, bits=sdnn["bits"], frac_bits=SPIKE_EXP))

@@ -134,8 +134,9 @@ def netx_delay(layer: dict, shape: tuple[int, ...], fan_in: int, where: str) -> 
         per_input = " (one per input, which lava-dl reads where it is not one per neuron, is not supported)"
         raise IRError(f"{where}: {d.size} delays for {n} neurons{per_input if d.size == fan_in else ''}; export "
                       f"one per neuron, as slayer does")
-    if not np.all(np.isfinite(d)) or np.any(d != np.round(d)) or d.min() < 0 or d.max() > MAX_DELAY:
-        bad = d[~np.isfinite(d) | (d != np.round(d)) | (d < 0) | (d > MAX_DELAY)][0]
+    bad = d[~np.isfinite(d) | (d != np.round(d)) | (d < 0) | (d > MAX_DELAY)]
+    if bad.size:
+        bad = bad[0]
         raise IRError(f"{where}: its 'delay' holds {bad:g}: delays are whole steps in 0..{MAX_DELAY} (the longest "
                       f"a Loihi synapse holds; lava-dl would clip it)")
     d = d.astype(np.int64)

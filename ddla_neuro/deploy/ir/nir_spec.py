@@ -290,10 +290,11 @@ def nir_to_spec(graph: nir.NIRGraph, input_shape: tuple[int, ...] | None = None,
         if inp is None or inp.input_type.get("input") is None:
             raise IRError("the NIR graph has no Input node with a shape; export it again")
         input_shape = tuple(int(v) for v in np.asarray(inp.input_type["input"]).ravel())
-    stored = meta.get("timesteps", 0)
-    if not timesteps and not (isinstance(stored, (int, float, np.number)) and np.isfinite(stored) and stored >= 1):
-        stored = 0
-    timesteps = int(timesteps or stored)
+    if not timesteps:  # the graph's own, where it is a number of steps
+        stored = meta.get("timesteps")
+        usable = isinstance(stored, (int, float, np.number)) and np.isfinite(stored) and stored >= 1
+        timesteps = stored if usable else 0
+    timesteps = int(timesteps)
     if timesteps < 1:
         raise IRError("the NIR graph does not say how many timesteps to run; pass timesteps")
     encoding = encoding or meta.get("encoding", "direct")
