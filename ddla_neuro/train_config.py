@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "neuron-local rule's per-layer thresholds are steered while training so that each layer sends "
                    "the share --keep of its pending changes, and stored in the checkpoint")
     p.add_argument("--stats-momentum", type=float, default=DEFAULTS["stats_momentum"], metavar="M",
-                   help="ddla: decay of the running mean of |dL/dO|, applied once per timestep of each training "
-                        f"batch (default {DEFAULTS['stats_momentum']})")
+                   help="ddla: decay of the running mean of |dL/dO| per timestep (a training batch of T steps "
+                        f"keeps M^T of it and adds the batch's mean; default {DEFAULTS['stats_momentum']})")
     p.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
     p.add_argument("--device", default=DEFAULTS["device"], choices=DEVICES)

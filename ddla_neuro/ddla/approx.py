@@ -19,56 +19,59 @@ from .tdd import delta
 @dataclass
 class ApproxStep:
     transmitted: torch.Tensor  # F': what the receivers hold after this step
-    delta: torch.Tensor        # the whole delta s_t - held
-    sent: torch.Tensor         # the deltas actually sent (zero where held back)
+    spikes: torch.Tensor       # F: the layer's output s_t
+    held: torch.Tensor | None  # what the receivers held after t-1 (None at t = 1)
+    send: torch.Tensor | None  # where the change was sent (1.0/0.0; None: everywhere)
     sensitivity_loss: torch.Tensor  # MSE(F', F)
 
     @property
-    def dropped(self) -> torch.Tensor:
-        """bool: the non-zero deltas that were not sent."""
-        return self.delta != self.sent
+    def delta(self) -> torch.Tensor:
+        """The whole delta s_t - held (detached)."""
+        return delta(self.spikes.detach(), None if self.held is None else self.held.detach())
+
+    @property
+    def sent(self) -> torch.Tensor:
+        """The deltas actually sent (zero where held back; detached)."""
+        return self.delta if self.send is None else self.delta * self.send
 
 
 def ddla_step(s_t: torch.Tensor, held: torch.Tensor | None, send: torch.Tensor | None,
               on_grad: Callable[[torch.Tensor], None] | None = None) -> ApproxStep:
     """One layer, one step. `held` is the receivers' value after t-1 (None at t = 1: everything is
-    sent), `send` (bool) where the selection sends the pending change (None: everywhere). The
-    gradient to the delta passes where it was sent; to what was held where it was not.
-    `on_grad` (optional) is called with the gradient that reaches what the receivers hold."""
+    sent), `send` (bool, or 1.0/0.0 in s_t's type) where the selection sends the pending change
+    (None: everywhere). The gradient to the delta passes where it was sent; to what was held where
+    it was not. `on_grad` (optional) is called with the gradient that reaches what the receivers
+    hold."""
     if held is None or send is None:
         # everything sent: the receivers hold exactly s_t (no float round trip through held + d)
-        return ApproxStep(s_t, delta(s_t, held), delta(s_t, held), s_t.new_zeros(()))
-    transmitted, loss, d, sent = _Send.apply(s_t, held, send, on_grad)
-    return ApproxStep(transmitted, d, sent, loss)
+        return ApproxStep(s_t, s_t, held, None, s_t.new_zeros(()))
+    m = send.to(s_t.dtype)
+    transmitted, loss = _Send.apply(s_t, held, m, on_grad)
+    return ApproxStep(transmitted, s_t, held, m, loss)
 
 
 class _Send(torch.autograd.Function):
-    """A filtering layer's step as one autograd node (a node per op of the delta, the send, the
-    held value and the MSE costs more than their arithmetic on small layers): T = held + m d with
-    d = s - held and m the send mask, and MSE(T, s) = mean(e^2) with e = T - s = -(1 - m) d.
-    Backward: dT/ds = m, dT/dheld = 1 - m, dMSE/ds = -2e/n, dMSE/dheld = 2e/n."""
+    """A filtering layer's step as one autograd node (a node per op of the send, the held value
+    and the MSE costs more than their arithmetic on small layers): T = held + m (s - held) with m
+    the send mask, and MSE(T, s) = mean(r^2) with r = s - T = (1 - m)(s - held), the change held
+    back. Backward: dT/ds = m, dT/dheld = 1 - m, dMSE/ds = 2r/n, dMSE/dheld = -2r/n."""
 
     @staticmethod
-    def forward(ctx, s: torch.Tensor, held: torch.Tensor, send: torch.Tensor,
+    def forward(ctx, s: torch.Tensor, held: torch.Tensor, m: torch.Tensor,
                 on_grad: Callable[[torch.Tensor], None] | None):
-        d = s - held
-        m = send.to(s.dtype)
-        sent = d * m
-        transmitted = held + sent
-        e = sent - d
-        ctx.save_for_backward(m, e)
+        transmitted = torch.lerp(held, s, m)  # exactly held where m is 0, s where it is 1
+        r = s - transmitted
+        ctx.save_for_backward(m, r)
         ctx.on_grad = on_grad
-        ctx.mark_non_differentiable(d, sent)
-        return transmitted, (e * e).sum() / e.numel(), d, sent
+        return transmitted, (r * r).sum() / r.numel()
 
     @staticmethod
-    def backward(ctx, grad_t: torch.Tensor, grad_loss: torch.Tensor, _d, _sent):
-        m, e = ctx.saved_tensors
+    def backward(ctx, grad_t: torch.Tensor, grad_loss: torch.Tensor):
+        m, r = ctx.saved_tensors
         if ctx.on_grad is not None:
             ctx.on_grad(grad_t)
-        through = grad_t * m
-        pull = e * (2 * grad_loss / e.numel())
-        return through - pull, grad_t - through + pull, None, None
+        grad_s = torch.mul(grad_t, m).addcmul_(r, 2 * grad_loss / r.numel())  # m g + 2r/n
+        return grad_s, grad_t - grad_s, None, None  # (1 - m) g - 2r/n: r is 0 where m is 1
 
 
 def annealed_keep(target: Keep, epoch: int, warmup_epochs: int) -> Keep:

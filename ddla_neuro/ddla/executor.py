@@ -6,7 +6,9 @@ receivers hold the rest).
 The executor is the network's transmission hook (`snn.layers.Transmit`); it counts spikes, deltas,
 sent and dropped events per layer and timestep, accumulates the sensitivity loss, and keeps
 per-neuron sensitivity statistics (a running mean of |dL/dO|) that training stores in the
-checkpoint and deployment turns into the selection's weights.
+checkpoint and deployment turns into a weighted rule's weights (a rule without weights, the
+default `uniform`, reads none: its training records them from one batch in STATS_EVERY, for a
+deploy-time switch of rule).
 
 The selection (`rule`): a neuron-local rule (the default; its per-layer thresholds steered by a
 `ThresholdTracker` while training, fixed when evaluating) or the paper's layer-wide `topk`. Two
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ SENSITIVITY_SOURCES = ("stats", "label-gradient")
 # Names written into checkpoints before the sources were renamed (`running` ranked by the
 # statistics as `stats` does now; `step` was the paper's per-sample scheme).
 LEGACY_SOURCES = {"running": "stats", "step": "label-gradient"}
+STATS_EVERY = 8  # an unweighted rule's training batches per one whose statistics are recorded
 # spikes: the dense events; deltas: lossless changes s^t - s^{t-1}; transmitted: deltas actually
 # sent (ddla: the kept ones, measured against what the receivers hold); dropped: held back.
 COUNTS = ("spikes", "deltas", "transmitted", "dropped")
@@ -77,23 +81,57 @@ class EventCounts:
 
 
 class SensitivityStats:
-    """Per-neuron running mean of |dL/dO| (one update per timestep of each training batch, decay
-    `momentum`), one tensor per layer of the shape of one sample's output."""
+    """Per-neuron running mean of |dL/dO|, one tensor per layer of the shape of one sample's
+    output. The gradients of a training batch's steps are summed as they arrive (`add`) and folded
+    in once per batch, when the statistics are next read: decay `momentum` per step, so a batch of
+    T steps keeps momentum^T of the old value and adds the rest times the batch's mean over its
+    samples and steps (a running mean step by step, the steps of one batch weighted alike)."""
 
     def __init__(self, momentum: float = 0.9, values: dict[str, torch.Tensor] | None = None):
         self.momentum = momentum
-        self.values: dict[str, torch.Tensor] = dict(values or {})
+        self._values: dict[str, torch.Tensor] = dict(values or {})
+        self._pending: dict[str, list] = {}  # per layer, [sum of |dL/dO| (B, ...), steps summed]
 
-    def update(self, key: str, grad: torch.Tensor) -> None:
-        g = grad.detach().abs().mean(0)
-        old = self.values.get(key)
-        if old is None or old.device != g.device:
-            self.values[key] = g if old is None else self.momentum * old.to(g.device) + (1 - self.momentum) * g
-        else:  # in place: a statistic is only read between training steps (a copy at each run's start)
-            old.mul_(self.momentum).add_(g, alpha=1 - self.momentum)
+    def add(self, key: str, grad: torch.Tensor) -> None:
+        """One step's gradient (B, ...) of a layer's output."""
+        g = grad.detach().abs()
+        pending = self._pending.get(key)
+        if pending is not None and pending[0].shape != g.shape:  # another batch's, of another size
+            self._fold(key)
+            pending = None
+        if pending is None:
+            self._pending[key] = [g, 1]
+        else:
+            pending[0].add_(g)
+            pending[1] += 1
+
+    def fold(self) -> None:
+        """Folds in the gradients summed so far."""
+        for key in list(self._pending):
+            self._fold(key)
+
+    def _fold(self, key: str) -> None:
+        total, steps = self._pending.pop(key)
+        g = _mean_over_batch(total) / steps
+        old = self._values.get(key)
+        decay = self.momentum ** steps
+        self._values[key] = g if old is None else decay * old.to(g.device) + (1 - decay) * g
+
+    @property
+    def values(self) -> dict[str, torch.Tensor]:
+        self.fold()
+        return self._values
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.values[key]
+
+
+def _mean_over_batch(x: torch.Tensor) -> torch.Tensor:
+    """x.mean(0); a channels-last (B, C, H, W) tensor, which is contiguous as (B, H, W, C), is
+    averaged in that order (torch reduces the outer axis of a tensor of another layout slowly)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).mean(0).permute(2, 0, 1)
+    return x.mean(0)
 
 
 class ThresholdTracker:
@@ -154,6 +192,7 @@ class DeltaExecutor:
         self.counts = EventCounts(net.timesteps)
         self.count_events = count_events  # training needs no counts; skipping them saves time
         self.collect_spikes = collect_spikes
+        self.runs, self.recording = 0, True  # batches run; whether this one records statistics
         self._reset_sequence()
 
     def _reset_sequence(self) -> None:
@@ -173,8 +212,9 @@ class DeltaExecutor:
         """The layer's selection for this run (its statistics change only in the backward pass),
         or None: it sends everything (learning, before its first statistics)."""
         if key not in self.layers:
-            grad = self.stats.values.get(key)
-            if grad is None and not self.learn:
+            # a rule without sensitivity weights reads no statistics
+            grad = self.stats.values.get(key) if self.rule.weighted else None
+            if grad is None and self.rule.weighted and not self.learn:
                 raise ValueError(f"no sensitivity statistics for layer {key!r}: the checkpoint was not trained "
                                  f"with DDLA")
             threshold = self.thresholds.threshold(key) if self.rule.neuron_local else None
@@ -191,9 +231,10 @@ class DeltaExecutor:
         return self.layers[key]
 
     def _selected(self, key: str, s: torch.Tensor, held: torch.Tensor, keep: float) -> torch.Tensor | None:
-        """Where the layer sends its pending changes s - held (1 or True; 0 or False elsewhere), or
-        None: everywhere. A neuron-local rule runs elementwise in the layer's shape and memory
-        format, on 1.0/0.0 floats (no bool, whose conversions cost more than the arithmetic)."""
+        """Where the layer sends its pending changes s - held (1.0 or True; 0.0 or False
+        elsewhere), or None: everywhere. A neuron-local rule runs elementwise in the layer's shape
+        and memory format, on 1.0/0.0 floats (no bool, whose conversions cost more than the
+        arithmetic)."""
         # 1.0 where a change is pending, in s's memory format
         waiting = torch.ne(s.detach(), held.detach(), out=torch.empty_like(s, requires_grad=False))
         if self.source == "label-gradient":
@@ -214,9 +255,9 @@ class DeltaExecutor:
             else:
                 send = layer.step(waiting.reshape(s.shape[0], -1), None)[0].reshape(s.shape)
         if self.learn:
-            self.tally.setdefault(key, ([], []))
-            self.tally[key][0].append(send.sum())
-            self.tally[key][1].append(waiting.sum())
+            sent, pending = self.tally.setdefault(key, ([], []))
+            sent.append(send.sum())
+            pending.append(waiting.sum())
         return send
 
     def _transmit(self, neuron: Neuron, s: torch.Tensor) -> torch.Tensor:
@@ -225,8 +266,8 @@ class DeltaExecutor:
         if self.collect_spikes:
             self.spikes.append(s)
         keep = keep_of(self.keep, key)
-        learn = self.learn and self.source == "stats" and s.requires_grad
-        update = (lambda g, k=key: self.stats.update(k, g)) if learn else None
+        learn = self.learn and self.source == "stats" and s.requires_grad and self.recording
+        update = partial(self.stats.add, key) if learn else None
         send = self._selected(key, s, held, keep) if (held is not None and keep < 1.0) else None
         step = ddla_step(s, held, send, update)
         if send is not None:
@@ -236,10 +277,11 @@ class DeltaExecutor:
         if self.count_events:
             d_lossless = s if self.t == 0 else s - self.spikes_prev[key]
             # x.bool(): x != 0, much faster on CPU
+            d, sent = step.delta, step.sent
             self.counts.add(key, self.t, spikes=s.bool().sum(), deltas=d_lossless.bool().sum(),
-                            transmitted=step.sent.bool().sum(), dropped=step.dropped.sum())
+                            transmitted=sent.bool().sum(), dropped=(d != sent).sum())
             self.spikes_prev[key] = s.detach()
-            self.sent.setdefault(key, []).append(step.sent.detach())
+            self.sent.setdefault(key, []).append(sent)
         self.held[key] = step.transmitted
         self.transmitted[key] = step.transmitted
         return step.transmitted
@@ -257,7 +299,7 @@ class DeltaExecutor:
             self.step_grads = {k: g.detach() for k, g in zip(keys, grads) if g is not None}
             if self.learn:
                 for k, g in self.step_grads.items():
-                    self.stats.update(k, g)
+                    self.stats.add(k, g)
         self.transmitted = {}
         self.t += 1
 
@@ -269,6 +311,11 @@ class DeltaExecutor:
         DistributedDataParallel wrapper of the network, for instance). While learning, a
         neuron-local rule's thresholds are steered by what this batch sent."""
         self._reset_sequence()
+        # a rule without sensitivity weights does not read the statistics: they are kept (for a
+        # deploy-time switch to a weighted rule) from one training batch in STATS_EVERY
+        self.recording = self.rule.weighted or self.runs % STATS_EVERY == 0
+        self.runs += 1
+        self.stats.fold()  # the last batch's gradients, once per batch
         model = model if model is not None else self.net
         out = model(x_seq, single_step=True, on_step=lambda out_t: self._after_step(out_t, y), transmit=self._transmit)
         self.counts.samples += x_seq.shape[1]

@@ -1,6 +1,7 @@
 """DDLA's selection: which of a spiking layer's pending changes it sends at a step, written once
 for every side (the trainer and the simulator run it on torch tensors, our Lava processes on
-numpy arrays; plain arithmetic and indexing, so both run the same lines).
+numpy arrays; the same lines on both, their in-place arithmetic in three small functions that
+take either).
 
 A change is *pending* at neuron i when its output differs from what its receivers hold
 (`s_i^t != held_i`). From a sample's second step on, the selection decides which pending changes
@@ -33,6 +34,7 @@ of highest sensitivity in the whole layer. It is a sort across the layer, which 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,20 +139,56 @@ def wait_bound(weights, threshold: int) -> int:
     return math.ceil(threshold / int(np.min(weights))) if np.size(weights) else 0
 
 
-def credit_step(waiting, credit, weight, threshold: int, clears: bool):
-    """One step of a neuron-local rule for every neuron at once: `waiting` 1 where a change is
-    pending, 0 elsewhere (numbers; numpy takes bools too), `credit` the credits before the step, `weight` the
-    neurons' weights. Returns (1 where to send, 0 elsewhere; the credits after). Plain arithmetic
-    on integers below 2**24 (exact in float32; no comparison, whose bool result costs a
-    conversion in every float op after it): for an integer c, (c - theta + 1) clipped to [0, 1] is
-    1 exactly where c >= theta."""
-    credit = credit + weight * waiting
-    send = waiting * (credit - (threshold - 1)).clip(0, 1)
+def credit_step(waiting, credit, weight, threshold: int, clears: bool, cap: bool = True):
+    """One step of a neuron-local rule for every neuron at once: `waiting` 1 (or True) where a
+    change is pending, `credit` the credits before the step (updated in place), `weight` the
+    neurons' weights (one number for all, or an array). Returns (where to send: numpy bools, or
+    torch 1.0/0.0 in the credits' type; the credits after). `cap=False` where no weight exceeds
+    the threshold: the cap cannot bind, and the credit reaches theta only where a change is
+    pending (two passes saved)."""
+    _add_product(credit, weight, waiting)
+    send = _sends(credit, threshold, waiting if cap else None)
     if clears:
-        return send, credit * (waiting - send)
-    # at most theta is kept (a weight above theta would otherwise pile credit up): it sends at the
-    # next pending change either way
-    return send, (credit - threshold * send).clip(None, threshold)
+        credit *= waiting * (1 - send)
+        return send, credit
+    _add_product(credit, -threshold, send)
+    if cap:  # at most theta is kept (a weight above theta would otherwise pile credit up): it sends at
+        _at_most(credit, threshold)  # the next pending change either way
+    return send, credit
+
+
+# The rule's arithmetic in place, on numpy or torch: on torch without temporaries and without
+# bools (whose conversion in the ops after them costs more than the arithmetic). This module
+# imports no torch (Lava's workers import it); a torch tensor's module is already loaded.
+def _torch(x):
+    return sys.modules["torch"] if type(x).__module__.startswith("torch") else None
+
+
+def _add_product(acc, factor, x) -> None:
+    """acc += factor * x, in place; `factor` a number or an array."""
+    if _torch(acc) is None:
+        acc += factor * x
+    elif np.isscalar(factor):
+        acc.add_(x, alpha=factor)
+    else:
+        acc.addcmul_(factor, x)
+
+
+def _sends(credit, threshold: int, waiting=None):
+    """Where the credit reached the threshold (and a change is pending, where `waiting` is given)."""
+    torch = _torch(credit)
+    if torch is None:
+        reached = credit >= threshold
+        return reached if waiting is None else reached & (waiting != 0)
+    reached = torch.ge(credit, threshold, out=torch.empty_like(credit))
+    return reached if waiting is None else reached.mul_(waiting)
+
+
+def _at_most(x, bound: int) -> None:
+    if _torch(x) is None:
+        np.minimum(x, bound, out=x)
+    else:
+        x.clamp_(max=bound)
 
 
 def priority_order(scores) -> tuple[np.ndarray, np.ndarray]:
@@ -185,22 +223,29 @@ class LayerSelection:
     torch tensors on a device). `step` runs one step for a batch (B, n), or (B, *shape) for a
     neuron-local rule given the layer's `shape`. `weight_dtype`: the weights' number type, where it
     is not the integers' (a side whose credits are floats: the same integers, without a conversion
-    in every step)."""
+    in every step). One weight for every neuron (`uniform`) is kept as a number."""
 
     def __init__(self, rule: str, keep: float, threshold: int | None, scores, to_array=np.asarray,
                  weight_dtype=np.int64, shape: tuple[int, ...] | None = None):
         self.rule, self.keep, self.threshold = RULES[rule], keep, threshold
         flat = np.asarray(scores, dtype=np.float32).reshape(-1)
         if self.rule.neuron_local:  # elementwise: the weights in the layer's `shape` (flat by default)
-            weights = neuron_weights(flat, self.rule.name).astype(weight_dtype)
-            self.weights = to_array(weights if shape is None else weights.reshape(shape))
+            weights = neuron_weights(flat, self.rule.name) if self.rule.weighted else None
+            if weights is None or (weights.size and (weights == weights.flat[0]).all()):
+                self.weights = WEIGHT_UNIT if weights is None else int(weights.flat[0])
+                top = self.weights
+            else:
+                top = int(weights.max())
+                weights = weights.astype(weight_dtype)
+                self.weights = to_array(weights if shape is None else weights.reshape(shape))
+            self.cap = threshold is not None and top > threshold
         else:
             self.order, self.rank = (to_array(a) for a in priority_order(flat))
 
     def step(self, waiting, credit):
-        """(where to send: 1/0 numbers, or top-k's bools; the credits after) for the changes
-        `waiting` (1/0 or bool, (B, n)) and the credits before (a neuron-local rule's; top-k keeps
-        none and returns them as they are)."""
+        """(where to send: `credit_step`'s, or top-k's bools; the credits after, updated in place)
+        for the changes `waiting` (1/0 or bool, (B, n)) and the credits before (a neuron-local
+        rule's; top-k keeps none and returns them as they are)."""
         if self.rule.neuron_local:
-            return credit_step(waiting, credit, self.weights, self.threshold, self.rule.clears)
+            return credit_step(waiting, credit, self.weights, self.threshold, self.rule.clears, self.cap)
         return topk_step(waiting, self.order, self.rank, self.keep), credit

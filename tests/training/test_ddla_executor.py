@@ -7,7 +7,7 @@ from torch import nn
 
 from conftest import run_module
 from ddla_neuro.checkpoint import load_checkpoint
-from ddla_neuro.ddla.executor import DeltaExecutor, SensitivityStats
+from ddla_neuro.ddla.executor import STATS_EVERY, DeltaExecutor, SensitivityStats
 from ddla_neuro.snn.functional import if_parameters
 from ddla_neuro.snn.layers import Neuron, Sequential, Stateless
 from ddla_neuro.snn.network import SpikingNetwork
@@ -124,3 +124,28 @@ def test_training_statistics_are_the_mean_gradient_magnitude_per_neuron():
     for key, z in sent.items():
         assert z.grad.abs().sum() > 0
         torch.testing.assert_close(ex.stats[key], z.grad.abs().mean(0), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("rule", ["uniform", "topk"])
+def test_statistics_fold_once_per_batch_and_a_rule_without_weights_records_one_batch_in_stats_every(rule):
+    """A weighted rule reads the statistics, so every training batch updates them; `uniform`
+    reads none and records them from batches 1, 1 + STATS_EVERY, ... . A recorded batch of T
+    steps keeps momentum^T of the old value and adds the rest times its mean |dL/dO|."""
+    net = convnet(timesteps=3)
+    ex = DeltaExecutor(net, "ddla", keep=0.5, learn=True, rule=rule, stats=SensitivityStats(momentum=0.5))
+    changed = []
+    for _ in range(STATS_EVERY + 2):
+        before = {k: v.clone() for k, v in ex.stats.values.items()}
+        y = torch.randint(0, 10, (4,))
+        out, sensi = ex.run(net.encode(torch.rand(4, 1, 8, 8) * 2))
+        (torch.nn.functional.cross_entropy(out.mean(0), y) + sensi).backward()
+        after = ex.stats.values
+        changed.append(set(after) != set(before) or any(not torch.equal(after[k], before[k]) for k in before))
+    every = [True] * (STATS_EVERY + 2)
+    assert changed == (every if rule == "topk" else [i % STATS_EVERY == 0 for i in range(STATS_EVERY + 2)])
+    ex.stats.add("x", torch.full((2, 3), 4.0))
+    ex.stats.add("x", torch.full((2, 3), -2.0))
+    ex.stats.values["x"].fill_(1.0)  # the folded value; the next batch's two steps decay it by 0.5^2
+    ex.stats.add("x", torch.full((2, 3), 6.0))
+    ex.stats.add("x", torch.full((2, 3), 2.0))
+    torch.testing.assert_close(ex.stats["x"], torch.full((3,), 0.25 * 1.0 + 0.75 * 4.0))

@@ -56,16 +56,19 @@ def test_training_forward_and_deployment_select_the_same_deltas(ddla_checkpoint)
 def test_sensitivity_loss_pulls_the_output_toward_what_was_transmitted():
     # Gradient of MSE(F', F) w.r.t. F: 2 (F - F') / n where a delta was dropped, 0 where sent.
     torch.manual_seed(0)
-    held = (torch.rand(4, 50) < 0.5).float()
+    held = (torch.rand(4, 50) < 0.5).float().requires_grad_()
     s = (torch.rand(4, 50) < 0.5).float().requires_grad_()
     step = ddla_step(s, held, torch.rand(4, 50) < 0.3)
-    (grad,) = torch.autograd.grad(step.sensitivity_loss, s)
-    assert step.dropped.any() and (step.sent != 0).any()
-    expected = torch.where(step.dropped, 2 * (s - held) / s.numel(), torch.zeros_like(s))
+    grad, grad_held = torch.autograd.grad(step.sensitivity_loss, [s, held])
+    dropped = step.delta != step.sent
+    assert dropped.any() and (step.sent != 0).any()
+    expected = torch.where(dropped, 2 * (s - held) / s.numel(), torch.zeros_like(s))
     torch.testing.assert_close(grad, expected)
+    torch.testing.assert_close(grad_held, -expected)  # and pushes what is held toward F
+    held = held.detach()
     # A descent step on it moves every dropped entry of F toward what the receivers hold.
     moved = s.detach() - grad
-    assert ((moved - held).abs() < (s - held).abs())[step.dropped].all()
+    assert ((moved - held).abs() < (s - held).abs())[dropped].all()
 
 
 def test_minimising_the_sensitivity_loss_alone_shrinks_it_under_the_statistics_ranking():
