@@ -266,13 +266,13 @@ def _explicit(spec: NetSpec, synapses: dict[str, int], limit: dict, units: dict[
 def _tiled(spec: NetSpec, synapses: dict[str, int], terms: Terms, units: dict[str, int]) -> Mapping:
     """Loihi 2's compiler (`tiling.py`), from the profile's per-core limits."""
     chip = {k: terms.get("chip", k) for k in ("neurons_per_core", "syn_mem_words_per_core", "syn_word_bits",
-                                              "syn_header_bits", "syn_bits_per_synapse", "weight_bits_max")}
+                                              "syn_header_bits", "syn_index_bits", "weight_bits_max")}
     if None in chip.values():  # a limit the profile leaves unknown (named in the unknown terms): no cores
         return Mapping(synapses, {n: 0 for n in synapses}, {n: None for n in synapses}, {}, [], {},
                        {projection_key(p.source, pop.name): 1.0 for pop in spec.populations for p in pop.inputs})
     chip = {k: int(v) for k, v in chip.items()}
     lim = Limits(chip["neurons_per_core"], chip["syn_mem_words_per_core"], chip["syn_word_bits"],
-                 chip["syn_header_bits"], chip["syn_bits_per_synapse"], chip["weight_bits_max"])
+                 chip["syn_header_bits"], chip["syn_index_bits"], chip["weight_bits_max"])
     tiles, reach = map_tiled(spec, lim, units)
     syn_bytes = {name: t.words * lim.word_bits // 8 for name, t in tiles.items()}
     problems = [f"layer {name}: a core needs {t.overflow + lim.words} synapse words, it holds {lim.words} (its fan-in "

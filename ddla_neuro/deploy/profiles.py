@@ -48,7 +48,7 @@ REQUIRED: dict[str, dict[str, str]] = {
 # the tiled mapping's synapse memory (Loihi 2's compiler counts it in words): per input axon and core,
 # a header and the bits of each synapse to the core's neurons
 TILED = {"syn_mem_words_per_core": "count", "syn_word_bits": "bits", "syn_header_bits": "bits",
-         "syn_bits_per_synapse": "bits"}
+         "syn_index_bits": "bits"}
 # selection_units_per_neuron: the neuron slots a neuron running a neuron-local DDLA selection takes;
 # delay_slots_per_neuron: the steps of delayed input a neuron slot buffers (more take more slots);
 # delay_steps_max: the longest synaptic delay the chip holds

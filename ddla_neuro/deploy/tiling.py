@@ -12,7 +12,10 @@ and its synapse-memory violations; the YOLO-KP notebook its per-core utilisation
   first until a core's share does (YOLO-KP's notebook: its 256- and 512-channel layers take 64
   channels a core, and every layer's core count then equals the compiler's).
 * A flat layer of n neurons with a fan-in of A input axons stores, per axon and core, a header
-  and one synapse to each of its neurons there: ceil((header + bits * n_core) / word) words.
+  and one synapse to each of its neurons there: ceil((header + bits * n_core) / word) words,
+  a synapse's bits its target's index and its weight, at the bits lava-dl's netx gives the
+  compiler for the layer's weights (`weight_bits`: PilotNet LIF's 2,560-input layer 3, the
+  SDNN's 4, which is why the two notebooks log 61,440 and 66,560 words for one shape).
   It starts on one core; while its synapse words or neurons overflow a core, its core count is
   multiplied by the largest overflow ratio (rounded up, at least 2), as the compiler iterates.
 * A population fed one-to-one (the host's graded frames into an input layer's neurons) is tiled
@@ -40,8 +43,8 @@ class Limits:
     words: int          # synapse-memory words per core
     word_bits: int
     header_bits: int    # per input axon and core
-    synapse_bits: int   # per synapse of a flat layer
-    weight_bits: int    # per stored conv kernel weight
+    index_bits: int     # per synapse of a flat layer, beside its weight: its target neuron
+    weight_bits: int    # per stored conv kernel weight; the most a synapse's weight takes
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,35 @@ def _kernel_channels(fed: list[Projection], channels: int, lim: Limits) -> int:
     return channels
 
 
-def _flat_words(axons: int, n: int, lim: Limits) -> int:
-    return axons * math.ceil((lim.header_bits + lim.synapse_bits * n) / lim.word_bits)
+def _flat_words(axons: int, n: int, lim: Limits, bits: int) -> int:
+    """Words of `axons` input axons, each with a synapse of `bits` weight bits to `n` neurons."""
+    return axons * math.ceil((lim.header_bits + (lim.index_bits + bits) * n) / lim.word_bits)
+
+
+def weight_bits(weight: np.ndarray | None, most: int) -> int:
+    """The bits a flat layer's synapses store its weights in, as lava-dl's netx gives them to
+    Loihi 2's compiler (`optimize_weight_bits`, for integer weights within its range): 8 less the
+    bits of the largest power-of-two scale that keeps the weights within 8 bits (a sign bit
+    counted where they have both signs), less the trailing zero bits all of them share (one
+    fewer where signed); at least 1 and at most `most`. Other weights (a float model's, or none
+    given) take `most`."""
+    if weight is None or np.size(weight) == 0:
+        return most
+    w = np.asarray(weight, dtype=np.float64)
+    hi, lo = float(w.max()), float(w.min())
+    if not np.array_equal(w, np.rint(w)) or hi > 254 or lo < -256 or hi == lo == 0:
+        return most
+    signed = int(lo < 0 <= hi)  # lava-dl's mixed sign mode (all negative: inhibitory, none: excitatory)
+    scale = min(127 / hi if hi else math.inf, -128 / lo) if signed else (-256 / lo if hi < 0 else 255 / hi)
+    shared = next((n for n in range(8, 0, -1) if np.array_equal(w / 2 ** n, np.rint(w / 2 ** n))), 0)
+    bits = 8 - (math.floor(math.log2(scale)) + signed) - (shared - signed)
+    return min(max(bits, 1), most)
+
+
+def _layer_bits(fed: list[Projection], lim: Limits) -> int:
+    """The weight bits of a flat layer's synapses: its projections' widest."""
+    return max(weight_bits(next((op.weight for op in proj.ops if op.weight is not None), None), lim.weight_bits)
+               for proj in fed)
 
 
 def _elementwise(proj: Projection) -> bool:
@@ -131,18 +161,19 @@ def tile_population(pop: Population, lim: Limits) -> Tiles:
                  else "neurons" if cores > 1 else "one core")
         return Tiles(cores, real / pop.size, words * cores, tile, max(words - lim.words, 0), binds)
     axons = sum(int(np.prod(proj.ops[0].in_shape)) for proj in fed)
+    bits = _layer_bits(fed, lim) if fed else lim.weight_bits
     cores = 1
-    by_words = _flat_words(axons, pop.size, lim) / lim.words >= pop.size / lim.neurons  # on one core, the larger
+    by_words = _flat_words(axons, pop.size, lim, bits) / lim.words >= pop.size / lim.neurons  # on one core, the larger
     while True:
         n = -(-pop.size // cores)
-        ratio = max(_flat_words(axons, n, lim) / lim.words, n / lim.neurons)
+        ratio = max(_flat_words(axons, n, lim, bits) / lim.words, n / lim.neurons)
         if ratio <= 1 or n == 1:  # fits, or one neuron a core still does not: the fan-in is too wide
             break
         cores = min(cores * max(2, math.ceil(ratio)), pop.size)
     per_core = -(-pop.size // cores)  # the fullest core's neurons; the last core holds the rest
     full, rest = divmod(pop.size, per_core)
-    words = full * _flat_words(axons, per_core, lim) + (_flat_words(axons, rest, lim) if rest else 0)
-    overflow = max(_flat_words(axons, per_core, lim) - lim.words, 0)
+    words = full * _flat_words(axons, per_core, lim, bits) + (_flat_words(axons, rest, lim, bits) if rest else 0)
+    overflow = max(_flat_words(axons, per_core, lim, bits) - lim.words, 0)
     binds = "overflow" if overflow else "one core" if cores == 1 else "synapse memory" if by_words else "neurons"
     return Tiles(cores, per_core / pop.size, words, (), overflow, binds)
 
@@ -156,7 +187,7 @@ def _map_cores(shape: tuple[int, int, int], tile: tuple[int, int, int]) -> tuple
 def _tile_elementwise(pop: Population, inputs: int, lim: Limits) -> Tiles:
     """A population fed one-to-one: tiled by its neurons (a map as `map_tile`), each neuron's input
     axon holding its one synapse."""
-    per_neuron = inputs * _flat_words(1, 1, lim)
+    per_neuron = inputs * _flat_words(1, 1, lim, lim.weight_bits)
     if len(pop.shape) == 3:
         tile = map_tile(tuple(pop.shape), min(lim.neurons, lim.words // per_neuron))
         cores, real = _map_cores(tuple(pop.shape), tile)

@@ -333,9 +333,9 @@ def test_synaptic_delays_take_neuron_slots(longest, cores):
 
 @pytest.mark.parametrize("profile", ["loihi2", "loihi"])
 def test_a_wide_fan_in_binds_the_synapse_memory(profile):
-    """100 neurons reading 5,000 inputs; the neurons alone fit one core. Loihi 2's compiler: on one
-    core 24 words an input axon (120,000 > 12,000), so 10 cores (3 words: 15,000), then 20 (2
-    words: 10,000, fits). Loihi's explicit map: 1,000,000 bytes (an on/off synapse pair each, the
+    """100 neurons reading 5,000 inputs; the neurons alone fit one core. Loihi 2's compiler (weights
+    of 1: one bit, 13 a synapse with its index, a 16-bit header): on one core 21 words an input
+    axon (105,000 > 12,000), so 9 cores (12 neurons, 3 words: 15,000), then 18 (2 words: 10,000, fits). Loihi's explicit map: 1,000,000 bytes (an on/off synapse pair each, the
     analog input being signed on a binary chip), 131,072 a core: 8 cores. The readout fits one."""
     wide = Population("a", (100,), "if", np.zeros(100),
                       [Projection("input", [Op("linear", (5000,), (100,), np.ones((100, 5000)))])], sends=SPIKES)
@@ -344,7 +344,7 @@ def test_a_wide_fan_in_binds_the_synapse_memory(profile):
     assign_depths([wide, out])
     spec = NetSpec((5000,), T, "direct", [wide, out], input_sends=input_sends("direct"))
     mapping = map_network(spec, enc("dense"), Terms(load_profile(profile)))
-    assert (mapping.cores["a"], mapping.binds["a"]) == ({"loihi2": 20, "loihi": 8}[profile], "synapse memory")
+    assert (mapping.cores["a"], mapping.binds["a"]) == ({"loihi2": 18, "loihi": 8}[profile], "synapse memory")
     assert mapping.binds["out"] == "one core"
 
 

@@ -2,25 +2,30 @@
 Intel's per-layer core counts for PilotNet LIF and SDNN and follows its rules on hand-counted
 layers; every energy and latency carries the band its profile states (`cost_run`); and the
 profile's fitted values are the fit `benchmarks/loihi2_silicon.py` computes today."""
+import contextlib
+import io
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lava.lib.dl.netx.utils import optimize_weight_bits
 
 from ddla_neuro.deploy.cost import cost_run
 from ddla_neuro.deploy.ir.netx import read_netx
 from ddla_neuro.deploy.profiles import load_profile
 from ddla_neuro.deploy.sim import simulate
 from ddla_neuro.deploy.spec import NetSpec, Op, Population, Projection, SPIKES, Sends, assign_depths, window_op
-from ddla_neuro.deploy.tiling import Limits, map_tile, map_tiled, tile_population
+from ddla_neuro.deploy.tiling import Limits, map_tile, map_tiled, tile_population, weight_bits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import loihi2_silicon  # noqa: E402
 from pilotnet_frames import LIF, SDNN  # noqa: E402
 
-LIMITS = Limits(neurons=4095, words=12000, word_bits=64, header_bits=32, synapse_bits=15, weight_bits=8)
+LIMITS = Limits(neurons=4095, words=12000, word_bits=64, header_bits=16, index_bits=12, weight_bits=8)
 
 
 def test_pilotnets_take_the_cores_intels_compiler_gave_them():
@@ -37,13 +42,39 @@ def test_pilotnets_take_the_cores_intels_compiler_gave_them():
 
 
 def flat(n_in: int, n_out: int) -> Population:
-    w = np.ones((n_out, n_in))
+    """A dense layer of weights -6 and 6: 3 bits a weight, as PilotNet LIF's 2,560-input layer."""
+    w = np.where(np.arange(n_out * n_in).reshape(n_out, n_in) % 2, 6.0, -6.0)
     return Population("dense", (n_out,), "cuba", np.zeros(n_out),
                       [Projection("input", [Op("linear", (n_in,), (n_out,), w)])], sends=SPIKES)
 
 
+def test_the_pilotnets_dense_layers_take_the_words_the_compilers_log():
+    """On one core (before a split), per input axon a 16-bit header and per synapse 12 index bits
+    and the layer's weight bits (lava-dl's: LIF 3, 4, 5, 6; SDNN 4 first): LIF 61,440, 1,300, 150
+    and 10 words (pilotnet_snn/benchmark.ipynb's log), the SDNN's first 66,560 (its notebook)."""
+    one_core = replace(LIMITS, words=10**9)
+    lif = [p for p in read_netx(LIF, 16, encoding="bias").populations if len(p.shape) == 1 and not p.host]
+    assert [tile_population(p, one_core).words for p in lif] == [61440, 1300, 150, 10]
+    sdnn = [p for p in read_netx(SDNN, 16, encoding="graded-host").populations if len(p.shape) == 1]
+    assert tile_population(sdnn[0], one_core).words == 66560
+
+
+@given(st.integers(1, 6).flatmap(lambda n: st.lists(st.integers(-256, 254), min_size=n, max_size=n)),
+       st.integers(0, 7))
+@settings(max_examples=200, deadline=None)
+def test_weight_bits_are_lava_dls(values, shift):
+    """Our weight bits equal lava-dl's `optimize_weight_bits` on integer weights within its range
+    (shared trailing zeros included)."""
+    w = np.clip(np.asarray(values, dtype=np.float64) * 2 ** shift, -256, 254).reshape(1, -1)
+    if not w.any():
+        return
+    with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore"):  # its 127 / 0 is inf
+        lava_bits = int(optimize_weight_bits(w.copy())[1])
+    assert weight_bits(w, 8) == min(max(lava_bits, 1), 8)
+
+
 def test_a_dense_layer_splits_as_the_compiler_iterates():
-    """2,560 inputs -> 100 neurons: 2,560 x ceil((32 + 15 x 100) / 64) = 61,440 words, 5.12 times the
+    """2,560 inputs -> 100 neurons of 3-bit weights: 2,560 x ceil((16 + 15 x 100) / 64) = 61,440 words, 5.12 times the
     12,000 a core holds: x6 cores (17 neurons, 5 words an axon: 12,800, still over), x2: 12 cores of
     9 (11 of them full), 7,680 words each; a fan-in of 100 fits one core. Neurons overflow too:
     10,000 on a small fan-in need ceil(10,000 / 4,095) = 3."""

@@ -112,6 +112,24 @@ def test_sigma_delta_delays_send_as_lava_dl_runs_them(tmp_path):
 
 
 @pytest.mark.slow
+def test_delays_beyond_62_steps_are_clamped_as_lava_dl_clamps_them(tmp_path, capsys):
+    """Intel's N-DNS baseline trains delays up to 64 steps; lava-dl's reader clamps any above 62 (a
+    warning) and runs the rest: so do we (a note), and every layer equals its runner's."""
+    steps, delays = 72, np.array([0, 64, 70, 62, 3, 1, 63, 12] * 3)
+    net = delayed_sdnn_net(tmp_path / "delay.net", np.minimum(delays, 62))  # slayer's exporter clamps too
+    with h5py.File(net, "r+") as f:  # as a file trained with longer delays stores them
+        del f["layer/1/delay"]
+        f["layer/1/delay"] = delays.astype(np.float32)
+    spec = read_netx(net, steps, encoding="graded")
+    np.testing.assert_array_equal(spec.populations[1].input_delay, np.minimum(delays, 62))
+    assert "delays up to 70 steps clamped to 62" in capsys.readouterr().err
+    stream = np.random.default_rng(3).integers(-40, 40, (steps, 16))
+    sim = simulate(spec, netx_frames(spec, stream[None]), "dense", record=True)
+    for pop, ref in zip(spec.populations, lava_dl_blocks(net, tmp_path, graded=stream)):
+        np.testing.assert_array_equal(sim.activity[pop.name][0].reshape(ref.shape), ref, err_msg=pop.name)
+
+
+@pytest.mark.slow
 def test_ntidigits_with_axonal_delays_spikes_as_lava_dls_ground_truth():
     """lava-dl's NTIDIGITS network (64-256-256-242 LOIHI neurons, per-neuron delays up to 62 steps)
     read as its test reads it, without the average layer its runner cannot build (num_layers=5,

@@ -6,6 +6,8 @@ lava-dl reads integers (shapes, strides, registers), finite numbers elsewhere, s
 reads strings."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..ops import DECAY_BITS
@@ -134,11 +136,13 @@ def netx_delay(layer: dict, shape: tuple[int, ...], fan_in: int, where: str) -> 
         per_input = " (one per input, which lava-dl reads where it is not one per neuron, is not supported)"
         raise IRError(f"{where}: {d.size} delays for {n} neurons{per_input if d.size == fan_in else ''}; export "
                       f"one per neuron, as slayer does")
-    bad = d[~np.isfinite(d) | (d != np.round(d)) | (d < 0) | (d > MAX_DELAY)]
+    bad = d[~np.isfinite(d) | (d != np.round(d)) | (d < 0)]
     if bad.size:
-        bad = bad[0]
-        raise IRError(f"{where}: its 'delay' holds {bad:g}: delays are whole steps in 0..{MAX_DELAY} (the longest "
-                      f"a Loihi synapse holds; lava-dl would clip it)")
+        raise IRError(f"{where}: its 'delay' holds {bad[0]:g}: delays are whole steps of 0 or more")
+    if d.max() > MAX_DELAY:  # as lava-dl's reader does (Intel's N-DNS baseline trains up to 64)
+        print(f"note: {where}: delays up to {d.max():g} steps clamped to {MAX_DELAY}, the longest a Loihi synapse "
+              f"holds, as lava-dl's netx reader clamps them", file=sys.stderr)
+        d = np.minimum(d, MAX_DELAY)
     d = d.astype(np.int64)
     return d.reshape(shape) if d.any() else None
 
