@@ -230,9 +230,9 @@ class LayerSelection:
         self.rule, self.keep, self.threshold = RULES[rule], keep, threshold
         flat = np.asarray(scores, dtype=np.float32).reshape(-1)
         if self.rule.neuron_local:  # elementwise: the weights in the layer's `shape` (flat by default)
-            weights = neuron_weights(flat, self.rule.name) if self.rule.weighted else None
-            if weights is None or (weights.size and (weights == weights.flat[0]).all()):
-                self.weights = WEIGHT_UNIT if weights is None else int(weights.flat[0])
+            weights = neuron_weights(flat, self.rule.name)
+            if not weights.size or (weights == weights.flat[0]).all():  # one weight for all: a number
+                self.weights = int(weights.flat[0]) if weights.size else WEIGHT_UNIT
                 top = self.weights
             else:
                 top = int(weights.max())
