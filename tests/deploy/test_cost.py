@@ -335,8 +335,9 @@ def test_synaptic_delays_take_neuron_slots(longest, cores):
 def test_a_wide_fan_in_binds_the_synapse_memory(profile):
     """100 neurons reading 5,000 inputs; the neurons alone fit one core. Loihi 2's compiler (weights
     of 1: one bit, 13 a synapse with its index, a 16-bit header): on one core 21 words an input
-    axon (105,000 > 12,000), so 9 cores (12 neurons, 3 words: 15,000), then 18 (2 words: 10,000, fits). Loihi's explicit map: 1,000,000 bytes (an on/off synapse pair each, the
-    analog input being signed on a binary chip), 131,072 a core: 8 cores. The readout fits one."""
+    axon (105,000 > 12,000), so 9 cores (12 neurons, 3 words: 15,000), then 18 (2 words: 10,000,
+    fits). Loihi's explicit map: 1,000,000 bytes (an on/off synapse pair each, the analog input
+    being signed on a binary chip), 131,072 a core: 8 cores. The readout fits one."""
     wide = Population("a", (100,), "if", np.zeros(100),
                       [Projection("input", [Op("linear", (5000,), (100,), np.ones((100, 5000)))])], sends=SPIKES)
     out = Population("out", (2,), "readout", np.zeros(2),
