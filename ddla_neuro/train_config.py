@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity", default=DEFAULTS["sensitivity"], choices=SENSITIVITY_SOURCES,
                    help="ddla ranking of the deltas. stats (default): per-neuron statistics (running mean of "
                         "|dL/dO| from past training batches) times |delta|, exactly what evaluation and deployment "
-                        "use. label-gradient: the paper's scheme, each sample's gradient of the previous step's "
-                        "loss; it uses the sample's LABEL to choose which deltas pass, which inference cannot do, "
+                        "use (a weighted rule's weights, topk's ranking; uniform reads none). label-gradient: the "
+                        "paper's scheme, each sample's gradient of the previous step's loss; it uses the sample's "
+                        "LABEL to choose which deltas pass, which inference cannot do, "
                         "so the network can learn to read the label from the selection and its training accuracy "
                         "does not carry over to the test set or the chip")
     p.add_argument("--selection", default=DEFAULTS["selection"], choices=tuple(RULES),
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the share --keep of its pending changes, and stored in the checkpoint")
     p.add_argument("--stats-momentum", type=float, default=DEFAULTS["stats_momentum"], metavar="M",
                    help="ddla: decay of the running mean of |dL/dO| per timestep (a training batch of T steps "
-                        f"keeps M^T of it and adds the batch's mean; default {DEFAULTS['stats_momentum']})")
+                        "keeps M^T of it and adds (1 - M^T) times the batch's mean; under uniform, which reads no "
+                        f"statistics, one batch in 8 is recorded; default {DEFAULTS['stats_momentum']})")
     p.add_argument("--warmup-epochs", type=int, default=DEFAULTS["warmup_epochs"], metavar="N",
                    help="ddla: anneal k linearly from 1 (every delta sent) to --keep over the first N epochs")
     p.add_argument("--device", default=DEFAULTS["device"], choices=DEVICES)

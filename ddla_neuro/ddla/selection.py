@@ -141,11 +141,12 @@ def wait_bound(weights, threshold: int) -> int:
 
 def credit_step(waiting, credit, weight, threshold: int, clears: bool, cap: bool = True):
     """One step of a neuron-local rule for every neuron at once: `waiting` 1 (or True) where a
-    change is pending, `credit` the credits before the step (updated in place), `weight` the
-    neurons' weights (one number for all, or an array). Returns (where to send: numpy bools, or
-    torch 1.0/0.0 in the credits' type; the credits after). `cap=False` where no weight exceeds
-    the threshold: the cap cannot bind, and the credit reaches theta only where a change is
-    pending (two passes saved)."""
+    change is pending (numpy: bools or integers, as the credits), `credit` the credits before the
+    step (updated in place; every caller starts them at 0, and they stay in [0, theta]), `weight`
+    the neurons' weights (one number for all, or an array). Returns (where to send: numpy bools,
+    or torch 1.0/0.0 in the credits' type; the credits after). `cap=False` where no weight
+    exceeds the threshold: the credits then stay below theta between steps, so the cap cannot
+    bind and a credit reaches theta only where a change is pending (two passes saved)."""
     _add_product(credit, weight, waiting)
     send = _sends(credit, threshold, waiting if cap else None)
     if clears:
@@ -157,8 +158,8 @@ def credit_step(waiting, credit, weight, threshold: int, clears: bool, cap: bool
     return send, credit
 
 
-# The rule's arithmetic in place, on numpy or torch: on torch without temporaries and without
-# bools (whose conversion in the ops after them costs more than the arithmetic). This module
+# The rule's arithmetic in place, on numpy or torch: on torch without bools (whose conversion in
+# the ops after them costs more than the arithmetic) and, but for `patience`, without temporaries. This module
 # imports no torch (Lava's workers import it); a torch tensor's module is already loaded.
 def _torch(x):
     return sys.modules["torch"] if type(x).__module__.startswith("torch") else None

@@ -47,6 +47,9 @@ REQUIRED: dict[str, dict[str, str]] = {
 # at another cost than a dense matrix (e_synop where absent)
 # the tiled mapping's synapse memory (Loihi 2's compiler counts it in words): per input axon and core,
 # a header and the bits of each synapse to the core's neurons
+# fields of older profiles, and what took their place
+RENAMED = {"syn_bits_per_synapse": "it became syn_index_bits (12 on loihi2: a synapse's bits beside its weight, whose "
+                                   "bits now follow each layer's weights)"}
 TILED = {"syn_mem_words_per_core": "count", "syn_word_bits": "bits", "syn_header_bits": "bits",
          "syn_index_bits": "bits"}
 # selection_units_per_neuron: the neuron slots a neuron running a neuron-local DDLA selection takes;
@@ -192,8 +195,11 @@ def _header(head: object, path: Path) -> dict[str, str]:
 def _no_extra(table: dict, allowed: Iterable[str], path: Path, where: str) -> None:
     """Typo protection: a misspelt field would otherwise be ignored (or reported as missing)."""
     extra = sorted(set(table) - set(allowed))
-    if extra:
-        raise _err(path, f"{where} {extra[0]}", "is not a known field", f"allowed: {', '.join(allowed)}")
+    if not extra:
+        return
+    if extra[0] in RENAMED:
+        raise _err(path, f"{where} {extra[0]}", "is not a known field", RENAMED[extra[0]])
+    raise _err(path, f"{where} {extra[0]}", "is not a known field", f"allowed: {', '.join(allowed)}")
 
 
 def _section(table: object, section: str, path: Path) -> dict[str, Quantity]:

@@ -116,17 +116,19 @@ def _flat_words(axons: int, n: int, lim: Limits, bits: int) -> int:
 
 def weight_bits(weight: np.ndarray | None, most: int) -> int:
     """The bits a flat layer's synapses store its weights in, as lava-dl's netx gives them to
-    Loihi 2's compiler (`optimize_weight_bits`, for integer weights within its range): 8 less the
-    bits of the largest power-of-two scale that keeps the weights within 8 bits (a sign bit
-    counted where they have both signs), less the trailing zero bits all of them share (one
-    fewer where signed); at least 1 and at most `most`. Other weights (a float model's, or none
-    given) take `most`."""
+    Loihi 2's compiler (`optimize_weight_bits`, on integer weights): mixed-sign weights clipped to
+    -256..254 as it clips them, 8 less the bits of the largest power-of-two scale that keeps the
+    weights within 8 bits (a sign bit counted where they have both signs), less the trailing zero
+    bits all of them share (one fewer where signed); at least 1 and at most `most`. Other weights
+    (a float model's, all zero, or none given) take `most`."""
     if weight is None or np.size(weight) == 0:
         return most
     w = np.asarray(weight, dtype=np.float64)
-    hi, lo = float(w.max()), float(w.min())
-    if not np.array_equal(w, np.rint(w)) or hi > 254 or lo < -256 or hi == lo == 0:
+    if not np.array_equal(w, np.rint(w)) or not w.any():
         return most
+    if (w.max() > 254 and w.min() < 0) or (w.min() < -256 and w.max() > 0):
+        w = np.clip(w, -256, 254)
+    hi, lo = float(w.max()), float(w.min())
     signed = int(lo < 0 <= hi)  # lava-dl's mixed sign mode (all negative: inhibitory, none: excitatory)
     scale = min(127 / hi if hi else math.inf, -128 / lo) if signed else (-256 / lo if hi < 0 else 255 / hi)
     shared = next((n for n in range(8, 0, -1) if np.array_equal(w / 2 ** n, np.rint(w / 2 ** n))), 0)

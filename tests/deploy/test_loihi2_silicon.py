@@ -59,13 +59,13 @@ def test_the_pilotnets_dense_layers_take_the_words_the_compilers_log():
     assert tile_population(sdnn[0], one_core).words == 66560
 
 
-@given(st.integers(1, 6).flatmap(lambda n: st.lists(st.integers(-256, 254), min_size=n, max_size=n)),
+@given(st.integers(1, 6).flatmap(lambda n: st.lists(st.integers(-300, 300), min_size=n, max_size=n)),
        st.integers(0, 7))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 def test_weight_bits_are_lava_dls(values, shift):
-    """Our weight bits equal lava-dl's `optimize_weight_bits` on integer weights within its range
-    (shared trailing zeros included)."""
-    w = np.clip(np.asarray(values, dtype=np.float64) * 2 ** shift, -256, 254).reshape(1, -1)
+    """Our weight bits equal lava-dl's `optimize_weight_bits` on integer weights (shared trailing
+    zeros included; out of its range too, where it clips mixed signs and scales the rest)."""
+    w = (np.asarray(values, dtype=np.float64) * 2 ** shift).reshape(1, -1)
     if not w.any():
         return
     with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore"):  # its 127 / 0 is inf

@@ -167,6 +167,9 @@ BAD = {  # case -> (edited text, what the message must name)
     "fractional count": (_sub("value = 128,", "value = 128.5,"), r"\[chip\] cores value 128.5 is not a positive int"),
     "zero count": (_sub("value = 128,", "value = 0,"), r"\[chip\] cores value 0 is not a positive integer"),
     "all_in with terms": (_sub('scope = "per_term"', 'scope = "all_in"'), r"\[energy\] e_synop_graded breaks scope"),
+    "renamed field": (_sub("value = 128,", 'value = 128, unit = "count", kind = "vendor", source = "x" }\n'
+                           'syn_bits_per_synapse = { value = 15,'),
+                      r"\[chip\] syn_bits_per_synapse is not a known field: it became syn_index_bits"),
 }
 
 

@@ -161,3 +161,23 @@ def test_a_calibration_split_that_does_not_fit_is_one_line():
         calibrate_selection(spec, frames[:0], "uniform", 0.5)
     with pytest.raises(RunError, match="keep ratios must lie in"):
         calibrate_selection(spec, frames, "uniform", 1.5)
+
+
+@pytest.mark.parametrize("rule", LOCAL)
+@given(waiting=patterns, seed=st.integers(0, 2**31 - 1), threshold=st.integers(1, 600))
+@settings(max_examples=60, deadline=None)
+def test_the_cap_and_pending_mask_can_be_left_out_where_no_weight_exceeds_theta(rule, waiting, seed, threshold):
+    """With every weight at most theta, `cap=False` (no cap, no pending mask) sends as the full step
+    does, on numpy and on torch (float or bool pending changes)."""
+    weights = np.random.default_rng(seed).integers(1, min(threshold, WEIGHT_MAX) + 1, waiting.shape[2])
+    clears = RULES[rule].clears
+    full = np.zeros(waiting.shape[1:], dtype=np.int64)
+    lean = np.zeros(waiting.shape[1:], dtype=np.int64)
+    lean_t = torch.zeros(waiting.shape[1:])
+    for w in waiting:
+        sent, full = credit_step(w, full, weights, threshold, clears, cap=True)
+        lean_sent, lean = credit_step(w, lean, weights, threshold, clears, cap=False)
+        torch_sent, lean_t = credit_step(torch.as_tensor(w).float(), lean_t, torch.as_tensor(weights).float(),
+                                         threshold, clears, cap=False)
+        assert np.array_equal(sent, lean_sent) and np.array_equal(full, lean)
+        assert np.array_equal(sent, torch_sent.numpy().astype(bool)) and np.array_equal(full, lean_t.numpy())
