@@ -14,7 +14,7 @@ BASE_MODEL := runs/models/digits-convnet-baseline
 TRAIN_BASE := -m ddla_neuro.train --model convnet --dataset digits --timesteps 6 --epochs 60 --method baseline --seed 0 --device cpu --out $(BASE_MODEL)
 TRAIN_DEFAULT := -m ddla_neuro.train --init $(BASE_MODEL)/model.pt --epochs 20 --method ddla --keep 0.3 --lam 0.5 --seed 0 --device cpu --out $(DEFAULT_MODEL)
 # A 28x28 model beside it: the convnet on Fashion-MNIST (apt-get install dataset-fashion-mnist),
-# the recipe of docs/RESULTS.md's Fashion-MNIST table (~55 min on one core).
+# the recipe of docs/RESULTS.md's Fashion-MNIST table (~50 min on one core).
 FMNIST_MODEL := models/fmnist-convnet-ddla
 FMNIST_BASE := runs/models/fmnist-convnet-baseline
 TRAIN_FMNIST_BASE := -m ddla_neuro.train --model convnet --dataset fashion-mnist --timesteps 6 --epochs 10 --batch-size 128 --method baseline --seed 0 --device cpu --out $(FMNIST_BASE)
