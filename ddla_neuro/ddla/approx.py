@@ -8,6 +8,7 @@ is sent whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from collections.abc import Callable
 
 import torch
@@ -24,9 +25,9 @@ class ApproxStep:
     send: torch.Tensor | None  # where the change was sent (1.0/0.0; None: everywhere)
     sensitivity_loss: torch.Tensor  # MSE(F', F)
 
-    @property
+    @cached_property
     def delta(self) -> torch.Tensor:
-        """The whole delta s_t - held (detached)."""
+        """The whole delta s_t - held (detached; computed once, where counts read it)."""
         return delta(self.spikes.detach(), None if self.held is None else self.held.detach())
 
     @property

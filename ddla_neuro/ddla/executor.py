@@ -192,7 +192,7 @@ class DeltaExecutor:
         self.counts = EventCounts(net.timesteps)
         self.count_events = count_events  # training needs no counts; skipping them saves time
         self.collect_spikes = collect_spikes
-        self.runs, self.recording = 0, True  # batches run; whether this one records statistics
+        self.runs = 0  # batches run
         self._reset_sequence()
 
     def _reset_sequence(self) -> None:
@@ -207,6 +207,13 @@ class DeltaExecutor:
         self.layers: dict[str, LayerSelection | None] = {}  # per layer, its selection in this run
         self.tally: dict[str, tuple[list, list]] = {}  # per layer, (sent, pending) per step t >= 2 (the tracker's)
         self.spikes: list[torch.Tensor] = []  # with collect_spikes: every layer's output at every step
+
+    @property
+    def recording(self) -> bool:
+        """Whether this batch records statistics: a rule without sensitivity weights does not read
+        them, so they are kept (for a deploy-time switch to a weighted rule) from batches 1,
+        1 + STATS_EVERY, ..."""
+        return self.rule.weighted or (self.runs - 1) % STATS_EVERY == 0
 
     def _layer(self, key: str, like: torch.Tensor) -> LayerSelection | None:
         """The layer's selection for this run (its statistics change only in the backward pass),
@@ -311,9 +318,6 @@ class DeltaExecutor:
         DistributedDataParallel wrapper of the network, for instance). While learning, a
         neuron-local rule's thresholds are steered by what this batch sent."""
         self._reset_sequence()
-        # a rule without sensitivity weights does not read the statistics: they are kept (for a
-        # deploy-time switch to a weighted rule) from one training batch in STATS_EVERY
-        self.recording = self.rule.weighted or self.runs % STATS_EVERY == 0
         self.runs += 1
         self.stats.fold()  # the last batch's gradients, once per batch
         model = model if model is not None else self.net

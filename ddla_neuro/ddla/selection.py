@@ -159,8 +159,8 @@ def credit_step(waiting, credit, weight, threshold: int, clears: bool, cap: bool
 
 
 # The rule's arithmetic in place, on numpy or torch: on torch without bools (whose conversion in
-# the ops after them costs more than the arithmetic) and, but for `patience`, without temporaries. This module
-# imports no torch (Lava's workers import it); a torch tensor's module is already loaded.
+# the ops after them costs more than the arithmetic) and, but for `patience`, without temporaries.
+# This module imports no torch (Lava's workers import it); a torch tensor's module is already loaded.
 def _torch(x):
     return sys.modules["torch"] if type(x).__module__.startswith("torch") else None
 

@@ -120,7 +120,8 @@ def weight_bits(weight: np.ndarray | None, most: int) -> int:
     -256..254 as it clips them, 8 less the bits of the largest power-of-two scale that keeps the
     weights within 8 bits (a sign bit counted where they have both signs), less the trailing zero
     bits all of them share (one fewer where signed); at least 1 and at most `most`. Other weights
-    (a float model's, all zero, or none given) take `most`."""
+    (a float model's, all zero, or none given) take `most`. Written here rather than called: lava-dl
+    is a test dependency only, and its import prints warnings (tests check the two agree)."""
     if weight is None or np.size(weight) == 0:
         return most
     w = np.asarray(weight, dtype=np.float64)
